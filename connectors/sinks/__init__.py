@@ -1,0 +1,1 @@
+"""Sink connectors: take enriched events OUT of the pipeline into storage."""

@@ -1,0 +1,1 @@
+"""Source connectors: push Fragment records INTO the raw Kafka topic."""

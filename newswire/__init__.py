@@ -1,0 +1,3 @@
+"""Newswire: shared settings, schemas and the command-line entry point."""
+
+__version__ = "0.1.0"
