@@ -1,0 +1,354 @@
+"""Kafka I/O for the pipeline: an unbounded splittable-DoFn reader and the delivering sink stage.
+
+Why a Python SDF and not Beam's cross-language KafkaIO: see docs/decisions/0001-runner.md.
+
+Reading (`ReadFromKafka`): one restriction per partition, ``OffsetRange(start, 2**62)`` where
+``start`` is the consumer group's committed offset (earliest when none). Each ``process()`` call
+polls one batch, claims and emits the records with their Kafka timestamps, moves a manual
+watermark (max record time; wall clock minus a lag while the partition is idle), and defers the
+rest of the restriction. Offsets are NOT committed by the reader.
+
+Delivering (`DeliverToSinks`): every record the reader emitted ends in exactly one `Delivery`
+(an enriched event or a dead letter), routed by partition to one worker. The sink stage writes
+storage and topics in ``finish_bundle`` and only then marks the records' offset intervals done in
+an `OffsetLedger`, which commits the contiguous prefix per partition to the consumer group. So a
+crash at any point replays from the last offset whose record is in every sink: at-least-once,
+and sinks upsert by ``event_id`` so storage holds each accepted fragment once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
+
+import apache_beam as beam
+from apache_beam.coders import VarIntCoder
+from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
+from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
+from apache_beam.utils.timestamp import Duration, Timestamp
+
+from newswire.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: End of an open restriction: far beyond any real offset, small enough for OffsetRange arithmetic.
+UNBOUNDED_END = 2**62
+
+
+class KafkaRecord(NamedTuple):
+    """One record read from the raw topic. ``start`` is the reader's position before it (the previous
+    record's offset + 1, or the restriction start): offsets need not be contiguous (transaction
+    markers, compaction), so the ledger chains ``start -> offset + 1`` instead of assuming ``+1``."""
+
+    topic: str
+    partition: int
+    offset: int
+    start: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes
+
+
+# --------------------------------------------------------------------------- reading
+
+class _PartitionTracker(OffsetRestrictionTracker):
+    """Offset tracker that allows checkpoints (fraction 0) but no fractional splits: a partition is
+    read by one consumer, in order; a split of an open range would only create an idle reader."""
+
+    def try_split(self, fraction_of_remainder: float) -> Any:
+        if fraction_of_remainder > 0:
+            return None
+        return super().try_split(fraction_of_remainder)
+
+
+class _PartitionRestrictions(RestrictionProvider):
+    def initial_restriction(self, element: tuple[str, int, int]) -> OffsetRange:
+        return OffsetRange(element[2], UNBOUNDED_END)
+
+    def create_tracker(self, restriction: OffsetRange) -> _PartitionTracker:
+        return _PartitionTracker(restriction)
+
+    def restriction_size(self, element: Any, restriction: OffsetRange) -> int:
+        return 1  # unbounded: the real backlog is unknown without a broker round trip
+
+    def split(self, element: Any, restriction: OffsetRange) -> Iterator[OffsetRange]:
+        yield restriction
+
+
+class _WatermarkFromRecords(WatermarkEstimatorProvider):
+    def initial_estimator_state(self, element: Any, restriction: OffsetRange) -> None:
+        return None
+
+    def create_watermark_estimator(self, state: Timestamp | None) -> ManualWatermarkEstimator:
+        return ManualWatermarkEstimator(state)
+
+
+class _ListPartitions(beam.DoFn):
+    """Impulse -> one (topic, partition, start_offset) per partition of the raw topic, at run time."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def process(self, _: bytes) -> Iterator[tuple[str, int, int]]:
+        from kafka import TopicPartition
+
+        from connectors.kafka import make_consumer
+
+        topic = self.settings.kafka.topics.fragments.name
+        consumer = make_consumer(self.settings, group_id=self.settings.kafka.consumer_group)
+        try:
+            deadline = time.monotonic() + 60
+            partitions = consumer.partitions_for_topic(topic)
+            while not partitions:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"topic '{topic}' does not exist on {self.settings.kafka.bootstrap_servers}")
+                time.sleep(0.5)
+                partitions = consumer.partitions_for_topic(topic)
+            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            beginning = consumer.beginning_offsets(tps)
+            for tp in tps:
+                committed = consumer.committed(tp)
+                start = max(committed if committed is not None else 0, beginning[tp])
+                log.info("reading %s[%d] from offset %d (committed=%s)", topic, tp.partition, start, committed)
+                yield (topic, tp.partition, start)
+        finally:
+            consumer.close()
+
+
+class _ReadPartition(beam.DoFn):
+    """Splittable DoFn: reads one Kafka partition forever, one poll per process() call."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.records_read = Metrics.counter("kafka", "records_read")
+
+    def setup(self) -> None:
+        self._consumers: dict[tuple[str, int], Any] = {}
+
+    def _consumer(self, topic: str, partition: int) -> Any:
+        from kafka import TopicPartition
+
+        from connectors.kafka import make_consumer
+
+        key = (topic, partition)
+        if key not in self._consumers:
+            consumer = make_consumer(self.settings, max_poll_records=self.settings.pipeline.poll_max_records)
+            consumer.assign([TopicPartition(topic, partition)])
+            self._consumers[key] = consumer
+        return self._consumers[key]
+
+    def process(
+        self,
+        element: tuple[str, int, int],
+        tracker: _PartitionTracker = beam.DoFn.RestrictionParam(_PartitionRestrictions()),
+        watermark: ManualWatermarkEstimator = beam.DoFn.WatermarkEstimatorParam(_WatermarkFromRecords()),
+    ) -> Iterator[beam.window.TimestampedValue]:
+        from kafka import TopicPartition
+
+        topic, partition, _ = element
+        tp = TopicPartition(topic, partition)
+        consumer = self._consumer(topic, partition)
+        position = tracker.current_restriction().start
+        if consumer.position(tp) != position:
+            consumer.seek(tp, position)
+        batch = consumer.poll(timeout_ms=self.settings.pipeline.poll_timeout_ms,
+                              max_records=self.settings.pipeline.poll_max_records).get(tp, [])
+        current = watermark.current_watermark()
+        for rec in batch:
+            if not tracker.try_claim(rec.offset):
+                return
+            ts = Timestamp(micros=rec.timestamp * 1000)
+            if current is None or ts > current:
+                watermark.set_watermark(ts)
+                current = ts
+            yield beam.window.TimestampedValue(
+                KafkaRecord(topic, partition, rec.offset, position, rec.timestamp, rec.key, rec.value), ts)
+            position = rec.offset + 1
+        self.records_read.inc(len(batch))
+        if not batch:
+            idle = Timestamp.of(time.time() - self.settings.pipeline.idle_watermark_lag_s)
+            if current is None or idle > current:
+                watermark.set_watermark(idle)
+        tracker.defer_remainder(Duration(seconds=0) if batch else Duration(seconds=0.02))
+
+    def teardown(self) -> None:
+        for consumer in getattr(self, "_consumers", {}).values():
+            consumer.close()
+
+
+class ReadFromKafka(beam.PTransform):
+    """Unbounded read of the raw fragments topic as `KafkaRecord`s timestamped with the record time."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self.settings = settings
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection[KafkaRecord]:
+        return (
+            pbegin
+            | "Impulse" >> beam.Impulse()
+            | "ListPartitions" >> beam.ParDo(_ListPartitions(self.settings))
+            | "ReadPartitions" >> beam.ParDo(_ReadPartition(self.settings))
+        )
+
+
+# --------------------------------------------------------------------------- delivering
+
+@dataclass(frozen=True)
+class Delivery:
+    """What happens to one raw record: an enriched event for storage and the enriched topic, or a
+    dead letter for the DLQ topic. Carries the record's offset interval for the ledger."""
+
+    kind: str  # "event" | "dead_letter"
+    payload: dict[str, Any]
+    topic: str
+    partition: int
+    start: int
+    next_offset: int
+    key: bytes | None = None
+
+
+class OffsetLedger:
+    """Per-partition record of which offset intervals every sink has; commits the contiguous prefix.
+
+    One ledger per (bootstrap servers, group) per worker process. Records of a partition are routed
+    to one key, hence one worker, so that worker sees every interval of the partition.
+    """
+
+    _instances: dict[tuple[str, str], "OffsetLedger"] = {}
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self._next: dict[tuple[str, int], int] = {}  # first offset not yet done, per partition
+        self._pending: dict[tuple[str, int], dict[int, int]] = {}  # start -> next_offset, out of order
+        self._guard = threading.Lock()
+
+    @classmethod
+    def shared(cls, bootstrap: str, group: str) -> "OffsetLedger":
+        with cls._lock:
+            return cls._instances.setdefault((bootstrap, group), cls())
+
+    def mark_done(self, intervals: Iterable[tuple[str, int, int, int]],
+                  initial: Callable[[tuple[str, int]], int]) -> dict[tuple[str, int], int]:
+        """Record (topic, partition, start, next_offset) intervals as done in every sink; return the
+        partitions whose committable offset advanced, with the new offset. ``initial(tp)`` gives the
+        position the reader started the partition from (the group's committed offset) the first
+        time a partition is seen, because intervals may arrive out of order."""
+        advanced: dict[tuple[str, int], int] = {}
+        with self._guard:
+            for topic, partition, start, nxt in intervals:
+                tp = (topic, partition)
+                if tp not in self._next:
+                    self._next[tp] = initial(tp)
+                if start < self._next[tp]:
+                    continue  # a redelivered interval that is already committed
+                pending = self._pending.setdefault(tp, {})
+                pending[start] = max(nxt, pending.get(start, nxt))
+                pos = self._next[tp]
+                while pos in pending:
+                    pos = pending.pop(pos)
+                if pos != self._next[tp]:
+                    self._next[tp] = pos
+                    advanced[tp] = pos
+        return advanced
+
+
+class DeliverToSinks(beam.PTransform):
+    """Terminal stage: write every Delivery to its sinks, then commit the Kafka offsets it covers."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self.settings = settings
+
+    def expand(self, deliveries: beam.PCollection[Delivery]) -> beam.PCollection[int]:
+        return (
+            deliveries
+            | "KeyByPartition" >> beam.Map(lambda d: (f"{d.topic}/{d.partition}", d)).with_output_types(
+                tuple[str, Any])
+            | "WriteAndCommit" >> beam.ParDo(_WriteAndCommit(self.settings))
+        )
+
+
+class _WriteAndCommit(beam.DoFn):
+    """Buffers a bundle's deliveries; in finish_bundle: SQLite upsert, produce to the enriched and DLQ
+    topics and wait for acks, then commit offsets. Keyed (stateful) so each partition has one owner."""
+
+    DELIVERED = ReadModifyWriteStateSpec("delivered", VarIntCoder())
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.events_written = Metrics.counter("sinks", "events_written")
+        self.dead_letters = Metrics.counter("sinks", "dead_letters")
+        self.commits = Metrics.counter("kafka", "offset_commits")
+
+    def setup(self) -> None:
+        from connectors.kafka import make_consumer, make_producer
+        from connectors.sinks.sqlite import SQLiteSink
+
+        s = self.settings
+        self._store = SQLiteSink(s.sqlite_path)
+        self._producer = make_producer(s, linger_ms=2)
+        self._committer = make_consumer(s, group_id=s.kafka.consumer_group)
+        self._ledger = OffsetLedger.shared(s.kafka.bootstrap_servers, s.kafka.consumer_group)
+
+    def start_bundle(self) -> None:
+        self._buffer: list[Delivery] = []
+
+    def process(self, element: tuple[str, Delivery],
+                delivered: Any = beam.DoFn.StateParam(DELIVERED)) -> Iterator[int]:
+        self._buffer.append(element[1])
+        delivered.write((delivered.read() or 0) + 1)
+        return iter(())
+
+    def finish_bundle(self) -> None:
+        if not self._buffer:
+            return
+        import orjson
+        from kafka import OffsetAndMetadata, TopicPartition
+
+        s = self.settings
+        events = [d.payload for d in self._buffer if d.kind == "event"]
+        if events:
+            self._store.add_many(events)
+            self._store.flush()
+        futures = []
+        for d in self._buffer:
+            topic = s.kafka.topics.enriched.name if d.kind == "event" else s.kafka.topics.dlq.name
+            key = d.payload["event_id"].encode() if d.kind == "event" else d.key
+            futures.append(self._producer.send(topic, key=key, value=orjson.dumps(d.payload)))
+        self._producer.flush()
+        for f in futures:
+            f.get(timeout=0)  # raises if any record failed after retries: the bundle fails and is retried
+        self.events_written.inc(len(events))
+        self.dead_letters.inc(len(self._buffer) - len(events))
+        advanced = self._ledger.mark_done(
+            ((d.topic, d.partition, d.start, d.next_offset) for d in self._buffer), self._committed_position)
+        if advanced:
+            self._committer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
+                                    for (t, p), o in advanced.items()})
+            self.commits.inc()
+        self._buffer = []
+
+    def _committed_position(self, tp: tuple[str, int]) -> int:
+        """Where the reader started this partition: the group's committed offset, else the log start."""
+        from kafka import TopicPartition
+
+        part = TopicPartition(*tp)
+        committed = self._committer.committed(part)
+        beginning = self._committer.beginning_offsets([part])[part]
+        return max(committed if committed is not None else 0, beginning)
+
+    def teardown(self) -> None:
+        for closer in ("_producer", "_committer"):
+            client = getattr(self, closer, None)
+            if client is not None:
+                client.close()
+        store = getattr(self, "_store", None)
+        if store is not None:
+            store.close()

@@ -1,0 +1,77 @@
+"""What every stage shares: the in-flight event record, dead-letter routing, guarded DoFns.
+
+An in-flight event is a plain dict (cheap for Beam's FastPrimitivesCoder) holding the
+EnrichedEvent fields built so far plus private keys that travel to the delivery stage:
+``_start`` (reader position before the record, for the offset ledger), ``_value``/``_key`` (the
+original record bytes, so a later stage can still dead-letter it with the original).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterator
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+
+from pipelines.events import Rejected, dead_letter
+from pipelines.io import Delivery
+
+log = logging.getLogger(__name__)
+
+#: Tag of every stage's second output: records that go to the dead-letter topic.
+DEAD_LETTERS = "dead_letters"
+
+PRIVATE_KEYS = ("_start", "_value", "_key")
+
+
+def reject(event: dict[str, Any], stage: str, reason: str, error: str) -> Delivery:
+    """A dead-letter Delivery for an in-flight event, with the record's original bytes."""
+    origin = event["origin"]
+    return Delivery(
+        kind="dead_letter",
+        payload=dead_letter(stage, reason, error, event.get("_value"), event.get("_key"), origin["topic"],
+                            origin["partition"], origin["offset"], origin.get("timestamp_ms")),
+        topic=origin["topic"], partition=origin["partition"], start=event["_start"],
+        next_offset=origin["offset"] + 1, key=event.get("_key"),
+    )
+
+
+def accept(event: dict[str, Any]) -> Delivery:
+    """An event Delivery: the public fields only."""
+    origin = event["origin"]
+    public = {k: v for k, v in event.items() if k not in PRIVATE_KEYS}
+    return Delivery(kind="event", payload=public, topic=origin["topic"], partition=origin["partition"],
+                    start=event["_start"], next_offset=origin["offset"] + 1)
+
+
+class StageFn(beam.DoFn):
+    """A DoFn around one pure stage function. Rejected input and unexpected errors become dead
+    letters naming the stage; the pipeline keeps running."""
+
+    stage = "stage"
+
+    def __init__(self) -> None:
+        self.rejected = Metrics.counter(self.stage, "rejected")
+        self.errors = Metrics.counter(self.stage, "internal_errors")
+
+    def apply(self, event: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def process(self, event: dict[str, Any]) -> Iterator[Any]:
+        try:
+            yield self.apply(event)
+        except Rejected as exc:
+            self.rejected.inc()
+            yield TaggedOutput(DEAD_LETTERS, reject(event, exc.stage, exc.reason, str(exc)))
+        except Exception as exc:  # a bug or unforeseen input must not stop the stream
+            self.errors.inc()
+            log.exception("stage %s failed on event %s", self.stage, event.get("event_id"))
+            yield TaggedOutput(DEAD_LETTERS, reject(event, self.stage, "internal", f"{type(exc).__name__}: {exc}"))
+
+
+def run_stage(pcoll: beam.PCollection, label: str, fn: StageFn) -> tuple[beam.PCollection, beam.PCollection]:
+    """Apply a StageFn; returns (events, dead letters)."""
+    out = pcoll | label >> beam.ParDo(fn).with_outputs(DEAD_LETTERS, main="events")
+    return out.events, out[DEAD_LETTERS]
