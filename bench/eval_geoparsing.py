@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.text.entities import EntityTagger  # noqa: E402
-from pipelines.text.places import PlaceResolver, distance_km  # noqa: E402
+from pipelines.text.entities import EntityTagger
+from pipelines.text.places import PlaceResolver, distance_km
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "eval" / "geoparsing" / "lgl_subset.jsonl"
 
@@ -30,13 +30,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="JSONL with text and toponyms")
     parser.add_argument("--entities", choices=["gazetteer", "spacy", "none"], default="gazetteer",
                         help="entity mode whose people/organisations are kept out of the places")
+    parser.add_argument("--no-demonyms", action="store_true", help="do not read 'Sudanese' as Sudan")
     parser.add_argument("--errors", action="store_true", help="list misses, false alarms and far picks")
     args = parser.parse_args(argv)
 
     docs = [json.loads(line) for line in args.data.read_text(encoding="utf-8").splitlines() if line.strip()]
     t0 = time.perf_counter()
     tagger = EntityTagger(mode=args.entities) if args.entities != "none" else None
-    resolver = PlaceResolver()
+    resolver = PlaceResolver(demonyms=not args.no_demonyms)
     print(f"loaded in {time.perf_counter() - t0:.2f} s; {len(docs)} documents, "
           f"{sum(len(d['toponyms']) for d in docs)} gold toponyms")
 

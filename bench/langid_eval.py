@@ -21,6 +21,7 @@ from pathlib import Path
 
 from pipelines.text.language import (
     DEFAULT_MAX_CHARS,
+    DEFAULT_TRIALS,
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_MIN_LETTERS,
     UNDETERMINED,
@@ -43,7 +44,8 @@ def load_sentences(path: Path) -> list[tuple[str, str]]:
 
 
 def run_detector(
-    texts: Sequence[str], *, min_letters: int, min_confidence: float, max_chars: int
+    texts: Sequence[str], *, min_letters: int, min_confidence: float, max_chars: int,
+    trials: int = DEFAULT_TRIALS,
 ) -> tuple[list[str], list[float]]:
     """Detect every text; return predicted codes and milliseconds per call."""
     predictions: list[str] = []
@@ -51,7 +53,8 @@ def run_detector(
     for text in texts:
         start = time.perf_counter_ns()
         guess = detect_language(
-            text, min_letters=min_letters, min_confidence=min_confidence, max_chars=max_chars
+            text, min_letters=min_letters, min_confidence=min_confidence, max_chars=max_chars,
+            trials=trials,
         )
         timings_ms.append((time.perf_counter_ns() - start) / 1e6)
         predictions.append(guess.code)
@@ -137,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--min-letters", type=int, default=DEFAULT_MIN_LETTERS)
     parser.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE)
     parser.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS)
+    parser.add_argument("--trials", type=int, default=DEFAULT_TRIALS, help="langdetect random walks per call")
     parser.add_argument("--cap-study", action="store_true", help="also sweep max_chars on ~2 KB texts")
     args = parser.parse_args(argv)
     if not args.data.is_file():
@@ -146,13 +150,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     detect_language("warm-up: load the language profiles before timing anything")
     print(
         f"detect_language(min_letters={args.min_letters}, min_confidence={args.min_confidence}, "
-        f"max_chars={args.max_chars}) on {args.data.name}"
+        f"max_chars={args.max_chars}, trials={args.trials}) on {args.data.name}"
     )
     predicted, timings_ms = run_detector(
         [text for _, text in sentences],
         min_letters=args.min_letters,
         min_confidence=args.min_confidence,
         max_chars=args.max_chars,
+        trials=args.trials,
     )
     report([language for language, _ in sentences], predicted, timings_ms)
     if args.cap_study:

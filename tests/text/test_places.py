@@ -1,0 +1,107 @@
+"""PlaceResolver: toponyms to GeoNames ids and points, context disambiguation, people kept out, focus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipelines.text.entities import EntityTagger
+from pipelines.text.places import Place, PlaceResolver, PlaceResult, distance_km
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT.parent / "shared" / "samples"
+
+REQUIRED_PLACES = ["Finland", "Sweden", "Russia", "Ukraine", "Kyiv", "Crimea", "Belarus", "Minsk", "Lithuania",
+                   "Kaliningrad", "Latvia", "Poland", "Black Sea", "Bulgaria", "Romania", "Turkey", "Brussels",
+                   "Belgium"]
+
+
+@pytest.fixture(scope="module")
+def resolver() -> PlaceResolver:
+    return PlaceResolver()
+
+
+@pytest.fixture(scope="module")
+def tagger() -> EntityTagger:
+    return EntityTagger(mode="gazetteer")
+
+
+def _resolve(resolver: PlaceResolver, tagger: EntityTagger, text: str, language: str = "en") -> PlaceResult:
+    result = resolver.resolve(text, language, tagger.tag(text, language))
+    for place in result.places:
+        for m in place.mentions:
+            assert text[m.start:m.end] == m.text
+    return result
+
+
+def _mentioned(result: PlaceResult) -> dict[str, Place]:
+    return {" ".join(m.text.split()): p for p in result.places for m in p.mentions}
+
+
+def test_article_places_all_resolve_with_ids_and_points(resolver, tagger):
+    path = SAMPLES / "russia-warns-finland-sweden.txt"
+    if not path.exists():
+        pytest.skip(f"{path} not present")
+    result = _resolve(resolver, tagger, path.read_text(encoding="utf-8"))
+    mentioned = _mentioned(result)
+    for name in REQUIRED_PLACES:
+        assert name in mentioned, f"{name} not found: {sorted(mentioned)}"
+        place = mentioned[name]
+        assert place.id and -90 <= place.lat <= 90 and -180 <= place.lon <= 180
+    assert mentioned["Kyiv"].id == "geonames:703448"
+    assert mentioned["Black Sea"].id == "nw:sea:black-sea" and mentioned["Black Sea"].feature == "sea"
+    assert mentioned["Finland"].feature == "country" and mentioned["Finland"].geonameid == 660013
+    assert distance_km(mentioned["Minsk"].lat, mentioned["Minsk"].lon, 53.9, 27.57) < 20
+    # People and the government are not places.
+    assert "Vladimir" not in mentioned and "Kremlin" not in mentioned
+    assert result.focus is not None and result.focus.country_code in {"RU", "UA"}
+
+
+def test_georgia_follows_its_neighbours(resolver, tagger):
+    caucasus = _mentioned(_resolve(resolver, tagger, "Protesters marched in Tbilisi, the capital of Georgia."))
+    assert caucasus["Georgia"].feature == "country" and caucasus["Georgia"].country_code == "GE"
+    south = _mentioned(_resolve(resolver, tagger, "Storms hit Atlanta and Savannah on Sunday, Georgia officials said."))
+    assert south["Georgia"].feature == "admin1" and south["Georgia"].country_code == "US"
+
+
+def test_town_comma_state_picks_the_town_in_that_state(resolver, tagger):
+    mentioned = _mentioned(_resolve(resolver, tagger, "The festival in Moscow, Idaho drew 5,000 visitors."))
+    moscow = mentioned["Moscow"]
+    assert (moscow.country_code, moscow.admin1, moscow.feature) == ("US", "ID", "city")
+    assert mentioned["Idaho"].feature == "admin1"
+    plain = _mentioned(_resolve(resolver, tagger, "Talks resumed in Moscow on Tuesday."))
+    assert plain["Moscow"].id == "geonames:524901"
+    abbreviated = _mentioned(_resolve(resolver, tagger, "A plant in Alexandria, La., will close."))
+    assert abbreviated["Alexandria"].admin1 == "LA" and abbreviated["La."].name == "Louisiana"
+
+
+def test_names_inside_people_are_not_places(resolver, tagger):
+    text = "Vladimir Putin met Marion Cole; President Lincoln's portrait hung in Washington."
+    mentioned = _mentioned(_resolve(resolver, tagger, text))
+    assert "Vladimir" not in mentioned and "Marion" not in mentioned and "Lincoln" not in mentioned
+    assert mentioned["Washington"].country_code == "US"
+
+
+def test_other_languages_get_places_too(resolver, tagger):
+    text = "Russland griff die Ukraine an; in Kiew und Charkiw heulten die Sirenen. Die Türkei vermittelt."
+    result = _resolve(resolver, tagger, text, "de")
+    codes = {p.country_code for p in result.places}
+    assert {"RU", "UA", "TR"} <= codes
+    assert {"Kiew", "Russland"} <= set(_mentioned(result))
+
+
+def test_raw_text_with_typography_and_empty_text(resolver, tagger):
+    text = "‘We are ready,’ said officials in Kyiv’s centre.\u00a0Sweden\u00a0and Finland agreed."
+    mentioned = _mentioned(_resolve(resolver, tagger, text))
+    assert {"Kyiv", "Sweden", "Finland"} <= set(mentioned)
+    assert resolver.resolve("", "en") == PlaceResult(places=(), focus=None)
+
+
+def test_focus_is_the_most_mentioned_place(resolver, tagger):
+    text = ("Floods hit Porto Alegre on Monday. Porto Alegre's mayor asked Brazil for help; "
+            "rescuers in Porto Alegre worked through the night.")
+    result = _resolve(resolver, tagger, text)
+    assert result.focus is not None and result.focus.name == "Porto Alegre"
+    as_dict = result.to_dict()
+    assert as_dict["focus"] == result.focus.id and as_dict["places"][0]["mentions"][0]["text"] == "Porto Alegre"
