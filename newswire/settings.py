@@ -61,6 +61,15 @@ class LanguageSettings:
 
 
 @dataclass(frozen=True)
+class EnrichmentSettings:
+    """Entity and place tagging. ``entities``: "gazetteer" (fast, curated lists + rules),
+    "spacy" (adds spaCy NER for unlisted names, English only), or "off" (skip the stage)."""
+
+    entities: str = "gazetteer"
+    demonyms: bool = True
+
+
+@dataclass(frozen=True)
 class PipelineSettings:
     runner: str = "prism"
     max_fragment_bytes: int = 262144
@@ -69,6 +78,7 @@ class PipelineSettings:
     idle_watermark_lag_s: float = 1.0
     stats_window_s: int = 60
     language: LanguageSettings = field(default_factory=LanguageSettings)
+    enrichment: EnrichmentSettings = field(default_factory=EnrichmentSettings)
 
 
 @dataclass(frozen=True)
@@ -140,8 +150,9 @@ def load_settings(path: str | os.PathLike[str] | None = None,
             embedded=EmbeddedKafka(**k.get("embedded", {})),
         ),
         pipeline=PipelineSettings(
-            **{key: v for key, v in p.items() if key != "language"},
+            **{key: v for key, v in p.items() if key not in ("language", "enrichment")},
             language=LanguageSettings(**p.get("language", {})),
+            enrichment=EnrichmentSettings(**p.get("enrichment", {})),
         ),
         storage_url=raw["storage"]["url"],
         file_source=raw.get("connectors", {}).get("files", {}).get("source", "file:ingest"),

@@ -1,10 +1,9 @@
 """The Newswire pipeline: argument parsing -> PipelineOptions -> pipeline graph.
 
-    raw topic -> Parse -> Normalise -> DetectLanguage -> ExactDuplicates -> Emit ---+
-                   |          |              |                                     |--> DeliverToSinks
-                   +----------+--------------+----------- dead letters ------------+    (SQLite, enriched
-                   +-> FragmentCounts (fixed windows) -> stats topic                     topic, DLQ topic,
-                                                                                         offset commits)
+    raw topic -> Parse -> Normalise -> Language -> Enrich -> Dedup -> Emit ---------+
+                   |         |           |           |                  |            +--> Deliver: SQLite,
+                   +---------+-----------+-----------+-- dead letters --+------------+    enriched + DLQ
+                   +-> FragmentCounts (event-time windows) -> stats topic                 topics, offsets
 The same graph runs on Prism locally and on Flink/Dataflow deployed; only the options differ.
 """
 
@@ -21,6 +20,7 @@ from newswire.settings import Settings, load_settings
 from pipelines.io import DeliverToSinks, ReadFromKafka
 from pipelines.transforms.dedup import ExactDuplicates
 from pipelines.transforms.emit import EmitEvents
+from pipelines.transforms.enrich import TagEntities
 from pipelines.transforms.language import DetectLanguage
 from pipelines.transforms.normalise import NormaliseText
 from pipelines.transforms.parse import ParseFragments
@@ -33,10 +33,14 @@ def build_pipeline(p: beam.Pipeline, settings: Settings) -> None:
     parsed = records | "Parse" >> ParseFragments(settings)
     events, bad_text = parsed.events | "Normalise" >> NormaliseText()
     events, bad_language = events | "Language" >> DetectLanguage(settings.pipeline.language)
+    dead_letters = [parsed.dead_letters, bad_text, bad_language]
+    if settings.pipeline.enrichment.entities != "off":
+        events, bad_enrich = events | "Enrich" >> TagEntities(settings.pipeline.enrichment)
+        dead_letters.append(bad_enrich)
     events = events | "Dedup" >> ExactDuplicates()
     deliveries, bad_emit = events | "Emit" >> EmitEvents()
     (
-        (deliveries, parsed.dead_letters, bad_text, bad_language, bad_emit)
+        (deliveries, *dead_letters, bad_emit)
         | "AllDeliveries" >> beam.Flatten()
         | "Deliver" >> DeliverToSinks(settings)
     )

@@ -76,6 +76,19 @@ def test_samples_and_bad_input_flow_to_enriched_dlq_and_sqlite(stack: Stack, sam
     lines = [ln for ln in art["text"].split("\n") if ln.strip()]
     assert all(a != b for a, b in zip(lines, lines[1:]))
 
+    # Enrichment (issue: entities and geocoded places) on the real article.
+    names = {e["name"] for e in art["entities"]}
+    assert {"Vladimir Putin", "Maria Zakharova", "Joe Biden", "Jens Stoltenberg", "NATO", "Kremlin"} <= names, names
+    kremlin = next(e for e in art["entities"] if e["name"] == "Kremlin")
+    assert kremlin["type"] == "org"
+    places = {p["name"]: p for p in art["places"]}
+    for name in ("Finland", "Sweden", "Kyiv", "Kaliningrad", "Black Sea", "Brussels"):
+        assert name in places, sorted(places)
+        assert places[name]["id"] and -90 <= places[name]["lat"] <= 90
+    assert "Vladimir" not in places
+    for mention in (m for e in art["entities"] for m in e["mentions"]):
+        assert art["text"][mention["start"]:mention["end"]] == mention["text"]
+
     stored = wait_rows(stack, 7, 30)
     assert len(stored) == 7
     assert {r[1] for r in stored} == {"russia-warns", "liveblog-2-26", *(f"a-{i}" for i in range(5))}

@@ -1,0 +1,54 @@
+"""TagEntities: people, organisations and geocoded places per event (pipelines/text/entities.py,
+pipelines/text/places.py). Gazetteers and the spaCy model load once per worker, in ``setup``.
+
+Elements are tagged one at a time: measured on this machine, ``nlp.pipe`` batches were no faster
+than single calls for ~1 KB fragments (bench/RESULTS.md), and per-element processing keeps each
+event's timestamp and failure isolated.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import apache_beam as beam
+
+from newswire.settings import EnrichmentSettings
+from pipelines.transforms.common import StageFn, run_stage
+
+
+def enrich_event(event: dict[str, Any], tagger: Any, resolver: Any) -> dict[str, Any]:
+    """Attach entities, places and the focus place (an id from places, or null) to an event."""
+    language = event["language"]["code"]
+    entities = tagger.tag(event["text"], language)
+    result = resolver.resolve(event["text"], language, entities).to_dict()
+    return {**event, "entities": [e.to_dict() for e in entities], "places": result["places"],
+            "focus_place": result["focus"]}
+
+
+class _Tag(StageFn):
+    stage = "enrich"
+
+    def __init__(self, settings: EnrichmentSettings) -> None:
+        super().__init__()
+        self.settings = settings
+
+    def setup(self) -> None:
+        from pipelines.text.entities import EntityTagger
+        from pipelines.text.places import PlaceResolver
+
+        self._tagger = EntityTagger(mode=self.settings.entities)
+        self._resolver = PlaceResolver(demonyms=self.settings.demonyms)
+
+    def apply(self, event: dict[str, Any]) -> dict[str, Any]:
+        return enrich_event(event, self._tagger, self._resolver)
+
+
+class TagEntities(beam.PTransform):
+    """Outputs (events, dead letters)."""
+
+    def __init__(self, settings: EnrichmentSettings) -> None:
+        super().__init__()
+        self.settings = settings
+
+    def expand(self, events: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        return run_stage(events, "TagEntities", _Tag(self.settings))
