@@ -132,10 +132,13 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
+    from connectors.kafka import ensure_topics, wait_for_broker
     from pipelines.run import run
 
     s = _settings(args)
     stop = _wait_for_signal()
+    wait_for_broker(s.kafka.bootstrap_servers)
+    ensure_topics(s)  # idempotent: creates missing topics, grows partition counts
     result = run(args.beam_args, settings=s)
     print(f"pipeline running on {s.pipeline.runner}; Ctrl-C stops it.", flush=True)
     stop.wait()

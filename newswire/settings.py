@@ -70,6 +70,17 @@ class EnrichmentSettings:
 
 
 @dataclass(frozen=True)
+class PortableSettings:
+    """Where a deployed pipeline is submitted (runner flink): a Beam job server in front of a Flink
+    cluster, and the Python SDK worker pool the Flink task managers call (docker-compose.yml)."""
+
+    job_endpoint: str = "localhost:8099"
+    environment_type: str = "EXTERNAL"
+    environment_config: str = "localhost:50000"
+    parallelism: int = 2
+
+
+@dataclass(frozen=True)
 class PipelineSettings:
     runner: str = "prism"
     max_fragment_bytes: int = 262144
@@ -79,6 +90,7 @@ class PipelineSettings:
     stats_window_s: int = 60
     language: LanguageSettings = field(default_factory=LanguageSettings)
     enrichment: EnrichmentSettings = field(default_factory=EnrichmentSettings)
+    portable: PortableSettings = field(default_factory=PortableSettings)
 
 
 @dataclass(frozen=True)
@@ -150,9 +162,10 @@ def load_settings(path: str | os.PathLike[str] | None = None,
             embedded=EmbeddedKafka(**k.get("embedded", {})),
         ),
         pipeline=PipelineSettings(
-            **{key: v for key, v in p.items() if key not in ("language", "enrichment")},
+            **{key: v for key, v in p.items() if key not in ("language", "enrichment", "portable")},
             language=LanguageSettings(**p.get("language", {})),
             enrichment=EnrichmentSettings(**p.get("enrichment", {})),
+            portable=PortableSettings(**p.get("portable", {})),
         ),
         storage_url=raw["storage"]["url"],
         file_source=raw.get("connectors", {}).get("files", {}).get("source", "file:ingest"),

@@ -56,9 +56,10 @@ def runner_options(settings: Settings) -> list[str]:
         return ["--runner=PrismRunner", f"--prism_location={prism_binary()}", "--environment_type=LOOPBACK",
                 "--prism_log_level=warn"]
     if runner == "flink":
-        return ["--runner=FlinkRunner"]  # --flink_master, --environment_type etc. come from argv (docs/deploy.md)
-    if runner == "dataflow":
-        return ["--runner=DataflowRunner"]
+        p = settings.pipeline.portable
+        return ["--runner=PortableRunner", f"--job_endpoint={p.job_endpoint}",
+                f"--environment_type={p.environment_type}", f"--environment_config={p.environment_config}",
+                f"--parallelism={p.parallelism}"]
     raise ValueError(f"unknown runner '{runner}'")
 
 
