@@ -358,16 +358,24 @@ class StoryClusterer:
         self.stories: dict[str, StoryState] = {}
         self.index: dict[str, tuple[IndexEntry, ...]] = {}
 
-    def assign(self, item: StoryInput) -> StoryAssignment:
-        """Put the event in its story (or a new one) and update all state."""
+    def assign(self, item: StoryInput, join: str | None = None) -> StoryAssignment:
+        """Put the event in its story (or a new one) and update all state.
+
+        ``join``: a story the event is known to belong to (it repeats an event of that story, or
+        its source named the story); used when that story is still open, instead of scoring.
+        """
         s = self.settings
         features = story_features(item, s)
         self.rarity.observe(features.terms)
         keys = candidate_keys(features, self.rarity, s)
-        candidates = {sid for k in keys for sid, _ in self.index.get(k, ())}
-        scores = [score_story(features, item.ts, self.stories[sid], self.rarity, s)
-                  for sid in sorted(candidates) if sid in self.stories]
-        best = choose_story(scores, s)
+        best: StoryScore | None
+        if join is not None and join in self.stories:
+            best = score_story(features, item.ts, self.stories[join], self.rarity, s)
+        else:
+            candidates = {sid for k in keys for sid, _ in self.index.get(k, ())}
+            scores = [score_story(features, item.ts, self.stories[sid], self.rarity, s)
+                      for sid in sorted(candidates) if sid in self.stories]
+            best = choose_story(scores, s)
         if best is None:
             story = StoryState(story_id_for(item.event_id), item.ts, item.ts)
             self.stories[story.story_id] = story

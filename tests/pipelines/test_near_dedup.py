@@ -88,7 +88,7 @@ def test_same_url_and_same_feed_item_are_duplicates_but_parts_are_not() -> None:
 def test_ttl_timer_clears_state_so_a_late_repost_is_new(ttl_h: float, cleared: bool) -> None:
     settings = DedupSettings(ttl_s=ttl_h * HOUR)
     first = ev("turku-port-fire.txt", 0, 0)
-    steps = [first, ev("turku-port-fire.repost.txt", 60, 1, title="within ttl"),
+    steps: list[dict[str, Any] | float] = [first, ev("turku-port-fire.repost.txt", 60, 1, title="within ttl"),
              T0 + 10 * HOUR,  # watermark far past every key's timer: all state is gone
              ev("turku-port-fire.repost.txt", 3, 2, title="late record, same text")]
 
