@@ -90,10 +90,19 @@ def collect(stack: Stack, want: set[str], timeout_s: float) -> dict[str, tuple[i
 def baseline(values: list[bytes], settings) -> float:
     """Fragments/s of the same stage functions in a plain loop (one core, no Kafka, no Beam)."""
     first: dict[str, str] = {}
+    enrich = settings.pipeline.enrichment
+    if enrich.entities != "off":
+        from pipelines.text.entities import EntityTagger
+        from pipelines.text.places import PlaceResolver
+        from pipelines.transforms.enrich import enrich_event
+
+        tagger, resolver = EntityTagger(mode=enrich.entities), PlaceResolver(demonyms=enrich.demonyms)
     t0 = time.perf_counter()
     for i, v in enumerate(values):
         event = start_event(KafkaRecord("t", 0, i, i, 0, None, v), settings.pipeline.max_fragment_bytes)
         event = detect_event_language(normalise_event(event), settings.pipeline.language)
+        if enrich.entities != "off":
+            event = enrich_event(event, tagger, resolver)
         event = mark_duplicate(event, first.setdefault(event["content_hash"], event["event_id"]))
         finish_event(event)
     return len(values) / (time.perf_counter() - t0)
@@ -105,13 +114,16 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=200, help="fragments/s for the latency run")
     ap.add_argument("--seconds", type=float, default=15, help="duration of the latency run")
     ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--entities", choices=["off", "gazetteer", "spacy"], default="off",
+                    help="enrichment mode (pipeline.enrichment.entities); off = the foundation stages only")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="newswire-bench-"))
     base = {"kafka.bootstrap_servers": f"127.0.0.1:{free_port()}", "kafka.embedded.controller_port": free_port(),
             "data_dir": str(tmp)}
     with KafkaBroker(load_settings(overrides=base, environ={})):
-        stack = Stack(base, tmp, **{"kafka.topics.fragments.partitions": args.partitions})
+        stack = Stack(base, tmp, **{"kafka.topics.fragments.partitions": args.partitions,
+                                    "pipeline.enrichment.entities": args.entities})
         t_start = time.monotonic()
         stack.start_pipeline()
         stack.produce([orjson.dumps({"source": "bench", "id": "warmup", "text": "Warm-up fragment for the bench."})])
@@ -151,7 +163,7 @@ def main() -> None:
 
     base_rate = baseline(make_fragments(min(args.n, 3000), 1, "tp"), stack.settings)
     print(f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
-          f"runner: Prism (LOOPBACK), partitions: {args.partitions}")
+          f"runner: Prism (LOOPBACK), partitions: {args.partitions}, enrichment: {args.entities}")
     print(f"pipeline startup (process start -> first enriched event): {startup:.1f} s")
     print(f"throughput: {len(got)}/{args.n} fragments of {size:.0f} B; produced in {produced_s:.2f} s; "
           f"end to end {throughput:.0f} fragments/s")

@@ -86,7 +86,7 @@ class PipelineSettings:
     max_fragment_bytes: int = 262144
     poll_max_records: int = 500
     poll_timeout_ms: int = 50
-    idle_watermark_lag_s: float = 1.0
+    idle_watermark_lag_s: float = 0.25
     stats_window_s: int = 60
     language: LanguageSettings = field(default_factory=LanguageSettings)
     enrichment: EnrichmentSettings = field(default_factory=EnrichmentSettings)

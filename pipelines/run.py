@@ -18,6 +18,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from newswire.settings import Settings, load_settings
 from pipelines.io import DeliverToSinks, ReadFromKafka
+from pipelines.transforms.common import drop_original
 from pipelines.transforms.dedup import ExactDuplicates
 from pipelines.transforms.emit import EmitEvents
 from pipelines.transforms.enrich import TagEntities
@@ -37,6 +38,7 @@ def build_pipeline(p: beam.Pipeline, settings: Settings) -> None:
     if settings.pipeline.enrichment.entities != "off":
         events, bad_enrich = events | "Enrich" >> TagEntities(settings.pipeline.enrichment)
         dead_letters.append(bad_enrich)
+    events = events | "DropOriginal" >> beam.Map(drop_original)
     events = events | "Dedup" >> ExactDuplicates()
     deliveries, bad_emit = events | "Emit" >> EmitEvents()
     (

@@ -12,6 +12,7 @@ import logging
 from typing import Any, Iterator
 
 import apache_beam as beam
+import orjson
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
@@ -27,15 +28,25 @@ PRIVATE_KEYS = ("_start", "_value", "_key")
 
 
 def reject(event: dict[str, Any], stage: str, reason: str, error: str) -> Delivery:
-    """A dead-letter Delivery for an in-flight event, with the record's original bytes."""
+    """A dead-letter Delivery for an in-flight event, with the record's original bytes while the event
+    still carries them (see `drop_original`), else the event as it stood when it failed."""
     origin = event["origin"]
+    original = event.get("_value")
+    if original is None:
+        original = orjson.dumps({k: v for k, v in event.items() if k not in PRIVATE_KEYS})
     return Delivery(
         kind="dead_letter",
-        payload=dead_letter(stage, reason, error, event.get("_value"), event.get("_key"), origin["topic"],
+        payload=dead_letter(stage, reason, error, original, event.get("_key"), origin["topic"],
                             origin["partition"], origin["offset"], origin.get("timestamp_ms")),
         topic=origin["topic"], partition=origin["partition"], start=event["_start"],
         next_offset=origin["offset"] + 1, key=event.get("_key"),
     )
+
+
+def drop_original(event: dict[str, Any]) -> dict[str, Any]:
+    """The event without the original record bytes: applied before the first shuffle, where the
+    stages that can reject input on its content are done, so the bytes do not cross the network."""
+    return {k: v for k, v in event.items() if k not in ("_value", "_key")}
 
 
 def accept(event: dict[str, Any]) -> Delivery:
