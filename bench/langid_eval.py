@@ -33,7 +33,7 @@ DEFAULT_DATA = REPO_ROOT.parent / "shared" / "eval" / "langid" / "lingua_sentenc
 CONFUSABLE_GROUPS = (("da", "nb", "sv"), ("es", "pt"))
 # Cap study: each text joins this many consecutive gold sentences of one language (~2.3 KB).
 STUDY_SENTENCES_PER_TEXT = 20
-STUDY_CAPS = (100, 200, 500, 1000, 2000, 10_000)
+STUDY_CAPS = (100, 200, 300, 500, 1000, 2000, 10_000)
 
 
 def load_sentences(path: Path) -> list[tuple[str, str]]:
@@ -102,7 +102,8 @@ def report(gold: Sequence[str], predicted: Sequence[str], timings_ms: Sequence[f
         )
 
 
-def cap_study(sentences: Sequence[tuple[str, str]], *, min_letters: int, min_confidence: float) -> None:
+def cap_study(sentences: Sequence[tuple[str, str]], *, min_letters: int, min_confidence: float,
+              trials: int = DEFAULT_TRIALS) -> None:
     """Accuracy and speed against max_chars, on texts made of consecutive gold sentences."""
     by_language: dict[str, list[str]] = defaultdict(list)
     for language, text in sentences:
@@ -119,7 +120,7 @@ def cap_study(sentences: Sequence[tuple[str, str]], *, min_letters: int, min_con
     print("  max_chars  accuracy  und    da/nb/sv  es/pt   ms/call")
     for cap in STUDY_CAPS:
         predicted, timings_ms = run_detector(
-            texts, min_letters=min_letters, min_confidence=min_confidence, max_chars=cap
+            texts, min_letters=min_letters, min_confidence=min_confidence, max_chars=cap, trials=trials
         )
         accuracy = sum(g == p for g, p in zip(gold, predicted, strict=True)) / len(gold)
         und = sum(p == UNDETERMINED for p in predicted) / len(gold)
@@ -162,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report([language for language, _ in sentences], predicted, timings_ms)
     if args.cap_study:
         print()
-        cap_study(sentences, min_letters=args.min_letters, min_confidence=args.min_confidence)
+        cap_study(sentences, min_letters=args.min_letters, min_confidence=args.min_confidence, trials=args.trials)
     return 0
 
 

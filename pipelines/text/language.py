@@ -22,10 +22,9 @@ DEFAULT_MIN_LETTERS = 20
 DEFAULT_MIN_CONFIDENCE = 0.5
 # langdetect walks the text character by character in Python, so its cost grows with length while
 # its answer stops improving after a few hundred characters: on ~2.2 KB texts (bench/langid_eval.py
-# --cap-study) 500 characters were already 100% right (1000: 3.7 ms a call, 2000: 5.5 ms). The
-# pipeline's throughput target (300 fragments/s on 2 cores) leaves ~2 ms per fragment for all
-# stages, so the cap is 500; raise it per call for texts that open with long foreign quotes.
-DEFAULT_MAX_CHARS = 500
+# --cap-study, 1 trial) 300 characters were already 100% right at 0.93 ms a call (500: 1.21 ms,
+# 1000: 2.08 ms, 2000: 3.95 ms). Raise it for texts that open with long foreign-language quotes.
+DEFAULT_MAX_CHARS = 300
 
 # langdetect averages this many independent random walks over the text's n-grams (its default is
 # 7). Each walk costs about the same whatever the text length, so trials dominate the cost of a
