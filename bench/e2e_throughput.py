@@ -30,17 +30,16 @@ import orjson
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from connectors.kafka import KafkaBroker, make_consumer, make_producer  # noqa: E402
-from newswire.settings import load_settings  # noqa: E402
-from pipelines.events import parse_fragment  # noqa: E402
-from pipelines.io import KafkaRecord  # noqa: E402
-from pipelines.text.normalise import split_sentences  # noqa: E402
-from pipelines.transforms.dedup import mark_duplicate  # noqa: E402
-from pipelines.transforms.emit import finish_event  # noqa: E402
-from pipelines.transforms.language import detect_event_language  # noqa: E402
-from pipelines.transforms.normalise import normalise_event  # noqa: E402
-from pipelines.transforms.parse import start_event  # noqa: E402
-from tests.harness import Stack, free_port  # noqa: E402
+from connectors.kafka import KafkaBroker, make_consumer, make_producer
+from newswire.settings import load_settings
+from pipelines.io import KafkaRecord
+from pipelines.text.normalise import split_sentences
+from pipelines.transforms.dedup import mark_duplicate
+from pipelines.transforms.emit import finish_event
+from pipelines.transforms.language import detect_event_language
+from pipelines.transforms.normalise import normalise_event
+from pipelines.transforms.parse import start_event
+from tests.harness import Stack, free_port
 
 
 def corpus_sentences() -> list[str]:
@@ -68,7 +67,7 @@ def make_fragments(n: int, seed: int, tag: str) -> list[bytes]:
 
 def percentile(values: list[float], q: float) -> float:
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
 def collect(stack: Stack, want: set[str], timeout_s: float) -> dict[str, tuple[int, int]]:

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from pipelines.text.language import (
     DEFAULT_MAX_CHARS,
-    DEFAULT_TRIALS,
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_MIN_LETTERS,
+    DEFAULT_TRIALS,
     UNDETERMINED,
     detect_language,
 )

@@ -47,7 +47,7 @@ def kafka_libs(version: str) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix="kafka-libs-", dir=newswire_home()))
     cmd = [mvn, "-q", "-B", "-f", str(BROKER_DIR / "pom.xml"), "dependency:copy-dependencies",
            f"-Dkafka.version={version}", f"-DoutputDirectory={tmp}", "-DincludeScope=runtime"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0 or not any(tmp.glob("kafka_2.13-*.jar")):
         shutil.rmtree(tmp, ignore_errors=True)
         raise ToolchainError(f"fetching Kafka {version} with Maven failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
@@ -80,7 +80,8 @@ def prism_binary(version: str | None = None) -> Path:
     with tempfile.TemporaryDirectory(dir=target.parent) as gobin:
         env_vars = {**os.environ, "GOBIN": gobin, "CGO_ENABLED": "0"}
         module = f"github.com/apache/beam/sdks/v2/go/cmd/prism@v{version}"
-        proc = subprocess.run([go, "install", module], capture_output=True, text=True, env=env_vars)
+        proc = subprocess.run([go, "install", module], capture_output=True, text=True, env=env_vars,
+                              check=False)
         built = Path(gobin) / "prism"
         if proc.returncode != 0 or not built.exists():
             raise ToolchainError(f"`go install {module}` failed:\n{proc.stderr[-3000:]}")

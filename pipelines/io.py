@@ -21,8 +21,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import apache_beam as beam
 from apache_beam.coders import VarIntCoder
@@ -31,6 +32,7 @@ from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
+from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from newswire.settings import Settings
@@ -147,9 +149,10 @@ class _ReadPartition(beam.DoFn):
     def process(
         self,
         element: tuple[str, int, int],
-        tracker: _PartitionTracker = beam.DoFn.RestrictionParam(_PartitionRestrictions()),
-        watermark: ManualWatermarkEstimator = beam.DoFn.WatermarkEstimatorParam(_WatermarkFromRecords()),
-    ) -> Iterator[beam.window.TimestampedValue]:
+        # Beam passes a RestrictionTrackerView / estimator at run time; the defaults declare which.
+        tracker: Any = beam.DoFn.RestrictionParam(_PartitionRestrictions()),
+        watermark: Any = beam.DoFn.WatermarkEstimatorParam(_WatermarkFromRecords()),
+    ) -> Iterator[TimestampedValue]:
         from kafka import TopicPartition
 
         topic, partition, _ = element
@@ -171,7 +174,7 @@ class _ReadPartition(beam.DoFn):
             if current is None or ts > current:
                 watermark.set_watermark(ts)
                 current = ts
-            yield beam.window.TimestampedValue(
+            yield TimestampedValue(
                 KafkaRecord(topic, partition, rec.offset, position, rec.timestamp, rec.key, rec.value), ts)
             position = rec.offset + 1
         self.records_read.inc(len(batch))
@@ -226,7 +229,7 @@ class OffsetLedger:
     to one key, hence one worker, so that worker sees every interval of the partition.
     """
 
-    _instances: dict[tuple[str, str], "OffsetLedger"] = {}
+    _instances: ClassVar[dict[tuple[str, str], OffsetLedger]] = {}
     _lock = threading.Lock()
 
     def __init__(self) -> None:
@@ -235,7 +238,7 @@ class OffsetLedger:
         self._guard = threading.Lock()
 
     @classmethod
-    def shared(cls, bootstrap: str, group: str) -> "OffsetLedger":
+    def shared(cls, bootstrap: str, group: str) -> OffsetLedger:
         with cls._lock:
             return cls._instances.setdefault((bootstrap, group), cls())
 

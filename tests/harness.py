@@ -9,8 +9,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import orjson
 import yaml
@@ -18,9 +19,7 @@ import yaml
 from connectors.kafka import ensure_topics, make_consumer, make_producer
 from newswire.schemas import config_dir
 from newswire.settings import Settings, load_settings
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+from tests.paths import REPO, SHARED  # noqa: F401  (re-exported for tests)
 
 
 def free_port() -> int:
@@ -63,10 +62,11 @@ class Stack:
 
     # -- pipeline processes
     def start_pipeline(self) -> subprocess.Popen[bytes]:
-        log = open(self.tmp / f"pipeline-{len(self._procs)}.log", "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "newswire.cli", "--config", str(self.config_path), "pipeline"],
-                                cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        with open(self.tmp / f"pipeline-{len(self._procs)}.log", "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "newswire.cli", "--config", str(self.config_path), "pipeline"],
+                cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self._procs.append(proc)
         return proc
 

@@ -8,8 +8,9 @@ Fragments without a ``source`` get the configured default (``connectors.files.so
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import orjson
 

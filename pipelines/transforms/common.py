@@ -9,7 +9,8 @@ original record bytes, so a later stage can still dead-letter it with the origin
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import apache_beam as beam
 import orjson

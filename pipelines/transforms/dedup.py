@@ -6,7 +6,8 @@ Duplicates are marked (``duplicate_of``), counted and still delivered (stored), 
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.coders import StrUtf8Coder

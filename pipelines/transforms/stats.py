@@ -6,7 +6,8 @@ while the unbounded stream runs (tests/pipelines/test_streaming.py).
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.transforms import window

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
@@ -15,8 +14,8 @@ from apache_beam.transforms.window import TimestampedValue
 
 from pipelines.text.normalise import content_hash, normalise_text
 from tests.harness import SHARED
+from tests.paths import ARTICLES
 
-ARTICLES = Path(__file__).resolve().parents[1] / "fixtures" / "articles"
 SAMPLES = SHARED / "samples"
 HOUR = 3600.0
 

@@ -3,6 +3,7 @@ DLQ topic and SQLite; then a SIGKILL mid-stream and a restart."""
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import time
 
@@ -74,7 +75,7 @@ def test_samples_and_bad_input_flow_to_enriched_dlq_and_sqlite(stack: Stack, sam
     assert "\u201c" not in art["text"] and "\u00a0" not in art["text"]
     # Each repeated photo caption appears once: no line equals the line before it.
     lines = [ln for ln in art["text"].split("\n") if ln.strip()]
-    assert all(a != b for a, b in zip(lines, lines[1:]))
+    assert all(a != b for a, b in itertools.pairwise(lines))
 
     # Enrichment (issue: entities and geocoded places) on the real article.
     names = {e["name"] for e in art["entities"]}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import pickle
-from pathlib import Path
 
 import pytest
 
@@ -20,9 +19,8 @@ from pipelines.text.dedup import (
     sentence_keys,
 )
 from pipelines.text.normalise import normalise_text
+from tests.paths import ARTICLES, SAMPLES
 
-ARTICLES = Path(__file__).resolve().parents[1] / "fixtures" / "articles"
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples"
 HOUR = 3600.0
 
 

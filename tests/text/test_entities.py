@@ -10,9 +10,9 @@ import pytest
 
 from pipelines.text.entities import Entity, EntityTagger
 from pipelines.text.gazetteer import DEFAULT_GAZETTEER_DIR
+from tests.paths import SAMPLES
 
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = ROOT.parent / "shared" / "samples"
 FIXTURES = ROOT / "tests" / "fixtures"
 
 REQUIRED = {

@@ -16,8 +16,8 @@ from pipelines.text.normalise import (
     normalise_text,
     split_sentences,
 )
+from tests.paths import SAMPLES
 
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples"
 ARTICLE = SAMPLES / "russia-warns-finland-sweden.txt"
 LIVE_BLOG = SAMPLES / "liveblog-fragment-2-26.txt"
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from pipelines.text.normalise import normalise_text
 from pipelines.text.novelty import NoveltySettings, StoryMemory, assess_novelty, novelty_step
-
-ARTICLES = Path(__file__).resolve().parents[1] / "fixtures" / "articles"
+from tests.paths import ARTICLES
 
 
 def text(name: str) -> str:

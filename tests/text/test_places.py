@@ -8,9 +8,9 @@ import pytest
 
 from pipelines.text.entities import EntityTagger
 from pipelines.text.places import Place, PlaceResolver, PlaceResult, distance_km
+from tests.paths import SAMPLES
 
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = ROOT.parent / "shared" / "samples"
 
 REQUIRED_PLACES = ["Finland", "Sweden", "Russia", "Ukraine", "Kyiv", "Crimea", "Belarus", "Minsk", "Lithuania",
                    "Kaliningrad", "Latvia", "Poland", "Black Sea", "Bulgaria", "Romania", "Turkey", "Brussels",

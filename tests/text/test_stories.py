@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
@@ -19,9 +18,7 @@ from pipelines.text.stories import (
     quoted_spans,
     story_features,
 )
-
-ARTICLES = Path(__file__).resolve().parents[1] / "fixtures" / "articles"
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples"
+from tests.paths import ARTICLES, SAMPLES
 
 
 def load_events() -> list[StoryInput]:
