@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.admin import NewPartitions, NewTopic
+from kafka.admin import ConfigResource, NewPartitions, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from newswire.settings import Settings, Topic
@@ -75,14 +75,28 @@ def make_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
 
 # --------------------------------------------------------------------------- topic admin
 
+def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    """Per-topic broker settings the pipeline relies on.
+
+    The raw topic stamps records with the broker's append time: the pipeline's event time and
+    watermarks come from record timestamps, and a producer's own clock (CreateTime) can lag by
+    its batching and retries, which would make records late for the windows. LogAppendTime is
+    monotonic per partition and on the broker's clock.
+    """
+    return {settings.kafka.topics.fragments.name: {"message.timestamp.type": "LogAppendTime"}}
+
+
 def ensure_topics(settings: Settings, topics: tuple[Topic, ...] | None = None, timeout_s: float = 30) -> None:
-    """Create the project's topics if missing and grow their partition counts to the configured ones."""
+    """Create the project's topics if missing, grow their partition counts to the configured ones,
+    and apply `topic_configs` (also to topics that already exist)."""
     wanted = {t.name: t for t in (topics or settings.kafka.topics.all())}
+    configs = topic_configs(settings)
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers.split(","),
                              client_id="newswire-admin", request_timeout_ms=int(timeout_s * 1000))
     try:
         existing = {t["name"]: len(t["partitions"]) for t in admin.describe_topics()}
-        missing = [NewTopic(t.name, t.partitions, 1) for n, t in wanted.items() if n not in existing]
+        missing = [NewTopic(t.name, t.partitions, 1, topic_configs=configs.get(n, {}))
+                   for n, t in wanted.items() if n not in existing]
         if missing:
             try:
                 admin.create_topics(missing, timeout_ms=int(timeout_s * 1000))
@@ -92,6 +106,9 @@ def ensure_topics(settings: Settings, topics: tuple[Topic, ...] | None = None, t
                 if n in existing and existing[n] < t.partitions}
         if grow:
             admin.create_partitions(grow)
+        update = [ConfigResource("TOPIC", n, configs=c) for n, c in configs.items() if n in existing and n in wanted]
+        if update:
+            admin.alter_configs(update)  # incremental SET: leaves other topic settings alone
         # Wait until every partition has a leader, so the first produce does not fail.
         deadline = time.monotonic() + timeout_s
         while True:

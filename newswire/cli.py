@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from newswire.settings import ConfigError, Settings, load_settings
+from newswire.sources_cli import add_source_commands
 
 DEMO_FRAGMENTS = Path(__file__).resolve().parents[1] / "docs" / "examples" / "demo-fragments.jsonl"
 
@@ -86,10 +87,21 @@ def tail(settings: Settings, topics: list[str], from_beginning: bool, max_record
     return seen
 
 
-def _quiet_shutdown() -> None:
-    """Cancelling a streaming job aborts in-flight bundles; Beam logs each as an error. They are not."""
-    for name in ("PrismRunner", "apache_beam.runners.worker.sdk_worker", "apache_beam.runners.worker.data_plane"):
+def _cancel(result: Any, settings: Settings) -> None:
+    """Cancel a streaming job quietly. Cancelling aborts in-flight bundles (Beam logs each as an
+    error, and the in-process workers' Kafka clients log the broker going away); on Ctrl-C the
+    terminal has already stopped Prism, so the cancel call itself may find no job service."""
+    for name in ("PrismRunner", "apache_beam", "kafka"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+    # The in-process SDK worker's threads die with the job and print their (expected) tracebacks
+    # straight to stderr; keep them in a file instead of the operator's terminal.
+    threading.excepthook = lambda args: None
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    sys.stderr = open(settings.data_dir / "shutdown.log", "a")  # noqa: SIM115 - kept open until exit
+    try:
+        result.cancel()
+    except Exception as exc:  # noqa: BLE001 - the job is gone either way; nothing left to clean up
+        logging.getLogger(__name__).debug("cancel: %s", exc)
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
@@ -143,8 +155,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     result = run(args.beam_args, settings=s)
     print(f"pipeline running on {s.pipeline.runner}; Ctrl-C stops it.", flush=True)
     stop.wait()
-    _quiet_shutdown()
-    result.cancel()
+    _cancel(result, s)
     return 0
 
 
@@ -180,8 +191,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             if deadline and time.monotonic() > deadline:
                 break
         stop.set()
-        _quiet_shutdown()
-        result.cancel()
+        _cancel(result, s)
         viewer.join(5)
         if s.sqlite_path.exists():
             print_events(s, 10)
@@ -259,6 +269,7 @@ def parser() -> argparse.ArgumentParser:
     ing.add_argument("paths", nargs="+")
     ing.add_argument("--source", help="source name for fragments that do not carry one")
     ing.set_defaults(fn=cmd_ingest)
+    add_source_commands(sub)
     tl = sub.add_parser("tail", help="print records of topics (enriched, dlq, stats, fragments, alerts, or a name)")
     tl.add_argument("topics", nargs="+")
     tl.add_argument("--from-beginning", action="store_true")
@@ -275,6 +286,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        # kafka-python warns about transient states (coordinator moves, slow event-loop tasks) that
+        # it recovers from; show only its errors unless asked.
+        logging.getLogger("kafka").setLevel(logging.ERROR)
     try:
         return int(args.fn(args))
     except ConfigError as exc:

@@ -89,6 +89,55 @@ def prism_binary(version: str | None = None) -> Path:
     return target
 
 
+class PrismServer:
+    """Prism as a job server in its own session, tied to this process by PR_SET_PDEATHSIG.
+
+    Beam's PrismRunner would start Prism in our process group, where a terminal's Ctrl-C kills it
+    before the job can be cancelled; owning the process lets shutdown run in order (cancel the
+    job, then stop Prism) and a killed pipeline process still takes Prism down with it.
+    """
+
+    def __init__(self, log_path: Path, binary: Path | None = None) -> None:
+        self.log_path = log_path
+        self.binary = binary or prism_binary()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def start(self, timeout_s: float = 30) -> str:
+        """Start Prism and return its job endpoint (host:port)."""
+        import socket
+        import time
+
+        from connectors.kafka import _die_with_parent
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [str(self.binary), "--job_port", str(self.port), "--log_level", "warn", "--log_kind", "text",
+                 "--serve_http=false"], stdout=log, stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent)  # noqa: PLW1509
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return f"localhost:{self.port}"
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise ToolchainError(f"Prism ({self.binary}) did not start (exit code {self.proc.poll()})")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.proc = None
+
+
 def install_all(kafka_version: str) -> dict[str, Path]:
     """Fetch everything the embedded stack needs; returns what is where."""
     return {"kafka": kafka_libs(kafka_version), "prism": prism_binary()}

@@ -70,7 +70,7 @@ class _PartitionTracker(OffsetRestrictionTracker):
 
 
 class _PartitionRestrictions(RestrictionProvider):
-    def initial_restriction(self, element: tuple[str, int, int]) -> OffsetRange:
+    def initial_restriction(self, element: tuple[str, int, int, int]) -> OffsetRange:
         return OffsetRange(element[2], UNBOUNDED_END)
 
     def create_tracker(self, restriction: OffsetRange) -> _PartitionTracker:
@@ -118,9 +118,49 @@ class _ListPartitions(beam.DoFn):
                 committed = consumer.committed(tp)
                 start = max(committed if committed is not None else 0, beginning[tp])
                 log.info("reading %s[%d] from offset %d (committed=%s)", topic, tp.partition, start, committed)
-                yield (topic, tp.partition, start)
+                yield (topic, tp.partition, start, len(tps))
         finally:
             consumer.close()
+
+
+class _PartitionWatermarks:
+    """Process-wide per-partition watermarks; each partition reports the minimum over all of them.
+
+    Prism keeps, for an SDF stage, only the watermark estimate of the latest finished bundle
+    ("aggregated here until it makes a difference", prism/internal/engine/elementmanager.go), not
+    the minimum over the restrictions in flight. With one restriction per partition, the stage
+    watermark would jump to whichever partition reported last and records still unread on a slower
+    partition would be late. Reporting the minimum over the partitions this process reads keeps it
+    correct there, and is harmless where a runner takes the minimum itself (Flink).
+    Until every partition of the topic has reported (or ``settle_s`` has passed, for runners that
+    give a process only some partitions), nothing advances.
+    """
+
+    def __init__(self, settle_s: float = 10.0) -> None:
+        self._lock = threading.Lock()
+        self._own: dict[str, dict[int, Timestamp | None]] = {}
+        self._first: dict[str, float] = {}
+        self.settle_s = settle_s
+
+    def own(self, topic: str, partition: int) -> Timestamp | None:
+        with self._lock:
+            return self._own.get(topic, {}).get(partition)
+
+    def report(self, topic: str, partition: int, own: Timestamp | None, partitions: int) -> Timestamp | None:
+        """Record this partition's own watermark; return the one it may report (or None: hold)."""
+        with self._lock:
+            marks = self._own.setdefault(topic, {})
+            marks[partition] = own
+            first = self._first.setdefault(topic, time.monotonic())
+            if len(marks) < partitions and time.monotonic() - first < self.settle_s:
+                return None
+            known = list(marks.values())
+            if any(m is None for m in known):
+                return None
+            return min(m for m in known if m is not None)
+
+
+_WATERMARKS = _PartitionWatermarks()
 
 
 class _ReadPartition(beam.DoFn):
@@ -148,14 +188,14 @@ class _ReadPartition(beam.DoFn):
 
     def process(
         self,
-        element: tuple[str, int, int],
+        element: tuple[str, int, int, int],
         # Beam passes a RestrictionTrackerView / estimator at run time; the defaults declare which.
         tracker: Any = beam.DoFn.RestrictionParam(_PartitionRestrictions()),
         watermark: Any = beam.DoFn.WatermarkEstimatorParam(_WatermarkFromRecords()),
     ) -> Iterator[TimestampedValue]:
         from kafka import TopicPartition
 
-        topic, partition, _ = element
+        topic, partition, _, partitions = element
         if self._closing:  # the runner is shutting this worker down: hand the rest back untouched
             tracker.defer_remainder(Duration(seconds=1))
             return
@@ -166,22 +206,30 @@ class _ReadPartition(beam.DoFn):
             consumer.seek(tp, position)
         batch = consumer.poll(timeout_ms=self.settings.pipeline.poll_timeout_ms,
                               max_records=self.settings.pipeline.poll_max_records).get(tp, [])
-        current = watermark.current_watermark()
+        own = _WATERMARKS.own(topic, partition)
         for rec in batch:
             if not tracker.try_claim(rec.offset):
                 return
             ts = Timestamp(micros=rec.timestamp * 1000)
-            if current is None or ts > current:
-                watermark.set_watermark(ts)
-                current = ts
+            own = ts if own is None or ts > own else own
             yield TimestampedValue(
                 KafkaRecord(topic, partition, rec.offset, position, rec.timestamp, rec.key, rec.value), ts)
             position = rec.offset + 1
         self.records_read.inc(len(batch))
         if not batch:
-            idle = Timestamp.of(time.time() - self.settings.pipeline.idle_watermark_lag_s)
-            if current is None or idle > current:
-                watermark.set_watermark(idle)
+            # An empty poll does not prove the partition is drained (a fetch may still be in flight),
+            # so ask the broker. If our position is its end offset as of `asked`, every record we
+            # have not read was appended after `asked`, and the raw topic stamps LogAppendTime
+            # (connectors/kafka.topic_configs): nothing unread can be older than `asked`, less the
+            # allowed clock skew between broker and worker (idle_watermark_lag_s).
+            asked = time.time()
+            if consumer.end_offsets([tp])[tp] <= position:
+                idle = Timestamp.of(asked - self.settings.pipeline.idle_watermark_lag_s)
+                own = idle if own is None or idle > own else own
+        reported = _WATERMARKS.report(topic, partition, own, partitions)
+        current = watermark.current_watermark()
+        if reported is not None and (current is None or reported > current):
+            watermark.set_watermark(reported)
         tracker.defer_remainder(Duration(seconds=0) if batch else Duration(seconds=0.02))
 
     def teardown(self) -> None:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from newswire.settings import Settings, load_settings
+from newswire.toolchain import PrismServer
 from pipelines.io import DeliverToSinks, ReadFromKafka
 from pipelines.transforms.common import drop_original
 from pipelines.transforms.dedup import ExactDuplicates
@@ -49,14 +51,12 @@ def build_pipeline(p: beam.Pipeline, settings: Settings) -> None:
     _ = parsed.events | "FragmentCounts" >> FragmentCounts(settings)
 
 
-def runner_options(settings: Settings) -> list[str]:
+def runner_options(settings: Settings, job_endpoint: str | None = None) -> list[str]:
     """Beam flags for the configured runner (more can be given on the command line)."""
     runner = settings.pipeline.runner
     if runner == "prism":
-        from newswire.toolchain import prism_binary
-
-        return ["--runner=PrismRunner", f"--prism_location={prism_binary()}", "--environment_type=LOOPBACK",
-                "--prism_log_level=warn"]
+        # Prism runs as a job server we own (newswire.toolchain.PrismServer); workers run in-process.
+        return ["--runner=PortableRunner", f"--job_endpoint={job_endpoint}", "--environment_type=LOOPBACK"]
     if runner == "flink":
         p = settings.pipeline.portable
         return ["--runner=PortableRunner", f"--job_endpoint={p.job_endpoint}",
@@ -65,17 +65,46 @@ def runner_options(settings: Settings) -> list[str]:
     raise ValueError(f"unknown runner '{runner}'")
 
 
-def run(argv: Sequence[str] | None = None, settings: Settings | None = None) -> beam.runners.runner.PipelineResult:
-    """Start the streaming pipeline and return its result handle (it runs until cancelled)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+class RunningPipeline:
+    """A submitted streaming job and, for Prism, the runner process it runs on."""
+
+    def __init__(self, result: beam.runners.runner.PipelineResult, prism: PrismServer | None) -> None:
+        self.result = result
+        self.prism = prism
+
+    def cancel(self) -> None:
+        """Cancel the job, then stop Prism."""
+        try:
+            self.result.cancel()
+        finally:
+            if self.prism is not None:
+                self.prism.stop()
+
+    def wait_until_finish(self) -> Any:
+        return self.result.wait_until_finish()
+
+
+def run(argv: Sequence[str] | None = None, settings: Settings | None = None) -> RunningPipeline:
+    """Start the streaming pipeline and return its handle (it runs until cancelled)."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--config", help="path of newswire.yaml (default: config/newswire.yaml)")
     known, beam_args = parser.parse_known_args(argv)
     settings = settings or load_settings(known.config)
-    options = PipelineOptions([*runner_options(settings), *beam_args])
-    options.view_as(StandardOptions).streaming = True
-    p = beam.Pipeline(options=options)
-    build_pipeline(p, settings)
-    return p.run()
+    prism = None
+    endpoint = None
+    if settings.pipeline.runner == "prism":
+        prism = PrismServer(settings.data_dir / "prism.log")
+        endpoint = prism.start()
+    try:
+        options = PipelineOptions([*runner_options(settings, endpoint), *beam_args])
+        options.view_as(StandardOptions).streaming = True
+        p = beam.Pipeline(options=options)
+        build_pipeline(p, settings)
+        return RunningPipeline(p.run(), prism)
+    except BaseException:
+        if prism is not None:
+            prism.stop()
+        raise
 
 
 def main(argv: Sequence[str] | None = None) -> None:
