@@ -178,6 +178,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         viewer = threading.Thread(target=tail, args=(s, ["enriched", "dlq", "stats"], False, None, None, stop),
                                   daemon=True)
         viewer.start()
+        from newswire.sources_cli import describe, start_configured_sources
+
+        sources = start_configured_sources(s)
+        for source in sources:
+            print(f"connector: {describe(source)}", flush=True)
         if args.demo or args.ingest:
             time.sleep(1.0)  # let the live view subscribe before the first records arrive
             paths = [Path(p) for p in args.ingest] or [DEMO_FRAGMENTS]
@@ -191,6 +196,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             if deadline and time.monotonic() > deadline:
                 break
         stop.set()
+        for source in sources:
+            source.stop()
         _cancel(result, s)
         viewer.join(5)
         if s.sqlite_path.exists():

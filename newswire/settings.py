@@ -95,6 +95,60 @@ class PipelineSettings:
 
 
 @dataclass(frozen=True)
+class RssFeed:
+    """One feed the RSS/Atom poller reads: its name becomes the source ``rss:{name}``."""
+
+    name: str
+    url: str
+    interval_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class RssSettings:
+    """connectors.rss: the RSS/Atom poller (runs when enabled and feeds are listed)."""
+
+    enabled: bool = True
+    feeds: tuple[RssFeed, ...] = ()
+    timeout_s: float = 20.0
+    max_backoff_s: float = 3600.0
+    user_agent: str = "newswire/0.1 (+https://newswire.dev)"
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """connectors.http: the POST /fragments ingest endpoint."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token_env: str = "NEWSWIRE_HTTP_TOKEN"
+    max_body_bytes: int = 1_048_576
+    rate_limit_per_s: float = 200.0
+    rate_limit_burst: int = 400
+    max_in_flight: int = 10_000
+    ack_timeout_s: float = 30.0
+    source: str = "http:ingest"
+
+
+@dataclass(frozen=True)
+class InboxSettings:
+    """connectors.inbox: the watched folder. ``path`` None means ``<data_dir>/inbox``."""
+
+    enabled: bool = True
+    path: Path | None = None
+    poll_interval_s: float = 1.0
+    settle_s: float = 1.0
+    source: str = "file:inbox"
+
+
+@dataclass(frozen=True)
+class ConnectorSettings:
+    rss: RssSettings = field(default_factory=RssSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    inbox: InboxSettings = field(default_factory=InboxSettings)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything configurable, validated. Picklable, so Beam workers receive it as is."""
 
@@ -104,6 +158,12 @@ class Settings:
     storage_url: str
     file_source: str = "file:ingest"
     origin: str = "config/newswire.yaml"
+    connectors: ConnectorSettings = field(default_factory=ConnectorSettings)
+
+    @property
+    def inbox_path(self) -> Path:
+        """The watched inbox folder (connectors.inbox.path, default <data_dir>/inbox)."""
+        return self.connectors.inbox.path or self.data_dir / "inbox"
 
     @property
     def sqlite_path(self) -> Path:
@@ -171,4 +231,15 @@ def load_settings(path: str | os.PathLike[str] | None = None,
         storage_url=raw["storage"]["url"],
         file_source=raw.get("connectors", {}).get("files", {}).get("source", "file:ingest"),
         origin=str(cfg_path),
+        connectors=_connector_settings(raw.get("connectors", {})),
     )
+
+
+def _connector_settings(raw: dict[str, Any]) -> ConnectorSettings:
+    rss = dict(raw.get("rss") or {})
+    feeds = tuple(RssFeed(**feed) for feed in rss.pop("feeds", None) or ())
+    inbox = dict(raw.get("inbox") or {})
+    if inbox.get("path"):
+        inbox["path"] = Path(inbox["path"])
+    return ConnectorSettings(rss=RssSettings(**rss, feeds=feeds), http=HttpSettings(**(raw.get("http") or {})),
+                             inbox=InboxSettings(**inbox))

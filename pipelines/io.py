@@ -92,12 +92,12 @@ class _WatermarkFromRecords(WatermarkEstimatorProvider):
 
 
 class _ListPartitions(beam.DoFn):
-    """Impulse -> one (topic, partition, start_offset) per partition of the raw topic, at run time."""
+    """Impulse -> one (topic, partition, start_offset, partition_count) per partition, at run time."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def process(self, _: bytes) -> Iterator[tuple[str, int, int]]:
+    def process(self, _: bytes) -> Iterator[tuple[str, int, int, int]]:
         from kafka import TopicPartition
 
         from connectors.kafka import make_consumer

@@ -1,18 +1,130 @@
-"""What every source shares: `FragmentWriter` (validate, key, produce, confirm) and `BaseSource`."""
+"""What every source shares: `FragmentWriter` (validate, key, produce, confirm), `BaseSource`, and
+`complete_fragment` (the metadata every connector fills the same way)."""
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
+import email.utils
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from dateutil import parser as dateutil_parser
+from kafka.producer.future import FutureRecordMetadata, RecordMetadata
 
 from connectors.kafka import make_producer
+from connectors.sources.liveblog import link_parts
 from newswire.schemas import SchemaViolation, validate
 from newswire.settings import Settings
 from pipelines.events import dead_letter, utc_now_iso
+from pipelines.text.html import html_to_text, looks_like_html
+
+log = logging.getLogger(__name__)
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+class BufferFull(RuntimeError):
+    """More fragments are waiting for the broker's acknowledgement than the writer's bound allows."""
+
+
+# --------------------------------------------------------------------------- metadata
+
+# Time-zone names feeds really use that RFC 2822 parsing does not know.
+_TZ_NAMES = {"UTC": 0, "GMT": 0, "Z": 0, "UT": 0, "EST": -5 * 3600, "EDT": -4 * 3600, "CST": -6 * 3600,
+             "CDT": -5 * 3600, "MST": -7 * 3600, "MDT": -6 * 3600, "PST": -8 * 3600, "PDT": -7 * 3600,
+             "BST": 3600, "CET": 3600, "CEST": 7200, "EET": 7200, "EEST": 10800, "MSK": 10800,
+             "IST": 19800, "JST": 9 * 3600, "AEST": 10 * 3600, "AEDT": 11 * 3600}
+
+
+_RFC822_RE = re.compile(r"(?:[A-Za-z]{3},\s*)?\d{1,2}\s+[A-Za-z]{3}\s+\d{2,4}\s+\d{1,2}:\d{2}(?::\d{2})?"
+                        r"(?:\s+(?:[+-]\d{4}|UT|UTC|GMT|[ECMP][SD]T|Z))?")
+
+
+def parse_datetime(value: Any) -> datetime | None:
+    """A publication time as an aware UTC datetime: RFC 3339/ISO 8601, RFC 822/2822 (RSS), a
+    time.struct_time (feedparser, UTC), epoch seconds, or what dateutil reads. A time without a
+    zone is taken as UTC. None for empty input; ValueError for text that is no time."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, time.struct_time):
+        parsed = datetime(*value[:6], tzinfo=UTC)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        parsed = datetime.fromtimestamp(value, UTC)
+    elif isinstance(value, str):
+        parsed = _parse_datetime_text(value.strip())
+    else:
+        raise ValueError(f"{value!r} is not a date-time (got {type(value).__name__})")  # noqa: TRY004 - callers catch ValueError
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _parse_datetime_text(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        pass
+    if _RFC822_RE.fullmatch(text):  # email.utils is lenient: it would read "4:00 PM" as 04:00
+        try:
+            return email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            pass
+    try:
+        return dateutil_parser.parse(text, tzinfos=_TZ_NAMES)
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"{text!r} is not a date-time a connector can read ({exc})") from None
+
+
+def iso_utc(moment: datetime) -> str:
+    """RFC 3339 UTC with a Z; milliseconds only when the time has a fraction."""
+    spec = "milliseconds" if moment.microsecond else "seconds"
+    return moment.astimezone(UTC).isoformat(timespec=spec).replace("+00:00", "Z")
+
+
+def complete_fragment(raw: dict[str, Any], default_source: str) -> dict[str, Any]:
+    """The metadata every connector fills the same way, on a copy of `raw`:
+
+    - ``source`` defaults to `default_source`, ``received_at`` to now;
+    - ``published_at`` is parsed in any format `parse_datetime` reads and written as RFC 3339 UTC
+      (ValueError names the bad value);
+    - HTML text (``content_type`` text/html, or undeclared text that is clearly markup) becomes
+      plain text with its paragraphs, and ``content_type`` keeps saying what arrived;
+    - a live-blog marker on the first line becomes ``part``/``parts`` with a shared ``story_key``.
+    """
+    fragment = {"source": default_source, **raw}
+    fragment["received_at"] = raw.get("received_at") or utc_now_iso()
+    published = parse_datetime(raw.get("published_at"))
+    if published is not None:
+        fragment["published_at"] = iso_utc(published)
+    text = fragment.get("text")
+    if isinstance(text, str):
+        declared = str(fragment.get("content_type") or "").split(";")[0].strip().lower()
+        if declared in HTML_TYPES or (not declared and looks_like_html(text)):
+            fragment["text"] = html_to_text(text)
+            fragment["content_type"] = declared or "text/html"
+    return link_parts(fragment, published)
+
+
+def fragment_error(fragment: Any) -> str | None:
+    """Why `fragment` does not match config/schemas/fragment.v1.json (or has blank text), or None."""
+    if not isinstance(fragment, dict):
+        return f"a fragment must be a JSON object, got {type(fragment).__name__}"
+    try:
+        validate("fragment", fragment)
+    except SchemaViolation as exc:
+        return str(exc)
+    if not fragment["text"].strip():
+        return "fragment: text: must contain non-whitespace characters"
+    return None
 
 
 @dataclass
@@ -35,17 +147,28 @@ class FragmentWriter:
     Invalid input goes to the dead-letter topic with the reason (stage 'ingest'). ``write`` returns
     only after the broker acknowledged every record (acks=all, idempotent producer); a failed
     delivery raises instead of being dropped.
+
+    At most `max_in_flight` records wait for their acknowledgement at any time: ``write`` and
+    ``send`` block for a free slot (backpressure onto the source), ``reserve`` refuses instead
+    (the HTTP endpoint answers 503). Counters ``delivered`` / ``failed`` and ``last_error`` are
+    updated from the delivery callbacks.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, max_in_flight: int = 10_000, **producer_overrides: Any) -> None:
         self.settings = settings
-        self._producer = make_producer(settings)
+        self._producer = make_producer(settings, **producer_overrides)
+        self.max_in_flight = max_in_flight
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._lock = threading.Lock()
+        self.delivered = 0
+        self.failed = 0
+        self.in_flight = 0
+        self.last_error: str | None = None
 
     def write(self, fragments: Iterable[dict[str, Any] | tuple[str, bytes]], timeout_s: float = 60) -> WriteReport:
         """Produce fragments; items may be (error, original bytes) pairs for input that did not parse."""
         report = WriteReport()
         futures = []
-        topics = self.settings.kafka.topics
         for item in fragments:
             if isinstance(item, tuple):
                 error, original = item
@@ -59,13 +182,72 @@ class FragmentWriter:
                 self._dead_letter("validate", "schema", str(exc), orjson.dumps(item))
                 report.rejected.append(str(exc))
                 continue
-            futures.append(self._producer.send(topics.fragments.name, key=fragment_key(item),
-                                               value=orjson.dumps(item)))
+            futures.append(self.send(item))
         self._producer.flush(timeout=timeout_s)
         for f in futures:
             f.get(timeout=0)  # raises KafkaError if the broker did not take it
             report.accepted += 1
         return report
+
+    def reserve(self, n: int) -> None:
+        """Take `n` in-flight slots now or raise BufferFull (for callers that must not block)."""
+        taken = 0
+        while taken < n:
+            if not self._slots.acquire(blocking=False):
+                for _ in range(taken):
+                    self._slots.release()
+                raise BufferFull(f"{self.max_in_flight} fragments already wait for the broker; retry shortly")
+            taken += 1
+
+    def release(self, n: int) -> None:
+        """Give back `n` reserved slots that will not be used for a send."""
+        for _ in range(n):
+            self._slots.release()
+
+    def warm_up(self) -> None:
+        """Fetch the raw topic's metadata now, so the first send does not wait for it."""
+        self._producer.partitions_for(self.settings.kafka.topics.fragments.name)
+
+    def send(self, fragment: dict[str, Any], reserved: bool = False,
+             on_delivery: Callable[[RecordMetadata | None, Exception | None], None] | None = None,
+             ) -> FutureRecordMetadata:
+        """Produce one valid fragment (keyed by `fragment_key`) without waiting for the broker.
+
+        Blocks for an in-flight slot unless the caller `reserve`d one. `on_delivery(metadata,
+        error)` runs on the producer's I/O thread once the broker acknowledged or gave up.
+        """
+        if not reserved:
+            self._slots.acquire()
+        with self._lock:
+            self.in_flight += 1
+        try:
+            future = self._producer.send(self.settings.kafka.topics.fragments.name, key=fragment_key(fragment),
+                                         value=orjson.dumps(fragment))
+        except Exception as exc:
+            self._delivered(None, exc)
+            raise
+        future.add_callback(lambda md: self._delivered(md, None))
+        future.add_errback(lambda exc: self._delivered(None, exc))
+        if on_delivery is not None:
+            future.add_callback(lambda md: on_delivery(md, None))
+            future.add_errback(lambda exc: on_delivery(None, exc))
+        return future
+
+    def _delivered(self, metadata: RecordMetadata | None, error: Exception | None) -> None:
+        self._slots.release()
+        with self._lock:
+            self.in_flight -= 1
+            if error is None:
+                self.delivered += 1
+            else:
+                self.failed += 1
+                self.last_error = f"{type(error).__name__}: {error}"
+        if error is not None:
+            log.error("broker did not acknowledge a fragment: %s", error)
+
+    def reject(self, reason: str, error: str, original: bytes) -> None:
+        """Send input that will not be ingested to the dead-letter topic (stage 'ingest:reject')."""
+        self._dead_letter("reject", reason, error, original)
 
     def _dead_letter(self, stage: str, reason: str, error: str, original: bytes) -> None:
         record = dead_letter(f"ingest:{stage}", reason, error, original, None, "(ingest)", -1, -1, None)

@@ -23,6 +23,7 @@ __all__ = [
     "NormalisedText",
     "content_hash",
     "normalise_text",
+    "parse_marker",
     "split_sentences",
 ]
 
@@ -193,19 +194,27 @@ def _split_lines(text: str) -> list[_Line]:
     return lines
 
 
-def _take_marker(lines: list[_Line]) -> FragmentMarker | None:
-    if not lines:
-        return None
-    match = _MARKER_RE.fullmatch(lines[0].text)
+def parse_marker(line: str) -> FragmentMarker | None:
+    """The live-blog marker a line consists of ("2/26", "2 / 26"), or None (the rule normalise_text uses)."""
+    match = _MARKER_RE.fullmatch(" ".join(line.split()))
     if match is None:
         return None
     part, total = int(match.group(1)), int(match.group(2))
     if not 1 <= part <= total:
         return None
+    return FragmentMarker(part, total)
+
+
+def _take_marker(lines: list[_Line]) -> FragmentMarker | None:
+    if not lines:
+        return None
+    marker = parse_marker(lines[0].text)
+    if marker is None:
+        return None
     del lines[0]
     if lines:
         lines[0].paragraph_start = False
-    return FragmentMarker(part, total)
+    return marker
 
 
 def _join_broken_handles(lines: list[_Line]) -> list[_Line]:
