@@ -1,13 +1,13 @@
 # Newswire: the single entry point. `make up` runs the embedded stack, `make test` the test suite.
 # Both set up whatever a fresh machine lacks: the virtualenv with pinned packages, the Apache Kafka
-# jars (Maven Central, via mvn) and Beam's Prism runner (built with `go install`).
+# jars (Maven Central, via mvn), Beam's Prism runner (built with `go install`) and Redis (Debian).
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml config/ner-model.txt | cksum | cut -d' ' -f1)
 
-.PHONY: setup up test test-fast bench lint clean
+.PHONY: setup system-deps up test test-fast bench lint clean
 
 $(STAMP): pyproject.toml config/ner-model.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required, found " + sys.version)'
@@ -18,8 +18,14 @@ $(STAMP): pyproject.toml config/ner-model.txt
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-setup: $(STAMP)
+setup: $(STAMP) system-deps
 	$(BIN)/newswire setup
+
+# Debian packages the embedded stack runs (Kafka and Prism come from Maven Central and the Go proxy).
+system-deps:
+	@command -v redis-server >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends redis-server; }
 
 up: setup
 	$(BIN)/newswire up --demo

@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from connectors.kafka import KafkaBroker, make_consumer, make_producer
+from connectors.redis import RedisServer
 from newswire.settings import load_settings
 from pipelines.io import KafkaRecord
 from pipelines.text.normalise import split_sentences
@@ -96,13 +97,25 @@ def baseline(values: list[bytes], settings) -> float:
         from pipelines.transforms.enrich import enrich_event
 
         tagger, resolver = EntityTagger(mode=enrich.entities), PlaceResolver(demonyms=enrich.demonyms)
+    near = settings.pipeline.dedup.mode == "near"
+    if near:
+        from connectors.redis import RedisDedupStore, make_redis
+        from pipelines.text.dedup import DedupSettings
+        from pipelines.transforms.near_dedup import dedup_fields, event_fingerprint
+
+        dedup = DedupSettings()
+        store = RedisDedupStore(make_redis(settings.redis.url), dedup, b"baseline:")
     t0 = time.perf_counter()
     for i, v in enumerate(values):
         event = start_event(KafkaRecord("t", 0, i, i, 0, None, v), settings.pipeline.max_fragment_bytes)
         event = detect_event_language(normalise_event(event), settings.pipeline.language)
         if enrich.entities != "off":
             event = enrich_event(event, tagger, resolver)
-        event = mark_duplicate(event, first.setdefault(event["content_hash"], event["event_id"]))
+        if near:
+            verdict = store.observe(event["event_id"], event_fingerprint(event, dedup, True, True), time.time())
+            event = {**event, **dedup_fields(verdict.match)}
+        else:
+            event = mark_duplicate(event, first.setdefault(event["content_hash"], event["event_id"]))
         finish_event(event)
     return len(values) / (time.perf_counter() - t0)
 
@@ -113,16 +126,20 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=200, help="fragments/s for the latency run")
     ap.add_argument("--seconds", type=float, default=15, help="duration of the latency run")
     ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--dedup", choices=["near", "exact"], default="near",
+                    help="pipeline.dedup.mode: near (Redis index) or exact (content hash, Beam state)")
     ap.add_argument("--entities", choices=["off", "gazetteer", "spacy"], default="off",
                     help="enrichment mode (pipeline.enrichment.entities); off = the foundation stages only")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="newswire-bench-"))
+    redis = RedisServer(tmp / "redis", port=free_port()).start()
     base = {"kafka.bootstrap_servers": f"127.0.0.1:{free_port()}", "kafka.embedded.controller_port": free_port(),
-            "data_dir": str(tmp)}
+            "data_dir": str(tmp), "redis.url": redis.url}
     with KafkaBroker(load_settings(overrides=base, environ={})):
         stack = Stack(base, tmp, **{"kafka.topics.fragments.partitions": args.partitions,
-                                    "pipeline.enrichment.entities": args.entities})
+                                    "pipeline.enrichment.entities": args.entities,
+                                    "pipeline.dedup.mode": args.dedup})
         t_start = time.monotonic()
         stack.start_pipeline()
         stack.produce([orjson.dumps({"source": "bench", "id": "warmup", "text": "Warm-up fragment for the bench."})])
@@ -161,8 +178,10 @@ def main() -> None:
         stack.stop_all()
 
     base_rate = baseline(make_fragments(min(args.n, 3000), 1, "tp"), stack.settings)
+    redis.stop()
     print(f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
-          f"runner: Prism (LOOPBACK), partitions: {args.partitions}, enrichment: {args.entities}")
+          f"runner: Prism (LOOPBACK), partitions: {args.partitions}, enrichment: {args.entities}, "
+          f"dedup: {args.dedup}")
     print(f"pipeline startup (process start -> first enriched event): {startup:.1f} s")
     print(f"throughput: {len(got)}/{args.n} fragments of {size:.0f} B; produced in {produced_s:.2f} s; "
           f"end to end {throughput:.0f} fragments/s")

@@ -2,7 +2,7 @@
 
     newswire setup                 fetch the pinned Kafka jars and build Prism (once per machine)
     newswire up [--demo]           embedded stack: Kafka broker + streaming pipeline (+ demo ingest and live view)
-    newswire broker                only the embedded Kafka broker, in the foreground
+    newswire broker                only the embedded services (Kafka, and Redis for dedup), in the foreground
     newswire pipeline              only the streaming pipeline (against kafka.bootstrap_servers)
     newswire ingest PATH...        push text/JSON/JSONL files into the raw topic
     newswire tail TOPIC            print a topic's records (enriched, dlq, stats, fragments, alerts or a name)
@@ -134,13 +134,18 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
     s = _settings(args)
     stop = _wait_for_signal()
-    with KafkaBroker(s) as broker:
-        print(f"Kafka {s.kafka.embedded.version} ready at {broker.bootstrap_servers} "
-              f"(data in {broker.dir}); Ctrl-C stops it.", flush=True)
-        while not stop.wait(1):
-            if broker.proc is None or broker.proc.poll() is not None:
-                print("broker exited; see its log in", broker.dir / "server.log", file=sys.stderr)
-                return 1
+    redis = start_embedded_redis(s)
+    try:
+        with KafkaBroker(s) as broker:
+            print(f"Kafka {s.kafka.embedded.version} ready at {broker.bootstrap_servers} "
+                  f"(data in {broker.dir}); Ctrl-C stops it.", flush=True)
+            while not stop.wait(1):
+                if broker.proc is None or broker.proc.poll() is not None:
+                    print("broker exited; see its log in", broker.dir / "server.log", file=sys.stderr)
+                    return 1
+    finally:
+        if redis:
+            redis.stop()
     return 0
 
 
@@ -159,6 +164,17 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def start_embedded_redis(settings: Settings) -> Any:
+    """Start the embedded redis-server when the near-duplicate index needs it and config says so."""
+    if settings.pipeline.dedup.mode != "near" or not settings.redis.embedded:
+        return None
+    from connectors.redis import RedisServer
+
+    print(f"starting Redis at {settings.redis.url} (near-duplicate index) ...", flush=True)
+    return RedisServer(settings.data_dir / "redis", port=settings.redis.port,
+                       maxmemory=settings.redis.maxmemory).start()
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from connectors.kafka import KafkaBroker, ensure_topics, wait_for_broker
     from pipelines.run import run
@@ -166,6 +182,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     s = _settings(args)
     stop = _wait_for_signal()
     broker = None
+    redis = start_embedded_redis(s)
     if s.kafka.embedded.enabled:
         print(f"starting Apache Kafka {s.kafka.embedded.version} (KRaft) at {s.kafka.bootstrap_servers} ...", flush=True)
         broker = KafkaBroker(s).start()
@@ -205,6 +222,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     finally:
         if broker:
             broker.stop()
+        if redis:
+            redis.stop()
     return 0
 
 

@@ -71,6 +71,34 @@ class EnrichmentSettings:
 
 
 @dataclass(frozen=True)
+class DedupConfig:
+    """Duplicate detection. ``mode``: "near" (exact + near-duplicates + containment, state in Redis:
+    survives restarts, shared by all workers) or "exact" (content-hash only, Beam state, no Redis)."""
+
+    mode: str = "near"
+    ttl_s: float = 72 * 3600.0
+    near_duplicate_jaccard: float = 0.45
+    containment: float = 0.6
+    match_url: bool = True
+    match_guid: bool = True
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    """Where pipeline state lives (near-duplicate index). ``embedded``: `newswire up` and the tests
+    start their own redis-server on the URL's port, data under data_dir/redis."""
+
+    url: str = "redis://127.0.0.1:6390/0"
+    embedded: bool = True
+    namespace: str = "nd:"
+    maxmemory: str | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+
+
+@dataclass(frozen=True)
 class PortableSettings:
     """Where a deployed pipeline is submitted (runner flink): a Beam job server in front of a Flink
     cluster, and the Python SDK worker pool the Flink task managers call (docker-compose.yml)."""
@@ -92,6 +120,7 @@ class PipelineSettings:
     language: LanguageSettings = field(default_factory=LanguageSettings)
     enrichment: EnrichmentSettings = field(default_factory=EnrichmentSettings)
     portable: PortableSettings = field(default_factory=PortableSettings)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
 
 
 @dataclass(frozen=True)
@@ -159,6 +188,7 @@ class Settings:
     file_source: str = "file:ingest"
     origin: str = "config/newswire.yaml"
     connectors: ConnectorSettings = field(default_factory=ConnectorSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
 
     @property
     def inbox_path(self) -> Path:
@@ -223,7 +253,8 @@ def load_settings(path: str | os.PathLike[str] | None = None,
             embedded=EmbeddedKafka(**k.get("embedded", {})),
         ),
         pipeline=PipelineSettings(
-            **{key: v for key, v in p.items() if key not in ("language", "enrichment", "portable")},
+            **{key: v for key, v in p.items() if key not in ("language", "enrichment", "portable", "dedup")},
+            dedup=DedupConfig(**p.get("dedup", {})),
             language=LanguageSettings(**p.get("language", {})),
             enrichment=EnrichmentSettings(**p.get("enrichment", {})),
             portable=PortableSettings(**p.get("portable", {})),
@@ -232,6 +263,7 @@ def load_settings(path: str | os.PathLike[str] | None = None,
         file_source=raw.get("connectors", {}).get("files", {}).get("source", "file:ingest"),
         origin=str(cfg_path),
         connectors=_connector_settings(raw.get("connectors", {})),
+        redis=RedisSettings(**raw.get("redis", {})),
     )
 
 

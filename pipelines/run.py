@@ -20,11 +20,13 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from newswire.settings import Settings, load_settings
 from newswire.toolchain import PrismServer
 from pipelines.io import DeliverToSinks, ReadFromKafka
+from pipelines.text.dedup import DedupSettings
 from pipelines.transforms.common import drop_original
 from pipelines.transforms.dedup import ExactDuplicates
 from pipelines.transforms.emit import EmitEvents
 from pipelines.transforms.enrich import TagEntities
 from pipelines.transforms.language import DetectLanguage
+from pipelines.transforms.near_dedup import DeduplicateWithRedis
 from pipelines.transforms.normalise import NormaliseText
 from pipelines.transforms.parse import ParseFragments
 from pipelines.transforms.stats import FragmentCounts
@@ -41,7 +43,7 @@ def build_pipeline(p: beam.Pipeline, settings: Settings) -> None:
         events, bad_enrich = events | "Enrich" >> TagEntities(settings.pipeline.enrichment)
         dead_letters.append(bad_enrich)
     events = events | "DropOriginal" >> beam.Map(drop_original)
-    events = events | "Dedup" >> ExactDuplicates()
+    events = events | "Dedup" >> deduplicate(settings)
     deliveries, bad_emit = events | "Emit" >> EmitEvents()
     (
         (deliveries, *dead_letters, bad_emit)
@@ -49,6 +51,18 @@ def build_pipeline(p: beam.Pipeline, settings: Settings) -> None:
         | "Deliver" >> DeliverToSinks(settings)
     )
     _ = parsed.events | "FragmentCounts" >> FragmentCounts(settings)
+
+
+def deduplicate(settings: Settings) -> beam.PTransform:
+    """The configured duplicate detection (pipeline.dedup.mode): near-duplicates with the index in
+    Redis, or exact content-hash duplicates in Beam state."""
+    d = settings.pipeline.dedup
+    if d.mode == "exact":
+        return ExactDuplicates()
+    tunables = DedupSettings(ttl_s=d.ttl_s, near_duplicate_jaccard=d.near_duplicate_jaccard,
+                             containment=d.containment)
+    return DeduplicateWithRedis(settings.redis.url, tunables, match_url=d.match_url, match_guid=d.match_guid,
+                                namespace=settings.redis.namespace)
 
 
 def runner_options(settings: Settings, job_endpoint: str | None = None) -> list[str]:

@@ -9,22 +9,27 @@ from typing import Any
 import pytest
 
 from connectors.kafka import KafkaBroker
+from connectors.redis import RedisServer
 from newswire.settings import load_settings
 from tests.harness import SHARED, Stack, free_port
 
 
 @pytest.fixture(scope="session")
 def broker_overrides(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """Start the broker on free ports; yields the settings overrides that point at it."""
+    """Start the broker and Redis on free ports; yields the settings overrides that point at them.
+    Each test's Stack gets its own topics, consumer group and Redis key namespace."""
     data = tmp_path_factory.mktemp("kafka")
+    redis = RedisServer(tmp_path_factory.mktemp("redis"), port=free_port()).start()
     overrides = {"kafka.bootstrap_servers": f"127.0.0.1:{free_port()}",
-                 "kafka.embedded.controller_port": free_port(), "data_dir": str(data)}
+                 "kafka.embedded.controller_port": free_port(), "data_dir": str(data),
+                 "redis.url": redis.url}
     settings = load_settings(overrides=overrides, environ={})
     broker = KafkaBroker(settings).start()
     try:
         yield overrides
     finally:
         broker.stop()
+        redis.stop()
 
 
 @pytest.fixture

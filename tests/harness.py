@@ -51,6 +51,7 @@ class Stack:
         for role in ("fragments", "enriched", "alerts", "dlq", "stats"):
             o[f"kafka.topics.{role}.name"] = f"t{tag}.{role}"
         o["kafka.consumer_group"] = f"g{tag}"
+        o["redis.namespace"] = f"t{tag}:"
         o["storage.url"] = f"sqlite:///{tmp / 'newswire.db'}"
         o["data_dir"] = str(tmp)
         o.update(overrides)

@@ -113,6 +113,35 @@ def test_exact_duplicates_point_at_the_first_copy(stack: Stack) -> None:
     assert len(stored) == 2  # the re-delivered original upserts onto its own row
 
 
+STORY = ("Rescue teams reached the flooded villages north of the river on Thursday morning after the "
+         "water level dropped by almost a metre overnight, regional officials said. About two hundred "
+         "residents had spent the night on rooftops and in the upper floors of the school, which the "
+         "army supplied with boats, blankets and drinking water. The regional governor said the dam "
+         "upstream was holding and that no further evacuations were planned for the weekend. Farmers "
+         "warned that the harvest in the valley had been largely destroyed by the floods.")
+
+
+def test_near_duplicates_across_pipeline_restarts(stack: Stack) -> None:
+    proc = stack.start_pipeline()
+    stack.produce([{"source": "wire:a", "id": "flood-1", "text": STORY}])
+    first = stack.consume("enriched", lambda r: len(r) >= 1, timeout_s=90)[0]
+    stack.kill(proc)
+    # The index is in Redis, so a restarted pipeline still knows the first article.
+    stack.start_pipeline()
+    edited = STORY.replace("about two hundred", "about three hundred").replace("About two", "About three")
+    excerpt = "2/5\n" + " ".join(STORY.split(". ")[1:4]) + "."
+    stack.produce([{"source": "site:b", "id": "b-77", "text": edited},
+                   {"source": "blog:c", "id": "c-2", "text": excerpt}])
+    events = {e["source_id"]: e for e in stack.consume("enriched", lambda r: len(r) >= 3, timeout_s=90)}
+    assert events["b-77"]["near_duplicate_of"] == first["event_id"], events["b-77"]
+    assert events["b-77"]["dedup_kind"] == "near_duplicate" and events["b-77"]["similarity"] > 0.6
+    assert events["c-2"]["near_duplicate_of"] == first["event_id"], events["c-2"]
+    # Half the article: similar enough to count as a near-duplicate, or else contained in it.
+    assert events["c-2"]["dedup_kind"] in ("contained", "near_duplicate")
+    assert events["c-2"]["similarity"] >= 0.45 or events["c-2"]["containment"] >= 0.6
+    assert first["near_duplicate_of"] is None and first["duplicate_of"] is None
+
+
 def test_sigkill_mid_stream_then_restart_keeps_every_fragment_exactly_once(stack: Stack) -> None:
     total = 3000
     proc = stack.start_pipeline()

@@ -1,0 +1,112 @@
+"""Near-duplicate detection with its state in a real redis-server: cost per event and memory.
+
+Run: ``.venv/bin/python bench/dedup_redis.py [--events 5000] [--memory-fragments 50000]``
+
+Starts its own embedded ``redis-server`` (connectors.redis.RedisServer) in a temporary directory
+on a free port, then:
+
+* cost: ``--events`` fresh ~1 KB fragments (bench/dedup_eval.py's filler: real article sentences
+  with their words shuffled, 8-10 sentences) followed by one re-post per 10 of them, each through
+  what ``DeduplicateWithRedis`` does per event: fingerprint, one script round trip
+  (``RedisDedupStore.probe``), ``judge``. Reported: ms per event (mean, p50, p99) for the whole step
+  and for the round trip alone, events/s for one client, and the server's own time per script
+  call (INFO commandstats), which bounds the events/s of all workers together.
+* memory: ``--memory-fragments`` fresh fragments inserted (pipelined, 200 per round trip), then
+  INFO memory ``used_memory`` growth, extrapolated linearly to 1M fragments, with keys per fragment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.dedup_eval import base_articles, filler
+from connectors.redis import RedisDedupStore, RedisServer, make_redis
+from pipelines.text.dedup import fingerprint, judge, sentences
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def fragments(seed: int, n: int) -> list[str]:
+    """n ~1 KB filler fragments (see bench/dedup_eval.py)."""
+    rng = random.Random(seed)
+    pool = [s for t in base_articles().values() for s in sentences(t) if len(s.split()) >= 6]
+    return [filler(rng, pool, rng.randrange(8, 11)) for _ in range(n)]
+
+
+def cost(store: RedisDedupStore, texts: list[str]) -> dict[str, float]:
+    """Per-event cost of fingerprint + round trip + judge, in the order the DoFn runs them."""
+    stream = [(f"{i:032x}", t) for i, t in enumerate(texts)]
+    stream += [(f"{len(texts) + i:032x}", texts[i] + "\n\nRead more at example.") for i in range(0, len(texts), 10)]
+    total, trip, dups = [], [], 0
+    t_all = time.perf_counter()
+    for i, (eid, text) in enumerate(stream):
+        t0 = time.perf_counter()
+        fp = fingerprint(text)
+        t1 = time.perf_counter()
+        hits = store.probe(fp, eid, 1_700_000_000.0 + i)
+        t2 = time.perf_counter()
+        dups += judge(fp, hits) is not None
+        total.append(time.perf_counter() - t0)
+        trip.append(t2 - t1)
+    wall = time.perf_counter() - t_all
+    kb = sum(len(t.encode("utf-8")) for _, t in stream) / 1024 / len(stream)
+    q = statistics.quantiles(total, n=100)
+    return {"events": len(stream), "mean_fragment_kb": kb, "found_duplicates": dups,
+            "ms_per_event": 1000 * statistics.fmean(total), "ms_per_event_p50": 1000 * q[49],
+            "ms_per_event_p99": 1000 * q[98], "ms_round_trip": 1000 * statistics.fmean(trip),
+            "events_per_s_one_client": len(stream) / wall}
+
+
+def memory(store: RedisDedupStore, texts: list[str]) -> dict[str, float]:
+    """used_memory growth for len(texts) fresh fragments, extrapolated to 1M."""
+    client = store.client
+    client.flushall()
+    before = client.info("memory")["used_memory"]
+    fps = [fingerprint(t) for t in texts]
+    for start in range(0, len(fps), 200):
+        store.probe_many([(fps[i], f"{i:032x}", 1_700_000_000.0 + i)
+                          for i in range(start, min(start + 200, len(fps)))])
+    info = client.info("memory")
+    n, scale = len(texts), 1_000_000 / len(texts)
+    keys = client.dbsize()
+    return {"fragments": n, "keys_per_fragment": keys / n,
+            "bytes_per_key": (info["used_memory"] - before) / keys,
+            "used_memory_MiB_per_1M": (info["used_memory"] - before) * scale / 2**20,
+            "rss_MiB_per_1M": info["used_memory_rss"] * scale / 2**20}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--memory-fragments", type=int, default=50_000)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp) / "redis", port=free_port()) as server:
+        client = make_redis(server.url)
+        store = RedisDedupStore(client)
+        for k, v in cost(store, fragments(args.seed, args.events)).items():
+            print(f"{k:28s} {v:,.3f}" if isinstance(v, float) else f"{k:28s} {v:,}")
+        stats = client.info("commandstats").get("cmdstat_evalsha", {})
+        print(f"{'server_us_per_script_call':28s} {stats.get('usec_per_call', float('nan')):,.1f}")
+        if args.memory_fragments:
+            for k, v in memory(store, fragments(args.seed + 1, args.memory_fragments)).items():
+                print(f"{k:28s} {v:,.1f}")
+        client.close()
+
+
+if __name__ == "__main__":
+    main()
