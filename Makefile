@@ -1,6 +1,6 @@
 # Newswire: the single entry point. `make up` runs the embedded stack, `make test` the test suite.
 # Both set up whatever a fresh machine lacks: the virtualenv with pinned packages, the Apache Kafka
-# jars (Maven Central, via mvn), Beam's Prism runner (built with `go install`) and Redis (Debian).
+# jars (Maven Central, via mvn), Beam's Prism runner (built with `go install`), Redis and PostgreSQL (Debian).
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
@@ -21,11 +21,18 @@ $(STAMP): pyproject.toml config/ner-model.txt
 setup: $(STAMP) system-deps
 	$(BIN)/newswire setup
 
-# Debian packages the embedded stack runs (Kafka and Prism come from Maven Central and the Go proxy).
+# Debian packages the embedded stack runs (Kafka and Prism come from Maven Central and the Go proxy),
+# as command:package pairs; only missing commands are installed. kcat: the command-line Kafka client
+# of docs/consumers.md and tests/connectors/test_consumer_contract.py. postgresql: the embedded
+# PostgreSQL store (connectors/postgres.py); its server binaries are off PATH, so the check is
+# pg_ctlcluster, which the package brings along.
+SYSTEM_DEPS := redis-server:redis-server kcat:kcat pg_ctlcluster:postgresql
 system-deps:
-	@command -v redis-server >/dev/null || { \
+	@missing=""; for dep in $(SYSTEM_DEPS); do \
+	  command -v $${dep%%:*} >/dev/null || missing="$$missing $${dep#*:}"; done; \
+	[ -z "$$missing" ] || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends redis-server; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; }
 
 up: setup
 	$(BIN)/newswire up --demo

@@ -7,10 +7,12 @@ process, exactly as `newswire up` does, then:
    fragments/s from the first produce until the last enriched event is on the topic;
 2. latency: produce at a fixed rate (default 200/s) and report p50/p99 of
    (enriched record time - raw record time), both Kafka CreateTime stamps from this machine's clock;
-3. baseline: the same stage functions (parse, normalise, language, dedup mark, schema check) in a
-   plain Python loop, no Kafka and no Beam, on the same fragments: overhead ratio = baseline / pipeline.
+3. baseline: the same stage functions (parse, normalise, language, [enrich], dedup, stories, alerts,
+   schema check) in a plain Python loop, no Kafka and no Beam, on the same fragments, with the same
+   Redis: overhead ratio = baseline / pipeline.
 
-    python bench/e2e_throughput.py [--n 5000] [--rate 200] [--seconds 15]
+    python bench/e2e_throughput.py [--n 5000] [--rate 200] [--seconds 15] [--dedup near|exact]
+                                   [--entities off|gazetteer|spacy] [--stories on|off] [--alerts on|off]
 """
 
 from __future__ import annotations
@@ -87,6 +89,12 @@ def collect(stack: Stack, want: set[str], timeout_s: float) -> dict[str, tuple[i
     return got
 
 
+def make_redis_client(settings):
+    from connectors.redis import make_redis
+
+    return make_redis(settings.redis.url)
+
+
 def baseline(values: list[bytes], settings) -> float:
     """Fragments/s of the same stage functions in a plain loop (one core, no Kafka, no Beam)."""
     first: dict[str, str] = {}
@@ -105,6 +113,16 @@ def baseline(values: list[bytes], settings) -> float:
 
         dedup = DedupSettings()
         store = RedisDedupStore(make_redis(settings.redis.url), dedup, b"baseline:")
+    if settings.pipeline.stories.enabled:
+        from connectors.story_store import RedisStoryStore
+
+        stories = RedisStoryStore(make_redis_client(settings), namespace="baseline:")
+    if settings.alerts.enabled:
+        from connectors.alert_state import AlertStateStore
+        from pipelines.text.alerts import build_alert, load_rules, matches
+
+        rules = load_rules(settings.alerts.rules_path).rules
+        alert_state = AlertStateStore(make_redis_client(settings), namespace="baseline:")
     t0 = time.perf_counter()
     for i, v in enumerate(values):
         event = start_event(KafkaRecord("t", 0, i, i, 0, None, v), settings.pipeline.max_fragment_bytes)
@@ -116,6 +134,13 @@ def baseline(values: list[bytes], settings) -> float:
             event = {**event, **dedup_fields(verdict.match)}
         else:
             event = mark_duplicate(event, first.setdefault(event["content_hash"], event["event_id"]))
+        if settings.pipeline.stories.enabled:
+            event = {**event, **stories.assign(event, time.time()).to_fields()}
+        if settings.alerts.enabled:
+            due = [r for r in rules if matches(r, event)]
+            for rule, result in zip(due, alert_state.evaluate(event, due) if due else [], strict=True):
+                if result.facts is not None:
+                    build_alert(rule, result.facts, event)
         finish_event(event)
     return len(values) / (time.perf_counter() - t0)
 
@@ -130,6 +155,8 @@ def main() -> None:
                     help="pipeline.dedup.mode: near (Redis index) or exact (content hash, Beam state)")
     ap.add_argument("--entities", choices=["off", "gazetteer", "spacy"], default="off",
                     help="enrichment mode (pipeline.enrichment.entities); off = the foundation stages only")
+    ap.add_argument("--stories", choices=["on", "off"], default="on", help="pipeline.stories.enabled")
+    ap.add_argument("--alerts", choices=["on", "off"], default="on", help="alerts.enabled (config/alerts.yaml)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="newswire-bench-"))
@@ -139,7 +166,9 @@ def main() -> None:
     with KafkaBroker(load_settings(overrides=base, environ={})):
         stack = Stack(base, tmp, **{"kafka.topics.fragments.partitions": args.partitions,
                                     "pipeline.enrichment.entities": args.entities,
-                                    "pipeline.dedup.mode": args.dedup})
+                                    "pipeline.dedup.mode": args.dedup,
+                                    "pipeline.stories.enabled": args.stories == "on",
+                                    "alerts.enabled": args.alerts == "on"})
         t_start = time.monotonic()
         stack.start_pipeline()
         stack.produce([orjson.dumps({"source": "bench", "id": "warmup", "text": "Warm-up fragment for the bench."})])
@@ -181,7 +210,7 @@ def main() -> None:
     redis.stop()
     print(f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
           f"runner: Prism (LOOPBACK), partitions: {args.partitions}, enrichment: {args.entities}, "
-          f"dedup: {args.dedup}")
+          f"dedup: {args.dedup}, stories: {args.stories}, alerts: {args.alerts}")
     print(f"pipeline startup (process start -> first enriched event): {startup:.1f} s")
     print(f"throughput: {len(got)}/{args.n} fragments of {size:.0f} B; produced in {produced_s:.2f} s; "
           f"end to end {throughput:.0f} fragments/s")

@@ -53,6 +53,11 @@ log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- client
 
+#: Story and novelty memory are sets of 31-bit integers (connectors.story_store.small_hash); Redis
+#: packs such a set in 4 bytes a member up to this many members (default 512, then ~60 bytes each).
+#: Membership stays a binary search; an insert moves at most 64 KB. docker-compose.yml sets it too.
+INTSET_ARGS = ("--set-max-intset-entries", "16384")
+
 def make_redis(url: str, *, retries: int = 5, socket_timeout_s: float = 5.0) -> redis.Redis:
     """A client for ``url`` (``redis://host:port/db``) that returns bytes and retries what can pass.
 
@@ -112,7 +117,8 @@ class RedisServer:
                                "Redis. `make setup` installs it (on Debian: apt-get install -y redis-server).")
         args = [exe, "--bind", self.host, "--port", str(self.port), "--dir", str(self.dir),
                 "--daemonize", "no", "--protected-mode", "yes", "--logfile", "",
-                "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""]
+                "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+                *INTSET_ARGS]
         if self.maxmemory:
             args += ["--maxmemory", self.maxmemory, "--maxmemory-policy", "noeviction"]
         return args

@@ -6,6 +6,8 @@
     newswire pipeline              only the streaming pipeline (against kafka.bootstrap_servers)
     newswire ingest PATH...        push text/JSON/JSONL files into the raw topic
     newswire tail TOPIC            print a topic's records (enriched, dlq, stats, fragments, alerts or a name)
+    newswire alerts notify         POST alerts to the webhook destinations in config/alerts.yaml
+    newswire replay                re-run stored events (or --file archives) through the pipeline, no new rows
     newswire events                latest events in the SQLite store
     newswire config                validate the configuration and print it
 """
@@ -25,6 +27,8 @@ from typing import Any
 
 import orjson
 
+from newswire.alerts_cli import add_alerts_commands
+from newswire.replay import add_replay_command
 from newswire.settings import ConfigError, Settings, load_settings
 from newswire.sources_cli import add_source_commands
 
@@ -135,6 +139,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
     s = _settings(args)
     stop = _wait_for_signal()
     redis = start_embedded_redis(s)
+    postgres = start_embedded_postgres(s)
     try:
         with KafkaBroker(s) as broker:
             print(f"Kafka {s.kafka.embedded.version} ready at {broker.bootstrap_servers} "
@@ -146,6 +151,8 @@ def cmd_broker(args: argparse.Namespace) -> int:
     finally:
         if redis:
             redis.stop()
+        if postgres:
+            postgres.stop()
     return 0
 
 
@@ -165,14 +172,27 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
 
 def start_embedded_redis(settings: Settings) -> Any:
-    """Start the embedded redis-server when the near-duplicate index needs it and config says so."""
-    if settings.pipeline.dedup.mode != "near" or not settings.redis.embedded:
+    """Start the embedded redis-server when pipeline state needs it (near-duplicate index, stories)
+    and config says so."""
+    needs_redis = settings.pipeline.dedup.mode == "near" or settings.pipeline.stories.enabled
+    if not needs_redis or not settings.redis.embedded:
         return None
     from connectors.redis import RedisServer
 
-    print(f"starting Redis at {settings.redis.url} (near-duplicate index) ...", flush=True)
+    print(f"starting Redis at {settings.redis.url} (pipeline state) ...", flush=True)
     return RedisServer(settings.data_dir / "redis", port=settings.redis.port,
                        maxmemory=settings.redis.maxmemory).start()
+
+
+def start_embedded_postgres(settings: Settings) -> Any:
+    """Start the embedded PostgreSQL when storage.url points at one on loopback and config says so."""
+    if not settings.storage.embedded_postgres:
+        return None
+    from connectors.postgres import PostgresServer
+
+    print(f"starting PostgreSQL at {settings.storage_url} (store) ...", flush=True)
+    return PostgresServer(settings.data_dir / "postgres", port=settings.storage.postgres_port,
+                          database=settings.storage.postgres_database, user=settings.storage.postgres_user).start()
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -183,6 +203,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     stop = _wait_for_signal()
     broker = None
     redis = start_embedded_redis(s)
+    postgres = start_embedded_postgres(s)
     if s.kafka.embedded.enabled:
         print(f"starting Apache Kafka {s.kafka.embedded.version} (KRaft) at {s.kafka.bootstrap_servers} ...", flush=True)
         broker = KafkaBroker(s).start()
@@ -200,13 +221,19 @@ def cmd_up(args: argparse.Namespace) -> int:
         sources = start_configured_sources(s)
         for source in sources:
             print(f"connector: {describe(source)}", flush=True)
+        from newswire.alerts_cli import describe as describe_notifier
+        from newswire.alerts_cli import start_configured_notifier
+
+        notifier = start_configured_notifier(s)  # None when config/alerts.yaml names no webhooks
+        if notifier:
+            print(describe_notifier(notifier), flush=True)
         if args.demo or args.ingest:
             time.sleep(1.0)  # let the live view subscribe before the first records arrive
             paths = [Path(p) for p in args.ingest] or [DEMO_FRAGMENTS]
             report = ingest(s, paths, None)
             print(f"ingested {report.accepted} fragments from {', '.join(map(str, paths))} "
                   f"({len(report.rejected)} rejected to {s.kafka.topics.dlq.name})", flush=True)
-        print(f"running: enriched events go to {s.kafka.topics.enriched.name} and {s.sqlite_path}; Ctrl-C stops.",
+        print(f"running: enriched events go to {s.kafka.topics.enriched.name} and {s.storage_url}; Ctrl-C stops.",
               flush=True)
         deadline = time.monotonic() + args.seconds if args.seconds else None
         while not stop.wait(0.5):
@@ -215,6 +242,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         stop.set()
         for source in sources:
             source.stop()
+        if notifier:
+            notifier.stop()
         _cancel(result, s)
         viewer.join(5)
         if s.sqlite_path.exists():
@@ -224,6 +253,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             broker.stop()
         if redis:
             redis.stop()
+        if postgres:
+            postgres.stop()
     return 0
 
 
@@ -268,6 +299,10 @@ def print_events(settings: Settings, limit: int) -> None:
 
 def cmd_events(args: argparse.Namespace) -> int:
     s = _settings(args)
+    if s.storage.kind != "sqlite":
+        print(f"newswire events reads the SQLite store; storage.url is {s.storage_url}: query it with "
+              "psql (tables in docs/deploy.md#storage)", file=sys.stderr)
+        return 1
     if not s.sqlite_path.exists():
         print(f"{s.sqlite_path}: no store yet (run `newswire up` first)", file=sys.stderr)
         return 1
@@ -296,6 +331,8 @@ def parser() -> argparse.ArgumentParser:
     ing.add_argument("--source", help="source name for fragments that do not carry one")
     ing.set_defaults(fn=cmd_ingest)
     add_source_commands(sub)
+    add_replay_command(sub)
+    add_alerts_commands(sub)
     tl = sub.add_parser("tail", help="print records of topics (enriched, dlq, stats, fragments, alerts, or a name)")
     tl.add_argument("topics", nargs="+")
     tl.add_argument("--from-beginning", action="store_true")

@@ -18,6 +18,8 @@ SCHEMA_FILES = {
     "enriched-event": "enriched-event.v1.json",
     "dead-letter": "dead-letter.v1.json",
     "newswire-config": "newswire-config.v1.json",
+    "alert": "alert.v1.json",
+    "alerts-config": "alerts-config.v1.json",
 }
 
 

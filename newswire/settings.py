@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -84,6 +85,19 @@ class DedupConfig:
 
 
 @dataclass(frozen=True)
+class StoriesConfig:
+    """Story clustering and novelty (state in Redis). Thresholds: pipelines.text.stories.StorySettings."""
+
+    enabled: bool = True
+    join_threshold: float = 0.5
+    quote_weight: float = 0.6
+    entity_weight: float = 0.6
+    time_scale_s: float = 24 * 3600.0
+    max_gap_s: float = 72 * 3600.0
+    novelty_near_match: float = 0.8
+
+
+@dataclass(frozen=True)
 class RedisSettings:
     """Where pipeline state lives (near-duplicate index). ``embedded``: `newswire up` and the tests
     start their own redis-server on the URL's port, data under data_dir/redis."""
@@ -96,6 +110,68 @@ class RedisSettings:
     @property
     def port(self) -> int:
         return int(self.url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+
+
+#: Hosts that mean "this machine": only there can `newswire up` run the embedded PostgreSQL.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """Where enriched events, their stories and alerts are stored, chosen by the URL's scheme:
+    ``sqlite:///path`` (embedded default) or ``postgresql://user@host:port/db``.
+    ``postgres_embedded``: when the URL is PostgreSQL on a loopback host, `newswire up` and
+    `newswire broker` start their own server on the URL's port, data under data_dir/postgres."""
+
+    url: str
+    postgres_embedded: bool = True
+
+    @property
+    def kind(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.url.split("://", 1)[0]
+
+    @property
+    def sqlite_path(self) -> Path:
+        """Filesystem path of the SQLite store (sqlite:///relative resolves against the cwd)."""
+        return Path(self.url.removeprefix("sqlite:///"))
+
+    @property
+    def embedded_postgres(self) -> bool:
+        """Whether `newswire up` runs the PostgreSQL server itself (see the class docstring)."""
+        return self.kind == "postgresql" and self.postgres_embedded and urlsplit(self.url).hostname in LOOPBACK_HOSTS
+
+    @property
+    def postgres_port(self) -> int:
+        return urlsplit(self.url).port or 5432
+
+    @property
+    def postgres_database(self) -> str:
+        return urlsplit(self.url).path.lstrip("/")
+
+    @property
+    def postgres_user(self) -> str:
+        """The URL's user: the embedded server's superuser role (default ``newswire``)."""
+        return urlsplit(self.url).username or "newswire"
+
+
+def storage_url_error(url: str) -> str | None:
+    """What is wrong with a ``storage.url`` (None when it is usable): the scheme, host, port, database."""
+    if url.startswith("sqlite:///"):
+        return None if url.removeprefix("sqlite:///").strip() else "sqlite:/// needs a file path"
+    if not url.startswith("postgresql://"):
+        return f"'{url}' is neither sqlite:///path nor postgresql://user@host:port/db"
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - parsing it is the check
+    except ValueError:
+        return f"'{url}': the port is not a number from 0 to 65535"
+    if not parts.hostname:
+        return f"'{url}': a PostgreSQL URL needs a host, e.g. postgresql://newswire@127.0.0.1:5433/newswire"
+    database = parts.path.lstrip("/")
+    if not database or "/" in database:
+        return f"'{url}': a PostgreSQL URL needs one database name after the host, e.g. .../newswire"
+    return None
 
 
 @dataclass(frozen=True)
@@ -117,10 +193,14 @@ class PipelineSettings:
     poll_timeout_ms: int = 50
     idle_watermark_lag_s: float = 0.25
     stats_window_s: int = 60
+    # Read only these partitions of the raw topic (None: all). Several independent pipeline jobs
+    # can split one topic this way; they share dedup and story state through Redis.
+    partitions: tuple[int, ...] | None = None
     language: LanguageSettings = field(default_factory=LanguageSettings)
     enrichment: EnrichmentSettings = field(default_factory=EnrichmentSettings)
     portable: PortableSettings = field(default_factory=PortableSettings)
     dedup: DedupConfig = field(default_factory=DedupConfig)
+    stories: StoriesConfig = field(default_factory=StoriesConfig)
 
 
 @dataclass(frozen=True)
@@ -178,17 +258,27 @@ class ConnectorSettings:
 
 
 @dataclass(frozen=True)
+class AlertSettings:
+    """Alert rules (pipelines.transforms.alerts, docs/alerts.md): the rules file, resolved against
+    the directory of the configuration file; state in Redis under redis.namespace + ``al:``."""
+
+    enabled: bool = True
+    rules_path: Path = Path("config/alerts.yaml")
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything configurable, validated. Picklable, so Beam workers receive it as is."""
 
     data_dir: Path
     kafka: KafkaSettings
     pipeline: PipelineSettings
-    storage_url: str
+    storage: StorageSettings
     file_source: str = "file:ingest"
     origin: str = "config/newswire.yaml"
     connectors: ConnectorSettings = field(default_factory=ConnectorSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
     @property
     def inbox_path(self) -> Path:
@@ -196,9 +286,14 @@ class Settings:
         return self.connectors.inbox.path or self.data_dir / "inbox"
 
     @property
+    def storage_url(self) -> str:
+        """The store's URL (storage.url)."""
+        return self.storage.url
+
+    @property
     def sqlite_path(self) -> Path:
         """Filesystem path of the SQLite store (sqlite:///relative resolves against the cwd)."""
-        return Path(self.storage_url.removeprefix("sqlite:///"))
+        return self.storage.sqlite_path
 
 
 def _apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
@@ -240,6 +335,9 @@ def load_settings(path: str | os.PathLike[str] | None = None,
         validate("newswire-config", raw)
     except SchemaViolation as exc:
         raise ConfigError(f"{cfg_path}: {exc.path or '(top level)'}: {exc.detail}") from None
+    storage_error = storage_url_error(raw["storage"]["url"])
+    if storage_error:
+        raise ConfigError(f"{cfg_path}: storage.url: {storage_error}")
 
     k = raw["kafka"]
     p = raw.get("pipeline", {})
@@ -253,18 +351,29 @@ def load_settings(path: str | os.PathLike[str] | None = None,
             embedded=EmbeddedKafka(**k.get("embedded", {})),
         ),
         pipeline=PipelineSettings(
-            **{key: v for key, v in p.items() if key not in ("language", "enrichment", "portable", "dedup")},
+            **{key: v for key, v in p.items() if key not in ("language", "enrichment", "portable", "dedup",
+                                                                 "stories", "partitions")},
             dedup=DedupConfig(**p.get("dedup", {})),
+            stories=StoriesConfig(**p.get("stories", {})),
+            partitions=tuple(p["partitions"]) if p.get("partitions") is not None else None,
             language=LanguageSettings(**p.get("language", {})),
             enrichment=EnrichmentSettings(**p.get("enrichment", {})),
             portable=PortableSettings(**p.get("portable", {})),
         ),
-        storage_url=raw["storage"]["url"],
+        storage=StorageSettings(**raw["storage"]),
         file_source=raw.get("connectors", {}).get("files", {}).get("source", "file:ingest"),
         origin=str(cfg_path),
         connectors=_connector_settings(raw.get("connectors", {})),
         redis=RedisSettings(**raw.get("redis", {})),
+        alerts=_alert_settings(raw.get("alerts") or {}, cfg_path),
     )
+
+
+def _alert_settings(raw: dict[str, Any], cfg_path: Path) -> AlertSettings:
+    # a relative rules_path is beside the configuration file, wherever the process runs
+    rules_path = Path(raw.get("rules_path", "alerts.yaml"))
+    return AlertSettings(enabled=raw.get("enabled", True),
+                         rules_path=rules_path if rules_path.is_absolute() else cfg_path.parent / rules_path)
 
 
 def _connector_settings(raw: dict[str, Any]) -> ConnectorSettings:

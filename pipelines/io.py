@@ -36,6 +36,7 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from newswire.settings import Settings
+from pipelines.events import REPLAY_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,8 @@ UNBOUNDED_END = 2**62
 class KafkaRecord(NamedTuple):
     """One record read from the raw topic. ``start`` is the reader's position before it (the previous
     record's offset + 1, or the restriction start): offsets need not be contiguous (transaction
-    markers, compaction), so the ledger chains ``start -> offset + 1`` instead of assuming ``+1``."""
+    markers, compaction), so the ledger chains ``start -> offset + 1`` instead of assuming ``+1``.
+    ``replay_of``: the event id a ``newswire replay`` record carries in its header (else None)."""
 
     topic: str
     partition: int
@@ -55,6 +57,7 @@ class KafkaRecord(NamedTuple):
     timestamp_ms: int
     key: bytes | None
     value: bytes
+    replay_of: str | None = None
 
 
 # --------------------------------------------------------------------------- reading
@@ -97,6 +100,11 @@ class _ListPartitions(beam.DoFn):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
+    def _mine(self, partition: int) -> bool:
+        """Whether this pipeline instance reads ``partition`` (pipeline.partitions; all when unset)."""
+        only = self.settings.pipeline.partitions
+        return only is None or partition in only
+
     def process(self, _: bytes) -> Iterator[tuple[str, int, int, int]]:
         from kafka import TopicPartition
 
@@ -112,7 +120,10 @@ class _ListPartitions(beam.DoFn):
                     raise RuntimeError(f"topic '{topic}' does not exist on {self.settings.kafka.bootstrap_servers}")
                 time.sleep(0.5)
                 partitions = consumer.partitions_for_topic(topic)
-            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            tps = [TopicPartition(topic, p) for p in sorted(partitions) if self._mine(p)]
+            if not tps:
+                raise RuntimeError(f"pipeline.partitions {list(self.settings.pipeline.partitions or [])} "
+                                   f"names none of topic '{topic}''s partitions {sorted(partitions)}")
             beginning = consumer.beginning_offsets(tps)
             for tp in tps:
                 committed = consumer.committed(tp)
@@ -213,7 +224,8 @@ class _ReadPartition(beam.DoFn):
             ts = Timestamp(micros=rec.timestamp * 1000)
             own = ts if own is None or ts > own else own
             yield TimestampedValue(
-                KafkaRecord(topic, partition, rec.offset, position, rec.timestamp, rec.key, rec.value), ts)
+                KafkaRecord(topic, partition, rec.offset, position, rec.timestamp, rec.key, rec.value,
+                            _replay_of(rec.headers)), ts)
             position = rec.offset + 1
         self.records_read.inc(len(batch))
         if not batch:
@@ -238,6 +250,14 @@ class _ReadPartition(beam.DoFn):
             consumer.close()
 
 
+def _replay_of(headers: Iterable[tuple[str, bytes]] | None) -> str | None:
+    """The ``newswire-replay-of`` header's value, if the record has one (see pipelines/events.py)."""
+    for name, value in headers or ():
+        if name == REPLAY_HEADER:
+            return value.decode("utf-8", "replace") if value is not None else ""
+    return None
+
+
 class ReadFromKafka(beam.PTransform):
     """Unbounded read of the raw fragments topic as `KafkaRecord`s timestamped with the record time."""
 
@@ -259,7 +279,8 @@ class ReadFromKafka(beam.PTransform):
 @dataclass(frozen=True)
 class Delivery:
     """What happens to one raw record: an enriched event for storage and the enriched topic, or a
-    dead letter for the DLQ topic. Carries the record's offset interval for the ledger."""
+    dead letter for the DLQ topic, plus the alerts the event fired (storage and the alerts topic).
+    Carries the record's offset interval for the ledger."""
 
     kind: str  # "event" | "dead_letter"
     payload: dict[str, Any]
@@ -268,6 +289,7 @@ class Delivery:
     start: int
     next_offset: int
     key: bytes | None = None
+    alerts: tuple[dict[str, Any], ...] = ()
 
 
 class OffsetLedger:
@@ -332,8 +354,8 @@ class DeliverToSinks(beam.PTransform):
 
 
 class _WriteAndCommit(beam.DoFn):
-    """Buffers a bundle's deliveries; in finish_bundle: SQLite upsert, produce to the enriched and DLQ
-    topics and wait for acks, then commit offsets. Keyed (stateful) so each partition has one owner."""
+    """Buffers a bundle's deliveries; in finish_bundle: store upsert (events, alerts), produce to the
+    enriched, DLQ and alerts topics and wait for acks, then commit offsets. Keyed (stateful) so each partition has one owner."""
 
     OWNER = ReadModifyWriteStateSpec("owner", VarIntCoder())
 
@@ -341,14 +363,15 @@ class _WriteAndCommit(beam.DoFn):
         self.settings = settings
         self.events_written = Metrics.counter("sinks", "events_written")
         self.dead_letters = Metrics.counter("sinks", "dead_letters")
+        self.alerts_sent = Metrics.counter("sinks", "alerts")
         self.commits = Metrics.counter("kafka", "offset_commits")
 
     def setup(self) -> None:
         from connectors.kafka import make_consumer, make_producer
-        from connectors.sinks.sqlite import SQLiteSink
+        from connectors.sinks import open_store
 
         s = self.settings
-        self._store = SQLiteSink(s.sqlite_path)
+        self._store = open_store(s.storage_url)  # SQLite or PostgreSQL, by storage.url
         self._producer = make_producer(s, linger_ms=2)
         self._committer = make_consumer(s, group_id=s.kafka.consumer_group)
         self._ledger = OffsetLedger.shared(s.kafka.bootstrap_servers, s.kafka.consumer_group)
@@ -371,19 +394,25 @@ class _WriteAndCommit(beam.DoFn):
 
         s = self.settings
         events = [d.payload for d in self._buffer if d.kind == "event"]
-        if events:
+        alerts = [a for d in self._buffer for a in d.alerts]
+        if events or alerts:
             self._store.add_many(events)
+            self._store.add_alerts(alerts)
             self._store.flush()
         futures = []
         for d in self._buffer:
             topic = s.kafka.topics.enriched.name if d.kind == "event" else s.kafka.topics.dlq.name
             key = d.payload["event_id"].encode() if d.kind == "event" else d.key
             futures.append(self._producer.send(topic, key=key, value=orjson.dumps(d.payload)))
+        # A replayed event fires the same alert (same alert_id) again: consumers dedupe by key.
+        futures += [self._producer.send(s.kafka.topics.alerts.name, key=a["alert_id"].encode(),
+                                        value=orjson.dumps(a)) for a in alerts]
         self._producer.flush()
         for f in futures:
             f.get(timeout=0)  # raises if any record failed after retries: the bundle fails and is retried
         self.events_written.inc(len(events))
         self.dead_letters.inc(len(self._buffer) - len(events))
+        self.alerts_sent.inc(len(alerts))
         advanced = self._ledger.mark_done(
             ((d.topic, d.partition, d.start, d.next_offset) for d in self._buffer), self._committed_position)
         if advanced:

@@ -1,9 +1,11 @@
 """The Newswire pipeline: argument parsing -> PipelineOptions -> pipeline graph.
 
-    raw topic -> Parse -> Normalise -> Language -> Enrich -> Dedup -> Emit ---------+
-                   |         |           |           |                  |            +--> Deliver: SQLite,
-                   +---------+-----------+-----------+-- dead letters --+------------+    enriched + DLQ
-                   +-> FragmentCounts (event-time windows) -> stats topic                 topics, offsets
+    raw topic -> Parse -> Normalise -> Language -> Enrich -> Dedup -> Stories -> Alerts -> Emit +
+                   |         |           |           |                                         |
+                   +---------+-----------+-----------+-------------- dead letters -------------+
+                   |                                                                           v
+                   |       Deliver: store (events, stories, alerts), enriched/DLQ/alerts topics, offsets
+                   +-> FragmentCounts (event-time windows) -> stats topic
 The same graph runs on Prism locally and on Flink/Dataflow deployed; only the options differ.
 """
 
@@ -21,6 +23,9 @@ from newswire.settings import Settings, load_settings
 from newswire.toolchain import PrismServer
 from pipelines.io import DeliverToSinks, ReadFromKafka
 from pipelines.text.dedup import DedupSettings
+from pipelines.text.novelty import NoveltySettings
+from pipelines.text.stories import StorySettings
+from pipelines.transforms.alerts import EvaluateAlerts
 from pipelines.transforms.common import drop_original
 from pipelines.transforms.dedup import ExactDuplicates
 from pipelines.transforms.emit import EmitEvents
@@ -30,6 +35,7 @@ from pipelines.transforms.near_dedup import DeduplicateWithRedis
 from pipelines.transforms.normalise import NormaliseText
 from pipelines.transforms.parse import ParseFragments
 from pipelines.transforms.stats import FragmentCounts
+from pipelines.transforms.stories import AssignStories
 
 
 def build_pipeline(p: beam.Pipeline, settings: Settings) -> None:
@@ -44,6 +50,10 @@ def build_pipeline(p: beam.Pipeline, settings: Settings) -> None:
         dead_letters.append(bad_enrich)
     events = events | "DropOriginal" >> beam.Map(drop_original)
     events = events | "Dedup" >> deduplicate(settings)
+    if settings.pipeline.stories.enabled:
+        events = events | "Stories" >> assign_stories(settings)
+    if settings.alerts.enabled:
+        events = events | "Alerts" >> EvaluateAlerts(settings)
     deliveries, bad_emit = events | "Emit" >> EmitEvents()
     (
         (deliveries, *dead_letters, bad_emit)
@@ -63,6 +73,15 @@ def deduplicate(settings: Settings) -> beam.PTransform:
                              containment=d.containment)
     return DeduplicateWithRedis(settings.redis.url, tunables, match_url=d.match_url, match_guid=d.match_guid,
                                 namespace=settings.redis.namespace)
+
+
+def assign_stories(settings: Settings) -> beam.PTransform:
+    """Story clustering and novelty as configured (pipeline.stories), with the state in Redis."""
+    c = settings.pipeline.stories
+    tunables = StorySettings(join_threshold=c.join_threshold, quote_weight=c.quote_weight,
+                             entity_weight=c.entity_weight, time_scale_s=c.time_scale_s, max_gap_s=c.max_gap_s)
+    return AssignStories(settings.redis.url, tunables, NoveltySettings(near_match=c.novelty_near_match),
+                         namespace=settings.redis.namespace)
 
 
 def runner_options(settings: Settings, job_endpoint: str | None = None) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -9,17 +10,51 @@ from typing import Any
 import pytest
 
 from connectors.kafka import KafkaBroker
+from connectors.postgres import PostgresServer
 from connectors.redis import RedisServer
 from newswire.settings import load_settings
 from tests.harness import SHARED, Stack, free_port
 
 
 @pytest.fixture(scope="session")
-def broker_overrides(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """Start the broker and Redis on free ports; yields the settings overrides that point at them.
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the session, on a free port; tests keep apart by key namespace."""
+    redis = RedisServer(tmp_path_factory.mktemp("redis"), port=free_port()).start()
+    try:
+        yield redis
+    finally:
+        redis.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session (initdb in a temp dir), on a free port."""
+    server = PostgresServer(tmp_path_factory.mktemp("postgres"), port=free_port()).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A database of this test's own on the session's server: its storage.url."""
+    return postgres_server.create_database(f"t{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def redis_namespace() -> str:
+    """A Redis key prefix of this test's own."""
+    return f"t{uuid.uuid4().hex[:8]}:"
+
+
+@pytest.fixture(scope="session")
+def broker_overrides(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer
+                     ) -> Iterator[dict[str, Any]]:
+    """Start the broker on free ports; yields the settings overrides that point at it and at Redis.
     Each test's Stack gets its own topics, consumer group and Redis key namespace."""
     data = tmp_path_factory.mktemp("kafka")
-    redis = RedisServer(tmp_path_factory.mktemp("redis"), port=free_port()).start()
+    redis = redis_server
     overrides = {"kafka.bootstrap_servers": f"127.0.0.1:{free_port()}",
                  "kafka.embedded.controller_port": free_port(), "data_dir": str(data),
                  "redis.url": redis.url}
@@ -29,7 +64,6 @@ def broker_overrides(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[
         yield overrides
     finally:
         broker.stop()
-        redis.stop()
 
 
 @pytest.fixture

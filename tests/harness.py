@@ -54,7 +54,9 @@ class Stack:
         o["redis.namespace"] = f"t{tag}:"
         o["storage.url"] = f"sqlite:///{tmp / 'newswire.db'}"
         o["data_dir"] = str(tmp)
+        o["alerts.rules_path"] = str(config_dir() / "alerts.yaml")  # the shipped rules, unless a test says
         o.update(overrides)
+        self.overrides = o
         self.config_path = write_config(tmp / "newswire.yaml", o)
         self.settings: Settings = load_settings(self.config_path, environ={})
         ensure_topics(self.settings)
@@ -62,10 +64,16 @@ class Stack:
         self._procs: list[subprocess.Popen[bytes]] = []
 
     # -- pipeline processes
-    def start_pipeline(self) -> subprocess.Popen[bytes]:
+    def variant_config(self, name: str, **overrides: Any) -> Path:
+        """This stack's config with some keys changed (same topics, group, Redis namespace), e.g. a
+        second pipeline instance's."""
+        return write_config(self.tmp / f"{name}.yaml", {**self.overrides, **overrides})
+
+    def start_pipeline(self, config_path: Path | None = None) -> subprocess.Popen[bytes]:
+        config = config_path or self.config_path
         with open(self.tmp / f"pipeline-{len(self._procs)}.log", "wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "newswire.cli", "--config", str(self.config_path), "pipeline"],
+                [sys.executable, "-m", "newswire.cli", "--config", str(config), "pipeline"],
                 cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self._procs.append(proc)

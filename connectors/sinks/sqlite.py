@@ -1,13 +1,23 @@
-"""SQLiteSink: the embedded default store. One row per event_id (upsert), WAL mode, batched writes."""
+"""SQLiteSink: the embedded default store. One row per event_id (upsert), WAL mode, batched writes.
+
+Same tables and upsert rules as :class:`connectors.sinks.postgres.PostgresSink` (rows from
+:mod:`connectors.sinks.rows`): ``events``, ``stories`` (never moves backwards), ``alerts``. JSON
+columns are text; times in ``stories`` and ``alerts`` are fixed-width ISO-8601 UTC text, so text
+order is time order.
+"""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from connectors.sinks import EventStore
+from connectors.sinks.rows import alert_row, event_row, iso, story_rows, upserts
 
 #: Schema migrations, applied in order; PRAGMA user_version records how many ran.
 MIGRATIONS: tuple[str, ...] = (
@@ -34,19 +44,41 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX IF NOT EXISTS events_content_hash ON events (content_hash);
     CREATE INDEX IF NOT EXISTS events_source ON events (source, received_at);
     """,
+    # 2: stories and alerts; events learn their story and carry compact entities/places (JSON text).
+    """
+    ALTER TABLE events ADD COLUMN story_id TEXT;
+    ALTER TABLE events ADD COLUMN entities TEXT;
+    ALTER TABLE events ADD COLUMN places TEXT;
+    CREATE INDEX IF NOT EXISTS events_story_id ON events (story_id);
+    CREATE TABLE IF NOT EXISTS stories (
+        story_id      TEXT PRIMARY KEY,
+        first_seen    TEXT NOT NULL,
+        last_seen     TEXT NOT NULL,
+        event_count   INTEGER NOT NULL,
+        source_count  INTEGER NOT NULL,
+        top_entities  TEXT NOT NULL,
+        top_places    TEXT NOT NULL,
+        updated_at    TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS stories_last_seen ON stories (last_seen);
+    CREATE TABLE IF NOT EXISTS alerts (
+        alert_id      TEXT PRIMARY KEY,
+        rule          TEXT NOT NULL,
+        kind          TEXT,
+        severity      TEXT,
+        window_start  TEXT,
+        window_end    TEXT,
+        fired_at      TEXT NOT NULL,
+        summary       TEXT,
+        story_ids     TEXT NOT NULL,
+        body          TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS alerts_fired_at ON alerts (fired_at);
+    CREATE INDEX IF NOT EXISTS alerts_rule ON alerts (rule, fired_at);
+    """,
 )
 
-_UPSERT = """
-INSERT INTO events (event_id, source, source_id, url, title, published_at, received_at, processed_at,
-                    language, content_hash, duplicate_of, story_key, kafka_topic, kafka_partition,
-                    kafka_offset, body)
-VALUES (:event_id, :source, :source_id, :url, :title, :published_at, :received_at, :processed_at,
-        :language, :content_hash, :duplicate_of, :story_key, :kafka_topic, :kafka_partition,
-        :kafka_offset, :body)
-ON CONFLICT (event_id) DO UPDATE SET
-    processed_at = excluded.processed_at, language = excluded.language,
-    duplicate_of = excluded.duplicate_of, body = excluded.body
-"""
+_UPSERT, _UPSERT_STORY, _UPSERT_ALERT = upserts("sqlite")
 
 
 def open_database(path: Path) -> sqlite3.Connection:
@@ -56,57 +88,92 @@ def open_database(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=30000")
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    for i, ddl in enumerate(MIGRATIONS[version:], start=version + 1):
-        conn.execute("BEGIN IMMEDIATE")
-        for statement in (part for part in ddl.split(";") if part.strip()):
-            conn.execute(statement)
-        conn.execute(f"PRAGMA user_version={i}")
-        conn.execute("COMMIT")
+    migrate(conn)
     return conn
 
 
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply the migrations not yet applied (PRAGMA user_version counts them); returns the version.
+
+    The version is read inside each migration's write transaction: workers opening the store at
+    once never run one migration twice (ALTER TABLE is not idempotent).
+    """
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version >= len(MIGRATIONS):
+            conn.execute("COMMIT")
+            return int(version)
+        try:
+            for statement in (part for part in MIGRATIONS[version].split(";") if part.strip()):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={version + 1}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 def _row(event: dict[str, Any]) -> dict[str, Any]:
-    origin = event["origin"]
-    return {
-        "event_id": event["event_id"], "source": event["source"], "source_id": event.get("source_id"),
-        "url": event.get("url"), "title": event.get("title"), "published_at": event.get("published_at"),
-        "received_at": event["received_at"], "processed_at": event["processed_at"],
-        "language": event["language"]["code"], "content_hash": event["content_hash"],
-        "duplicate_of": event.get("duplicate_of"), "story_key": event.get("story_key"),
-        "kafka_topic": origin["topic"], "kafka_partition": origin["partition"], "kafka_offset": origin["offset"],
-        "body": orjson.dumps(event).decode(),
-    }
+    row = event_row(event)
+    return {**row, "entities": _json(row["entities"]), "places": _json(row["places"]), "body": _json(event)}
 
 
-class SQLiteSink:
-    """Batched, idempotent writer of EnrichedEvents: ``add``/``add_many`` buffer, ``flush`` commits."""
+def _story(row: dict[str, Any], now: str) -> dict[str, Any]:
+    return {**row, "first_seen": iso(row["first_seen"]), "last_seen": iso(row["last_seen"]),
+            "top_entities": _json(row["top_entities"]), "top_places": _json(row["top_places"]), "updated_at": now}
+
+
+def _alert(alert: dict[str, Any]) -> dict[str, Any]:
+    row = alert_row(alert)
+    return {**row, "window_start": iso(row["window_start"]), "window_end": iso(row["window_end"]),
+            "fired_at": iso(row["fired_at"]), "story_ids": _json(row["story_ids"]), "body": _json(alert)}
+
+
+class SQLiteSink(EventStore):
+    """Batched, idempotent writer of EnrichedEvents (and their stories) and Alerts into SQLite."""
 
     def __init__(self, path: Path) -> None:
+        super().__init__()
         self.path = path
         self._conn = open_database(path)
-        self._buffer: list[dict[str, Any]] = []
 
-    def add(self, event: dict[str, Any]) -> None:
-        self._buffer.append(_row(event))
-
-    def add_many(self, events: Iterable[dict[str, Any]]) -> None:
-        self._buffer.extend(_row(e) for e in events)
-
-    def flush(self) -> int:
-        """Write the buffer in one transaction; returns the number of rows written."""
-        if not self._buffer:
-            return 0
-        rows, self._buffer = self._buffer, []
+    def _write(self, events: list[dict[str, Any]], alerts: list[dict[str, Any]]) -> None:
+        now = iso(datetime.now(UTC))
         self._conn.execute("BEGIN IMMEDIATE")
         try:
-            self._conn.executemany(_UPSERT, rows)
+            self._conn.executemany(_UPSERT, [_row(e) for e in events])
+            self._conn.executemany(_UPSERT_STORY, [_story(r, now) for r in story_rows(events)])
+            self._conn.executemany(_UPSERT_ALERT, [_alert(a) for a in alerts])
         except BaseException:
             self._conn.execute("ROLLBACK")
-            self._buffer = rows + self._buffer
             raise
         self._conn.execute("COMMIT")
-        return len(rows)
+
+    def events(self, since: str | None = None, until: str | None = None, source: str | None = None,
+               limit: int | None = None) -> Iterator[dict[str, Any]]:
+        where, args = _event_filter(since, until, source)
+        query = f"SELECT body FROM events {where} ORDER BY received_at, event_id"
+        if limit is not None:
+            query += f" LIMIT {int(limit)}"
+        for (body,) in self._conn.execute(query, args):
+            yield orjson.loads(body)
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _event_filter(since: str | None, until: str | None, source: str | None) -> tuple[str, list[Any]]:
+    clauses, args = [], []
+    # julianday(): received_at is text as the connector wrote it (with or without milliseconds, any
+    # offset), so compare times, not strings. Replay reads are rare; no index needed.
+    for clause, value in (("julianday(received_at) >= julianday(?)", since),
+                          ("julianday(received_at) < julianday(?)", until), ("source = ?", source)):
+        if value is not None:
+            clauses.append(clause)
+            args.append(value)
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", args

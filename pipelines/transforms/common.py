@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 #: Tag of every stage's second output: records that go to the dead-letter topic.
 DEAD_LETTERS = "dead_letters"
 
-PRIVATE_KEYS = ("_start", "_value", "_key")
+#: In-flight keys that never leave the pipeline as event fields. ``_alerts``: alerts the event fired
+#: (EvaluateAlerts); they travel with its Delivery so they are out before its offset is committed.
+PRIVATE_KEYS = ("_start", "_value", "_key", "_alerts")
 
 
 def reject(event: dict[str, Any], stage: str, reason: str, error: str) -> Delivery:
@@ -40,7 +42,7 @@ def reject(event: dict[str, Any], stage: str, reason: str, error: str) -> Delive
         payload=dead_letter(stage, reason, error, original, event.get("_key"), origin["topic"],
                             origin["partition"], origin["offset"], origin.get("timestamp_ms")),
         topic=origin["topic"], partition=origin["partition"], start=event["_start"],
-        next_offset=origin["offset"] + 1, key=event.get("_key"),
+        next_offset=origin["offset"] + 1, key=event.get("_key"), alerts=tuple(event.get("_alerts") or ()),
     )
 
 
@@ -55,7 +57,8 @@ def accept(event: dict[str, Any]) -> Delivery:
     origin = event["origin"]
     public = {k: v for k, v in event.items() if k not in PRIVATE_KEYS}
     return Delivery(kind="event", payload=public, topic=origin["topic"], partition=origin["partition"],
-                    start=event["_start"], next_offset=origin["offset"] + 1)
+                    start=event["_start"], next_offset=origin["offset"] + 1,
+                    alerts=tuple(event.get("_alerts") or ()))
 
 
 class StageFn(beam.DoFn):

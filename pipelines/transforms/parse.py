@@ -17,7 +17,7 @@ from pipelines.transforms.common import DEAD_LETTERS
 
 def start_event(record: KafkaRecord, max_bytes: int) -> dict[str, Any]:
     """Parse one record into the in-flight event dict (raises Rejected)."""
-    fragment = parse_fragment(record.value, max_bytes)
+    fragment = parse_fragment(record.value, max_bytes, record.replay_of)
     f = fragment.fields
     return {
         "schema": ENRICHED_SCHEMA,

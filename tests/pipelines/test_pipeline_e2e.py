@@ -6,10 +6,12 @@ from __future__ import annotations
 import itertools
 import sqlite3
 import time
+from typing import Any
 
 import orjson
 import pytest
 
+from connectors.kafka import make_producer
 from tests.harness import Stack
 
 pytestmark = pytest.mark.e2e
@@ -90,6 +92,15 @@ def test_samples_and_bad_input_flow_to_enriched_dlq_and_sqlite(stack: Stack, sam
     for mention in (m for e in art["entities"] for m in e["mentions"]):
         assert art["text"][mention["start"]:mention["end"]] == mention["text"]
 
+    # Stories (issue: dedup, stories, novelty): two outlets' versions of one event join one story.
+    assert art["story_id"] == blog["story_id"]
+    # They may sit on different partitions, so either can come first.
+    first, second = sorted((art, blog), key=lambda e: e["story"]["event_count"])
+    assert first["story"]["is_new"] and not second["story"]["is_new"]
+    assert second["story"]["event_count"] == 2 and second["story"]["source_count"] == 2
+    assert {e["story_id"] for e in enriched if e["source_id"].startswith("a-")}.isdisjoint({art["story_id"]})
+    assert second["novelty"]["ratio"] > 0.5 and second["novelty"]["new_sentences"]
+
     stored = wait_rows(stack, 7, 30)
     assert len(stored) == 7
     assert {r[1] for r in stored} == {"russia-warns", "liveblog-2-26", *(f"a-{i}" for i in range(5))}
@@ -164,3 +175,30 @@ def test_sigkill_mid_stream_then_restart_keeps_every_fragment_exactly_once(stack
     # Nothing more arrives later: the pipeline resumed from committed offsets, no runaway replays.
     time.sleep(2)
     assert len(rows(stack)) == total
+
+
+def test_two_pipeline_instances_splitting_the_partitions_share_dedup_and_stories(make_stack: Any) -> None:
+    """Instance A reads partitions 0-1, B 2-3 (pipeline.partitions): a copy that lands on the other
+    instance is still a duplicate, and joins the original's story, because both use one Redis."""
+    a = make_stack(**{"pipeline.partitions": [0, 1]})
+    b_config = a.variant_config("instance-b", **{"pipeline.partitions": [2, 3]})
+    a.start_pipeline()
+    b = a.start_pipeline(config_path=b_config)
+    producer = make_producer(a.settings)
+    edited = STORY.replace("about two hundred", "about three hundred").replace("About two", "About three")
+    producer.send(a.settings.kafka.topics.fragments.name, partition=0,
+                  value=orjson.dumps({"source": "wire:a", "id": "on-a", "text": STORY}))
+    producer.flush()
+    first = a.consume("enriched", lambda r: len(r) >= 1, timeout_s=90)
+    assert first, a.pipeline_log()
+    producer.send(a.settings.kafka.topics.fragments.name, partition=3,
+                  value=orjson.dumps({"source": "site:b", "id": "on-b", "text": edited}))
+    producer.flush()
+    producer.close()
+    events = {e["source_id"]: e for e in a.consume("enriched", lambda r: len(r) >= 2, timeout_s=90)}
+    assert set(events) == {"on-a", "on-b"}, a.pipeline_log()
+    assert events["on-a"]["origin"]["partition"] == 0 and events["on-b"]["origin"]["partition"] == 3
+    assert events["on-b"]["near_duplicate_of"] == events["on-a"]["event_id"]
+    assert events["on-b"]["story_id"] == events["on-a"]["story_id"]
+    assert events["on-b"]["story"]["event_count"] == 2
+    assert b.poll() is None  # instance B is the one that processed partition 3, and still runs

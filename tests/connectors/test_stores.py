@@ -1,0 +1,184 @@
+"""Both stores (SQLite and a real PostgreSQL) against one set of expectations: idempotent event
+upserts, stories that never move backwards, alerts, migrations that rerun and upgrade, replay reads."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from connectors.sinks import EventStore, open_store
+from connectors.sinks.rows import parse_time
+from connectors.sinks.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
+from connectors.sinks.sqlite import SQLiteSink
+
+
+def event(i: int, **extra: Any) -> dict[str, Any]:
+    """A minimal EnrichedEvent with one entity and one place."""
+    return {
+        "schema": "enriched-event/1", "event_id": f"{i:032x}", "source": "wire:a", "source_id": f"a-{i}",
+        "url": None, "title": f"Item {i}", "published_at": None,
+        "received_at": f"2026-03-01T10:{i % 60:02d}:00.000Z", "processed_at": "2026-03-01T11:00:00.000Z",
+        "text": f"Item {i} text.", "content_hash": f"{i:032x}", "language": {"code": "en", "confidence": 0.99},
+        "duplicate_of": None, "story_key": None,
+        "entities": [{"id": "person:jens-stoltenberg", "name": "Jens Stoltenberg", "type": "person",
+                      "mentions": [{"start": 0, "end": 4, "text": "Jens"}]}],
+        "places": [{"id": "geonames:660013", "name": "Finland", "country_code": "FI", "lat": 64.0, "lon": 26.0,
+                    "feature": "country", "mentions": [{"start": 5, "end": 12, "text": "Finland"}]}],
+        "origin": {"topic": "news.fragments", "partition": 0, "offset": i, "timestamp_ms": 1_772_359_200_000},
+        **extra,
+    }
+
+
+def story(count: int, first: str, last: str, top: str) -> dict[str, Any]:
+    return {"is_new": count == 1, "score": 0.8, "event_count": count, "source_count": count,
+            "first_seen": first, "last_seen": last, "top_entities": [{"id": top, "name": top, "events": count}],
+            "top_places": []}
+
+
+def alert(alert_id: str, summary: str) -> dict[str, Any]:
+    return {"alert_id": alert_id, "rule": "nordics", "kind": "burst", "severity": "high",
+            "window": {"start": "2026-03-01T10:00:00Z", "end": "2026-03-01T10:10:00Z"},
+            "fired_at": "2026-03-01T10:10:05.120Z", "summary": summary, "story_ids": ["s1", "s2"],
+            "event_ids": ["e1"], "counts": {"events": 12, "stories": 2, "sources": 3}, "baseline": None,
+            "destinations": []}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[EventStore]:
+    s = open_store(store_url)
+    yield s
+    s.close()
+
+
+def query(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """Run one read query on either store (placeholders: ? for both; translated for PostgreSQL)."""
+    if url.startswith("sqlite:///"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+        try:
+            return conn.execute(sql, args).fetchall()
+        finally:
+            conn.close()
+    with psycopg.connect(url) as pg:
+        return pg.execute(sql.replace("?", "%s"), args).fetchall()  # type: ignore[arg-type]
+
+
+def test_events_upsert_by_id_in_one_batch_and_across_flushes(store: EventStore, store_url: str) -> None:
+    store.add_many([event(1), event(2), event(1)])
+    assert store.flush() == 3
+    store.add(event(2, language={"code": "fi", "confidence": 0.9}, story_id="s9"))
+    store.flush()
+    rows = query(store_url, "SELECT event_id, language, story_id FROM events ORDER BY event_id")
+    assert rows == [(f"{1:032x}", "en", None), (f"{2:032x}", "fi", "s9")]
+    assert store.flush() == 0  # nothing buffered, nothing written
+
+
+def test_entities_and_places_are_compact_json_columns(store: EventStore, store_url: str) -> None:
+    store.add(event(1))
+    store.flush()
+    if store_url.startswith("postgresql://"):
+        # The query the GIN (jsonb_path_ops) indexes serve.
+        hits = query(store_url, "SELECT event_id FROM events WHERE entities @> ?::jsonb AND places @> ?::jsonb",
+                     '[{"id": "person:jens-stoltenberg"}]', '[{"id": "geonames:660013"}]')
+        assert hits == [(f"{1:032x}",)]
+        entities = query(store_url, "SELECT entities FROM events")[0][0]
+    else:
+        import orjson
+
+        entities = orjson.loads(query(store_url, "SELECT entities FROM events")[0][0])
+    assert entities == [{"id": "person:jens-stoltenberg", "name": "Jens Stoltenberg", "type": "person"}]
+
+
+def test_story_upserts_never_move_backwards(store: EventStore, store_url: str) -> None:
+    newer = event(3, story_id="s1", story=story(3, "2026-03-01T10:00:00.000Z", "2026-03-01T12:00:00.000Z", "new"))
+    store.add(newer)
+    store.flush()
+    # A replay of the story's first event: an older, smaller view of the same story.
+    older = event(1, story_id="s1", story=story(1, "2026-03-01T09:30:00Z", "2026-03-01T10:00:00Z", "old"))
+    store.add(older)
+    store.flush()
+    (first, last, count, sources, top), = query(
+        store_url, "SELECT first_seen, last_seen, event_count, source_count, top_entities FROM stories")
+    assert parse_time(first) == parse_time("2026-03-01T09:30:00Z")  # the earliest first_seen wins
+    assert parse_time(last) == parse_time("2026-03-01T12:00:00Z")
+    assert (count, sources) == (3, 3)
+    assert "new" in str(top) and "old" not in str(top)
+    assert query(store_url, "SELECT count(*) FROM events WHERE story_id = 's1'") == [(2,)]
+
+
+def test_stories_merge_within_one_batch(store: EventStore, store_url: str) -> None:
+    store.add_many([event(1, story_id="s1", story=story(1, "2026-03-01T10:00:00Z", "2026-03-01T10:00:00Z", "a")),
+                    event(2, story_id="s1", story=story(2, "2026-03-01T10:00:00Z", "2026-03-01T10:05:00Z", "b")),
+                    event(3)])  # no story: no stories row
+    store.flush()
+    assert query(store_url, "SELECT story_id, event_count FROM stories") == [("s1", 2)]
+
+
+def test_alerts_upsert_by_alert_id(store: EventStore, store_url: str) -> None:
+    store.add_alerts([alert("a1", "first"), alert("a2", "other")])
+    store.flush()
+    store.add_alerts([alert("a1", "rewritten")])
+    store.flush()
+    rows = query(store_url, "SELECT alert_id, rule, kind, summary FROM alerts ORDER BY alert_id")
+    assert rows == [("a1", "nordics", "burst", "rewritten"), ("a2", "nordics", "burst", "other")]
+    (start, fired), = query(store_url, "SELECT window_start, fired_at FROM alerts WHERE alert_id = 'a1'")
+    assert parse_time(start) == parse_time("2026-03-01T10:00:00Z")
+    assert parse_time(fired) == parse_time("2026-03-01T10:10:05.120Z")
+
+
+def test_events_read_back_for_replay(store: EventStore) -> None:
+    store.add_many([event(i) for i in range(5)] + [event(9, source="wire:b")])
+    store.flush()
+    assert [e["source_id"] for e in store.events()] == ["a-0", "a-1", "a-2", "a-3", "a-4", "a-9"]
+    assert [e["source_id"] for e in store.events(source="wire:b")] == ["a-9"]
+    since = [e["source_id"] for e in store.events(since="2026-03-01T10:02:00Z", until="2026-03-01T10:04:00Z")]
+    assert since == ["a-2", "a-3"]
+    assert len(list(store.events(limit=2))) == 2
+
+
+def test_migrations_rerun_without_change(store_url: str) -> None:
+    for _ in range(3):
+        s = open_store(store_url)
+        s.add(event(1))
+        s.flush()
+        s.close()
+    if store_url.startswith("postgresql://"):
+        assert query(store_url, "SELECT version FROM schema_migrations") == [(1,)]
+    else:
+        assert query(store_url, "PRAGMA user_version") == [(len(SQLITE_MIGRATIONS),)]
+    assert query(store_url, "SELECT count(*) FROM events") == [(1,)]
+
+
+def test_sqlite_store_of_the_first_schema_upgrades_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executescript(SQLITE_MIGRATIONS[0])
+    conn.execute("PRAGMA user_version=1")
+    conn.execute("INSERT INTO events (event_id, source, received_at, processed_at, language, content_hash, "
+                 "kafka_topic, kafka_partition, kafka_offset, body) VALUES ('old', 's', 't', 't', 'en', 'h', "
+                 "'news.fragments', 0, 0, '{}')")
+    conn.close()
+    sink = SQLiteSink(path)
+    sink.add(event(1, story_id="s1", story=story(1, "2026-03-01T10:00:00Z", "2026-03-01T10:00:00Z", "a")))
+    sink.flush()
+    sink.close()
+    url = f"sqlite:///{path}"
+    assert query(url, "SELECT event_id, story_id FROM events ORDER BY event_id") == [
+        (f"{1:032x}", "s1"), ("old", None)]
+    assert query(url, "SELECT count(*) FROM stories") == [(1,)]
+
+
+def test_open_store_names_the_key_for_an_unknown_scheme() -> None:
+    with pytest.raises(ValueError, match=r"storage\.url"):
+        open_store("mysql://localhost/db")

@@ -1,0 +1,64 @@
+"""Alerts end to end: a rule fires once for a burst of coverage, on the alerts topic and in the store,
+stays quiet during its cooldown, also after a pipeline restart."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from newswire.schemas import validate
+from tests.harness import Stack
+
+pytestmark = pytest.mark.e2e
+
+RULES = """
+version: 1
+rules:
+  - name: nato-finland
+    title: NATO + Finland
+    match: {entity: NATO, place: Finland}
+    window: 10m
+    threshold: {count: 2, of: sources}
+    cooldown: 30m
+    severity: warning
+"""
+
+
+def stored_alerts(stack: Stack) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(stack.settings.sqlite_path) as db:
+        return db.execute("SELECT alert_id, rule FROM alerts").fetchall()
+
+
+def test_rule_fires_once_for_a_burst_and_respects_its_cooldown_across_restarts(
+        make_stack: Any, tmp_path: Path, samples: dict[str, str]) -> None:
+    rules = tmp_path / "alerts.yaml"
+    rules.write_text(RULES)
+    stack = make_stack(**{"alerts.rules_path": str(rules)})
+    proc = stack.start_pipeline()
+    article, blog = samples["russia-warns-finland-sweden"], samples["liveblog-fragment-2-26"]
+    stack.produce([{"source": "outlet:a", "id": "a1", "text": article}])
+    stack.consume("enriched", lambda r: len(r) >= 1, timeout_s=90)
+    stack.produce([{"source": "outlet:b", "id": "b1", "text": blog}])  # second source: fires
+    alerts = stack.consume("alerts", lambda r: len(r) >= 1, timeout_s=60)
+    assert len(alerts) == 1, stack.pipeline_log()
+    alert = alerts[0]
+    validate("alert", alert)
+    assert alert["rule"] == "nato-finland" and alert["counts"]["sources"] == 2
+    assert "NATO + Finland" in alert["summary"]
+
+    stack.produce([{"source": "outlet:c", "id": "c1", "text": blog + "\n\nMore to follow."}])  # in cooldown
+    stack.consume("enriched", lambda r: len(r) >= 3, timeout_s=60)
+    stack.kill(proc)
+    stack.start_pipeline()  # cooldown state is in Redis: a restart does not reset it
+    stack.produce([{"source": "outlet:d", "id": "d1", "text": article.replace("Finland", "Finland ")}])
+    stack.consume("enriched", lambda r: len(r) >= 4, timeout_s=90)
+    time.sleep(1.0)
+    again = stack.consume("alerts", lambda r: len(r) >= 2, timeout_s=3)
+    assert [a["alert_id"] for a in again] == [alert["alert_id"]], again
+    assert stored_alerts(stack) == [(alert["alert_id"], "nato-finland")]
+    enriched = stack.consume("enriched", lambda r: len(r) >= 4, timeout_s=5)
+    assert all("_alerts" not in e for e in enriched)
