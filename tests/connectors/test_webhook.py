@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -320,9 +321,10 @@ def test_stopping_mid_retry_leaves_the_alert_for_the_next_start(stack: Stack, re
     assert stack.consume("dlq", lambda r: False, timeout_s=1) == []
 
 
-def test_up_starts_a_notifier_only_when_the_alerts_file_names_webhooks(stack: Stack) -> None:
+def test_up_starts_a_notifier_only_when_the_alerts_file_names_webhooks(make_stack: Any, tmp_path: Path) -> None:
     from newswire.alerts_cli import start_configured_notifier
 
+    stack = make_stack(**{"alerts.rules_path": str(tmp_path / "alerts.yaml")})
     assert not stack.settings.alerts.rules_path.exists()
     assert start_configured_notifier(stack.settings) is None
     stack.settings.alerts.rules_path.write_text("destinations:\n  - {name: ops, url: 'http://127.0.0.1:9/x'}\n")
