@@ -1,5 +1,6 @@
-"""`newswire alerts notify`: deliver alerts to the webhook destinations of config/alerts.yaml;
-`start_configured_notifier` for `newswire up`."""
+"""`newswire alerts ...`: ``notify`` delivers alerts to the webhook destinations of
+config/alerts.yaml (`start_configured_notifier` does it for `newswire up`); ``tail`` prints alerts
+live as they reach the alerts topic; ``list`` prints the stored ones."""
 
 from __future__ import annotations
 
@@ -75,6 +76,58 @@ def cmd_notify(args: argparse.Namespace) -> int:
     return 0
 
 
+_SEVERITY = {"critical": "CRITICAL", "warning": "WARNING ", "info": "info    "}
+
+
+def format_alert(alert: dict[str, Any]) -> str:
+    """An alert for the terminal: when, severity, rule and summary, then counts and the evidence."""
+    fired = str(alert.get("fired_at", ""))[11:19]
+    counts = alert.get("counts") or {}
+    window = alert.get("window") or {}
+    lines = [(f"{fired} {_SEVERITY.get(alert.get('severity', ''), alert.get('severity', ''))} "
+             f"{alert.get('rule')}: {alert.get('summary')}"),
+             (f"    {counts.get('events', 0)} events, {counts.get('stories', 0)} stories, "
+             f"{counts.get('sources', 0)} sources in {str(window.get('start', ''))[11:19]}-"
+             f"{str(window.get('end', ''))[11:19]} | alert {str(alert.get('alert_id', ''))[:12]}")]
+    for ev in alert.get("evidence") or []:
+        title = (ev.get("title") or ev.get("event_id", ""))[:70]
+        lines.append(f"    - {ev.get('source', '')}: {title}{'  ' + ev['url'] if ev.get('url') else ''}")
+    return "\n".join(lines)
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    """Print alerts as they arrive on the alerts topic until Ctrl-C."""
+    from newswire.cli import tail
+
+    settings = load_settings(args.config)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    tail(settings, ["alerts"], args.from_beginning, args.max, args.timeout, stop)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print the stored alerts fired in the last ``--since``, newest first."""
+    from datetime import UTC, datetime, timedelta
+
+    from connectors.sinks import open_store
+    from pipelines.text.alerts import parse_duration
+
+    settings = load_settings(args.config)
+    since = datetime.now(UTC) - timedelta(seconds=parse_duration(args.since))
+    store = open_store(settings.storage_url)
+    try:
+        alerts = store.alerts(since=since.isoformat(), rule=args.rule, limit=args.limit)
+    finally:
+        store.close()
+    print(f"{len(alerts)} alert(s) since {since:%Y-%m-%d %H:%M:%S}Z"
+          f"{' for rule ' + args.rule if args.rule else ''}" + (":" if alerts else ""))
+    for alert in alerts:
+        print(format_alert(alert))
+    return 0
+
+
 def add_alerts_commands(sub: Any) -> None:
     """Register ``newswire alerts ...`` on the CLI's subcommands."""
     from connectors.sinks.webhook import RetryPolicy
@@ -89,3 +142,13 @@ def add_alerts_commands(sub: Any) -> None:
     notify.add_argument("--max-backoff", type=float, default=RetryPolicy.max_backoff_s, metavar="SECONDS",
                         help="longest wait between attempts (default: %(default)s)")
     notify.set_defaults(fn=cmd_notify)
+    tail = commands.add_parser("tail", help="print alerts live as they reach the alerts topic")
+    tail.add_argument("--from-beginning", action="store_true", help="start at the topic's oldest alert")
+    tail.add_argument("--max", type=int, help="stop after this many alerts")
+    tail.add_argument("--timeout", type=float, help="stop after this many seconds without an alert")
+    tail.set_defaults(fn=cmd_tail)
+    listing = commands.add_parser("list", help="stored alerts, newest first")
+    listing.add_argument("--since", default="1h", help="how far back: a duration like 90s, 10m, 1h, 2d (default 1h)")
+    listing.add_argument("--rule", help="only this rule's alerts")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.set_defaults(fn=cmd_list)

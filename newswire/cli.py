@@ -7,6 +7,9 @@
     newswire ingest PATH...        push text/JSON/JSONL files into the raw topic
     newswire tail TOPIC            print a topic's records (enriched, dlq, stats, fragments, alerts or a name)
     newswire alerts notify         POST alerts to the webhook destinations in config/alerts.yaml
+    newswire alerts tail           print alerts live as they reach the alerts topic
+    newswire alerts list [--since 1h]   stored alerts, newest first
+    newswire stories top [--since 24h]  the biggest stories (most sources) in the store
     newswire replay                re-run stored events (or --file archives) through the pipeline, no new rows
     newswire events                latest events in the SQLite store
     newswire config                validate the configuration and print it
@@ -55,7 +58,16 @@ def format_record(topic_role: str, value: bytes) -> str:
         dup = f" duplicate_of={doc['duplicate_of'][:8]}" if doc.get("duplicate_of") else ""
         marker = f" part={doc['marker']['part']}/{doc['marker']['total']}" if doc.get("marker") else ""
         head = (doc.get("title") or doc["text"]).replace("\n", " ")[:70]
-        return f"[enriched] {doc['event_id'][:8]} {lang:<3} {doc['source']:<16}{marker}{dup} | {head}"
+        story = ""
+        if doc.get("story_id"):
+            st, novelty = doc["story"], doc.get("novelty") or {}
+            story = (f" {doc['story_id'][6:14]}{'*' if st['is_new'] else ''} ({st['event_count']} ev/"
+                     f"{st['source_count']} src, new {novelty.get('ratio', 0):.0%})")
+        return f"[enriched] {doc['event_id'][:8]} {lang:<3} {doc['source']:<16}{marker}{dup}{story} | {head}"
+    if doc.get("schema", "").startswith("alert"):
+        from newswire.alerts_cli import format_alert
+
+        return "[alert] " + format_alert(doc)
     if doc.get("schema", "").startswith("dead-letter"):
         return f"[dlq] stage={doc['stage']} reason={doc['reason']}: {doc['error'][:160]}"
     if doc.get("schema", "").startswith("fragment-count"):
@@ -310,6 +322,28 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stories_top(args: argparse.Namespace) -> int:
+    """The biggest stories (most sources, then events) seen in the last ``--since``."""
+    from datetime import UTC, datetime, timedelta
+
+    from connectors.sinks import open_store
+    from pipelines.text.alerts import parse_duration
+
+    s = _settings(args)
+    since = datetime.now(UTC) - timedelta(seconds=parse_duration(args.since))
+    store = open_store(s.storage_url)
+    try:
+        stories = store.top_stories(since=since.isoformat(), limit=args.limit)
+    finally:
+        store.close()
+    print(f"top {len(stories)} stories seen since {since:%Y-%m-%d %H:%M:%S}Z (sources, events, first..last seen):")
+    for st in stories:
+        names = ", ".join(t["name"] for t in [*st["top_entities"][:3], *st["top_places"][:3]])
+        print(f"  {st['story_id']}  {st['source_count']:>3} src {st['event_count']:>4} ev  "
+              f"{str(st['first_seen'])[5:16]}..{str(st['last_seen'])[11:16]}  {names}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="newswire", description="Streaming ingestion for breaking-news monitoring.")
     ap.add_argument("--config", help="config file (default: config/newswire.yaml)")
@@ -333,6 +367,12 @@ def parser() -> argparse.ArgumentParser:
     add_source_commands(sub)
     add_replay_command(sub)
     add_alerts_commands(sub)
+    stories = sub.add_parser("stories", help="stories in the store").add_subparsers(dest="stories_command",
+                                                                                   required=True)
+    top = stories.add_parser("top", help="the biggest stories of the last --since (most sources first)")
+    top.add_argument("--since", default="24h", help="how far back: a duration like 30m, 6h, 2d (default 24h)")
+    top.add_argument("--limit", type=int, default=10)
+    top.set_defaults(fn=cmd_stories_top)
     tl = sub.add_parser("tail", help="print records of topics (enriched, dlq, stats, fragments, alerts, or a name)")
     tl.add_argument("topics", nargs="+")
     tl.add_argument("--from-beginning", action="store_true")

@@ -58,6 +58,15 @@ class EventStore(abc.ABC):
         """Stored EnrichedEvents in received_at order, received in [since, until) and from `source` if given."""
 
     @abc.abstractmethod
+    def alerts(self, since: str | None = None, rule: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Stored Alerts fired at or after `since` (ISO-8601), of `rule` if given, newest first."""
+
+    @abc.abstractmethod
+    def top_stories(self, since: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
+        """Stories seen at or after `since`, most sources first (then events, then newest): the
+        ``stories`` table's columns, with top_entities / top_places decoded."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Close the connection (unflushed rows are dropped: flush first)."""
 

@@ -26,7 +26,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from connectors.sinks import EventStore
-from connectors.sinks.rows import alert_row, event_row, parse_time, story_rows, upserts
+from connectors.sinks.rows import alert_row, event_row, iso, parse_time, story_rows, upserts
 
 #: Schema migrations, applied in order; schema_migrations records each version that ran.
 MIGRATIONS: tuple[str, ...] = (
@@ -165,6 +165,23 @@ class PostgresSink(EventStore):
             cur.execute(query, args)
             for (body,) in cur:
                 yield body
+
+    def alerts(self, since: str | None = None, rule: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        query = ("SELECT body FROM alerts WHERE (%(since)s::timestamptz IS NULL OR fired_at >= %(since)s)"
+                 " AND (%(rule)s::text IS NULL OR rule = %(rule)s) ORDER BY fired_at DESC, alert_id LIMIT %(limit)s")
+        with self._conn.transaction(), self._conn.cursor() as cur:
+            cur.execute(query, {"since": since, "rule": rule, "limit": limit})
+            return [body for (body,) in cur.fetchall()]
+
+    def top_stories(self, since: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
+        fields = ("story_id", "first_seen", "last_seen", "event_count", "source_count", "top_entities", "top_places")
+        query = (f"SELECT {', '.join(fields)} FROM stories WHERE (%(since)s::timestamptz IS NULL OR last_seen >= %(since)s)"
+                 " ORDER BY source_count DESC, event_count DESC, last_seen DESC LIMIT %(limit)s")
+        with self._conn.transaction(), self._conn.cursor() as cur:
+            cur.execute(query, {"since": since, "limit": limit})
+            rows = cur.fetchall()
+        return [{**dict(zip(fields, row, strict=True)), "first_seen": iso(row[1]), "last_seen": iso(row[2])}
+                for row in rows]
 
     def close(self) -> None:
         self._conn.close()

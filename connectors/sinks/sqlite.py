@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from connectors.sinks import EventStore
-from connectors.sinks.rows import alert_row, event_row, iso, story_rows, upserts
+from connectors.sinks.rows import alert_row, event_row, iso, parse_time, story_rows, upserts
 
 #: Schema migrations, applied in order; PRAGMA user_version records how many ran.
 MIGRATIONS: tuple[str, ...] = (
@@ -163,8 +163,32 @@ class SQLiteSink(EventStore):
         for (body,) in self._conn.execute(query, args):
             yield orjson.loads(body)
 
+    def alerts(self, since: str | None = None, rule: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        query = ("SELECT body FROM alerts WHERE (? IS NULL OR fired_at >= ?) AND (? IS NULL OR rule = ?)"
+                 " ORDER BY fired_at DESC, alert_id LIMIT ?")
+        cutoff = _stored_time(since)
+        rows = self._conn.execute(query, (cutoff, cutoff, rule, rule, int(limit)))
+        return [orjson.loads(body) for (body,) in rows]
+
+    def top_stories(self, since: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
+        cutoff = _stored_time(since)
+        cur = self._conn.execute(
+            f"SELECT {', '.join(_STORY_FIELDS)} FROM stories WHERE (? IS NULL OR last_seen >= ?)"
+            " ORDER BY source_count DESC, event_count DESC, last_seen DESC LIMIT ?", (cutoff, cutoff, int(limit)))
+        return [{**dict(zip(_STORY_FIELDS, row, strict=True)), "top_entities": orjson.loads(row[5]),
+                 "top_places": orjson.loads(row[6])} for row in cur]
+
     def close(self) -> None:
         self._conn.close()
+
+
+_STORY_FIELDS = ("story_id", "first_seen", "last_seen", "event_count", "source_count", "top_entities", "top_places")
+
+
+def _stored_time(value: str | None) -> str | None:
+    """A time as the stories and alerts tables store it (fixed-width ISO UTC text), for comparisons."""
+    moment = parse_time(value) if value is not None else None
+    return iso(moment) if moment is not None else None
 
 
 def _event_filter(since: str | None, until: str | None, source: str | None) -> tuple[str, list[Any]]:

@@ -1,15 +1,18 @@
 """The consumer contract (docs/consumers.md) checked from outside the project's own Kafka client:
-the pipeline writes real enriched events and dead letters, then confluent-kafka (librdkafka) and the
-kcat binary read them; every value must match its JSON Schema and every key the documented one."""
+one pipeline run writes real enriched events, a dead letter and an alert, then confluent-kafka
+(librdkafka) and the kcat binary read them; every value must match its JSON Schema and every key the
+documented one."""
 
 from __future__ import annotations
 
 import base64
 import shutil
+import sqlite3
 import subprocess
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -23,8 +26,21 @@ from tests.harness import Stack
 
 pytestmark = pytest.mark.e2e
 
-N_GOOD = 4
+N_FERRY = 4
+N_GOOD = N_FERRY + 2  # the ferry updates plus the two shared samples (two sources: the rule fires)
 BAD_KEY = b"wire:bad-1"
+
+# The Stack's own rules file (alerts.rules_path): fires once the two samples, both about NATO and
+# Finland, arrive from two sources.
+RULES = """
+version: 1
+rules:
+  - name: nato-finland
+    title: NATO + Finland
+    match: {entity: NATO, place: Finland}
+    window: 10m
+    threshold: {count: 2, of: sources}
+"""
 
 
 @dataclass(frozen=True)
@@ -37,11 +53,13 @@ class Message:
     headers: list[Any]
 
 
-def fragments() -> list[dict[str, Any]]:
-    return [{"source": "contract:wire", "id": f"c-{i}", "title": f"Ferry update {i}",
-             "text": f"Update {i}: the harbour authority said ferry services to the islands would resume on "
-                     f"Wednesday once the storm had passed, with {i + 2} extra sailings planned."}
-            for i in range(N_GOOD)]
+def fragments(samples: dict[str, str]) -> list[dict[str, Any]]:
+    ferry = [{"source": "contract:wire", "id": f"c-{i}", "title": f"Ferry update {i}",
+              "text": f"Update {i}: the harbour authority said ferry services to the islands would resume on "
+                      f"Wednesday once the storm had passed, with {i + 2} extra sailings planned."}
+             for i in range(N_FERRY)]
+    return [*ferry, {"source": "contract:outlet-a", "id": "s-a", "text": samples["russia-warns-finland-sweden"]},
+            {"source": "contract:outlet-b", "id": "s-b", "text": samples["liveblog-fragment-2-26"]}]
 
 
 def read_with_confluent_kafka(settings: Settings, topic: str, n: int, timeout_s: float) -> list[Message]:
@@ -89,7 +107,8 @@ def check_enriched(messages: list[Message]) -> None:
         assert event["schema"] == "enriched-event/1"
         assert m.key == event["event_id"].encode()  # keyed by event_id, UTF-8
         assert m.headers == []  # no Kafka headers on this topic (docs/consumers.md)
-    assert {orjson.loads(m.value)["source_id"] for m in messages} == {f"c-{i}" for i in range(N_GOOD)}
+        assert event["story_id"] and "story" in event and "novelty" in event  # pipeline.stories is on
+    assert {orjson.loads(m.value)["source_id"] for m in messages} == {*(f"c-{i}" for i in range(N_FERRY)), "s-a", "s-b"}
 
 
 def check_dead_letters(messages: list[Message], topic: str) -> None:
@@ -103,16 +122,47 @@ def check_dead_letters(messages: list[Message], topic: str) -> None:
     assert letter["origin"]["topic"] == topic
 
 
-def test_enriched_and_dead_letters_read_by_confluent_kafka_and_kcat(stack: Stack) -> None:
+def check_alerts(messages: list[Message], stored: list[tuple[str, str]]) -> None:
+    """The run fires the rule once. A replayed event may re-publish the same alert (same alert_id,
+    docs/consumers.md), so the contract is: every record valid, keyed by its alert_id, one id."""
+    validator = Draft202012Validator(load_schema("alert"), format_checker=FormatChecker())
+    assert messages
+    for m in messages:
+        alert = orjson.loads(m.value)
+        validator.validate(alert)
+        assert alert["schema"] == "alert/1"
+        assert m.key == alert["alert_id"].encode()  # keyed by alert_id, UTF-8
+        assert m.headers == []  # no Kafka headers on this topic (docs/consumers.md)
+        assert alert["rule"] == "nato-finland" and alert["counts"]["sources"] == 2
+    ids = {orjson.loads(m.value)["alert_id"] for m in messages}
+    assert len(ids) == 1, ids
+    assert stored == [(ids.pop(), "nato-finland")]  # the same alert in the store's alerts table
+
+
+def stored_alerts(stack: Stack) -> list[tuple[str, str]]:
+    with sqlite3.connect(stack.settings.sqlite_path) as db:
+        return db.execute("SELECT alert_id, rule FROM alerts").fetchall()
+
+
+def test_enriched_dead_letters_and_alerts_read_by_confluent_kafka_and_kcat(
+        make_stack: Any, tmp_path: Path, samples: dict[str, str]) -> None:
+    rules = tmp_path / "alerts.yaml"
+    rules.write_text(RULES)
+    stack = make_stack(**{"alerts.rules_path": str(rules)})
     topics = stack.settings.kafka.topics
     stack.start_pipeline()
-    stack.produce([b"this is not json", *fragments()], key=lambda i: BAD_KEY if i == 0 else f"k{i}".encode())
+    stack.produce([b"this is not json", *fragments(samples)], key=lambda i: BAD_KEY if i == 0 else f"k{i}".encode())
 
     enriched = read_with_confluent_kafka(stack.settings, topics.enriched.name, N_GOOD, timeout_s=90)
     assert len(enriched) == N_GOOD, stack.pipeline_log()
     check_enriched(enriched)
     dead = read_with_confluent_kafka(stack.settings, topics.dlq.name, 1, timeout_s=30)
     check_dead_letters(dead, topics.fragments.name)
+    # An alert is produced in the same bundle as the event that fired it, so it is already there.
+    alerts = read_with_confluent_kafka(stack.settings, topics.alerts.name, 1, timeout_s=30)
+    assert alerts, stack.pipeline_log()
+    check_alerts(alerts, stored_alerts(stack))
 
     check_enriched(read_with_kcat(stack.settings, topics.enriched.name))
     check_dead_letters(read_with_kcat(stack.settings, topics.dlq.name), topics.fragments.name)
+    check_alerts(read_with_kcat(stack.settings, topics.alerts.name), stored_alerts(stack))

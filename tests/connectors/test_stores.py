@@ -137,6 +137,27 @@ def test_alerts_upsert_by_alert_id(store: EventStore, store_url: str) -> None:
     assert parse_time(fired) == parse_time("2026-03-01T10:10:05.120Z")
 
 
+def test_ops_queries_list_alerts_since_and_top_stories(store: EventStore) -> None:
+    older = {**alert("a0", "older"), "fired_at": "2026-03-01T09:00:00Z"}
+    store.add_alerts([older, alert("a1", "first"), {**alert("a2", "other"), "rule": "kyiv"}])
+    store.add_many([event(1, story_id="story:aaaaaaaaaaaaaaaa",
+                          story=story(1, "2026-03-01T10:01:00.000Z", "2026-03-01T10:01:00.000Z", "org:nato")),
+                    event(2, story_id="story:bbbbbbbbbbbbbbbb",
+                          story=story(3, "2026-03-01T09:00:00.000Z", "2026-03-01T10:02:00.000Z", "org:eu")),
+                    event(3, story_id="story:cccccccccccccccc",
+                          story=story(5, "2026-03-01T08:00:00.000Z", "2026-03-01T08:30:00.000Z", "org:un"))])
+    store.flush()
+    assert [a["alert_id"] for a in store.alerts(since="2026-03-01T10:00:00Z")] == ["a1", "a2"]
+    assert [a["alert_id"] for a in store.alerts(since="2026-03-01T10:00:00Z", rule="kyiv")] == ["a2"]
+    assert len(store.alerts()) == 3
+    top = store.top_stories(since="2026-03-01T10:00:00Z")
+    assert [(t["story_id"], t["source_count"]) for t in top] == [("story:bbbbbbbbbbbbbbbb", 3),
+                                                               ("story:aaaaaaaaaaaaaaaa", 1)]
+    assert top[0]["top_entities"][0]["id"] == "org:eu"
+    assert parse_time(top[0]["last_seen"]) == parse_time("2026-03-01T10:02:00Z")
+    assert [t["story_id"] for t in store.top_stories(limit=1)] == ["story:cccccccccccccccc"]
+
+
 def test_events_read_back_for_replay(store: EventStore) -> None:
     store.add_many([event(i) for i in range(5)] + [event(9, source="wire:b")])
     store.flush()

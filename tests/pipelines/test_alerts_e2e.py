@@ -4,6 +4,8 @@ stays quiet during its cooldown, also after a pipeline restart."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ from typing import Any
 import pytest
 
 from newswire.schemas import validate
-from tests.harness import Stack
+from tests.harness import REPO, Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -62,3 +64,20 @@ def test_rule_fires_once_for_a_burst_and_respects_its_cooldown_across_restarts(
     assert stored_alerts(stack) == [(alert["alert_id"], "nato-finland")]
     enriched = stack.consume("enriched", lambda r: len(r) >= 4, timeout_s=5)
     assert all("_alerts" not in e for e in enriched)
+
+    # The ops commands read the same alert and story back.
+    listed = newswire(stack, "alerts", "list", "--since", "1h")
+    assert listed.startswith("1 alert(s) since") and "nato-finland: NATO + Finland" in listed, listed
+    tailed = newswire(stack, "alerts", "tail", "--from-beginning", "--max", "1", "--timeout", "20")
+    assert tailed.startswith("[alert] ") and alert["alert_id"][:12] in tailed, tailed
+    top = newswire(stack, "stories", "top", "--since", "1h").splitlines()
+    assert top[0].startswith("top ") and alert["story_ids"][0] in top[1], top
+    assert " 4 src " in top[1] and "NATO" in top[1], top
+
+
+def newswire(stack: Stack, *args: str) -> str:
+    """Run the CLI against this stack's config; its standard output."""
+    done = subprocess.run([sys.executable, "-m", "newswire.cli", "--config", str(stack.config_path), *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout

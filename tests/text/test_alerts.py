@@ -36,6 +36,7 @@ from pipelines.text.alerts import (
 from tests.paths import REPO
 
 CONFIG = REPO / "config" / "alerts.yaml"
+EXAMPLE = REPO / "docs" / "examples" / "alerts-with-webhooks.yaml"  # the same rules plus two webhooks
 
 NATO = {"id": "org:nato", "name": "NATO", "type": "org", "mentions": []}
 FINLAND = {"id": "geonames:660013", "name": "Finland", "country_code": "FI", "feature": "country",
@@ -62,7 +63,7 @@ def rule(match: dict[str, Any], **spec: Any) -> Any:
 
 
 def config_error(mutate: Any) -> str:
-    raw = yaml.safe_load(CONFIG.read_text())
+    raw = yaml.safe_load(EXAMPLE.read_text())
     mutate(raw)
     with pytest.raises(AlertConfigError) as err:
         parse_rules(raw, origin="config/alerts.yaml")
@@ -76,8 +77,11 @@ def test_shipped_rules_load_and_validate() -> None:
     names = [r.name for r in rules.rules]
     assert names == ["nato-finland", "kyiv-strikes", "nordic-airspace", "baltic-sea-burst"]  # one is disabled
     assert {r.kind for r in rules.rules} == {"threshold", "burst"}
-    assert [d.name for d in rules.destinations] == ["desk-slack", "ops-webhook"]
-    assert rules.destinations[1].timeout_s == 5.0 and rules.destinations[1].headers == {"X-Team": "newsdesk"}
+    assert rules.destinations == ()  # nothing is posted anywhere until someone configures it
+    example = load_rules(EXAMPLE)
+    assert [r.name for r in example.rules] == names
+    assert [d.name for d in example.destinations] == ["desk-slack", "ops-webhook"]
+    assert example.destinations[1].timeout_s == 5.0 and example.destinations[1].headers == {"X-Team": "newsdesk"}
 
 
 def test_settings_resolve_the_rules_path_beside_the_config_file(tmp_path: Path) -> None:
