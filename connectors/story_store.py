@@ -38,20 +38,21 @@ sliding window without any decay job.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import redis
 
-from pipelines.text.dedup import key_hash, sentence_key, sentences, words
+from pipelines.text.dedup import key_hash, sentences
 from pipelines.text.novelty import (
     DEFAULT_NOVELTY_SETTINGS,
+    CountedSentence,
     NoveltySettings,
     StoryMemory,
     assess_novelty,
-    sampled_shingles,
+    counted_sentences,
 )
 from pipelines.text.stories import (
     DEFAULT_STORY_SETTINGS,
@@ -77,6 +78,33 @@ local seen, out = {}, {}
 for _, key in ipairs(KEYS) do
   for _, sid in ipairs(redis.call('ZRANGEBYSCORE', key, ARGV[1], '+inf')) do
     if not seen[sid] then seen[sid] = true; out[#out + 1] = sid end
+  end
+end
+return out
+"""
+
+# The candidate stories, one command for all. KEYS: (s:, q:, nk:, nh:) per story. ARGV: how many
+# quote hashes, how many sentence-key hashes, then the event's quote, sentence-key and shingle
+# hashes. Per story: its state ('' when it has expired), then for each of its three sets the set's
+# size and the (1-based) positions, within that section of ARGV, of the members it has.
+_LOAD = """
+local nq, nk = tonumber(ARGV[1]), tonumber(ARGV[2])
+local sections = {{3, 2 + nq}, {3 + nq, 2 + nq + nk}, {3 + nq + nk, #ARGV}}
+local out = {}
+for i = 1, #KEYS, 4 do
+  local state = redis.call('GET', KEYS[i]) or ''
+  out[#out + 1] = state
+  for s = 1, 3 do
+    local key, first, last = KEYS[i + s], sections[s][1], sections[s][2]
+    local n = redis.call('SCARD', key)
+    local hits = {}
+    if state ~= '' and n > 0 and last >= first then
+      for j, flag in ipairs(redis.call('SMISMEMBER', key, unpack(ARGV, first, last))) do
+        if flag == 1 then hits[#hits + 1] = j end
+      end
+    end
+    out[#out + 1] = n
+    out[#out + 1] = hits
   end
 end
 return out
@@ -154,24 +182,18 @@ def small_hash(h: int) -> int:
 
 @dataclass(frozen=True)
 class _SentenceMarks:
-    """An event's sentences as novelty memory sees them: sentence keys and sampled shingles, each
-    with the small hash stored in Redis."""
+    """An event's sentences as novelty memory sees them, with the small hashes stored in Redis."""
 
+    counted: list[CountedSentence]
     keys: dict[str, int]       # sentence_key -> small hash
     shingles: dict[int, int]   # sampled shingle hash -> small hash
 
 
 def _sentence_marks(text: str, settings: NoveltySettings) -> _SentenceMarks:
-    keys: dict[str, int] = {}
-    sh: dict[int, int] = {}
-    for sentence in sentences(text):
-        toks = words(sentence)
-        if len(toks) < settings.min_words:
-            continue
-        k = sentence_key(sentence)
-        keys[k] = small_hash(int(key_hash(k), 16))
-        sh.update((h, small_hash(h)) for h in sampled_shingles(toks, settings))
-    return _SentenceMarks(keys, sh)
+    counted = counted_sentences(text, settings)
+    keys = {c.key: small_hash(int(key_hash(c.key), 16)) for c in counted}
+    shingles = {h: small_hash(h) for c in counted for h in c.shingles}
+    return _SentenceMarks(counted, keys, shingles)
 
 
 class RedisStoryStore:
@@ -186,8 +208,10 @@ class RedisStoryStore:
         self._ttl_ms = max(1, round(settings.max_gap_s * 1000))
         self._days = math.ceil(settings.max_gap_s / _DAY_S) + 1
         self.conflicts = 0  # optimistic-transaction retries, for metrics and tests
-        self._candidates = client.register_script(_CANDIDATES)
-        self._file = client.register_script(_FILE)
+        # Scripts in pipelines go as EVAL with their source: EVALSHA would make redis-py check
+        # SCRIPT EXISTS first (a round trip), and a NOSCRIPT inside MULTI (after a Redis restart)
+        # would fail that one command while the rest of the transaction still ran.
+        self._load_script = client.register_script(_LOAD)
 
     def _k(self, kind: str, name: str) -> str:
         return f"{self.prefix}{kind}:{name}"
@@ -198,9 +222,6 @@ class RedisStoryStore:
         """The event's story and novelty; stores both. Re-processing an event returns its first result."""
         event_id = str(event["event_id"])
         item = StoryInput.from_event(event, ts)
-        done = self.client.get(self._k("a", event_id))
-        if done is not None:
-            return _decision_from_json(done, item.text)  # type: ignore[arg-type]  # decode_responses is off
         features = story_features(item, self.settings)
         rarity = self._rarity(features.terms, ts)
         routes = candidate_keys(features, rarity, self.settings)
@@ -253,14 +274,14 @@ class RedisStoryStore:
         with self.client.pipeline(transaction=False) as reads:
             reads.get(done_key)
             reads.mget(link_keys_ or [done_key])
-            self._candidates(keys=route_keys, args=[item.ts - s.max_gap_s], client=reads)
+            reads.eval(_CANDIDATES, len(route_keys), *route_keys, item.ts - s.max_gap_s)
             done, links, found = reads.execute()
         if done is not None:  # another worker has just done this event
             pipe.unwatch()
             return _decision_from_json(done, item.text)
         joined = [j.decode() for j in links if j is not None] if link_keys_ else []
         candidates = joined[:1] if joined else sorted(m.decode() for m in found)
-        states, stored_quotes, memory, memory_full = self._load(pipe, candidates, features, marks)
+        states, stored_quotes, memories = self._load(pipe, candidates, features, marks)
         story: StoryState | None = None
         if joined and states and item.ts - states[0].last_seen <= s.max_gap_s:
             best: StoryScore | None = score_story(features, item.ts, states[0], rarity, s)
@@ -275,46 +296,36 @@ class RedisStoryStore:
         shared = set(story.quotes)
         story.add(item, features, s)
         story.quotes = set(sorted(story.quotes - shared)[: max(0, s.max_story_quotes - stored_quotes.get(sid, 0))])
-        novelty = assess_novelty(item.text, memory.get(sid, StoryMemory()), self.novelty)
+        memory, memory_full = memories.get(sid, (StoryMemory(), (False, False)))
+        novelty = assess_novelty(item.text, memory, self.novelty, marks.counted)
         decision = StoryDecision(sid, best is None, best, _iso_summary(story, s),
                                  novelty.new_sentences, len(novelty.repeated_sentences), novelty.novelty_ratio)
-        self._write(pipe, event_id, item, features, story, routes, own, marks,
-                    memory_full.get(sid, (False, False)), decision)
+        self._write(pipe, event_id, item, features, story, routes, own, marks, memory_full, decision)
         return decision
 
     def _load(self, pipe: Any, story_ids: Sequence[str], features: StoryFeatures, marks: _SentenceMarks
-              ) -> tuple[list[StoryState], dict[str, int], dict[str, StoryMemory], dict[str, tuple[bool, bool]]]:
-        """Watch and read the candidate stories (one round trip for all): each story with only the
-        quotes it shares with the event, its stored quote count, and its novelty memory restricted
-        to this event's sentences (all assess_novelty needs), with whether that memory is full."""
+              ) -> tuple[list[StoryState], dict[str, int], dict[str, tuple[StoryMemory, tuple[bool, bool]]]]:
+        """Watch and read the candidate stories (one script call for all): each story with only the
+        quotes it shares with the event and how many it holds, and its novelty memory restricted to
+        this event's sentences (all assess_novelty needs) with whether each of its sets is full."""
         if not story_ids:
-            return [], {}, {}, {}
+            return [], {}, {}
         pipe.watch(*(self._k("s", sid) for sid in story_ids))
         quotes = sorted(features.quotes)
         key_marks, sh_marks = list(marks.keys.items()), list(marks.shingles.items())
-        with self.client.pipeline(transaction=False) as reads:
-            reads.mget([self._k("s", sid) for sid in story_ids])
-            for sid in story_ids:
-                reads.scard(self._k("q", sid))
-                reads.smismember(self._k("q", sid), [small_hash(q) for q in quotes] or [0])
-                reads.scard(self._k("nk", sid))
-                reads.smismember(self._k("nk", sid), [v for _, v in key_marks] or [0])
-                reads.scard(self._k("nh", sid))
-                reads.smismember(self._k("nh", sid), [v for _, v in sh_marks] or [0])
-            raws, *rest = reads.execute()
-        states, stored, memory, full = [], {}, {}, {}
-        for i, (sid, raw) in enumerate(zip(story_ids, raws, strict=True)):
-            if raw is None:
+        keys = [self._k(kind, sid) for sid in story_ids for kind in ("s", "q", "nk", "nh")]
+        reply = self._load_script(keys=keys, args=[len(quotes), len(key_marks), *(small_hash(q) for q in quotes),
+                                                   *(v for _, v in key_marks), *(v for _, v in sh_marks)])
+        states, stored, memories = [], {}, {}
+        for i, sid in enumerate(story_ids):
+            raw, n_q, q_hits, n_k, k_hits, n_h, h_hits = reply[7 * i: 7 * i + 7]
+            if not raw:
                 continue  # expired between the routing read and now
-            n_q, q_hit, n_k, k_hit, n_h, h_hit = rest[6 * i: 6 * i + 6]
-            shared = {q for q, hit in zip(quotes, q_hit, strict=False) if hit}
-            states.append(StoryState.from_state({**orjson.loads(raw), "quotes": shared}))
+            states.append(StoryState.from_state({**orjson.loads(raw), "quotes": {quotes[j - 1] for j in q_hits}}))
             stored[sid] = int(n_q)
-            memory[sid] = StoryMemory(
-                {k: None for (k, _), hit in zip(key_marks, k_hit, strict=False) if hit},
-                {h: None for (h, _), hit in zip(sh_marks, h_hit, strict=False) if hit})
-            full[sid] = (int(n_k) >= self.novelty.max_sentences, int(n_h) >= self.novelty.max_shingles)
-        return states, stored, memory, full
+            memory = StoryMemory({key_marks[j - 1][0]: None for j in k_hits}, {sh_marks[j - 1][0]: None for j in h_hits})
+            memories[sid] = (memory, (int(n_k) >= self.novelty.max_sentences, int(n_h) >= self.novelty.max_shingles))
+        return states, stored, memories
 
     def _write(self, pipe: Any, event_id: str, item: StoryInput, features: StoryFeatures, story: StoryState,
                routes: Sequence[str], own: Sequence[str], marks: _SentenceMarks,
@@ -336,27 +347,20 @@ class RedisStoryStore:
         for link in own:
             pipe.set(self._k("l", link), sid, px=ttl)
         day = self._day_keys(item.ts)[0]
-        self._file(keys=[day, *(self._k("r", r) for r in routes)],
-                   args=[sid, item.ts, item.ts - s.max_gap_s, s.max_index_entries, ttl,
-                         int(self._days * _DAY_S), *features.terms], client=pipe)
+        keys = [day, *(self._k("r", r) for r in routes)]
+        pipe.eval(_FILE, len(keys), *keys, sid, item.ts, item.ts - s.max_gap_s, s.max_index_entries, ttl,
+                  int(self._days * _DAY_S), *features.terms)
         pipe.execute()
 
     def memory_usage(self, sample: int = 2000) -> dict[str, int]:
         """Bytes and keys per key kind (``MEMORY USAGE`` on up to ``sample`` keys of each), for the bench."""
         out: dict[str, int] = {}
         for kind in ("a", "s", "q", "r", "l", "nk", "nh", "df"):
-            keys = list(_take(self.client.scan_iter(match=f"{self.prefix}{kind}:*", count=1000), 10**9))
+            keys = list(self.client.scan_iter(match=f"{self.prefix}{kind}:*", count=1000))
             sizes = [self.client.memory_usage(k) or 0 for k in keys[:sample]]
             out[f"{kind}_keys"] = len(keys)
             out[f"{kind}_bytes"] = int(sum(sizes) * (len(keys) / max(1, len(sizes))))
         return out
-
-
-def _take(it: Iterable[Any], n: int) -> Iterable[Any]:
-    for i, x in enumerate(it):
-        if i >= n:
-            return
-        yield x
 
 
 def _iso_summary(story: StoryState, settings: StorySettings) -> dict[str, Any]:

@@ -94,23 +94,40 @@ class NoveltyResult:
     novelty_ratio: float
 
 
-def assess_novelty(text: str, memory: StoryMemory,
-                   settings: NoveltySettings = DEFAULT_NOVELTY_SETTINGS) -> NoveltyResult:
-    """Compare a (normalised) text with its story's memory; does not change the memory."""
-    new: list[str] = []
-    repeated: list[str] = []
+@dataclass(frozen=True)
+class CountedSentence:
+    """A sentence novelty counts (``min_words`` or more): its text, folded key and sampled shingles."""
+
+    text: str
+    key: str
+    shingles: tuple[int, ...]
+
+
+def counted_sentences(text: str, settings: NoveltySettings = DEFAULT_NOVELTY_SETTINGS) -> list[CountedSentence]:
+    """The text's sentences as novelty compares them (computed once, used to assess and to remember)."""
+    out = []
     for sentence in sentences(text):
         toks = words(sentence)
-        if len(toks) < settings.min_words:
+        if len(toks) >= settings.min_words:
+            out.append(CountedSentence(sentence, sentence_key(sentence), tuple(sampled_shingles(toks, settings))))
+    return out
+
+
+def assess_novelty(text: str, memory: StoryMemory, settings: NoveltySettings = DEFAULT_NOVELTY_SETTINGS,
+                   counted: list[CountedSentence] | None = None) -> NoveltyResult:
+    """Compare a (normalised) text with its story's memory; does not change the memory.
+    ``counted``: ``counted_sentences(text, settings)`` when the caller has it already."""
+    new: list[str] = []
+    repeated: list[str] = []
+    for sentence in counted if counted is not None else counted_sentences(text, settings):
+        if sentence.key in memory.sentence_keys:
+            repeated.append(sentence.text)
             continue
-        if sentence_key(sentence) in memory.sentence_keys:
-            repeated.append(sentence)
-            continue
-        sh = sampled_shingles(toks, settings)
+        sh = sentence.shingles
         seen = sum(1 for h in sh if h in memory.shingles)
-        (repeated if sh and seen / len(sh) >= settings.near_match else new).append(sentence)
-    counted = len(new) + len(repeated)
-    return NoveltyResult(tuple(new), tuple(repeated), len(new) / counted if counted else 0.0)
+        (repeated if sh and seen / len(sh) >= settings.near_match else new).append(sentence.text)
+    total = len(new) + len(repeated)
+    return NoveltyResult(tuple(new), tuple(repeated), len(new) / total if total else 0.0)
 
 
 def novelty_step(text: str, memory: StoryMemory,
