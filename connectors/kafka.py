@@ -9,11 +9,7 @@ pid file on start is stopped first.
 from __future__ import annotations
 
 import base64
-import ctypes
 import logging
-import os
-import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -24,6 +20,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, NewPartitions, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from connectors.process import EmbeddedServer, port_open
 from newswire.settings import Settings, Topic
 from newswire.toolchain import BROKER_DIR, kafka_libs
 
@@ -149,28 +146,13 @@ def wait_for_broker(bootstrap_servers: str, timeout_s: float = 60) -> None:
 
 # --------------------------------------------------------------------------- embedded broker
 
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent(sig: int = signal.SIGTERM) -> None:  # runs in the child between fork and exec
-    os.setsid()
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, sig)
-    except OSError:
-        pass
-
-
-def _port_open(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.3)
-        return s.connect_ex((host, port)) == 0
-
-
-class KafkaBroker:
+class KafkaBroker(EmbeddedServer):
     """The embedded single-node Apache Kafka broker in KRaft mode (broker and controller in one JVM).
 
     Usage: ``with KafkaBroker(settings) as broker: ...`` or ``start()`` / ``stop()``.
     """
+
+    name = "Kafka broker"
 
     def __init__(self, settings: Settings, data_dir: Path | None = None) -> None:
         self.settings = settings
@@ -183,6 +165,10 @@ class KafkaBroker:
     @property
     def pid_file(self) -> Path:
         return self.dir / "broker.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.dir / "broker.out"
 
     def _properties(self) -> str:
         h, p, c = self.host, self.port, self.controller_port
@@ -218,33 +204,10 @@ class KafkaBroker:
                 f"-Dlog4j2.configurationFile={BROKER_DIR / 'log4j2.properties'}",
                 "-cp", f"{libs}/*", main, *args]
 
-    def _stop_stale(self) -> None:
-        """Stop a broker left running on this data dir by a previous, killed session."""
-        try:
-            pid = int(self.pid_file.read_text())
-        except (FileNotFoundError, ValueError):
-            return
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except FileNotFoundError:
-            return
-        if b"kafka.Kafka" in cmdline and str(self.dir).encode() in cmdline:
-            log.warning("stopping stale embedded broker pid %s", pid)
-            os.kill(pid, signal.SIGTERM)
-            for _ in range(150):
-                if not Path(f"/proc/{pid}").exists():
-                    break
-                time.sleep(0.1)
-            else:
-                os.kill(pid, signal.SIGKILL)
-
     def start(self, timeout_s: float = 90) -> Self:
         """Format storage on first use, start the JVM, wait until ready, create the project's topics."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._stop_stale()
-        if _port_open(self.host, self.port):
-            raise RuntimeError(f"port {self.host}:{self.port} is already in use; is another broker running? "
-                               "Stop it or set kafka.bootstrap_servers to a free port.")
+        self._stop_stale(self.pid_file, b"kafka.Kafka", str(self.dir).encode())
         props = self.dir / "server.properties"
         props.write_text(self._properties())
         if not (self.dir / "data" / "meta.properties").exists():
@@ -253,22 +216,12 @@ class KafkaBroker:
                                                 "-c", str(props)), capture_output=True, text=True, check=False)
             if fmt.returncode != 0:
                 raise RuntimeError(f"formatting Kafka storage in {self.dir} failed: {fmt.stdout}{fmt.stderr}")
-        with open(self.dir / "broker.out", "ab") as stdout:
-            # preexec_fn: the only way to set PR_SET_PDEATHSIG for the child; it runs before exec and
-            # touches no locks, so the threads warning does not apply.
-            self.proc = subprocess.Popen(self._java_cmd("kafka.Kafka", str(props)), stdout=stdout,
-                                         stderr=subprocess.STDOUT,
-                                         preexec_fn=_die_with_parent)  # noqa: PLW1509
-        self.pid_file.write_text(str(self.proc.pid))
+        self._spawn(self._java_cmd("kafka.Kafka", str(props)), self.host, self.port,
+                    "is another broker running? Stop it or set kafka.bootstrap_servers to a free port.")
         try:
             deadline = time.monotonic() + timeout_s
-            while not _port_open(self.host, self.port):
-                if self.proc.poll() is not None:
-                    tail = (self.dir / "broker.out").read_text(errors="replace")[-3000:]
-                    raise RuntimeError(f"Kafka broker exited with {self.proc.returncode} during start:\n{tail}")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"Kafka broker did not open {self.host}:{self.port} in {timeout_s}s")
-                time.sleep(0.2)
+            self._wait_until(lambda: port_open(self.host, self.port), timeout_s, f"open {self.host}:{self.port}",
+                             poll_s=0.2)
             wait_for_broker(self.bootstrap_servers, max(5.0, deadline - time.monotonic()))
             ensure_topics(self.settings)
         except BaseException:
@@ -280,22 +233,3 @@ class KafkaBroker:
     def bootstrap_servers(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def stop(self, timeout_s: float = 30) -> None:
-        """Controlled shutdown (SIGTERM); SIGKILL only if it does not exit in time."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-        self.pid_file.unlink(missing_ok=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -18,7 +18,6 @@ The store that writes into the database is :class:`connectors.sinks.postgres.Pos
 
 from __future__ import annotations
 
-import functools
 import glob
 import logging
 import os
@@ -26,7 +25,6 @@ import pwd
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Self
 from urllib.parse import urlsplit, urlunsplit
@@ -34,8 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-# One way to start a child that dies with its parent, shared with the embedded broker.
-from connectors.kafka import _die_with_parent, _port_open
+from connectors.process import EmbeddedServer
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +123,7 @@ def ensure_database(url: str) -> str:
     return url
 
 
-class PostgresServer:
+class PostgresServer(EmbeddedServer):
     """The embedded PostgreSQL server on ``host:port`` with its cluster in ``data_dir``.
 
     Usage: ``with PostgresServer(settings.data_dir / "postgres", port=5433) as server: ...`` or
@@ -134,6 +131,11 @@ class PostgresServer:
     directory) and ``data_dir/postgres.log``. :meth:`create_database` makes a database and returns
     its URL.
     """
+
+    name = "postgres"
+    # Fast shutdown (SIGINT: clients disconnected, a checkpoint written; SIGTERM would wait for every
+    # client), then immediate (SIGQUIT), then SIGKILL. SIGINT is also what it gets when its parent dies.
+    stop_signals = (signal.SIGINT, signal.SIGQUIT, signal.SIGKILL)
 
     def __init__(self, data_dir: Path, port: int = 5433, host: str = "127.0.0.1",
                  database: str = "newswire", user: str = SUPERUSER) -> None:
@@ -185,22 +187,6 @@ class PostgresServer:
             tail = self.log_file.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"initdb {self.pgdata} failed with {done.returncode}:\n{tail}")
 
-    def _stop_stale(self) -> None:
-        """Stop a server left running on this cluster by a previous, killed session."""
-        try:
-            pid = int((self.pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (FileNotFoundError, ValueError, PermissionError):
-            return
-        if b"postgres" in cmdline and str(self.pgdata).encode() in cmdline:
-            log.warning("stopping stale embedded postgres pid %s", pid)
-            os.kill(pid, signal.SIGINT)  # fast shutdown: disconnect clients, checkpoint, exit
-            for _ in range(300):
-                if not Path(f"/proc/{pid}").exists():
-                    return
-                time.sleep(0.1)
-            os.kill(pid, signal.SIGKILL)
-
     def _command(self, bin_dir: Path) -> list[str]:
         return _as_server_user([
             str(bin_dir / "postgres"), "-D", str(self.pgdata), "-p", str(self.port),
@@ -211,60 +197,25 @@ class PostgresServer:
         """initdb if needed, start the server, wait until it takes connections, create the database."""
         bin_dir = bindir()
         self._prepare_cluster(bin_dir)
-        self._stop_stale()
-        if _port_open(self.host, self.port):
-            raise RuntimeError(f"port {self.host}:{self.port} is already in use; is another PostgreSQL running? "
-                               "Use a free port in storage.url, or set storage.postgres_embedded: false "
-                               "to use the server that is there.")
-        with open(self.log_file, "ab") as out:
-            # SIGINT on parent death: postgres' fast shutdown (SIGTERM would wait for every client).
-            # preexec_fn: the only way to set PR_SET_PDEATHSIG for the child (see connectors/kafka.py).
-            self.proc = subprocess.Popen(self._command(bin_dir), stdout=out, stderr=subprocess.STDOUT,
-                                         preexec_fn=functools.partial(_die_with_parent, signal.SIGINT))  # noqa: PLW1509
+        self._stop_stale(self.pgdata / "postmaster.pid", b"postgres", str(self.pgdata).encode(), wait_s=30)
+        self._spawn(self._command(bin_dir), self.host, self.port,
+                    "is another PostgreSQL running? Use a free port in storage.url, or set "
+                    "storage.postgres_embedded: false to use the server that is there.")
         try:
-            self._wait_ready(timeout_s)
+            self._wait_until(self._accepts_connections, timeout_s, f"take connections on {self.host}:{self.port}")
             self.create_database(self.database)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _wait_ready(self, timeout_s: float) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self.proc.poll() is not None:
-                tail = self.log_file.read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"postgres exited with {self.proc.returncode} during start:\n{tail}")
-            try:
-                with psycopg.connect(self.url_for("postgres"), connect_timeout=1):
-                    return
-            except psycopg.OperationalError:  # not listening yet, or "the database system is starting up"
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"postgres did not take connections on {self.host}:{self.port} "
-                                   f"in {timeout_s}s; see {self.log_file}")
-            time.sleep(0.1)
+    def _accepts_connections(self) -> bool:
+        try:
+            with psycopg.connect(self.url_for("postgres"), connect_timeout=1):
+                return True
+        except psycopg.OperationalError:  # not listening yet, or "the database system is starting up"
+            return False
 
     def stop(self, timeout_s: float = 60) -> None:
-        """Fast shutdown (SIGINT: clients disconnected, a checkpoint written); SIGQUIT, then SIGKILL, if it hangs."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.send_signal(signal.SIGQUIT)
-                try:
-                    self.proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-        self.proc = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        """Fast shutdown; immediate shutdown, then SIGKILL, only if it hangs (see ``stop_signals``)."""
+        super().stop(timeout_s)

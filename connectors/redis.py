@@ -15,13 +15,10 @@ buckets are laid out in Redis.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shutil
-import signal
 import struct
 import subprocess
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
@@ -33,8 +30,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-# One way to start a child that dies with its parent, shared with the embedded broker.
-from connectors.kafka import _die_with_parent, _port_open
+from connectors.process import EmbeddedServer
 from pipelines.text.dedup import (
     DEFAULT_SETTINGS,
     BucketEntry,
@@ -80,7 +76,7 @@ def make_redis(url: str, *, retries: int = 5, socket_timeout_s: float = 5.0) -> 
 
 # --------------------------------------------------------------------------- embedded server
 
-class RedisServer:
+class RedisServer(EmbeddedServer):
     """The embedded ``redis-server`` on ``host:port`` with its state in ``data_dir``.
 
     Usage: ``with RedisServer(settings.data_dir / "redis", port=6379) as server: ...`` or
@@ -89,6 +85,8 @@ class RedisServer:
     ``"2gb"``) is off by default; when set, writes past it fail loudly (``noeviction``) rather than
     silently forgetting dedup state.
     """
+
+    name = "redis-server"
 
     def __init__(self, data_dir: Path, port: int = 6379, host: str = "127.0.0.1",
                  maxmemory: str | None = None) -> None:
@@ -123,79 +121,32 @@ class RedisServer:
             args += ["--maxmemory", self.maxmemory, "--maxmemory-policy", "noeviction"]
         return args
 
-    def _stop_stale(self) -> None:
-        """Stop a server left running on this port by a previous, killed session."""
-        try:
-            pid = int(self.pid_file.read_text())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (FileNotFoundError, ValueError):
-            return
-        # redis-server rewrites its title to "redis-server host:port"
-        if b"redis-server" in cmdline and f":{self.port}".encode() in cmdline:
-            log.warning("stopping stale embedded redis-server pid %s", pid)
-            os.kill(pid, signal.SIGTERM)
-            for _ in range(100):
-                if not Path(f"/proc/{pid}").exists():
-                    break
-                time.sleep(0.1)
-            else:
-                os.kill(pid, signal.SIGKILL)
-
     def start(self, timeout_s: float = 30) -> Self:
         """Start the server (loading its append-only file, if any) and wait until it answers PING."""
         command = self._command()
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._stop_stale()
-        if _port_open(self.host, self.port):
-            raise RuntimeError(f"port {self.host}:{self.port} is already in use; is another Redis running? "
-                               "Stop it or configure a free port for the embedded Redis.")
-        with open(self.log_file, "ab") as out:
-            # preexec_fn: the only way to set PR_SET_PDEATHSIG for the child (see connectors/kafka.py).
-            self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                         preexec_fn=_die_with_parent)  # noqa: PLW1509
-        self.pid_file.write_text(str(self.proc.pid))
+        # redis-server rewrites its title to "redis-server host:port"
+        self._stop_stale(self.pid_file, b"redis-server", f":{self.port}".encode(), wait_s=10)
+        self._spawn(command, self.host, self.port,
+                    "is another Redis running? Stop it or configure a free port for the embedded Redis.")
         client = redis.Redis(host=self.host, port=self.port, socket_timeout=1, socket_connect_timeout=1,
                              retry=Retry(ExponentialBackoff(), 0))
+
+        def answers() -> bool:
+            try:
+                return bool(client.ping())  # LOADING (replaying the AOF) raises BusyLoadingError: keep waiting
+            except (RedisConnectionError, RedisTimeoutError):
+                return False
+
         try:
-            deadline = time.monotonic() + timeout_s
-            while True:
-                if self.proc.poll() is not None:
-                    tail = self.log_file.read_text(errors="replace")[-3000:]
-                    raise RuntimeError(f"redis-server exited with {self.proc.returncode} during start:\n{tail}")
-                try:
-                    if client.ping():  # LOADING (replaying the AOF) raises BusyLoadingError: keep waiting
-                        return self
-                except (RedisConnectionError, RedisTimeoutError):
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"redis-server did not answer PING on {self.host}:{self.port} "
-                                       f"in {timeout_s}s; see {self.log_file}")
-                time.sleep(0.05)
+            self._wait_until(answers, timeout_s, f"answer PING on {self.host}:{self.port}", poll_s=0.05)
+            return self
         except BaseException:
             self.stop()
             raise
         finally:
             client.close()
 
-    def stop(self, timeout_s: float = 30) -> None:
-        """Clean shutdown (SIGTERM: the server fsyncs its append-only file); SIGKILL only if it hangs."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-        self.pid_file.unlink(missing_ok=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 # --------------------------------------------------------------------------- dedup state

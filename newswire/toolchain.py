@@ -108,7 +108,7 @@ class PrismServer:
         import socket
         import time
 
-        from connectors.kafka import _die_with_parent
+        from connectors.process import die_with_parent
 
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -118,7 +118,7 @@ class PrismServer:
             self.proc = subprocess.Popen(
                 [str(self.binary), "--job_port", str(self.port), "--log_level", "warn", "--log_kind", "text",
                  "--serve_http=false"], stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent)  # noqa: PLW1509
+                preexec_fn=die_with_parent)  # noqa: PLW1509
         deadline = time.monotonic() + timeout_s
         while True:
             with socket.socket() as s:

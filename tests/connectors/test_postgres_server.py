@@ -11,8 +11,8 @@ from pathlib import Path
 
 import psycopg
 
-from connectors.kafka import _port_open
 from connectors.postgres import PostgresServer
+from connectors.process import port_open
 from tests.harness import REPO, free_port
 
 
@@ -23,7 +23,7 @@ def test_restart_keeps_the_data_and_the_database(tmp_path: Path) -> None:
             conn.execute("CREATE TABLE kept (v TEXT)")
             conn.execute("INSERT INTO kept VALUES ('survives a restart')")
         assert server.create_database("nw") == server.url  # already there: no error
-    assert not _port_open(server.host, server.port)
+    assert not port_open(server.host, server.port)
     with server, psycopg.connect(server.url) as conn:
         assert conn.execute("SELECT v FROM kept").fetchall() == [("survives a restart",)]
 
