@@ -19,7 +19,10 @@ import yaml
 from connectors.kafka import ensure_topics, make_consumer, make_producer
 from newswire.schemas import config_dir
 from newswire.settings import Settings, load_settings
-from tests.paths import REPO, SHARED  # noqa: F401  (re-exported for tests)
+from tests.paths import FIXTURES, REPO, SHARED  # noqa: F401  (re-exported for tests)
+
+#: A rules file for end-to-end tests (alerts.rules_path): NATO + Finland from two sources fires.
+NATO_FINLAND_RULES = FIXTURES / "alerts-nato-finland.yaml"
 
 
 def free_port() -> int:
@@ -64,6 +67,13 @@ class Stack:
         self._procs: list[subprocess.Popen[bytes]] = []
 
     # -- pipeline processes
+    def stored_alerts(self) -> list[tuple[str, str]]:
+        """(alert_id, rule) of every alert in this stack's SQLite store."""
+        import sqlite3
+
+        with sqlite3.connect(self.settings.sqlite_path) as db:
+            return db.execute("SELECT alert_id, rule FROM alerts ORDER BY alert_id").fetchall()
+
     def variant_config(self, name: str, **overrides: Any) -> Path:
         """This stack's config with some keys changed (same topics, group, Redis namespace), e.g. a
         second pipeline instance's."""

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import base64
 import shutil
-import sqlite3
 import subprocess
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -22,7 +20,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 from newswire.schemas import load_schema
 from newswire.settings import Settings
-from tests.harness import Stack
+from tests.harness import NATO_FINLAND_RULES
 
 pytestmark = pytest.mark.e2e
 
@@ -30,17 +28,6 @@ N_FERRY = 4
 N_GOOD = N_FERRY + 2  # the ferry updates plus the two shared samples (two sources: the rule fires)
 BAD_KEY = b"wire:bad-1"
 
-# The Stack's own rules file (alerts.rules_path): fires once the two samples, both about NATO and
-# Finland, arrive from two sources.
-RULES = """
-version: 1
-rules:
-  - name: nato-finland
-    title: NATO + Finland
-    match: {entity: NATO, place: Finland}
-    window: 10m
-    threshold: {count: 2, of: sources}
-"""
 
 
 @dataclass(frozen=True)
@@ -139,16 +126,10 @@ def check_alerts(messages: list[Message], stored: list[tuple[str, str]]) -> None
     assert stored == [(ids.pop(), "nato-finland")]  # the same alert in the store's alerts table
 
 
-def stored_alerts(stack: Stack) -> list[tuple[str, str]]:
-    with sqlite3.connect(stack.settings.sqlite_path) as db:
-        return db.execute("SELECT alert_id, rule FROM alerts").fetchall()
-
 
 def test_enriched_dead_letters_and_alerts_read_by_confluent_kafka_and_kcat(
-        make_stack: Any, tmp_path: Path, samples: dict[str, str]) -> None:
-    rules = tmp_path / "alerts.yaml"
-    rules.write_text(RULES)
-    stack = make_stack(**{"alerts.rules_path": str(rules)})
+        make_stack: Any, samples: dict[str, str]) -> None:
+    stack = make_stack(**{"alerts.rules_path": str(NATO_FINLAND_RULES)})
     topics = stack.settings.kafka.topics
     stack.start_pipeline()
     stack.produce([b"this is not json", *fragments(samples)], key=lambda i: BAD_KEY if i == 0 else f"k{i}".encode())
@@ -161,8 +142,8 @@ def test_enriched_dead_letters_and_alerts_read_by_confluent_kafka_and_kcat(
     # An alert is produced in the same bundle as the event that fired it, so it is already there.
     alerts = read_with_confluent_kafka(stack.settings, topics.alerts.name, 1, timeout_s=30)
     assert alerts, stack.pipeline_log()
-    check_alerts(alerts, stored_alerts(stack))
+    check_alerts(alerts, stack.stored_alerts())
 
     check_enriched(read_with_kcat(stack.settings, topics.enriched.name))
     check_dead_letters(read_with_kcat(stack.settings, topics.dlq.name), topics.fragments.name)
-    check_alerts(read_with_kcat(stack.settings, topics.alerts.name), stored_alerts(stack))
+    check_alerts(read_with_kcat(stack.settings, topics.alerts.name), stack.stored_alerts())

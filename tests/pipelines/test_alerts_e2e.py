@@ -3,43 +3,24 @@ stays quiet during its cooldown, also after a pipeline restart."""
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from newswire.schemas import validate
-from tests.harness import REPO, Stack
+from tests.harness import NATO_FINLAND_RULES, REPO, Stack
 
 pytestmark = pytest.mark.e2e
 
-RULES = """
-version: 1
-rules:
-  - name: nato-finland
-    title: NATO + Finland
-    match: {entity: NATO, place: Finland}
-    window: 10m
-    threshold: {count: 2, of: sources}
-    cooldown: 30m
-    severity: warning
-"""
 
-
-def stored_alerts(stack: Stack) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(stack.settings.sqlite_path) as db:
-        return db.execute("SELECT alert_id, rule FROM alerts").fetchall()
 
 
 def test_rule_fires_once_for_a_burst_and_respects_its_cooldown_across_restarts(
-        make_stack: Any, tmp_path: Path, samples: dict[str, str]) -> None:
-    rules = tmp_path / "alerts.yaml"
-    rules.write_text(RULES)
-    stack = make_stack(**{"alerts.rules_path": str(rules)})
+        make_stack: Any, samples: dict[str, str]) -> None:
+    stack = make_stack(**{"alerts.rules_path": str(NATO_FINLAND_RULES)})
     proc = stack.start_pipeline()
     article, blog = samples["russia-warns-finland-sweden"], samples["liveblog-fragment-2-26"]
     stack.produce([{"source": "outlet:a", "id": "a1", "text": article}])
@@ -61,7 +42,7 @@ def test_rule_fires_once_for_a_burst_and_respects_its_cooldown_across_restarts(
     time.sleep(1.0)
     again = stack.consume("alerts", lambda r: len(r) >= 2, timeout_s=3)
     assert [a["alert_id"] for a in again] == [alert["alert_id"]], again
-    assert stored_alerts(stack) == [(alert["alert_id"], "nato-finland")]
+    assert stack.stored_alerts() == [(alert["alert_id"], "nato-finland")]
     enriched = stack.consume("enriched", lambda r: len(r) >= 4, timeout_s=5)
     assert all("_alerts" not in e for e in enriched)
 
