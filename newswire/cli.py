@@ -225,7 +225,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         print(f"starting the streaming pipeline on {s.pipeline.runner} ...", flush=True)
         result = run([], settings=s)
-        viewer = threading.Thread(target=tail, args=(s, ["enriched", "dlq", "stats"], False, None, None, stop),
+        viewer = threading.Thread(target=tail, args=(s, ["enriched", "alerts", "dlq", "stats"], False, None, None, stop),
                                   daemon=True)
         viewer.start()
         from newswire.sources_cli import describe, start_configured_sources
