@@ -31,6 +31,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def pids_with(*markers: bytes) -> list[int]:
+    """Pids of live processes whose command line holds every marker (an embedded server's, say)."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if all(m in cmd for m in markers):
+                out.append(int(proc.name))
+    return out
+
+
 def write_config(path: Path, overrides: dict[str, Any]) -> Path:
     """config/newswire.yaml with dotted-key overrides, written to `path`."""
     raw = yaml.safe_load((config_dir() / "newswire.yaml").read_text())

@@ -13,7 +13,7 @@ import pytest
 
 from connectors.kafka import KafkaBroker, make_consumer, make_producer
 from newswire.settings import load_settings
-from tests.harness import REPO, free_port
+from tests.harness import REPO, free_port, pids_with
 
 pytestmark = pytest.mark.e2e
 
@@ -25,16 +25,7 @@ def broker_settings(tmp_path: Path):
 
 
 def java_pids(data_dir: Path) -> list[int]:
-    out = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmd = (proc / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"kafka.Kafka" in cmd and str(data_dir).encode() in cmd:
-                out.append(int(proc.name))
-    return out
+    return pids_with(b"kafka.Kafka", str(data_dir).encode())
 
 
 def test_restart_keeps_topics_and_records_and_stop_leaves_no_process(tmp_path: Path) -> None:

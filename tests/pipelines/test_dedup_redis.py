@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from pipelines.transforms.near_dedup import (
     _JudgeWithRedis,
     event_fingerprint,
 )
-from tests.harness import REPO, free_port
+from tests.harness import REPO, free_port, pids_with
 from tests.paths import ARTICLES
 from tests.pipelines.beam_events import by_title, make_event
 
@@ -45,16 +44,6 @@ T0 = 1_646_118_000.0  # 2022-03-01T07:00Z
 
 # ------------------------------------------------------------------ fixtures: a real redis-server
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """One embedded redis-server for this module, on a free port, in its own directory."""
-    server = RedisServer(tmp_path_factory.mktemp("redis"), port=free_port()).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
 def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     c = make_redis(redis_server.url)
@@ -62,19 +51,13 @@ def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     c.close()
 
 
-@pytest.fixture
-def namespace() -> str:
-    """A key prefix of its own per test, so tests sharing the server never see each other's state."""
-    return f"t{uuid.uuid4().hex[:8]}:"
-
-
 def ev(name: str, minutes: float, offset: int, title: str | None = None, **fields: Any) -> dict[str, Any]:
     return make_event(name, T0 + minutes * 60, offset, title=title or name, **fields)
 
 
-def worker(redis_server: RedisServer, namespace: str, settings: DedupSettings | None = None) -> _JudgeWithRedis:
+def worker(redis_server: RedisServer, redis_namespace: str, settings: DedupSettings | None = None) -> _JudgeWithRedis:
     """The DoFn as a worker runs it: its own instance and client (setup() as Beam calls it)."""
-    fn = _JudgeWithRedis(redis_server.url, settings or DedupSettings(), True, True, namespace)
+    fn = _JudgeWithRedis(redis_server.url, settings or DedupSettings(), True, True, redis_namespace)
     fn.setup()
     return fn
 
@@ -85,16 +68,7 @@ def judged(fn: _JudgeWithRedis, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def redis_pids(port: int) -> list[int]:
-    out = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmd = (proc / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"redis-server" in cmd and f":{port}".encode() in cmd:
-                out.append(int(proc.name))
-    return out
+    return pids_with(b"redis-server", f":{port}".encode())
 
 
 # ------------------------------------------------------------------ same verdicts as DedupIndex
@@ -125,9 +99,9 @@ def event_stream(seed: int) -> list[tuple[str, str, float, dict[str, str]]]:
 
 @pytest.mark.parametrize("settings", [DedupSettings(), DedupSettings(max_bucket_entries=2, ttl_s=20 * 60)],
                          ids=["defaults", "small-buckets-short-horizon"])
-def test_same_verdicts_as_dedup_index(client: redis.Redis, namespace: str, settings: DedupSettings) -> None:
+def test_same_verdicts_as_dedup_index(client: redis.Redis, redis_namespace: str, settings: DedupSettings) -> None:
     """The small-buckets case exercises full buckets and the event-time horizon (events are 1 min apart)."""
-    index, store = DedupIndex(settings), RedisDedupStore(client, settings, namespace.encode())
+    index, store = DedupIndex(settings), RedisDedupStore(client, settings, redis_namespace.encode())
     stream = event_stream(seed=3)
     kinds = set()
     for eid, text, ts, kw in stream:
@@ -139,8 +113,8 @@ def test_same_verdicts_as_dedup_index(client: redis.Redis, namespace: str, setti
     assert "same_url" in kinds or settings.ttl_s < 3600  # the two URL posts are far apart in the stream
 
 
-def test_replay_gets_its_first_verdict_and_never_matches_itself(client: redis.Redis, namespace: str) -> None:
-    store = RedisDedupStore(client, namespace=namespace.encode())
+def test_replay_gets_its_first_verdict_and_never_matches_itself(client: redis.Redis, redis_namespace: str) -> None:
+    store = RedisDedupStore(client, namespace=redis_namespace.encode())
     article = ev("turku-port-fire.txt", 0, 0)
     stream = [article, ev("turku-port-fire.repost.txt", 1, 1), ev("turku-port-fire.edited.txt", 2, 2),
               ev("turku-port-fire.excerpt-3-26.txt", 3, 3)]
@@ -158,8 +132,8 @@ def test_replay_gets_its_first_verdict_and_never_matches_itself(client: redis.Re
 
 # ------------------------------------------------------------------ the DoFn: field contract, workers
 
-def test_repost_edit_excerpt_and_shared_samples(redis_server: RedisServer, namespace: str) -> None:
-    fn = worker(redis_server, namespace)
+def test_repost_edit_excerpt_and_shared_samples(redis_server: RedisServer, redis_namespace: str) -> None:
+    fn = worker(redis_server, redis_namespace)
     article = ev("turku-port-fire.txt", 1, 1)
     for e in (ev("helsinki-tram-line.txt", 0, 0), article, ev("tallinn-ferry-strike.txt", 2, 2)):
         assert judged(fn, e)["dedup_kind"] is None
@@ -183,8 +157,8 @@ def test_repost_edit_excerpt_and_shared_samples(redis_server: RedisServer, names
 
 
 def test_two_workers_sharing_one_redis_catch_a_duplicate_across_them(redis_server: RedisServer,
-                                                                     namespace: str) -> None:
-    a, b = worker(redis_server, namespace), worker(redis_server, namespace)
+                                                                     redis_namespace: str) -> None:
+    a, b = worker(redis_server, redis_namespace), worker(redis_server, redis_namespace)
     article = ev("turku-port-fire.txt", 0, 0, url="https://turku-daily.example/news/port-fire/")
     assert judged(a, article)["dedup_kind"] is None
     assert judged(b, ev("turku-port-fire.repost.txt", 1, 1))["duplicate_of"] == article["event_id"]
@@ -195,9 +169,9 @@ def test_two_workers_sharing_one_redis_catch_a_duplicate_across_them(redis_serve
     b.teardown()
 
 
-def test_runs_in_a_beam_pipeline_and_state_outlives_it(redis_server: RedisServer, namespace: str) -> None:
+def test_runs_in_a_beam_pipeline_and_state_outlives_it(redis_server: RedisServer, redis_namespace: str) -> None:
     """Two pipeline runs on the default runner: the second finds the first run's events."""
-    transform = DeduplicateWithRedis(redis_server.url, namespace=namespace)
+    transform = DeduplicateWithRedis(redis_server.url, namespace=redis_namespace)
     originals = [ev("helsinki-tram-line.txt", 0, 0), ev("turku-port-fire.txt", 1, 1)]
     with TestPipeline() as p:
         out = p | beam.Create(originals) | transform
@@ -245,15 +219,15 @@ def test_state_survives_a_redis_restart(tmp_path: Path) -> None:
     assert redis_pids(port) == []
 
 
-def test_keys_expire_after_the_ttl(client: redis.Redis, namespace: str) -> None:
-    store = RedisDedupStore(client, DedupSettings(ttl_s=2.0), namespace.encode())
+def test_keys_expire_after_the_ttl(client: redis.Redis, redis_namespace: str) -> None:
+    store = RedisDedupStore(client, DedupSettings(ttl_s=2.0), redis_namespace.encode())
     text = ev("turku-port-fire.txt", 0, 0)["text"]
     now = time.time()
     assert store.add("a" * 32, text, now).match is None
     assert store.add("b" * 32, text, now + 0.1).match.kind == "exact"  # type: ignore[union-attr]
-    assert client.keys(namespace.encode() + b"*")
+    assert client.keys(redis_namespace.encode() + b"*")
     time.sleep(2.2)
-    assert client.keys(namespace.encode() + b"*") == []  # Redis dropped the keys: state stays bounded
+    assert client.keys(redis_namespace.encode() + b"*") == []  # Redis dropped the keys: state stays bounded
     assert store.add("c" * 32, text, time.time()).match is None
 
 
