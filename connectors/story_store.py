@@ -98,9 +98,13 @@ for i = 1, #KEYS, 4 do
     local key, first, last = KEYS[i + s], sections[s][1], sections[s][2]
     local n = redis.call('SCARD', key)
     local hits = {}
-    if state ~= '' and n > 0 and last >= first then
-      for j, flag in ipairs(redis.call('SMISMEMBER', key, unpack(ARGV, first, last))) do
-        if flag == 1 then hits[#hits + 1] = j end
+    if state ~= '' and n > 0 then
+      -- in chunks: unpack() of more than ~8000 values fails (a long article has that many shingles)
+      for from = first, last, 1000 do
+        local to = math.min(from + 999, last)
+        for j, flag in ipairs(redis.call('SMISMEMBER', key, unpack(ARGV, from, to))) do
+          if flag == 1 then hits[#hits + 1] = from - first + j end
+        end
       end
     end
     out[#out + 1] = n
@@ -128,6 +132,10 @@ redis.call('EXPIRE', KEYS[1], ARGV[6])
 return 0
 """
 _DOCS = ""  # the df hash field counting events
+
+
+class StoryContention(RuntimeError):
+    """An event lost its optimistic transaction too many times in a row (retry later, it is not bad input)."""
 
 
 @dataclass(frozen=True)
@@ -234,7 +242,7 @@ class RedisStoryStore:
                     return decision
                 except redis.WatchError:
                     self.conflicts += 1
-        raise RuntimeError(f"stories: event {event_id} lost {self.max_retries} transaction races in a row; "
+        raise StoryContention(f"stories: event {event_id} lost {self.max_retries} transaction races in a row; "
                            "is another writer looping on the same keys?")
 
     def story(self, story_id: str) -> dict[str, Any] | None:

@@ -49,11 +49,18 @@ def build_pipeline(p: beam.Pipeline, settings: Settings) -> None:
         events, bad_enrich = events | "Enrich" >> TagEntities(settings.pipeline.enrichment)
         dead_letters.append(bad_enrich)
     events = events | "DropOriginal" >> beam.Map(drop_original)
-    events = events | "Dedup" >> deduplicate(settings)
+    deduped = events | "Dedup" >> deduplicate(settings)
+    if isinstance(deduped, tuple):  # the Redis-backed detector also dead-letters events that break it
+        events, bad_dedup = deduped
+        dead_letters.append(bad_dedup)
+    else:
+        events = deduped
     if settings.pipeline.stories.enabled:
-        events = events | "Stories" >> assign_stories(settings)
+        events, bad_story = events | "Stories" >> assign_stories(settings)
+        dead_letters.append(bad_story)
     if settings.alerts.enabled:
-        events = events | "Alerts" >> EvaluateAlerts(settings)
+        events, bad_alert = events | "Alerts" >> EvaluateAlerts(settings)
+        dead_letters.append(bad_alert)
     deliveries, bad_emit = events | "Emit" >> EmitEvents()
     (
         (deliveries, *dead_letters, bad_emit)

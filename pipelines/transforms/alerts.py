@@ -18,7 +18,6 @@ stops the pipeline before it reads anything, and workers receive the parsed rule
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
@@ -26,19 +25,25 @@ from apache_beam.metrics import Metrics
 
 from newswire.settings import Settings
 from pipelines.text.alerts import AlertRules, build_alert, load_rules, matches
+from pipelines.transforms.common import REDIS_UNAVAILABLE, StageFn, run_stage
 
 #: The private key EvaluateAlerts adds to every event: the alerts it fired (usually none).
 ALERTS_KEY = "_alerts"
 
 
-class _Evaluate(beam.DoFn):
-    """event -> event with ``_alerts``; rule state in Redis, one round trip for all matching rules."""
+class _Evaluate(StageFn):
+    """event -> event with ``_alerts``; rule state in Redis, one round trip for all matching rules.
+    Redis unavailable: the bundle is retried (skipping would lose the event from every window, and
+    maybe the alert it should have fired); an error of this event's own: a dead letter."""
+
+    stage = "alerts"
+    retry_on = REDIS_UNAVAILABLE
 
     def __init__(self, redis_url: str, rules: AlertRules, namespace: str) -> None:
+        super().__init__()
         self.redis_url, self.rules, self.namespace = redis_url, rules, namespace
         self.counts = {status: Metrics.counter("alerts", status)
                        for status in ("matched", "counted", "fired", "refired", "replayed", "late")}
-        self.redis_errors = Metrics.counter("alerts", "redis_errors")
 
     def setup(self) -> None:
         from connectors.alert_state import AlertStateStore  # worker side, like pipelines/io.py
@@ -47,23 +52,16 @@ class _Evaluate(beam.DoFn):
         self._client = make_redis(self.redis_url)
         self._store = AlertStateStore(self._client, namespace=self.namespace)
 
-    def process(self, event: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def apply(self, event: dict[str, Any]) -> dict[str, Any]:
         due = [rule for rule in self.rules.rules if matches(rule, event)]
         alerts: list[dict[str, Any]] = []
         if due:
             self.counts["matched"].inc(len(due))
-            try:
-                evaluations = self._store.evaluate(event, due)
-            except Exception:
-                # make_redis already retried; failing the bundle makes the runner retry it. Skipping
-                # would lose the event from every window, and maybe the alert it should have fired.
-                self.redis_errors.inc()
-                raise
-            for rule, result in zip(due, evaluations, strict=True):
+            for rule, result in zip(due, self._store.evaluate(event, due), strict=True):
                 self.counts[result.status].inc()
                 if result.facts is not None:
                     alerts.append(build_alert(rule, result.facts, event))
-        yield {**event, ALERTS_KEY: alerts}
+        return {**event, ALERTS_KEY: alerts}
 
     def teardown(self) -> None:
         client = getattr(self, "_client", None)
@@ -77,7 +75,8 @@ class EvaluateAlerts(beam.PTransform):
     In: in-flight event dicts (``event_id``, ``received_at``, ``source``; the rules read
     ``entities``, ``places``, ``language``, ``title``/``text``, ``story_id``, ``duplicate_of``,
     ``near_duplicate_of`` when present). Out: the same dicts plus ``"_alerts"``: a list of alert
-    documents (config/schemas/alert.v1.json), empty when nothing fired. Nothing is dropped.
+    documents (config/schemas/alert.v1.json), empty when nothing fired; and dead letters (an
+    event whose evaluation failed on its own content). Nothing is dropped.
     A replayed event gets the same alerts again (same ``alert_id``): deliver them idempotently.
 
     ``rules``: already loaded rules (tests); default ``load_rules(settings.alerts.rules_path)``,
@@ -93,5 +92,5 @@ class EvaluateAlerts(beam.PTransform):
         self.rules = rules
         self.redis_url, self.namespace = settings.redis.url, settings.redis.namespace
 
-    def expand(self, events: beam.PCollection) -> beam.PCollection:
-        return events | "Evaluate" >> beam.ParDo(_Evaluate(self.redis_url, self.rules, self.namespace))
+    def expand(self, events: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        return run_stage(events, "Evaluate", _Evaluate(self.redis_url, self.rules, self.namespace))

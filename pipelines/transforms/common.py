@@ -16,6 +16,7 @@ import apache_beam as beam
 import orjson
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
+from redis import exceptions as redis_errors
 
 from pipelines.events import Rejected, dead_letter
 from pipelines.io import Delivery
@@ -61,15 +62,27 @@ def accept(event: dict[str, Any]) -> Delivery:
                     alerts=tuple(event.get("_alerts") or ()))
 
 
+#: Redis errors that mean "the state store is unreachable or full, try again", not "bad input":
+#: a stage that keeps state in Redis re-raises them, so the runner retries the bundle (nothing is
+#: skipped while Redis is down); every other error is that one event's, and becomes a dead letter.
+REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (
+    redis_errors.ConnectionError, redis_errors.TimeoutError, redis_errors.OutOfMemoryError,
+    redis_errors.ReadOnlyError, redis_errors.TryAgainError, redis_errors.MasterDownError,
+)
+
+
 class StageFn(beam.DoFn):
     """A DoFn around one pure stage function. Rejected input and unexpected errors become dead
-    letters naming the stage; the pipeline keeps running."""
+    letters naming the stage; the pipeline keeps running. Errors in ``retry_on`` are raised
+    instead (the bundle is retried): an unavailable dependency, not a bad event."""
 
     stage = "stage"
+    retry_on: tuple[type[Exception], ...] = ()
 
     def __init__(self) -> None:
         self.rejected = Metrics.counter(self.stage, "rejected")
         self.errors = Metrics.counter(self.stage, "internal_errors")
+        self.unavailable = Metrics.counter(self.stage, "retried_unavailable")
 
     def apply(self, event: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
@@ -80,6 +93,9 @@ class StageFn(beam.DoFn):
         except Rejected as exc:
             self.rejected.inc()
             yield TaggedOutput(DEAD_LETTERS, reject(event, exc.stage, exc.reason, str(exc)))
+        except self.retry_on:
+            self.unavailable.inc()
+            raise
         except Exception as exc:  # a bug or unforeseen input must not stop the stream
             self.errors.inc()
             log.exception("stage %s failed on event %s", self.stage, event.get("event_id"))

@@ -83,6 +83,7 @@ from pipelines.text.dedup import (
     judge,
     probe_entry,
 )
+from pipelines.transforms.common import REDIS_UNAVAILABLE, StageFn, run_stage
 
 #: Fields this stage sets on every event (None when the event is a first sighting).
 DEDUP_FIELDS = ("duplicate_of", "near_duplicate_of", "dedup_kind", "similarity", "containment")
@@ -268,15 +269,19 @@ class Deduplicate(beam.PTransform):
         )
 
 
-class _JudgeWithRedis(beam.DoFn):
-    """event -> event with the verdict fields; the dedup state is in Redis, one round trip per event."""
+class _JudgeWithRedis(StageFn):
+    """event -> event with the verdict fields; the dedup state is in Redis, one round trip per event.
+    Redis unavailable: the bundle is retried; an error of this event's own: a dead letter."""
+
+    stage = "dedup"
+    retry_on = REDIS_UNAVAILABLE
 
     def __init__(self, redis_url: str, settings: DedupSettings, match_url: bool, match_guid: bool,
                  namespace: str) -> None:
+        super().__init__()
         self.redis_url, self.settings, self.namespace = redis_url, settings, namespace
         self.match_url, self.match_guid = match_url, match_guid
         self.counts = verdict_counters()
-        self.redis_errors = Metrics.counter("dedup", "redis_errors")
 
     def setup(self) -> None:
         from connectors.redis import RedisDedupStore, make_redis  # worker side, like pipelines/io.py
@@ -284,16 +289,11 @@ class _JudgeWithRedis(beam.DoFn):
         self._client = make_redis(self.redis_url)
         self._store = RedisDedupStore(self._client, self.settings, self.namespace.encode())
 
-    def process(self, event: dict[str, Any], ts: Any = beam.DoFn.TimestampParam) -> Iterator[dict[str, Any]]:
+    def apply(self, event: dict[str, Any]) -> dict[str, Any]:
         fp = event_fingerprint(event, self.settings, self.match_url, self.match_guid)
-        try:
-            verdict = self._store.observe(event["event_id"], fp, event_time_s(event, ts))
-        except Exception:
-            # make_redis already retried; failing the bundle makes the runner retry it
-            self.redis_errors.inc()
-            raise
+        verdict = self._store.observe(event["event_id"], fp, event_time_s(event, None))
         self.counts[verdict.match.kind if verdict.match else "new"].inc()
-        yield {**event, **dedup_fields(verdict.match)}
+        return {**event, **dedup_fields(verdict.match)}
 
     def teardown(self) -> None:
         client = getattr(self, "_client", None)
@@ -306,7 +306,8 @@ class DeduplicateWithRedis(beam.PTransform):
 
     ``redis_url``: ``redis://host:port/db`` (the embedded server: ``connectors.redis.RedisServer``).
     ``namespace`` prefixes every Redis key, so pipelines (or tests) can share one server.
-    In and out as :class:`Deduplicate`; one Redis round trip per event, no shuffle.
+    In: as :class:`Deduplicate`. Out: (events with the verdict fields, dead letters); one Redis round
+    trip per event, no shuffle.
     """
 
     def __init__(self, redis_url: str, settings: DedupSettings = DEFAULT_SETTINGS, *, match_url: bool = True,
@@ -315,6 +316,6 @@ class DeduplicateWithRedis(beam.PTransform):
         self.redis_url, self.settings, self.namespace = redis_url, settings, namespace
         self.match_url, self.match_guid = match_url, match_guid
 
-    def expand(self, events: beam.PCollection) -> beam.PCollection:
-        return events | "JudgeWithRedis" >> beam.ParDo(
-            _JudgeWithRedis(self.redis_url, self.settings, self.match_url, self.match_guid, self.namespace))
+    def expand(self, events: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        return run_stage(events, "JudgeWithRedis",
+                         _JudgeWithRedis(self.redis_url, self.settings, self.match_url, self.match_guid, self.namespace))

@@ -22,29 +22,35 @@ earlier event with the same key, while that story is open.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from connectors.story_store import StoryContention
 from pipelines.text.novelty import DEFAULT_NOVELTY_SETTINGS, NoveltySettings
 from pipelines.text.stories import DEFAULT_STORY_SETTINGS, StorySettings
+from pipelines.transforms.common import REDIS_UNAVAILABLE, StageFn, run_stage
 from pipelines.transforms.near_dedup import event_time_s
 
 #: Fields this stage sets on every event.
 STORY_FIELDS = ("story_id", "story", "novelty")
 
 
-class _AssignWithRedis(beam.DoFn):
-    """event -> event with :data:`STORY_FIELDS`; state in Redis (a few round trips per event)."""
+class _AssignWithRedis(StageFn):
+    """event -> event with :data:`STORY_FIELDS`; state in Redis (a few round trips per event).
+    Redis unavailable or a story too contended: the bundle is retried; an error of this event's
+    own: a dead letter."""
+
+    stage = "stories"
+    retry_on = (*REDIS_UNAVAILABLE, StoryContention)
 
     def __init__(self, redis_url: str, settings: StorySettings, novelty: NoveltySettings, namespace: str) -> None:
+        super().__init__()
         self.redis_url, self.settings, self.novelty, self.namespace = redis_url, settings, novelty, namespace
         self.new_stories = Metrics.counter("stories", "new_stories")
         self.joined = Metrics.counter("stories", "joined")
         self.conflicts = Metrics.counter("stories", "transaction_retries")
-        self.redis_errors = Metrics.counter("stories", "redis_errors")
 
     def setup(self) -> None:
         from connectors.redis import make_redis  # worker side, like pipelines/io.py
@@ -53,17 +59,12 @@ class _AssignWithRedis(beam.DoFn):
         self._client = make_redis(self.redis_url)
         self._store = RedisStoryStore(self._client, self.settings, self.novelty, namespace=self.namespace)
 
-    def process(self, event: dict[str, Any], ts: Any = beam.DoFn.TimestampParam) -> Iterator[dict[str, Any]]:
+    def apply(self, event: dict[str, Any]) -> dict[str, Any]:
         before = self._store.conflicts
-        try:
-            decision = self._store.assign(event, event_time_s(event, ts))
-        except Exception:
-            # make_redis already retried; failing the bundle makes the runner retry it
-            self.redis_errors.inc()
-            raise
+        decision = self._store.assign(event, event_time_s(event, None))
         self.conflicts.inc(self._store.conflicts - before)
         (self.new_stories if decision.is_new else self.joined).inc()
-        yield {**event, **decision.to_fields()}
+        return {**event, **decision.to_fields()}
 
     def teardown(self) -> None:
         client = getattr(self, "_client", None)
@@ -77,7 +78,7 @@ class AssignStories(beam.PTransform):
     In: in-flight event dicts with ``event_id``, ``source``, ``text`` (normalised), ``origin``;
     optional ``entities`` / ``places`` (enrichment; quotes alone work without them),
     ``duplicate_of`` / ``near_duplicate_of`` (run deduplication first) and ``story_key``.
-    Element timestamps are event time. Out: the same dicts plus :data:`STORY_FIELDS`.
+    Element timestamps are event time. Out: (the same dicts plus :data:`STORY_FIELDS`, dead letters).
     ``namespace`` prefixes every Redis key (pipelines or tests can share one server).
     """
 
@@ -86,6 +87,6 @@ class AssignStories(beam.PTransform):
         super().__init__()
         self.redis_url, self.settings, self.novelty, self.namespace = redis_url, settings, novelty, namespace
 
-    def expand(self, events: beam.PCollection) -> beam.PCollection:
-        return events | "AssignWithRedis" >> beam.ParDo(
-            _AssignWithRedis(self.redis_url, self.settings, self.novelty, self.namespace))
+    def expand(self, events: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        return run_stage(events, "AssignWithRedis",
+                         _AssignWithRedis(self.redis_url, self.settings, self.novelty, self.namespace))

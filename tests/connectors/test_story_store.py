@@ -4,6 +4,7 @@ stories, and workers racing on one story still agree."""
 from __future__ import annotations
 
 import json
+import random
 import threading
 from datetime import datetime
 from typing import Any
@@ -110,3 +111,17 @@ def test_state_expires_with_the_story(redis_server: RedisServer, redis_namespace
     ttls = [client.pttl(k) for k in keys]
     assert all(0 < t <= 3600 * 1000 or k.startswith(f"{redis_namespace}st:df:".encode())
                for k, t in zip(keys, ttls, strict=True))
+
+
+def test_a_very_long_article_is_scored_against_its_story(redis_server: RedisServer, redis_namespace: str) -> None:
+    """Tens of thousands of shingles (past Lua's unpack limit) still go through the candidate script."""
+    s = store(redis_server, redis_namespace)
+    base = make_event("turku-port-fire.txt", T0, 0, story_key="k", source="wire")
+    rng = random.Random(3)
+    vocab = [f"w{i}" for i in range(5000)]
+    long_text = "\n\n".join(" ".join(rng.choice(vocab) for _ in range(12)).capitalize() + "." for _ in range(2500))
+    first = s.assign({**base, "text": long_text}, T0)
+    again = s.assign({**base, "event_id": "f" * 32, "text": long_text + "\n\nOne more line about the harbour fire today."},
+                     T0 + 60)
+    assert again.story_id == first.story_id
+    assert again.new_sentences == ("One more line about the harbour fire today.",)

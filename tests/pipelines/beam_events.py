@@ -71,6 +71,18 @@ def run_stream(transform: beam.PTransform, steps: Sequence[dict[str, Any] | floa
         assert_that(out, matcher)
 
 
+class EventsOf(beam.PTransform):
+    """A stage that outputs (events, dead letters), as its events only (for tests of the events)."""
+
+    def __init__(self, stage: beam.PTransform) -> None:
+        super().__init__()
+        self.stage = stage
+
+    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
+        events, _ = pcoll | self.stage
+        return events
+
+
 def by_title(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Outputs by ``title`` (tests give each event a distinct title)."""
     out = {e["title"]: e for e in events}

@@ -17,6 +17,7 @@ from pipelines.events import iso_from_millis
 from pipelines.text.alerts import AlertRules, parse_rules
 from pipelines.transforms.alerts import ALERTS_KEY, EvaluateAlerts, _Evaluate
 from tests.harness import free_port
+from tests.pipelines.beam_events import EventsOf
 
 T0 = 1_764_000_000
 NATO = {"id": "org:nato", "name": "NATO", "type": "org", "mentions": []}
@@ -62,7 +63,8 @@ def test_evaluate_alerts_in_a_pipeline(redis_server: RedisServer, redis_namespac
         assert all(e["_value"] == b"raw" for e in by_id.values())  # private keys travel on
 
     with TestPipeline() as p:
-        out = p | beam.Create(events) | EvaluateAlerts(settings(redis_server.url, redis_namespace), rules=RULES)
+        out = p | beam.Create(events) | EventsOf(EvaluateAlerts(settings(redis_server.url, redis_namespace),
+                                                                rules=RULES))
         assert_that(out, check)
 
 

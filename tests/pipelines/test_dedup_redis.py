@@ -35,7 +35,7 @@ from pipelines.transforms.near_dedup import (
 )
 from tests.harness import REPO, free_port, pids_with
 from tests.paths import ARTICLES
-from tests.pipelines.beam_events import by_title, make_event
+from tests.pipelines.beam_events import EventsOf, by_title, make_event
 
 RECORD_KEYS = ("_start", "_value", "_key")  # what the raw record gives every in-flight event
 
@@ -63,7 +63,7 @@ def worker(redis_server: RedisServer, redis_namespace: str, settings: DedupSetti
 
 
 def judged(fn: _JudgeWithRedis, event: dict[str, Any]) -> dict[str, Any]:
-    (out,) = list(fn.process(event, ts=None))
+    (out,) = list(fn.process(event))
     return out
 
 
@@ -171,7 +171,7 @@ def test_two_workers_sharing_one_redis_catch_a_duplicate_across_them(redis_serve
 
 def test_runs_in_a_beam_pipeline_and_state_outlives_it(redis_server: RedisServer, redis_namespace: str) -> None:
     """Two pipeline runs on the default runner: the second finds the first run's events."""
-    transform = DeduplicateWithRedis(redis_server.url, namespace=redis_namespace)
+    transform = EventsOf(DeduplicateWithRedis(redis_server.url, namespace=redis_namespace))
     originals = [ev("helsinki-tram-line.txt", 0, 0), ev("turku-port-fire.txt", 1, 1)]
     with TestPipeline() as p:
         out = p | beam.Create(originals) | transform

@@ -14,7 +14,7 @@ from pipelines.text.normalise import normalise_text
 from pipelines.text.stories import StoryClusterer, StoryInput, StorySettings
 from pipelines.transforms.near_dedup import Deduplicate
 from pipelines.transforms.stories import STORY_FIELDS, AssignStories
-from tests.pipelines.beam_events import ARTICLES, HOUR, by_title, make_event, read_text, run_stream
+from tests.pipelines.beam_events import ARTICLES, HOUR, EventsOf, by_title, make_event, read_text, run_stream
 
 T0 = 1_645_819_800.0  # 2022-02-25T20:10Z
 
@@ -22,8 +22,8 @@ T0 = 1_645_819_800.0  # 2022-02-25T20:10Z
 @pytest.fixture
 def stories(redis_server: RedisServer, redis_namespace: str) -> Any:
     """AssignStories on the session's redis-server, in this test's own key namespace."""
-    def make(settings: StorySettings | None = None) -> AssignStories:
-        return AssignStories(redis_server.url, settings or StorySettings(), namespace=redis_namespace)
+    def make(settings: StorySettings | None = None) -> EventsOf:
+        return EventsOf(AssignStories(redis_server.url, settings or StorySettings(), namespace=redis_namespace))
     return make
 
 
