@@ -45,6 +45,19 @@ def pids_with(*markers: bytes) -> list[int]:
     return out
 
 
+def wait_connected(source: Any, timeout_s: float = 30) -> None:
+    """Wait until an HttpSource's /health says the broker is connected (posts get 503 before)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(base_url=source.url) as client:
+        while time.monotonic() < deadline:
+            if client.get("/health").status_code == 200:
+                return
+            time.sleep(0.1)
+    raise AssertionError(f"http ingest never connected to the broker: {source.broker_error}")
+
+
 def write_config(path: Path, overrides: dict[str, Any]) -> Path:
     """config/newswire.yaml with dotted-key overrides, written to `path`."""
     raw = yaml.safe_load((config_dir() / "newswire.yaml").read_text())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +13,7 @@ import pytest
 from bench.http_ingest import post_concurrently
 from connectors.sources.http import HttpSource
 from newswire.settings import load_settings
-from tests.harness import Stack, free_port, write_config
+from tests.harness import Stack, free_port, wait_connected, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -35,15 +34,6 @@ def ingest(stack: Stack) -> Iterator[HttpSource]:
         yield source
     finally:
         source.stop()
-
-
-def wait_connected(source: HttpSource, timeout_s: float = 30) -> None:
-    with httpx.Client(base_url=source.url) as client:
-        for _ in range(int(timeout_s * 10)):
-            if client.get("/health").status_code == 200:
-                return
-            asyncio.run(asyncio.sleep(0.1))
-    raise AssertionError(f"http ingest never connected to the broker: {source.broker_error}")
 
 
 def post(source: HttpSource, body: bytes | Any, content_type: str = "application/json",

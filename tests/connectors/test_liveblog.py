@@ -14,7 +14,7 @@ from connectors.sources.http import HttpSource
 from connectors.sources.liveblog import link_parts, read_position
 from pipelines.text.html import html_to_text
 from pipelines.text.normalise import FragmentMarker, normalise_text, parse_marker
-from tests.harness import Stack
+from tests.harness import Stack, wait_connected
 
 JUNE_10 = datetime(2025, 6, 10, 9, 0, tzinfo=UTC)
 
@@ -83,10 +83,8 @@ def test_a_26_part_live_blog_posted_part_by_part_shares_one_story_key(stack: Sta
     source = HttpSource(stack.settings, port=0, token="t")
     source.start()
     try:
+        wait_connected(source)
         with httpx.Client(base_url=source.url, headers={"Authorization": "Bearer t"}, timeout=30) as client:
-            for _ in range(300):
-                if client.get("/health").status_code == 200:
-                    break
             for part in range(1, 27):
                 post = {"source": "http:nordic-desk", "id": f"live-summit-{part}",
                         "url": f"https://nordic.example/live/summit#post-{part}", "title": "Summit live",
