@@ -134,7 +134,18 @@ def cmd_config(args: argparse.Namespace) -> int:
     print(f"{s.origin}: valid")
     print(f"  kafka: {s.kafka.bootstrap_servers} (embedded: {s.kafka.embedded.enabled}), "
           f"topics: {', '.join(f'{t.name}[{t.partitions}]' for t in s.kafka.topics.all())}")
-    print(f"  pipeline runner: {s.pipeline.runner}; storage: {s.storage_url}")
+    print(f"  pipeline runner: {s.pipeline.runner}; storage: {s.storage_url}; state: {s.redis.url}")
+    p = s.pipeline
+    print(f"  dedup: {p.dedup.mode}; stories: {'on' if p.stories.enabled else 'off'}; "
+          f"entities: {p.enrichment.entities}")
+    if s.alerts.enabled:
+        from pipelines.text.alerts import load_rules  # validates the rules file like the pipeline does
+
+        rules = load_rules(s.alerts.rules_path)
+        print(f"  alerts: {s.alerts.rules_path}: valid, {len(rules.rules)} rules "
+              f"({', '.join(r.name for r in rules.rules)}), {len(rules.destinations)} webhook destinations")
+    else:
+        print("  alerts: off")
     return 0
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from newswire.cli import main
 from newswire.settings import ConfigError, load_settings
+from tests.harness import write_config
 
 
 def test_default_config_is_valid() -> None:
@@ -59,3 +60,16 @@ def test_cli_reports_config_errors_and_exits_2(tmp_path: Path, capsys: pytest.Ca
     assert main(["--config", str(bad), "config"]) == 2
     err = capsys.readouterr().err
     assert "configuration error" in err and "kafka: 'bootstrap_servers' is a required property" in err
+
+
+def test_cli_config_checks_the_alert_rules_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rules = tmp_path / "alerts.yaml"
+    rules.write_text("version: 1\nrules:\n  - {name: nordics, match: {keyword: storm}, window: 10 minutes,"
+                     " threshold: {count: 2}}\n")
+    cfg = write_config(tmp_path / "newswire.yaml", {"alerts.rules_path": str(rules)})
+    assert main(["--config", str(cfg), "config"]) == 2
+    err = capsys.readouterr().err
+    assert "rule 'nordics': 'window' must be a duration like 10m, got '10 minutes'" in err, err
+    rules.write_text("version: 1\nrules:\n  - {name: nordics, match: {keyword: storm}, window: 10m, threshold: {count: 2}}\n")
+    assert main(["--config", str(cfg), "config"]) == 0
+    assert "1 rules (nordics), 0 webhook destinations" in capsys.readouterr().out
