@@ -7,10 +7,10 @@ with a small edit, when at least ``near_match`` of its word 3-shingles already o
 least ``min_words`` words is *new*. ``novelty_ratio = new / counted sentences`` (1.0 for the first
 event of a story, ~0 for a live-blog update that only repeats earlier text).
 
-State, per story (Beam: keyed by ``story_id``, next to the story's :class:`StoryState`):
-:class:`StoryMemory`, the story's sentence keys and shingle hashes, each an insertion-ordered,
-capped set (oldest dropped first), serialisable with ``to_state()`` / ``from_state()``. It goes
-when the story expires (same TTL as the story).
+State, per story: :class:`StoryMemory`, the story's sentence keys and (sampled) shingle hashes,
+each an insertion-ordered, capped set (oldest dropped first), serialisable with ``to_state()`` /
+``from_state()``. In the pipeline it is two Redis sets per story next to the story's state
+(:class:`connectors.story_store.RedisStoryStore`), and it goes when the story expires.
 """
 
 from __future__ import annotations

@@ -19,18 +19,20 @@ whose id is derived from its own event_id (stable under replays).
 
 State (all explicit, bounded, serialisable with ``to_state()`` / ``from_state()``):
 
-* :class:`StoryState` per story (Beam: keyed by ``story_id``): first/last seen, counts, top
-  entities/places, a capped set of quote shingles;
-* a routing index ``candidate key -> ((story_id, last_seen), ...)`` (Beam: keyed by candidate key),
-  where :func:`candidate_keys` gives ``q:<hash>`` for a consistent sample of quote shingles and
+* :class:`StoryState` per story: first/last seen, counts, top entities/places, a capped set of
+  quote shingles;
+* a routing index ``candidate key -> ((story_id, last_seen), ...)``, where
+  :func:`candidate_keys` gives ``q:<hash>`` for a consistent sample of quote shingles and
   ``e:<id>`` for the event's rarest entities/places. Keys come from content, never from a worker,
   so two outlets' articles on different workers meet under the same key;
-* :class:`EntityRarity`: document frequencies behind the IDF weights. In Beam this is global, so
-  it is best fed as a periodically refreshed side input (a combine over the last ``max_gap_s``);
-  :class:`StoryClusterer` keeps its own for single-process runs and tests.
+* :class:`EntityRarity`: document frequencies behind the IDF weights.
+
+:class:`StoryClusterer` keeps all three in one process (tests, single-process use). The pipeline
+keeps them in Redis (:class:`connectors.story_store.RedisStoryStore`, which runs these same
+functions): shared by every worker, kept across restarts, see docs/stories.md.
 
 TTL: stories and index entries whose ``last_seen`` is older than ``max_gap_s`` (default 72 h)
-are dropped by :meth:`StoryClusterer.expire` (a Beam timer on each key).
+are dropped by :meth:`StoryClusterer.expire` (in Redis: key expiry).
 """
 
 from __future__ import annotations
@@ -211,7 +213,7 @@ def candidate_keys(features: StoryFeatures, rarity: EntityRarity,
 
 @dataclass
 class StoryState:
-    """Everything kept about one story (Beam: the value under key ``story_id``)."""
+    """Everything kept about one story (in Redis: the value under ``s:<story_id>``, quotes apart)."""
 
     story_id: str
     first_seen: float
