@@ -36,7 +36,15 @@ def start_configured_notifier(settings: Settings, path: Path | None = None) -> A
     destinations = configured_destinations(settings, path) if settings.alerts.enabled else ()
     if not destinations:
         return None
-    return AlertNotifier(settings, destinations).start()
+    return AlertNotifier(settings, destinations, retry_policy(settings)).start()
+
+
+def retry_policy(settings: Settings, max_attempts: int | None = None, max_backoff_s: float | None = None) -> Any:
+    """The webhook retry policy: ``alerts.notify_*`` in the configuration, unless overridden."""
+    from connectors.sinks.webhook import RetryPolicy
+
+    return RetryPolicy(max_attempts=max_attempts or settings.alerts.notify_max_attempts,
+                       max_backoff_s=max_backoff_s or settings.alerts.notify_max_backoff_s)
 
 
 def describe(notifier: Any) -> str:
@@ -48,7 +56,7 @@ def describe(notifier: Any) -> str:
 def cmd_notify(args: argparse.Namespace) -> int:
     """Run the notifiers until Ctrl-C (SIGINT/SIGTERM); exit 1 if a destination's loop dies."""
     from connectors.kafka import ensure_topics, wait_for_broker
-    from connectors.sinks.webhook import AlertNotifier, RetryPolicy
+    from connectors.sinks.webhook import AlertNotifier
 
     settings = load_settings(args.config)
     path = Path(args.alerts) if args.alerts else None
@@ -63,7 +71,7 @@ def cmd_notify(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     wait_for_broker(settings.kafka.bootstrap_servers)
     ensure_topics(settings)
-    policy = RetryPolicy(max_attempts=args.max_attempts, max_backoff_s=args.max_backoff)
+    policy = retry_policy(settings, args.max_attempts, args.max_backoff)
     notifier = AlertNotifier(settings, destinations, policy).start()
     print(f"{describe(notifier)}; Ctrl-C stops.", flush=True)
     try:
@@ -130,17 +138,17 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def add_alerts_commands(sub: Any) -> None:
     """Register ``newswire alerts ...`` on the CLI's subcommands."""
-    from connectors.sinks.webhook import RetryPolicy
 
     alerts = sub.add_parser("alerts", help="alert delivery")
     commands = alerts.add_subparsers(dest="alerts_command", required=True)
     notify = commands.add_parser("notify", help="POST alerts to the webhook destinations in config/alerts.yaml")
     notify.add_argument("--alerts", help="alerts file (default: alerts.rules_path in the configuration)")
     notify.add_argument("--destination", nargs="*", default=[], metavar="NAME", help="only these destinations")
-    notify.add_argument("--max-attempts", type=int, default=RetryPolicy.max_attempts,
-                        help="attempts per alert before it goes to the dead-letter topic (default: %(default)s)")
-    notify.add_argument("--max-backoff", type=float, default=RetryPolicy.max_backoff_s, metavar="SECONDS",
-                        help="longest wait between attempts (default: %(default)s)")
+    notify.add_argument("--max-attempts", type=int,
+                        help="attempts per alert before it goes to the dead-letter topic "
+                             "(default: alerts.notify_max_attempts)")
+    notify.add_argument("--max-backoff", type=float, metavar="SECONDS",
+                        help="longest wait between attempts (default: alerts.notify_max_backoff_s)")
     notify.set_defaults(fn=cmd_notify)
     tail = commands.add_parser("tail", help="print alerts live as they reach the alerts topic")
     tail.add_argument("--from-beginning", action="store_true", help="start at the topic's oldest alert")

@@ -264,6 +264,10 @@ class AlertSettings:
 
     enabled: bool = True
     rules_path: Path = Path("config/alerts.yaml")
+    # Webhook delivery (`newswire alerts notify`, `newswire up`): attempts per alert before it goes
+    # to the dead-letter topic, and the longest wait between two attempts.
+    notify_max_attempts: int = 8
+    notify_max_backoff_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -372,8 +376,9 @@ def load_settings(path: str | os.PathLike[str] | None = None,
 def _alert_settings(raw: dict[str, Any], cfg_path: Path) -> AlertSettings:
     # a relative rules_path is beside the configuration file, wherever the process runs
     rules_path = Path(raw.get("rules_path", "alerts.yaml"))
+    rest = {k: v for k, v in raw.items() if k not in ("enabled", "rules_path")}
     return AlertSettings(enabled=raw.get("enabled", True),
-                         rules_path=rules_path if rules_path.is_absolute() else cfg_path.parent / rules_path)
+                         rules_path=rules_path if rules_path.is_absolute() else cfg_path.parent / rules_path, **rest)
 
 
 def _connector_settings(raw: dict[str, Any]) -> ConnectorSettings:

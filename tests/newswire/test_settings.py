@@ -73,3 +73,13 @@ def test_cli_config_checks_the_alert_rules_too(tmp_path: Path, capsys: pytest.Ca
     rules.write_text("version: 1\nrules:\n  - {name: nordics, match: {keyword: storm}, window: 10m, threshold: {count: 2}}\n")
     assert main(["--config", str(cfg), "config"]) == 0
     assert "1 rules (nordics), 0 webhook destinations" in capsys.readouterr().out
+
+
+def test_webhook_retries_come_from_the_configuration_unless_the_command_line_says() -> None:
+    from newswire.alerts_cli import retry_policy
+
+    s = load_settings(overrides={"alerts.notify_max_attempts": 3, "alerts.notify_max_backoff_s": 5}, environ={})
+    assert (retry_policy(s).max_attempts, retry_policy(s).max_backoff_s) == (3, 5)
+    assert retry_policy(s, max_attempts=10).max_attempts == 10
+    with pytest.raises(ConfigError, match="alerts.notify_max_attempts"):
+        load_settings(overrides={"alerts.notify_max_attempts": 0}, environ={})
