@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import socket
 import statistics
 import sys
 import tempfile
@@ -30,14 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.dedup_eval import base_articles, filler
+from connectors.process import free_port
 from connectors.redis import RedisDedupStore, RedisServer, make_redis
 from pipelines.text.dedup import fingerprint, judge, sentences
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def fragments(seed: int, n: int) -> list[str]:

@@ -21,6 +21,7 @@ quality metric: quality is tested on real articles in tests/), and, for ``--memo
 from __future__ import annotations
 
 import argparse
+import itertools
 import random
 import statistics
 import sys
@@ -33,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.dedup_eval import base_articles, filler
-from bench.dedup_redis import free_port
+from connectors.process import free_port
 from connectors.redis import RedisServer, make_redis
 from connectors.story_store import RedisStoryStore
 from pipelines.text.dedup import sentences
@@ -46,10 +47,10 @@ def stream(seed: int, n: int) -> list[tuple[dict[str, Any], str | None]]:
     rng = random.Random(seed)
     pool = [s for t in base_articles().values() for s in sentences(t) if len(s.split()) >= 6]
     vocab = sorted({w.strip(".,\"'").lower() for s in pool for w in s.split() if w.isalpha()})
-    weights = [1 / (k ** 1.1) for k in range(1, 50_001)]
+    cumulative = list(itertools.accumulate(1 / (k ** 1.1) for k in range(1, 50_001)))  # Zipf(1.1)
 
     def ids(k: int) -> list[str]:
-        return [f"org:e{i}" for i in rng.choices(range(50_000), weights=weights, k=k)]
+        return [f"org:e{i}" for i in rng.choices(range(50_000), cum_weights=cumulative, k=k)]
 
     def quote() -> str:
         return " ".join(rng.choice(vocab) for _ in range(12))

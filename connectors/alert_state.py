@@ -186,12 +186,29 @@ class AlertStateStore:
         if not rules:
             return []
         args = self._event_args(event)
-        with self.client.pipeline(transaction=False) as pipe:
-            for rule in rules:
-                self._script(keys=self.keys(rule.name, event["event_id"]), args=[*args, *self._rule_args(rule)],
-                             client=pipe)
-            replies = pipe.execute()
+        calls = [(self.keys(rule.name, event["event_id"]), [*args, *self._rule_args(rule)]) for rule in rules]
+        replies = self._run_scripts(calls)
         return [self._evaluation(rule, reply) for rule, reply in zip(rules, replies, strict=True)]
+
+    def _run_scripts(self, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
+        """EVALSHA for every call in one round trip. (A Script object in a pipeline would first ask
+        SCRIPT EXISTS, a second round trip per event.) After a Redis restart the script cache is
+        empty: load the script and run them all again, which is safe because an evaluation is
+        idempotent per event (a replay counts once and returns the same facts)."""
+        replies = self._evalsha_all(calls)
+        if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+            self.client.script_load(_EVALUATE_SCRIPT)
+            replies = self._evalsha_all(calls)
+        for r in replies:
+            if isinstance(r, Exception):
+                raise r
+        return replies
+
+    def _evalsha_all(self, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
+        with self.client.pipeline(transaction=False) as pipe:
+            for keys, argv in calls:
+                pipe.evalsha(self._script.sha, len(keys), *keys, *argv)
+            return list(pipe.execute(raise_on_error=False))
 
     def _event_args(self, event: Mapping[str, Any]) -> list[Any]:
         return [event["event_id"], event_time_ms(event), story_member(event), event.get("source") or "",

@@ -46,6 +46,13 @@ def port_open(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
 def stale_pid(pid_file: Path, *markers: bytes) -> int | None:
     """The pid in ``pid_file`` (first line) if that process is alive and its command line holds
     every marker; None otherwise."""

@@ -45,6 +45,7 @@ from typing import Any
 import orjson
 import redis
 
+from pipelines.events import iso_from_millis
 from pipelines.text.dedup import key_hash, sentences
 from pipelines.text.novelty import (
     DEFAULT_NOVELTY_SETTINGS,
@@ -63,8 +64,7 @@ from pipelines.text.stories import (
     StorySettings,
     StoryState,
     candidate_keys,
-    choose_story,
-    score_story,
+    pick_story,
     story_features,
     story_id_for,
 )
@@ -216,9 +216,10 @@ class RedisStoryStore:
         self._ttl_ms = max(1, round(settings.max_gap_s * 1000))
         self._days = math.ceil(settings.max_gap_s / _DAY_S) + 1
         self.conflicts = 0  # optimistic-transaction retries, for metrics and tests
-        # Scripts in pipelines go as EVAL with their source: EVALSHA would make redis-py check
-        # SCRIPT EXISTS first (a round trip), and a NOSCRIPT inside MULTI (after a Redis restart)
-        # would fail that one command while the rest of the transaction still ran.
+        # Called on its own (EVALSHA, reloaded on NOSCRIPT). The scripts that run inside pipelines
+        # go as EVAL with their source: EVALSHA there would make redis-py ask SCRIPT EXISTS first
+        # (a round trip), and a NOSCRIPT inside MULTI (after a Redis restart) would fail that one
+        # command while the rest of the transaction still ran.
         self._load_script = client.register_script(_LOAD)
 
     def _k(self, kind: str, name: str) -> str:
@@ -290,13 +291,7 @@ class RedisStoryStore:
         joined = [j.decode() for j in links if j is not None] if link_keys_ else []
         candidates = joined[:1] if joined else sorted(m.decode() for m in found)
         states, stored_quotes, memories = self._load(pipe, candidates, features, marks)
-        story: StoryState | None = None
-        if joined and states and item.ts - states[0].last_seen <= s.max_gap_s:
-            best: StoryScore | None = score_story(features, item.ts, states[0], rarity, s)
-            story = states[0]
-        else:
-            best = choose_story([score_story(features, item.ts, st, rarity, s) for st in states], s)
-            story = next((st for st in states if best is not None and st.story_id == best.story_id), None)
+        best, story = pick_story(features, item.ts, states, rarity, s, linked=states[0] if joined and states else None)
         if story is None:
             best, story = None, StoryState(story_id_for(event_id), item.ts, item.ts)
         sid = story.story_id
@@ -372,8 +367,6 @@ class RedisStoryStore:
 
 
 def _iso_summary(story: StoryState, settings: StorySettings) -> dict[str, Any]:
-    from pipelines.events import iso_from_millis
-
     summary = story.summary(settings)
     summary["first_seen"] = iso_from_millis(int(story.first_seen * 1000))
     summary["last_seen"] = iso_from_millis(int(story.last_seen * 1000))

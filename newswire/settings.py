@@ -300,6 +300,16 @@ class Settings:
         return self.storage.sqlite_path
 
 
+def read_config_file(path: Path, error: type[ConfigError] = ConfigError, what: str = "") -> Any:
+    """Parsed YAML of a config file, or ``error`` naming the file (``what``: where it is configured)."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{path}: file not found{f' ({what})' if what else ''}") from None
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: not valid YAML: {exc}") from None
+
+
 def _apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX):
@@ -320,12 +330,7 @@ def load_settings(path: str | os.PathLike[str] | None = None,
                   overrides: Mapping[str, Any] | None = None) -> Settings:
     """Read, override (environment, then `overrides` as dotted keys), validate and freeze the config."""
     cfg_path = Path(path) if path else config_dir() / "newswire.yaml"
-    try:
-        raw = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{cfg_path}: file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{cfg_path}: not valid YAML: {exc}") from None
+    raw = read_config_file(cfg_path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{cfg_path}: must be a mapping of sections, got {type(raw).__name__}")
     raw = _apply_env_overrides(raw, os.environ if environ is None else environ)

@@ -16,6 +16,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from connectors.process import EmbeddedServer, free_port, port_open
+
 BROKER_DIR = Path(__file__).resolve().parents[1] / "connectors" / "broker"
 
 
@@ -89,7 +91,7 @@ def prism_binary(version: str | None = None) -> Path:
     return target
 
 
-class PrismServer:
+class PrismServer(EmbeddedServer):
     """Prism as a job server in its own session, tied to this process by PR_SET_PDEATHSIG.
 
     Beam's PrismRunner would start Prism in our process group, where a terminal's Ctrl-C kills it
@@ -97,45 +99,33 @@ class PrismServer:
     job, then stop Prism) and a killed pipeline process still takes Prism down with it.
     """
 
+    name = "Prism"
+
     def __init__(self, log_path: Path, binary: Path | None = None) -> None:
         self.log_path = log_path
         self.binary = binary or prism_binary()
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
 
-    def start(self, timeout_s: float = 30) -> str:
+    @property
+    def log_file(self) -> Path:
+        return self.log_path
+
+    def start(self, timeout_s: float = 30) -> str:  # type: ignore[override]  # returns its endpoint
         """Start Prism and return its job endpoint (host:port)."""
-        import socket
-        import time
-
-        from connectors.process import die_with_parent
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
+        self.port = free_port()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [str(self.binary), "--job_port", str(self.port), "--log_level", "warn", "--log_kind", "text",
-                 "--serve_http=false"], stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent)  # noqa: PLW1509
-        deadline = time.monotonic() + timeout_s
-        while True:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return f"localhost:{self.port}"
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise ToolchainError(f"Prism ({self.binary}) did not start (exit code {self.proc.poll()})")
-            time.sleep(0.05)
+        self._spawn([str(self.binary), "--job_port", str(self.port), "--log_level", "warn", "--log_kind", "text",
+                     "--serve_http=false"], "127.0.0.1", self.port, "another process took the free port; retry")
+        try:
+            self._wait_until(lambda: port_open("127.0.0.1", self.port), timeout_s, "open its job port", poll_s=0.05)
+        except BaseException:
+            self.stop()
+            raise
+        return f"localhost:{self.port}"
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.proc = None
+    def stop(self, timeout_s: float = 10) -> None:
+        super().stop(timeout_s)
 
 
 def install_all(kafka_version: str) -> dict[str, Path]:

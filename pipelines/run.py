@@ -49,12 +49,8 @@ def build_pipeline(p: beam.Pipeline, settings: Settings) -> None:
         events, bad_enrich = events | "Enrich" >> TagEntities(settings.pipeline.enrichment)
         dead_letters.append(bad_enrich)
     events = events | "DropOriginal" >> beam.Map(drop_original)
-    deduped = events | "Dedup" >> deduplicate(settings)
-    if isinstance(deduped, tuple):  # the Redis-backed detector also dead-letters events that break it
-        events, bad_dedup = deduped
-        dead_letters.append(bad_dedup)
-    else:
-        events = deduped
+    events, bad_dedup = events | "Dedup" >> deduplicate(settings)
+    dead_letters.append(bad_dedup)
     if settings.pipeline.stories.enabled:
         events, bad_story = events | "Stories" >> assign_stories(settings)
         dead_letters.append(bad_story)

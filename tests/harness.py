@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,18 +16,13 @@ import orjson
 import yaml
 
 from connectors.kafka import ensure_topics, make_consumer, make_producer
+from connectors.process import free_port  # noqa: F401  (re-exported for tests)
 from newswire.schemas import config_dir
 from newswire.settings import Settings, load_settings
 from tests.paths import FIXTURES, REPO, SHARED  # noqa: F401  (re-exported for tests)
 
 #: A rules file for end-to-end tests (alerts.rules_path): NATO + Finland from two sources fires.
 NATO_FINLAND_RULES = FIXTURES / "alerts-nato-finland.yaml"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pids_with(*markers: bytes) -> list[int]:

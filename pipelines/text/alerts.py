@@ -30,11 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
 from jsonschema.exceptions import ValidationError
 
 from newswire.schemas import validator
-from newswire.settings import ConfigError
+from newswire.settings import ConfigError, read_config_file
 from pipelines.events import iso_from_millis
 from pipelines.text.places import distance_km
 
@@ -233,12 +232,7 @@ class AlertRules:
 def load_rules(path: str | Path) -> AlertRules:
     """Read, validate (JSON Schema, then semantic checks) and freeze an alerts file."""
     p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise AlertConfigError(f"{p}: file not found (alerts.rules_path in config/newswire.yaml)") from None
-    except yaml.YAMLError as exc:
-        raise AlertConfigError(f"{p}: not valid YAML: {exc}") from None
+    raw = read_config_file(p, AlertConfigError, "alerts.rules_path in config/newswire.yaml")
     return parse_rules({} if raw is None else raw, origin=str(p))
 
 

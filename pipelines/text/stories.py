@@ -337,6 +337,18 @@ def choose_story(scores: Sequence[StoryScore], settings: StorySettings = DEFAULT
     return min(ok, key=lambda s: (-s.score, s.story_id)) if ok else None
 
 
+def pick_story(features: StoryFeatures, ts: float, candidates: Sequence[StoryState], rarity: EntityRarity,
+               settings: StorySettings = DEFAULT_STORY_SETTINGS, linked: StoryState | None = None
+               ) -> tuple[StoryScore | None, StoryState | None]:
+    """The story an event joins, with its score: the ``linked`` story (the one of an event it
+    repeats, or the one its source named) while that is open, else the best-scoring candidate
+    over the threshold; ``(None, None)`` when it starts a new story."""
+    if linked is not None and ts - linked.last_seen <= settings.max_gap_s:
+        return score_story(features, ts, linked, rarity, settings), linked
+    best = choose_story([score_story(features, ts, st, rarity, settings) for st in candidates], settings)
+    return best, next((st for st in candidates if best is not None and st.story_id == best.story_id), None)
+
+
 IndexEntry = tuple[str, float]  # (story_id, last_seen)
 
 
@@ -370,19 +382,12 @@ class StoryClusterer:
         features = story_features(item, s)
         self.rarity.observe(features.terms)
         keys = candidate_keys(features, self.rarity, s)
-        best: StoryScore | None
-        if join is not None and join in self.stories:
-            best = score_story(features, item.ts, self.stories[join], self.rarity, s)
-        else:
-            candidates = {sid for k in keys for sid, _ in self.index.get(k, ())}
-            scores = [score_story(features, item.ts, self.stories[sid], self.rarity, s)
-                      for sid in sorted(candidates) if sid in self.stories]
-            best = choose_story(scores, s)
-        if best is None:
-            story = StoryState(story_id_for(item.event_id), item.ts, item.ts)
+        candidates = sorted({sid for k in keys for sid, _ in self.index.get(k, ())} & self.stories.keys())
+        best, story = pick_story(features, item.ts, [self.stories[sid] for sid in candidates], self.rarity, s,
+                                 linked=self.stories.get(join) if join is not None else None)
+        if story is None:
+            best, story = None, StoryState(story_id_for(item.event_id), item.ts, item.ts)
             self.stories[story.story_id] = story
-        else:
-            story = self.stories[best.story_id]
         story.add(item, features, s)
         for k in keys:
             self.index[k] = update_index_bucket(self.index.get(k, ()), story.story_id, item.ts, s)

@@ -14,6 +14,8 @@ from apache_beam.coders import StrUtf8Coder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 
+from pipelines.transforms.common import DEAD_LETTERS
+
 
 def mark_duplicate(event: dict[str, Any], first_event_id: str | None) -> dict[str, Any]:
     """The event with duplicate_of set when an earlier event (a different id) had the same content."""
@@ -41,12 +43,14 @@ class _FirstSeen(beam.DoFn):
 
 
 class ExactDuplicates(beam.PTransform):
-    """Mark exact duplicates by content hash (state per hash)."""
+    """Mark exact duplicates by content hash (state per hash). Out: (events, dead letters), the
+    contract of every stage; this one rejects nothing, so its dead-letter output stays empty."""
 
-    def expand(self, events: beam.PCollection) -> beam.PCollection:
-        return (
+    def expand(self, events: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        out = (
             events
             | "KeyByContentHash" >> beam.Map(lambda e: (e["content_hash"], e)).with_output_types(
                 tuple[str, dict[str, Any]])
-            | "FirstSeen" >> beam.ParDo(_FirstSeen())
+            | "FirstSeen" >> beam.ParDo(_FirstSeen()).with_outputs(DEAD_LETTERS, main="events")
         )
+        return out.events, out[DEAD_LETTERS]

@@ -203,3 +203,12 @@ def test_keys_expire_and_stay_in_the_namespace(store: AlertStateStore, redis_nam
     names = [k.decode() if isinstance(k, bytes) else k for k in keys]
     assert len(names) == 7 and all(k.startswith(f"{redis_namespace}al:{{nato}}:") for k in names)
     assert all(0 < store.client.pttl(k) for k in keys)
+
+
+def test_a_redis_restart_that_empties_the_script_cache_is_survived(store: AlertStateStore) -> None:
+    """SCRIPT FLUSH stands in for a restart: the evaluation loads the script again and still counts
+    each event once (the rule fires on the third, as without the flush)."""
+    rule = one_rule(threshold={"count": 3})
+    assert statuses(store, rule, [event(1, 0), event(2, MIN)]) == ["counted", "counted"]
+    store.client.script_flush()
+    assert statuses(store, rule, [event(2, MIN), event(3, 2 * MIN)]) == ["replayed", "fired"]

@@ -10,8 +10,9 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines.text.dedup import DedupSettings
+from pipelines.transforms.dedup import ExactDuplicates
 from pipelines.transforms.near_dedup import DEDUP_FIELDS, Deduplicate
-from tests.pipelines.beam_events import HOUR, by_title, make_event, run_stream
+from tests.pipelines.beam_events import HOUR, EventsOf, by_title, make_event, run_stream
 
 RECORD_KEYS = ("_start", "_value", "_key")  # what the raw record gives every in-flight event
 
@@ -124,3 +125,25 @@ def test_batch_runner_without_timestamps_judges_by_origin_time() -> None:
         # Order of a batch is not defined: one of the two is the first sighting, the other points at it.
         pairs = out | beam.combiners.ToList() | beam.Map(lambda xs: sorted(x[1] is None for x in xs))
         assert_that(pairs, equal_to([[False, True]]))
+
+
+def test_exact_mode_marks_copies_by_content_hash_and_rejects_nothing() -> None:
+    """pipeline.dedup.mode: exact (Beam state, no Redis): the stage contract (events, dead letters)."""
+    copy = ev("turku-port-fire.repost.txt", 5, 5)
+    steps = [*BACKGROUND, {**copy, "content_hash": BACKGROUND[1]["content_hash"]}]
+
+    def check(out: list[dict[str, Any]]) -> None:
+        got = by_title(out)
+        assert got["turku-port-fire.repost.txt"]["duplicate_of"] == ARTICLE_ID
+        assert [got[e["title"]]["duplicate_of"] for e in BACKGROUND] == [None, None, None]
+
+    run_stream(EventsOf(ExactDuplicates()), steps, check)
+
+
+def test_the_pipeline_graph_builds_in_exact_mode() -> None:
+    from newswire.settings import load_settings
+    from pipelines.run import build_pipeline
+
+    settings = load_settings(overrides={"pipeline.dedup.mode": "exact", "pipeline.stories.enabled": False,
+                                        "alerts.enabled": False}, environ={})
+    build_pipeline(beam.Pipeline(), settings)  # the stages' (events, dead letters) outputs wire up
