@@ -104,7 +104,7 @@ def tail(settings: Settings, topics: list[str], from_beginning: bool, max_record
 
 
 def _cancel(result: Any, settings: Settings) -> None:
-    """Cancel a streaming job quietly. Cancelling aborts in-flight bundles (Beam logs each as an
+    """Stop a supervised streaming job quietly. Cancelling aborts in-flight bundles (Beam logs each as an
     error, and the in-process workers' Kafka clients log the broker going away); on Ctrl-C the
     terminal has already stopped Prism, so the cancel call itself may find no job service."""
     for name in ("PrismRunner", "apache_beam", "kafka"):
@@ -115,7 +115,7 @@ def _cancel(result: Any, settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     sys.stderr = open(settings.data_dir / "shutdown.log", "a")  # noqa: SIM115 - kept open until exit
     try:
-        result.cancel()
+        result.stop()
     except Exception as exc:  # noqa: BLE001 - the job is gone either way; nothing left to clean up
         logging.getLogger(__name__).debug("cancel: %s", exc)
 
@@ -180,18 +180,24 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
+    """Run the pipeline under its supervisor until stopped (0) or until it gives up on the job (1)."""
     from connectors.kafka import ensure_topics, wait_for_broker
-    from pipelines.run import run
+    from pipelines.supervisor import supervise
 
     s = _settings(args)
     stop = _wait_for_signal()
     wait_for_broker(s.kafka.bootstrap_servers)
     ensure_topics(s)  # idempotent: creates missing topics, grows partition counts
-    result = run(args.beam_args, settings=s)
-    print(f"pipeline running on {s.pipeline.runner}; Ctrl-C stops it.", flush=True)
-    stop.wait()
-    _cancel(result, s)
-    return 0
+    supervisor = supervise(s, args.beam_args)
+    health = f"; health on http://{s.pipeline.health_host}:{s.pipeline.health_port}/readyz" \
+        if s.pipeline.health_port is not None else ""
+    print(f"pipeline running on {s.pipeline.runner}{health}; Ctrl-C stops it.", flush=True)
+    code = supervisor.wait(stop)
+    if code:
+        print(f"newswire pipeline: giving up: the job failed {len(supervisor.failures)} times within "
+              f"{s.pipeline.job_restart_window_s:g}s; last error: {supervisor.last_error}", file=sys.stderr)
+    _cancel(supervisor, s)
+    return code
 
 
 def start_embedded_redis(settings: Settings) -> Any:
@@ -220,7 +226,7 @@ def start_embedded_postgres(settings: Settings) -> Any:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from connectors.kafka import KafkaBroker, ensure_topics, wait_for_broker
-    from pipelines.run import run
+    from pipelines.supervisor import supervise
 
     s = _settings(args)
     stop = _wait_for_signal()
@@ -235,7 +241,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         ensure_topics(s)
     try:
         print(f"starting the streaming pipeline on {s.pipeline.runner} ...", flush=True)
-        result = run([], settings=s)
+        result = supervise(s)
         viewer = threading.Thread(target=tail, args=(s, ["enriched", "alerts", "dlq", "stats"], False, None, None, stop),
                                   daemon=True)
         viewer.start()
@@ -259,8 +265,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"running: enriched events go to {s.kafka.topics.enriched.name} and {s.storage_url}; Ctrl-C stops.",
               flush=True)
         deadline = time.monotonic() + args.seconds if args.seconds else None
+        code = 0
         while not stop.wait(0.5):
             if deadline and time.monotonic() > deadline:
+                break
+            if result.gave_up:
+                print(f"newswire up: the pipeline job failed {len(result.failures)} times; giving up. Last error: "
+                      f"{result.last_error}", file=sys.stderr, flush=True)
+                code = 1
                 break
         stop.set()
         for source in sources:
@@ -271,6 +283,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         viewer.join(5)
         if s.sqlite_path.exists():
             print_events(s, 10)
+        return code
     finally:
         if broker:
             broker.stop()

@@ -189,6 +189,18 @@ class PortableSettings:
 class PipelineSettings:
     runner: str = "prism"
     max_fragment_bytes: int = 262144
+    # Bounds that keep one record from stalling or stopping the stream (docs/deploy.md#limits).
+    analysis_max_chars: int = 20_000
+    max_event_bytes: int = 900_000
+    max_list_items: int = 200
+    # How long a step waits out an unreachable broker, Redis or store before it gives up, and how
+    # often `newswire pipeline` resubmits a failed job (within the window) before it exits non-zero.
+    outage_max_wait_s: float = 600.0
+    job_restarts: int = 5
+    job_restart_window_s: float = 3600.0
+    # GET /healthz and /readyz of `newswire pipeline` / `up` (None: no endpoint).
+    health_host: str = "127.0.0.1"
+    health_port: int | None = 8081
     poll_max_records: int = 500
     poll_timeout_ms: int = 50
     idle_watermark_lag_s: float = 0.25

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,16 @@ FRAGMENT_SCHEMA = "fragment/1"
 ENRICHED_SCHEMA = "enriched-event/1"
 DEAD_LETTER_SCHEMA = "dead-letter/1"
 _EVENT_ID = re.compile(r"[0-9a-f]{32}")
+
+#: How deep a fragment's ``metadata`` may nest (orjson serialises at most 254 levels; stores and
+#: consumers choke well before that) and how large it may be once serialised.
+MAX_METADATA_DEPTH = 16
+MAX_METADATA_BYTES = 32_768
+#: Bytes of the original record a dead letter carries (its sha256 and size cover the rest; the
+#: whole record stays on the raw topic at ``origin`` for the topic's retention).
+DLQ_EXCERPT_BYTES = 65_536
+#: Characters of an error message a dead letter keeps (messages quote input).
+MAX_ERROR_CHARS = 2_000
 
 #: Kafka header of a replayed fragment (``newswire replay``): the event id it was first stored
 #: under. A replayed fragment is rebuilt from the stored event, whose text is already normalised,
@@ -66,6 +77,58 @@ def event_id_for(fields: dict[str, Any]) -> str:
     return hashlib.blake2b(identity, digest_size=16).hexdigest()
 
 
+def nesting_depth(value: Any, limit: int) -> int:
+    """How deep containers nest in ``value`` (a scalar is 0, ``{}`` is 1), counting no further than
+    ``limit + 1``. Iterative: a hostile document cannot exhaust the stack."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, (dict, list)):
+            continue
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
+def _without_nul(value: Any) -> Any:
+    """``value`` with every NUL in its strings (keys too) replaced by U+FFFD: PostgreSQL text and
+    JSONB cannot hold NUL, and C consumers of the topics stop at it."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
+
+
+def check_fragment(doc: Any) -> dict[str, Any]:
+    """The fragment ``doc`` ready for the pipeline (NULs replaced), or Rejected saying why not:
+    the schema (config/schemas/fragment.v1.json), non-blank text, and the bounds the schema cannot
+    say (``metadata`` depth and size). Connectors run the same check before they answer."""
+    if not isinstance(doc, dict):
+        raise Rejected("validate", "schema", f"fragment must be a JSON object, got {type(doc).__name__}")
+    try:
+        validate("fragment", doc)
+    except SchemaViolation as exc:
+        raise Rejected("validate", "schema", str(exc)) from None
+    if not doc["text"].strip():
+        raise Rejected("validate", "empty_text", "fragment: text: is empty or only whitespace")
+    metadata = doc.get("metadata")
+    if metadata:
+        if nesting_depth(metadata, MAX_METADATA_DEPTH) > MAX_METADATA_DEPTH:
+            raise Rejected("validate", "metadata_too_deep", f"fragment: metadata: nests deeper than "
+                           f"{MAX_METADATA_DEPTH} levels; flatten it")
+        size = len(orjson.dumps(metadata))
+        if size > MAX_METADATA_BYTES:
+            raise Rejected("validate", "metadata_too_large", f"fragment: metadata: is {size} bytes as JSON, "
+                           f"over the {MAX_METADATA_BYTES}-byte limit")
+    return doc
+
+
 def parse_fragment(value: bytes | None, max_bytes: int, replay_of: str | None = None) -> Fragment:
     """Decode, parse and validate one raw record value; raise Rejected with the reason otherwise.
 
@@ -86,14 +149,9 @@ def parse_fragment(value: bytes | None, max_bytes: int, replay_of: str | None = 
         doc = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise Rejected("parse", "not_json", f"value is not JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise Rejected("validate", "schema", f"fragment must be a JSON object, got {type(doc).__name__}")
-    try:
-        validate("fragment", doc)
-    except SchemaViolation as exc:
-        raise Rejected("validate", "schema", str(exc)) from None
-    if not doc["text"].strip():
-        raise Rejected("validate", "empty_text", "fragment: text: is empty or only whitespace")
+    doc = check_fragment(doc)
+    if "\\u0000" in text:  # JSON must escape NUL, so this finds every one, and costs nothing otherwise
+        doc = _without_nul(doc)
     return Fragment(replay_of or event_id_for(doc), doc)
 
 
@@ -125,14 +183,69 @@ def fragment_from_event(event: dict[str, Any]) -> dict[str, Any]:
 
 def dead_letter(stage: str, reason: str, error: str, value: bytes | None, key: bytes | None,
                 topic: str, partition: int, offset: int, timestamp_ms: int | None) -> dict[str, Any]:
-    """A DLQ record (config/schemas/dead-letter.v1.json) keeping the original bytes."""
+    """A DLQ record (config/schemas/dead-letter.v1.json), bounded whatever the input: the first
+    DLQ_EXCERPT_BYTES of the original (``original_truncated`` says when that is not all of it)
+    with the whole original's size and sha256, the key likewise, and the error message cut to
+    MAX_ERROR_CHARS. A record at ``origin`` can always be fetched whole from the raw topic."""
+    value = value or b""
+    if len(error) > MAX_ERROR_CHARS:
+        error = error[:MAX_ERROR_CHARS] + f"... ({len(error) - MAX_ERROR_CHARS} more characters)"
     return {
         "schema": DEAD_LETTER_SCHEMA,
         "stage": stage,
         "reason": reason,
         "error": error,
-        "original_b64": base64.b64encode(value or b"").decode(),
-        "original_key_b64": base64.b64encode(key).decode() if key is not None else None,
+        "original_b64": base64.b64encode(value[:DLQ_EXCERPT_BYTES]).decode(),
+        "original_size": len(value),
+        "original_sha256": hashlib.sha256(value).hexdigest(),
+        "original_truncated": len(value) > DLQ_EXCERPT_BYTES,
+        "original_key_b64": base64.b64encode(key[:1024]).decode() if key is not None else None,
         "origin": {"topic": topic, "partition": partition, "offset": offset, "timestamp_ms": timestamp_ms},
         "failed_at": utc_now_iso(),
     }
+
+
+def analysis_text(event: Mapping[str, Any]) -> str:
+    """The part of an event's text that enrichment, dedup and stories read: all of it, or the first
+    ``truncated.analysis_chars`` characters when Normalise bounded it (pipeline.analysis_max_chars)."""
+    text: str = event["text"]
+    cut = (event.get("truncated") or {}).get("analysis_chars")
+    return text[:cut] if cut is not None else text
+
+
+def analysis_bound(text: str, max_chars: int) -> int | None:
+    """Where to stop reading a text longer than ``max_chars``: at the last whitespace before the bound
+    (so no word is cut in half), or None when the text is short enough."""
+    if len(text) <= max_chars:
+        return None
+    space = max(text.rfind(" ", max_chars - 200, max_chars), text.rfind("\n", max_chars - 200, max_chars))
+    return space if space > 0 else max_chars
+
+
+def bound_lists(event: dict[str, Any], max_items: int) -> dict[str, Any]:
+    """The event with its entities and places (most mentioned first kept, text order kept), each
+    one's mentions and novelty.new_sentences cut to ``max_items``; ``truncated`` counts the cuts."""
+    cuts: dict[str, int] = {}
+    out = event
+    for key in ("entities", "places"):
+        items = event.get(key) or []
+        mentions_cut = sum(max(0, len(i.get("mentions") or ()) - max_items) for i in items)
+        if len(items) <= max_items and not mentions_cut:
+            continue
+        if len(items) > max_items:
+            cuts[key] = len(items) - max_items
+            keep = set(sorted(range(len(items)), key=lambda n: -len(items[n].get("mentions") or ()))[:max_items])
+            items = [i for n, i in enumerate(items) if n in keep]
+            mentions_cut = sum(max(0, len(i.get("mentions") or ()) - max_items) for i in items)
+        if mentions_cut:
+            cuts["mentions"] = cuts.get("mentions", 0) + mentions_cut
+            items = [{**i, "mentions": i["mentions"][:max_items]} if len(i.get("mentions") or ()) > max_items else i
+                     for i in items]
+        out = {**out, key: items}
+    novelty = event.get("novelty")
+    if novelty and len(novelty.get("new_sentences") or ()) > max_items:
+        cuts["new_sentences"] = len(novelty["new_sentences"]) - max_items
+        out = {**out, "novelty": {**novelty, "new_sentences": novelty["new_sentences"][:max_items]}}
+    if not cuts:
+        return event
+    return {**out, "truncated": {**(event.get("truncated") or {}), **cuts}}

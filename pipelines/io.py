@@ -34,9 +34,11 @@ from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorP
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
+from kafka.errors import KafkaTimeoutError
 
 from newswire.settings import Settings
-from pipelines.events import REPLAY_HEADER
+from pipelines.events import REPLAY_HEADER, dead_letter
+from pipelines.outage import OUTAGES, OutageGaveUp, kafka_unavailable, wait_out
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +173,22 @@ class _PartitionWatermarks:
             return min(m for m in known if m is not None)
 
 
+    def reset(self) -> None:
+        """Forget every partition (a new job starts reading from the committed offsets)."""
+        with self._lock:
+            self._own.clear()
+            self._first.clear()
+
+
 _WATERMARKS = _PartitionWatermarks()
+
+
+def reset_process_state() -> None:
+    """Forget the process-wide reader and ledger state of a previous job in this process, before a
+    resubmitted job starts from the committed offsets (pipelines/supervisor.py)."""
+    _WATERMARKS.reset()
+    with OffsetLedger._lock:
+        OffsetLedger._instances.clear()
 
 
 class _ReadPartition(beam.DoFn):
@@ -213,10 +230,18 @@ class _ReadPartition(beam.DoFn):
         tp = TopicPartition(topic, partition)
         consumer = self._consumer(topic, partition)
         position = tracker.current_restriction().start
-        if consumer.position(tp) != position:
-            consumer.seek(tp, position)
-        batch = consumer.poll(timeout_ms=self.settings.pipeline.poll_timeout_ms,
-                              max_records=self.settings.pipeline.poll_max_records).get(tp, [])
+        try:
+            if consumer.position(tp) != position:
+                consumer.seek(tp, position)
+            batch = consumer.poll(timeout_ms=self.settings.pipeline.poll_timeout_ms,
+                                  max_records=self.settings.pipeline.poll_max_records).get(tp, [])
+        except Exception as exc:
+            if not kafka_unavailable(exc):
+                raise
+            # The broker is away: keep the restriction and ask again shortly (the client reconnects).
+            OUTAGES.waiting("Kafka (read)", exc)
+            tracker.defer_remainder(Duration(seconds=1))
+            return
         own = _WATERMARKS.own(topic, partition)
         for rec in batch:
             if not tracker.try_claim(rec.offset):
@@ -235,7 +260,15 @@ class _ReadPartition(beam.DoFn):
             # (connectors/kafka.topic_configs): nothing unread can be older than `asked`, less the
             # allowed clock skew between broker and worker (idle_watermark_lag_s).
             asked = time.time()
-            if consumer.end_offsets([tp])[tp] <= position:
+            try:
+                drained = consumer.end_offsets([tp])[tp] <= position
+                OUTAGES.recovered("Kafka (read)")
+            except Exception as exc:
+                if not kafka_unavailable(exc):
+                    raise
+                OUTAGES.waiting("Kafka (read)", exc)  # unknown, so not drained: the watermark holds
+                drained = False
+            if drained:
                 idle = Timestamp.of(asked - self.settings.pipeline.idle_watermark_lag_s)
                 own = idle if own is None or idle > own else own
         reported = _WATERMARKS.report(topic, partition, own, partitions)
@@ -290,6 +323,17 @@ class Delivery:
     next_offset: int
     key: bytes | None = None
     alerts: tuple[dict[str, Any], ...] = ()
+
+
+def delivery_failed(d: Delivery, stage: str, reason: str, error: str) -> Delivery:
+    """The dead letter that replaces an event the store or topic refused (the event as the original);
+    its alerts still go out."""
+    import orjson
+
+    payload = dead_letter(stage, reason, error, orjson.dumps(d.payload), d.key, d.topic, d.partition,
+                          d.next_offset - 1, (d.payload.get("origin") or {}).get("timestamp_ms"))
+    return Delivery(kind="dead_letter", payload=payload, topic=d.topic, partition=d.partition, start=d.start,
+                    next_offset=d.next_offset, key=d.key, alerts=d.alerts)
 
 
 class OffsetLedger:
@@ -365,13 +409,15 @@ class _WriteAndCommit(beam.DoFn):
         self.dead_letters = Metrics.counter("sinks", "dead_letters")
         self.alerts_sent = Metrics.counter("sinks", "alerts")
         self.commits = Metrics.counter("kafka", "offset_commits")
+        self.store_rejected = Metrics.counter("sinks", "store_rejected")
+        self.delivery_failed = Metrics.counter("sinks", "delivery_failed")
 
     def setup(self) -> None:
         from connectors.kafka import make_consumer, make_producer
         from connectors.sinks import open_store
 
         s = self.settings
-        self._store = open_store(s.storage_url)  # SQLite or PostgreSQL, by storage.url
+        self._store_client = open_store(s.storage_url)  # SQLite or PostgreSQL, by storage.url
         self._producer = make_producer(s, linger_ms=2)
         self._committer = make_consumer(s, group_id=s.kafka.consumer_group)
         self._ledger = OffsetLedger.shared(s.kafka.bootstrap_servers, s.kafka.consumer_group)
@@ -389,45 +435,132 @@ class _WriteAndCommit(beam.DoFn):
     def finish_bundle(self) -> None:
         if not self._buffer:
             return
-        import orjson
-        from kafka import OffsetAndMetadata, TopicPartition
-
-        s = self.settings
-        events = [d.payload for d in self._buffer if d.kind == "event"]
-        alerts = [a for d in self._buffer for a in d.alerts]
-        if events or alerts:
-            self._store.add_many(events)
-            self._store.add_alerts(alerts)
-            self._store.flush()
-        futures = []
-        for d in self._buffer:
-            topic = s.kafka.topics.enriched.name if d.kind == "event" else s.kafka.topics.dlq.name
-            key = d.payload["event_id"].encode() if d.kind == "event" else d.key
-            futures.append(self._producer.send(topic, key=key, value=orjson.dumps(d.payload)))
-        # A replayed event fires the same alert (same alert_id) again: consumers dedupe by key.
-        futures += [self._producer.send(s.kafka.topics.alerts.name, key=a["alert_id"].encode(),
-                                        value=orjson.dumps(a)) for a in alerts]
-        self._producer.flush()
-        for f in futures:
-            f.get(timeout=0)  # raises if any record failed after retries: the bundle fails and is retried
-        self.events_written.inc(len(events))
-        self.dead_letters.inc(len(self._buffer) - len(events))
-        self.alerts_sent.inc(len(alerts))
+        deliveries = self._store(self._buffer)
+        deliveries = self._produce(deliveries)
+        events = sum(1 for d in deliveries if d.kind == "event")
+        self.events_written.inc(events)
+        self.dead_letters.inc(len(deliveries) - events)
+        self.alerts_sent.inc(sum(len(d.alerts) for d in deliveries))
         advanced = self._ledger.mark_done(
-            ((d.topic, d.partition, d.start, d.next_offset) for d in self._buffer), self._committed_position)
+            ((d.topic, d.partition, d.start, d.next_offset) for d in deliveries), self._committed_position)
         if advanced:
-            self._committer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
-                                    for (t, p), o in advanced.items()})
+            from kafka import OffsetAndMetadata, TopicPartition
+
+            offsets = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in advanced.items()}
+            self._wait_out(lambda: self._committer.commit(offsets), kafka_unavailable, "Kafka (offset commit)")
             self.commits.inc()
         self._buffer = []
+
+    def _wait_out(self, call: Callable[[], Any], unavailable: Callable[[BaseException], bool], what: str) -> Any:
+        return wait_out(call, unavailable, what, self.settings.pipeline.outage_max_wait_s)
+
+    def _store(self, deliveries: list[Delivery]) -> list[Delivery]:
+        """Upsert the events and alerts in one transaction, waiting out a store outage. If the store
+        refuses the batch for its content, each event is written alone and one it still refuses
+        becomes a dead letter (``store_rejected``): the others are stored, and the stream goes on."""
+        events = [d for d in deliveries if d.kind == "event"]
+        if not events and not any(d.alerts for d in deliveries):
+            return deliveries
+        store = self._store_client
+        try:
+            self._flush_store([d.payload for d in events], [a for d in deliveries for a in d.alerts])
+            return deliveries
+        except OutageGaveUp:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the batch's content: isolate the record(s) below
+            store.discard()
+            log.warning("store refused a batch of %d events (%s: %s); writing them one by one",
+                        len(events), type(exc).__name__, exc)
+        out = []
+        for d in deliveries:
+            try:
+                self._flush_store([d.payload] if d.kind == "event" else [], list(d.alerts))
+                out.append(d)
+            except OutageGaveUp:
+                raise
+            except Exception as exc:  # noqa: BLE001 - this record's content: a dead letter, not a stop
+                store.discard()
+                self.store_rejected.inc()
+                log.error("store refused event %s: %s: %s", d.payload.get("event_id"), type(exc).__name__, exc)
+                out.append(delivery_failed(d, "store", "store_rejected", f"the store refused it: {type(exc).__name__}: "
+                                           f"{exc}"))
+        return out
+
+    def _flush_store(self, events: list[dict[str, Any]], alerts: list[dict[str, Any]]) -> None:
+        store = self._store_client
+        store.add_many(events)
+        store.add_alerts(alerts)
+        self._wait_out(store.flush, store.unavailable, "store")
+
+    def _produce(self, deliveries: list[Delivery]) -> list[Delivery]:
+        """Produce every delivery (and its alerts) and wait for the acknowledgements. Records the
+        broker cannot take now are sent again with backoff (an outage) for up to
+        pipeline.outage_max_wait_s; an event it refuses for good (too large, invalid) becomes a
+        dead letter (``delivery_failed``) instead. Returns what was delivered, in order."""
+        import orjson
+
+        topics = self.settings.kafka.topics
+        out = list(deliveries)
+        todo = list(range(len(out)))
+        deadline = time.monotonic() + self.settings.pipeline.outage_max_wait_s
+        attempt = 0
+        while todo:
+            sent: list[tuple[int, Any, str]] = []
+            for n in todo:
+                d = out[n]
+                topic = topics.enriched.name if d.kind == "event" else topics.dlq.name
+                key = d.payload["event_id"].encode() if d.kind == "event" else d.key
+                records = [(topic, key, orjson.dumps(d.payload))]
+                # A replayed event fires the same alert (same alert_id) again: consumers dedupe by key.
+                records += [(topics.alerts.name, a["alert_id"].encode(), orjson.dumps(a)) for a in d.alerts]
+                for topic_name, k, v in records:
+                    try:
+                        sent.append((n, self._producer.send(topic_name, key=k, value=v), topic_name))
+                    except Exception as exc:  # noqa: BLE001 - judged below like a failed future
+                        sent.append((n, exc, topic_name))
+            try:
+                self._producer.flush(timeout=max(1.0, deadline - time.monotonic()))
+            except Exception as exc:  # noqa: BLE001 - the futures say which records failed
+                log.warning("producer flush: %s: %s", type(exc).__name__, exc)
+            retry: set[int] = set()
+            outage = False
+            for n, future, topic_name in sent:
+                error = future if isinstance(future, BaseException) else (
+                    future.exception if future.is_done else KafkaTimeoutError("not acknowledged in time"))
+                if error is None:
+                    continue
+                if kafka_unavailable(error):
+                    retry.add(n)
+                    outage = True
+                    OUTAGES.waiting("Kafka (produce)", error)
+                elif out[n].kind == "event" and topic_name != topics.alerts.name:
+                    self.delivery_failed.inc()
+                    log.error("topic %s refused event %s: %s: %s", topic_name, out[n].payload.get("event_id"),
+                              type(error).__name__, error)
+                    out[n] = delivery_failed(out[n], "deliver", "delivery_failed",
+                                             f"topic {topic_name} refused it: {type(error).__name__}: {error}")
+                    retry.add(n)  # the dead letter goes out on the next round
+                else:  # a dead letter or an alert the broker refuses for good: nothing smaller to send
+                    raise RuntimeError(f"topic {topic_name} refused a record: {type(error).__name__}: {error}")
+            todo = sorted(retry)
+            if todo and outage:
+                if time.monotonic() >= deadline:
+                    raise OutageGaveUp(f"Kafka did not take {len(todo)} records for "
+                                       f"{self.settings.pipeline.outage_max_wait_s:g}s (pipeline.outage_max_wait_s)")
+                time.sleep(min(5.0, 0.2 * 2 ** attempt))
+                attempt += 1
+        if attempt:
+            OUTAGES.recovered("Kafka (produce)")
+        return out
 
     def _committed_position(self, tp: tuple[str, int]) -> int:
         """Where the reader started this partition: the group's committed offset, else the log start."""
         from kafka import TopicPartition
 
         part = TopicPartition(*tp)
-        committed = self._committer.committed(part)
-        beginning = self._committer.beginning_offsets([part])[part]
+        committed = self._wait_out(lambda: self._committer.committed(part), kafka_unavailable, "Kafka (offsets)")
+        beginning = self._wait_out(lambda: self._committer.beginning_offsets([part])[part], kafka_unavailable,
+                                   "Kafka (offsets)")
         return max(committed if committed is not None else 0, beginning)
 
     def teardown(self) -> None:
@@ -435,6 +568,6 @@ class _WriteAndCommit(beam.DoFn):
             client = getattr(self, closer, None)
             if client is not None:
                 client.close()
-        store = getattr(self, "_store", None)
+        store = getattr(self, "_store_client", None)
         if store is not None:
             store.close()

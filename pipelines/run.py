@@ -42,7 +42,7 @@ def build_pipeline(p: beam.Pipeline, settings: Settings) -> None:
     """Add the Newswire graph to `p`."""
     records = p | "ReadFragments" >> ReadFromKafka(settings)
     parsed = records | "Parse" >> ParseFragments(settings)
-    events, bad_text = parsed.events | "Normalise" >> NormaliseText()
+    events, bad_text = parsed.events | "Normalise" >> NormaliseText(settings.pipeline.analysis_max_chars)
     events, bad_language = events | "Language" >> DetectLanguage(settings.pipeline.language)
     dead_letters = [parsed.dead_letters, bad_text, bad_language]
     if settings.pipeline.enrichment.entities != "off":
@@ -57,7 +57,7 @@ def build_pipeline(p: beam.Pipeline, settings: Settings) -> None:
     if settings.alerts.enabled:
         events, bad_alert = events | "Alerts" >> EvaluateAlerts(settings)
         dead_letters.append(bad_alert)
-    deliveries, bad_emit = events | "Emit" >> EmitEvents()
+    deliveries, bad_emit = events | "Emit" >> EmitEvents(settings.pipeline.max_list_items, settings.pipeline.max_event_bytes)
     (
         (deliveries, *dead_letters, bad_emit)
         | "AllDeliveries" >> beam.Flatten()
@@ -75,7 +75,8 @@ def deduplicate(settings: Settings) -> beam.PTransform:
     tunables = DedupSettings(ttl_s=d.ttl_s, near_duplicate_jaccard=d.near_duplicate_jaccard,
                              containment=d.containment)
     return DeduplicateWithRedis(settings.redis.url, tunables, match_url=d.match_url, match_guid=d.match_guid,
-                                namespace=settings.redis.namespace)
+                                namespace=settings.redis.namespace,
+                                outage_max_wait_s=settings.pipeline.outage_max_wait_s)
 
 
 def assign_stories(settings: Settings) -> beam.PTransform:
@@ -84,15 +85,18 @@ def assign_stories(settings: Settings) -> beam.PTransform:
     tunables = StorySettings(join_threshold=c.join_threshold, quote_weight=c.quote_weight,
                              entity_weight=c.entity_weight, time_scale_s=c.time_scale_s, max_gap_s=c.max_gap_s)
     return AssignStories(settings.redis.url, tunables, NoveltySettings(near_match=c.novelty_near_match),
-                         namespace=settings.redis.namespace)
+                         namespace=settings.redis.namespace, outage_max_wait_s=settings.pipeline.outage_max_wait_s)
 
 
-def runner_options(settings: Settings, job_endpoint: str | None = None) -> list[str]:
+def runner_options(settings: Settings, job_endpoint: str | None = None, worker_endpoint: str | None = None
+                   ) -> list[str]:
     """Beam flags for the configured runner (more can be given on the command line)."""
     runner = settings.pipeline.runner
     if runner == "prism":
-        # Prism runs as a job server we own (newswire.toolchain.PrismServer); workers run in-process.
-        return ["--runner=PortableRunner", f"--job_endpoint={job_endpoint}", "--environment_type=LOOPBACK"]
+        # Prism runs as a job server we own (newswire.toolchain.PrismServer); workers run in-process, in
+        # the pool PrismServer serves on 127.0.0.1 (LOOPBACK's own pool would listen on every interface).
+        return ["--runner=PortableRunner", f"--job_endpoint={job_endpoint}", "--environment_type=EXTERNAL",
+                f"--environment_config={worker_endpoint}"]
     if runner == "flink":
         p = settings.pipeline.portable
         return ["--runner=PortableRunner", f"--job_endpoint={p.job_endpoint}",
@@ -127,12 +131,13 @@ def run(argv: Sequence[str] | None = None, settings: Settings | None = None) -> 
     known, beam_args = parser.parse_known_args(argv)
     settings = settings or load_settings(known.config)
     prism = None
-    endpoint = None
+    endpoint = workers = None
     if settings.pipeline.runner == "prism":
         prism = PrismServer(settings.data_dir / "prism.log")
-        endpoint = prism.start()
+        endpoint = prism.start(worker_options=PipelineOptions(beam_args))
+        workers = prism.worker_endpoint
     try:
-        options = PipelineOptions([*runner_options(settings, endpoint), *beam_args])
+        options = PipelineOptions([*runner_options(settings, endpoint, workers), *beam_args])
         options.view_as(StandardOptions).streaming = True
         p = beam.Pipeline(options=options)
         build_pipeline(p, settings)

@@ -35,6 +35,15 @@ class EventStore(abc.ABC):
         """Buffer Alerts (upserted by alert_id)."""
         self._alerts.extend(alerts)
 
+    def discard(self) -> None:
+        """Drop what is buffered (after a flush that failed for the rows' content)."""
+        self._events, self._alerts = [], []
+
+    @abc.abstractmethod
+    def unavailable(self, error: BaseException) -> bool:
+        """Whether ``error`` (from ``flush``) means the store is unreachable or busy, so the same
+        flush may succeed later, rather than that it refuses these rows."""
+
     def flush(self) -> int:
         """Upsert the buffer in one transaction; returns the number of events and alerts written."""
         if not self._events and not self._alerts:

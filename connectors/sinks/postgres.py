@@ -141,6 +141,11 @@ class PostgresSink(EventStore):
         self._conn = self._connect()
         migrate(self._conn)
 
+    def unavailable(self, error: BaseException) -> bool:
+        # OperationalError: connection refused or lost, server shutting down or starting;
+        # InterfaceError: the connection object is closed. DataError and the like are the rows'.
+        return isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError))
+
     def _connect(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.url, autocommit=True, connect_timeout=10, application_name="newswire")
 

@@ -142,6 +142,10 @@ class SQLiteSink(EventStore):
         self.path = path
         self._conn = open_database(path)
 
+    def unavailable(self, error: BaseException) -> bool:
+        # "database is locked" (another writer past busy_timeout), disk I/O, disk full: try again.
+        return isinstance(error, sqlite3.OperationalError)
+
     def _write(self, events: list[dict[str, Any]], alerts: list[dict[str, Any]]) -> None:
         now = iso(datetime.now(UTC))
         self._conn.execute("BEGIN IMMEDIATE")

@@ -20,9 +20,8 @@ from kafka.producer.future import FutureRecordMetadata, RecordMetadata
 
 from connectors.kafka import make_producer
 from connectors.sources.liveblog import link_parts
-from newswire.schemas import SchemaViolation, validate
 from newswire.settings import Settings
-from pipelines.events import dead_letter, utc_now_iso
+from pipelines.events import Rejected, check_fragment, dead_letter, utc_now_iso
 from pipelines.text.html import html_to_text, looks_like_html
 
 log = logging.getLogger(__name__)
@@ -114,16 +113,19 @@ def complete_fragment(raw: dict[str, Any], default_source: str) -> dict[str, Any
     return link_parts(fragment, published)
 
 
-def fragment_error(fragment: Any) -> str | None:
-    """Why `fragment` does not match config/schemas/fragment.v1.json (or has blank text), or None."""
-    if not isinstance(fragment, dict):
-        return f"a fragment must be a JSON object, got {type(fragment).__name__}"
+def fragment_error(fragment: Any, max_bytes: int | None = None) -> str | None:
+    """Why the pipeline would reject `fragment` (the schema, blank text, metadata depth or size,
+    and, with `max_bytes`, its size as a record: ``pipeline.max_fragment_bytes``), or None.
+    The same check as the pipeline's Parse stage, so a connector's "accepted" means "will be processed"."""
     try:
-        validate("fragment", fragment)
-    except SchemaViolation as exc:
+        check_fragment(fragment)
+    except Rejected as exc:
         return str(exc)
-    if not fragment["text"].strip():
-        return "fragment: text: must contain non-whitespace characters"
+    if max_bytes is not None:
+        size = len(orjson.dumps(fragment))
+        if size > max_bytes:
+            return (f"fragment: is {size} bytes as JSON, over the pipeline's {max_bytes}-byte limit "
+                    "(pipeline.max_fragment_bytes); split the text")
     return None
 
 
@@ -168,19 +170,18 @@ class FragmentWriter:
     def write(self, fragments: Iterable[dict[str, Any] | tuple[str, bytes]], timeout_s: float = 60) -> WriteReport:
         """Produce fragments; items may be (error, original bytes) pairs for input that did not parse."""
         report = WriteReport()
-        futures = []
+        futures: list[FutureRecordMetadata] = []
         for item in fragments:
             if isinstance(item, tuple):
-                error, original = item
-                self._dead_letter("parse", "not_json", error, original)
-                report.rejected.append(error)
+                unparsed, original = item
+                self._dead_letter("parse", "not_json", unparsed, original)
+                report.rejected.append(unparsed)
                 continue
             item = {**item, "received_at": item.get("received_at") or utc_now_iso()}
-            try:
-                validate("fragment", item)
-            except SchemaViolation as exc:
-                self._dead_letter("validate", "schema", str(exc), orjson.dumps(item))
-                report.rejected.append(str(exc))
+            error = fragment_error(item, self.settings.pipeline.max_fragment_bytes)
+            if error is not None:
+                self._dead_letter("validate", "schema", error, orjson.dumps(item))
+                report.rejected.append(error)
                 continue
             futures.append(self.send(item))
         self._producer.flush(timeout=timeout_s)

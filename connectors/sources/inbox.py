@@ -71,9 +71,10 @@ def decode_text(data: bytes, html: bool) -> tuple[str, str]:
     return data.decode("cp1252", errors="replace"), "windows-1252"
 
 
-def file_fragments(path: Path, source: str) -> list[dict[str, Any] | str]:
+def file_fragments(path: Path, source: str, max_bytes: int | None = None) -> list[dict[str, Any] | str]:
     """Fragments in one inbox file, completed (metadata, HTML stripped, live-blog parts); an error
-    string in place of any input that is not a valid fragment."""
+    string in place of any input that is not a valid fragment (or, with `max_bytes`, is larger
+    than the pipeline takes)."""
     suffix = path.suffix.lower()
     received = datetime.fromtimestamp(path.stat().st_mtime, UTC)
     out: list[dict[str, Any] | str] = []
@@ -95,7 +96,7 @@ def file_fragments(path: Path, source: str) -> list[dict[str, Any] | str]:
         except ValueError as exc:
             out.append(f"{path.name}: published_at: {exc}")
             continue
-        error = fragment_error(fragment)
+        error = fragment_error(fragment, max_bytes)
         out.append(f"{path.name}: {error}" if error else fragment)
     return out
 
@@ -200,7 +201,7 @@ class InboxSource(BaseSource):
         if suffix not in TEXT_SUFFIXES | HTML_SUFFIXES | JSON_SUFFIXES:
             return self._fail(path, f"unsupported file type {suffix or '(none)'}: "
                                     "use .txt, .html, .json, .jsonl or .ndjson")
-        items = file_fragments(path, self.config.source)
+        items = file_fragments(path, self.config.source, self.settings.pipeline.max_fragment_bytes)
         after = path.stat()
         if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
             self._settling.pop(path, None)

@@ -43,6 +43,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipelines.events import analysis_text
 from pipelines.text.dedup import key_hash, shingle_hashes, words
 
 # An opening quote starts a line or follows a space/bracket/colon/dash and is followed by text; a
@@ -120,7 +121,7 @@ class StoryInput:
             event_id=str(event["event_id"]),
             ts=ts,
             source=str(event.get("source") or ""),
-            text=str(event.get("text") or ""),
+            text=analysis_text(event) if event.get("text") else "",
             entities=tuple(event.get("entities") or ()),
             places=tuple(event.get("places") or ()),
         )

@@ -33,7 +33,7 @@ ALERTS_KEY = "_alerts"
 
 class _Evaluate(StageFn):
     """event -> event with ``_alerts``; rule state in Redis, one round trip for all matching rules.
-    Redis unavailable: the bundle is retried (skipping would lose the event from every window, and
+    Redis unavailable: retried in place (skipping would lose the event from every window, and
     maybe the alert it should have fired); an error of this event's own: a dead letter."""
 
     stage = "alerts"
@@ -91,6 +91,9 @@ class EvaluateAlerts(beam.PTransform):
             rules = load_rules(settings.alerts.rules_path) if settings.alerts.enabled else AlertRules()
         self.rules = rules
         self.redis_url, self.namespace = settings.redis.url, settings.redis.namespace
+        self.outage_max_wait_s = settings.pipeline.outage_max_wait_s
 
     def expand(self, events: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        return run_stage(events, "Evaluate", _Evaluate(self.redis_url, self.rules, self.namespace))
+        fn = _Evaluate(self.redis_url, self.rules, self.namespace)
+        fn.outage_max_wait_s = self.outage_max_wait_s
+        return run_stage(events, "Evaluate", fn)

@@ -20,6 +20,7 @@ from redis import exceptions as redis_errors
 
 from pipelines.events import Rejected, dead_letter
 from pipelines.io import Delivery
+from pipelines.outage import OutageGaveUp, wait_out
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +74,13 @@ REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (
 
 class StageFn(beam.DoFn):
     """A DoFn around one pure stage function. Rejected input and unexpected errors become dead
-    letters naming the stage; the pipeline keeps running. Errors in ``retry_on`` are raised
-    instead (the bundle is retried): an unavailable dependency, not a bad event."""
+    letters naming the stage; the pipeline keeps running. Errors in ``retry_on`` mean an
+    unavailable dependency, not a bad event: the call is retried in place with backoff for up to
+    ``outage_max_wait_s`` (pipelines/outage.py), then the bundle fails."""
 
     stage = "stage"
     retry_on: tuple[type[Exception], ...] = ()
+    outage_max_wait_s: float = 600.0
 
     def __init__(self) -> None:
         self.rejected = Metrics.counter(self.stage, "rejected")
@@ -87,14 +90,23 @@ class StageFn(beam.DoFn):
     def apply(self, event: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
 
+    def _unavailable(self, error: BaseException) -> bool:
+        if isinstance(error, self.retry_on):
+            self.unavailable.inc()
+            return True
+        return False
+
     def process(self, event: dict[str, Any]) -> Iterator[Any]:
         try:
-            yield self.apply(event)
+            if self.retry_on:
+                yield wait_out(lambda: self.apply(event), self._unavailable, f"{self.stage} state (Redis)",
+                               self.outage_max_wait_s)
+            else:
+                yield self.apply(event)
         except Rejected as exc:
             self.rejected.inc()
             yield TaggedOutput(DEAD_LETTERS, reject(event, exc.stage, exc.reason, str(exc)))
-        except self.retry_on:
-            self.unavailable.inc()
+        except OutageGaveUp:
             raise
         except Exception as exc:  # a bug or unforeseen input must not stop the stream
             self.errors.inc()

@@ -15,14 +15,16 @@ from typing import Any
 import apache_beam as beam
 
 from newswire.settings import EnrichmentSettings
+from pipelines.events import analysis_text
 from pipelines.transforms.common import StageFn, run_stage
 
 
 def enrich_event(event: dict[str, Any], tagger: Any, resolver: Any) -> dict[str, Any]:
     """Attach entities, places and the focus place (an id from places, or null) to an event."""
     language = event["language"]["code"]
-    entities = tagger.tag(event["text"], language)
-    result = resolver.resolve(event["text"], language, entities).to_dict()
+    text = analysis_text(event)
+    entities = tagger.tag(text, language)
+    result = resolver.resolve(text, language, entities).to_dict()
     return {**event, "entities": [e.to_dict() for e in entities], "places": result["places"],
             "focus_place": result["focus"]}
 

@@ -72,6 +72,7 @@ from apache_beam.transforms.userstate import (
 )
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 
+from pipelines.events import analysis_text
 from pipelines.text.dedup import (
     DEFAULT_SETTINGS,
     BucketEntry,
@@ -118,7 +119,7 @@ def event_fingerprint(event: dict[str, Any], settings: DedupSettings, match_url:
     guid = None
     if match_guid and event.get("source_id"):
         guid = f"{event['source']}\x1f{event['source_id']}" + (f"#{part}" if part is not None else "")
-    return fingerprint(event["text"], url=url, guid=guid, content_hash=event.get("content_hash"),
+    return fingerprint(analysis_text(event), url=url, guid=guid, content_hash=event.get("content_hash"),
                        settings=settings)
 
 
@@ -312,11 +313,13 @@ class DeduplicateWithRedis(beam.PTransform):
     """
 
     def __init__(self, redis_url: str, settings: DedupSettings = DEFAULT_SETTINGS, *, match_url: bool = True,
-                 match_guid: bool = True, namespace: str = "nd:") -> None:
+                 match_guid: bool = True, namespace: str = "nd:", outage_max_wait_s: float = 600.0) -> None:
         super().__init__()
         self.redis_url, self.settings, self.namespace = redis_url, settings, namespace
         self.match_url, self.match_guid = match_url, match_guid
+        self.outage_max_wait_s = outage_max_wait_s
 
     def expand(self, events: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        return run_stage(events, "JudgeWithRedis",
-                         _JudgeWithRedis(self.redis_url, self.settings, self.match_url, self.match_guid, self.namespace))
+        fn = _JudgeWithRedis(self.redis_url, self.settings, self.match_url, self.match_guid, self.namespace)
+        fn.outage_max_wait_s = self.outage_max_wait_s
+        return run_stage(events, "JudgeWithRedis", fn)

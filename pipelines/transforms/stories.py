@@ -39,7 +39,7 @@ STORY_FIELDS = ("story_id", "story", "novelty")
 
 class _AssignWithRedis(StageFn):
     """event -> event with :data:`STORY_FIELDS`; state in Redis (a few round trips per event).
-    Redis unavailable or a story too contended: the bundle is retried; an error of this event's
+    Redis unavailable or a story too contended: retried in place (pipelines/outage.py); an error of this event's
     own: a dead letter."""
 
     stage = "stories"
@@ -83,10 +83,13 @@ class AssignStories(beam.PTransform):
     """
 
     def __init__(self, redis_url: str, settings: StorySettings = DEFAULT_STORY_SETTINGS,
-                 novelty: NoveltySettings = DEFAULT_NOVELTY_SETTINGS, *, namespace: str = "nd:") -> None:
+                 novelty: NoveltySettings = DEFAULT_NOVELTY_SETTINGS, *, namespace: str = "nd:",
+                 outage_max_wait_s: float = 600.0) -> None:
         super().__init__()
         self.redis_url, self.settings, self.novelty, self.namespace = redis_url, settings, novelty, namespace
+        self.outage_max_wait_s = outage_max_wait_s
 
     def expand(self, events: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        return run_stage(events, "AssignWithRedis",
-                         _AssignWithRedis(self.redis_url, self.settings, self.novelty, self.namespace))
+        fn = _AssignWithRedis(self.redis_url, self.settings, self.novelty, self.namespace)
+        fn.outage_max_wait_s = self.outage_max_wait_s
+        return run_stage(events, "AssignWithRedis", fn)

@@ -1,10 +1,14 @@
 """The three stages that keep state in Redis (dedup, stories, alerts) under failure: an event that
 breaks a stage goes to the dead-letter topic with the reason and the next event flows on; Redis
-being unreachable is not the event's fault, so it fails the bundle (the runner retries it) instead."""
+being unreachable is not the event's fault, so the stage waits it out in place (pipelines/outage.py)
+and goes on when Redis is back; only an outage longer than outage_max_wait_s fails the bundle."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +16,7 @@ import redis
 from apache_beam.pvalue import TaggedOutput
 
 from connectors.redis import RedisServer
+from pipelines.outage import OutageGaveUp
 from pipelines.text.alerts import parse_rules
 from pipelines.text.dedup import DedupSettings
 from pipelines.text.novelty import NoveltySettings
@@ -58,11 +63,36 @@ def test_an_event_that_breaks_the_stage_is_a_dead_letter_and_the_next_flows(
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
-def test_redis_unreachable_fails_the_bundle_instead(stage: str) -> None:
+def test_redis_unreachable_for_too_long_fails_the_bundle_never_the_event(stage: str) -> None:
     fn = STAGES[stage](f"redis://127.0.0.1:{free_port()}/0", "t:")
+    fn.outage_max_wait_s = 1.0
     fn.setup()
     try:
-        with pytest.raises(redis.ConnectionError):
+        with pytest.raises(OutageGaveUp) as err:
             run(fn, make_event("turku-port-fire.txt", 1_700_000_000, 0))
+        assert isinstance(err.value.__cause__, redis.ConnectionError)
     finally:
         fn.teardown()
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_a_redis_outage_is_waited_out_and_the_event_goes_on(stage: str, tmp_path: Path) -> None:
+    port = free_port()
+    fn = STAGES[stage](f"redis://127.0.0.1:{port}/0", "t:")
+    fn.setup()
+    outputs: list[Any] = []
+    # The stage runs in a thread while Redis is down; the server starts from this thread (a child
+    # started from a short-lived thread would get its parent-death signal when that thread ends).
+    worker = threading.Thread(target=lambda: outputs.extend(run(fn, make_event("turku-port-fire.txt",
+                                                                               1_700_000_000, 0))))
+    worker.start()
+    time.sleep(1.5)
+    server = RedisServer(tmp_path / "redis", port=port).start()
+    try:
+        worker.join(60)
+        assert not worker.is_alive()
+        (out,) = outputs
+        assert not isinstance(out, TaggedOutput) and out["event_id"]
+    finally:
+        fn.teardown()
+        server.stop()
