@@ -1,6 +1,7 @@
 # Newswire: the single entry point. `make up` runs the embedded stack, `make test` the test suite.
 # Both set up whatever a fresh machine lacks: the virtualenv with pinned packages, the Apache Kafka
-# jars (Maven Central, via mvn), Beam's Prism runner (built with `go install`), Redis and PostgreSQL (Debian).
+# jars (Maven Central, via mvn), Beam's Prism runner (built with Go from the module proxy's source,
+# listening on loopback only), Redis and PostgreSQL (Debian).
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv

@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--memory-fragments", type=int, default=50_000)
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp) / "redis", port=free_port()) as server:
+    with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp) / "redis", port=free_port(),
+                                                           enable_commands=("FLUSHALL",)) as server:
         client = make_redis(server.url)
         store = RedisDedupStore(client)
         for k, v in cost(store, fragments(args.seed, args.events)).items():

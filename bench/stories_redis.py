@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--memory-events", type=int, default=30_000)
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp) / "redis", port=free_port()) as server:
+    with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp) / "redis", port=free_port(),
+                                                           enable_commands=("FLUSHALL",)) as server:
         client = make_redis(server.url)
         store = RedisStoryStore(client)
         for k, v in cost(store, stream(args.seed, args.events)).items():

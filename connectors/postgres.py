@@ -1,17 +1,31 @@
-"""PostgreSQL: the embedded server lifecycle and database creation.
+"""PostgreSQL: the embedded server lifecycle, its roles and database creation.
 
 The embedded server is the real ``postgres`` from Debian's packages (``postgresql``, 15; ``make
 setup`` installs it) run as a child process, like the embedded Kafka broker and Redis: its own
-cluster under ``data_dir`` (``initdb`` on first start), listening on one loopback port with trust
-authentication (loopback only) and its unix socket inside the cluster directory; tied to its
-parent with PR_SET_PDEATHSIG so a killed parent leaves no orphan; a stale server found through
-``postmaster.pid`` on start is stopped first.
+cluster under ``data_dir`` (``initdb`` on first start), listening on one loopback port, its unix
+socket inside the cluster directory; tied to its parent with PR_SET_PDEATHSIG so a killed parent
+leaves no orphan; a stale server found through ``postmaster.pid`` on start is stopped first.
+
+Authentication is scram-sha-256 for every connection, socket or TCP (``pg_hba.conf`` is rewritten
+on every start). Two roles:
+
+* ``postgres``, the cluster's superuser, used only here (roles and databases); its password is
+  generated at ``initdb`` into ``data_dir/postgres.pgpass``;
+* the application role (the URL's user, ``newswire`` by default): LOGIN and nothing else (no
+  superuser, CREATEDB, CREATEROLE, replication or server-file roles), owner of the databases
+  :meth:`PostgresServer.create_database` makes. Its password is generated on first start (or
+  given) into ``data_dir/<role>.pgpass``, and the URLs this module hands out point libpq at that
+  file (``?passfile=``), so no password is ever in a URL, a config file or a log.
+
+The password files are libpq's pgpass format, mode 0600, owned by whoever started the server.
 
 PostgreSQL refuses to run as root. As root, ``initdb`` and ``postgres`` run as the unprivileged
-``postgres`` user (created by the Debian package; created here if missing) through ``setpriv``,
-which keeps the parent-death signal across the user change and hands the server
-CAP_DAC_READ_SEARCH alone, so it can reach a cluster under a root-only directory (pytest's
-``/tmp/pytest-of-root`` is 0700) without owning it. As any other user, they run as that user.
+``postgres`` account (created by the Debian package; created here if missing) through ``setpriv``,
+which keeps the parent-death signal across the user change and leaves the server no capability
+at all (bounding, inheritable and ambient sets cleared, no-new-privileges). So the account must be
+able to reach ``data_dir``: every directory above it needs search (x) permission for it (not so
+under pytest's ``/tmp/pytest-of-root``, 0700; tests use :func:`tests.harness.reachable_tmp_dir`).
+As any other user, they run as that user.
 
 The store that writes into the database is :class:`connectors.sinks.postgres.PostgresSink`.
 """
@@ -22,25 +36,37 @@ import glob
 import logging
 import os
 import pwd
+import secrets
 import shutil
 import signal
+import stat
 import subprocess
 from pathlib import Path
 from typing import Self
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote
 
 import psycopg
 from psycopg import sql
 
-from connectors.process import EmbeddedServer
+from connectors.process import EmbeddedServer, write_private
 
 log = logging.getLogger(__name__)
 
 #: The unprivileged account the server runs as when we are root (the Debian package creates it).
 SERVER_USER = "postgres"
-#: The cluster's superuser role by default (the URL's user names it); trust on loopback, so no password.
-SUPERUSER = "newswire"
-_CAP_DAC_READ_SEARCH = 2
+#: The cluster's superuser role: role and database setup only, never handed to the application.
+SUPERUSER = "postgres"
+#: The application role by default (the URL's user names it).
+APP_USER = "newswire"
+#: What the application role may do: log in. Not superuser, so no pg_read_file, COPY ... PROGRAM or
+#: untrusted languages (and the pg_read/write_server_files, pg_execute_server_program roles are not
+#: granted); it owns its databases, which is all the store's migrations need.
+_APP_ROLE_OPTIONS = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+_HBA = """# Written by connectors/postgres.py on every start; edits are overwritten.
+# A password (scram-sha-256) for every connection; listen_addresses decides who can connect at all.
+local all all scram-sha-256
+host  all all all scram-sha-256
+"""
 #: Longest unix socket path the kernel takes (sun_path is 108 bytes with the terminating NUL).
 _MAX_SOCKET_PATH = 107
 
@@ -80,14 +106,6 @@ def _server_account() -> pwd.struct_passwd:
         return pwd.getpwnam(SERVER_USER)
 
 
-def _can_grant_dac_read_search() -> bool:
-    """Whether CAP_DAC_READ_SEARCH is in our bounding set (a locked-down container may drop it)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("CapBnd:"):
-            return bool(int(line.split()[1], 16) >> _CAP_DAC_READ_SEARCH & 1)
-    return False
-
-
 def _as_server_user(argv: list[str]) -> list[str]:
     """`argv` run as the server's account: unchanged unless we are root (postgres refuses root)."""
     if os.geteuid() != 0:
@@ -98,29 +116,35 @@ def _as_server_user(argv: list[str]) -> list[str]:
         raise RuntimeError("running as root needs setpriv (util-linux) to start PostgreSQL as "
                            f"'{SERVER_USER}': apt-get install -y util-linux")
     # --pdeathsig=keep: a uid change clears the parent-death signal; keep the one set before exec.
-    prefix = [setpriv, f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--init-groups",
-              "--pdeathsig=keep"]
-    if _can_grant_dac_read_search():
-        prefix += ["--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
-    return [*prefix, "--", *argv]
+    # No capability survives: the uid change empties the permitted and effective sets, and the
+    # bounding, inheritable and ambient sets are emptied too; --nnp: no setuid program
+    # (COPY ... PROGRAM 'sudo ...') can gain any back.
+    return [setpriv, f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--init-groups",
+            "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--nnp", "--pdeathsig=keep",
+            "--", *argv]
 
 
-def maintenance_url(url: str) -> str:
-    """The same server's ``postgres`` database (where CREATE DATABASE is run from)."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/postgres"))
+def _blocking_folder(path: Path, account: pwd.struct_passwd) -> Path | None:
+    """The first folder on the way to `path` (itself included) that `account` may not enter, or None."""
+    groups = set(os.getgrouplist(account.pw_name, account.pw_gid))
+    for folder in [*reversed(path.parents), path]:
+        st = folder.stat()
+        if st.st_uid == account.pw_uid:
+            allowed = st.st_mode & stat.S_IXUSR
+        elif st.st_gid in groups:
+            allowed = st.st_mode & stat.S_IXGRP
+        else:
+            allowed = st.st_mode & stat.S_IXOTH
+        if not allowed:
+            return folder
+    return None
 
 
-def ensure_database(url: str) -> str:
-    """Create the database ``url`` names if it does not exist yet; returns ``url``."""
-    name = urlsplit(url).path.lstrip("/")
-    with psycopg.connect(maintenance_url(url), autocommit=True, connect_timeout=10) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
-            try:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            except psycopg.errors.DuplicateDatabase:
-                pass  # another process created it between our check and our CREATE
-    return url
+def pgpass_line(role: str, password: str) -> str:
+    """A libpq password-file line for `role` on any host, port and database."""
+    def escape(value: str) -> str:
+        return value.replace("\\", "\\\\").replace(":", "\\:")
+    return f"*:*:*:{escape(role)}:{escape(password)}\n"
 
 
 class PostgresServer(EmbeddedServer):
@@ -128,8 +152,12 @@ class PostgresServer(EmbeddedServer):
 
     Usage: ``with PostgresServer(settings.data_dir / "postgres", port=5433) as server: ...`` or
     ``start()`` / ``stop()``. Layout: ``data_dir/cluster`` (PGDATA, also the unix socket
-    directory) and ``data_dir/postgres.log``. :meth:`create_database` makes a database and returns
-    its URL.
+    directory), ``data_dir/postgres.log``, and the password files ``data_dir/postgres.pgpass``
+    (superuser) and ``data_dir/<user>.pgpass`` (application role). :meth:`create_database` makes a
+    database owned by the application role and returns its URL.
+
+    ``user``: the application role; ``password``: its password (default: generated on first start
+    and kept in its password file; given, it replaces the role's password on every start).
     """
 
     name = "postgres"
@@ -138,11 +166,15 @@ class PostgresServer(EmbeddedServer):
     stop_signals = (signal.SIGINT, signal.SIGQUIT, signal.SIGKILL)
 
     def __init__(self, data_dir: Path, port: int = 5433, host: str = "127.0.0.1",
-                 database: str = "newswire", user: str = SUPERUSER) -> None:
+                 database: str = "newswire", user: str = APP_USER, password: str | None = None) -> None:
+        if user == SUPERUSER:
+            raise ValueError(f"postgres: the application role may not be '{SUPERUSER}', the cluster's superuser; "
+                             f"use another user in storage.url, e.g. postgresql://{APP_USER}@127.0.0.1:{port}/{database}")
         self.dir = Path(data_dir).resolve()
         self.host, self.port = host, port
         self.database = database
         self.user = user
+        self.password = password or None
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -153,56 +185,121 @@ class PostgresServer(EmbeddedServer):
     def log_file(self) -> Path:
         return self.dir / "postgres.log"
 
+    @property
+    def passfile(self) -> Path:
+        """The application role's password file (libpq pgpass format, mode 0600)."""
+        return self.dir / f"{self.user}.pgpass"
+
+    @property
+    def superuser_passfile(self) -> Path:
+        return self.dir / f"{SUPERUSER}.pgpass"
+
+    def _url(self, user: str, database: str, passfile: Path) -> str:
+        return f"postgresql://{user}@{self.host}:{self.port}/{database}?passfile={quote(str(passfile), safe='/')}"
+
     def url_for(self, database: str) -> str:
-        """``postgresql://newswire@host:port/<database>``: what ``storage.url`` takes."""
-        return f"postgresql://{self.user}@{self.host}:{self.port}/{database}"
+        """``postgresql://newswire@host:port/<database>?passfile=...``: what ``storage.url`` takes."""
+        return self._url(self.user, database, self.passfile)
 
     @property
     def url(self) -> str:
         """The URL of the server's default database."""
         return self.url_for(self.database)
 
+    def _superuser_url(self, database: str = "postgres") -> str:
+        return self._url(SUPERUSER, database, self.superuser_passfile)
+
     def create_database(self, name: str) -> str:
-        """Create database `name` (if absent) on the running server; returns its URL."""
-        return ensure_database(self.url_for(name))
+        """Create database `name` (if absent) owned by the application role; returns its URL."""
+        owner = sql.Identifier(self.user)
+        with psycopg.connect(self._superuser_url(), autocommit=True, connect_timeout=10) as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+                try:
+                    conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), owner))
+                except psycopg.errors.DuplicateDatabase:
+                    pass  # another process created it between our check and our CREATE
+            conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(name), owner))
+        return self.url_for(name)
 
     def _socket_dir(self) -> str:
         # Too long a path for a unix socket: TCP only (the sinks always connect over TCP).
         return str(self.pgdata) if len(f"{self.pgdata}/.s.PGSQL.{self.port}") <= _MAX_SOCKET_PATH else ""
 
+    def _check_reachable(self) -> None:
+        """As root: the server's account must be able to enter ``data_dir`` (no capability lets it skip that)."""
+        if os.geteuid() != 0:
+            return
+        account = _server_account()
+        mode = self.dir.stat().st_mode
+        if not mode & stat.S_IXOTH:  # our own folder: others may enter it, not list it; the secrets are 0600
+            self.dir.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+        blocked = _blocking_folder(self.dir, account)
+        if blocked is not None:
+            raise RuntimeError(f"postgres: {self.dir} is out of reach of the '{SERVER_USER}' account the server runs "
+                               f"as under root: it may not enter {blocked} (mode "
+                               f"{stat.S_IMODE(blocked.stat().st_mode):o}). Put data_dir where every folder above "
+                               "it is searchable by others (chmod o+x), or run newswire as a non-root user.")
+
     def _prepare_cluster(self, bin_dir: Path) -> None:
-        """initdb into PGDATA when it holds no cluster yet (UTF-8, C.UTF-8 collation, trust on loopback)."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        """initdb into PGDATA when it holds no cluster yet (UTF-8, C.UTF-8, scram-sha-256, a superuser password)."""
         if (self.pgdata / "PG_VERSION").exists():
+            if not self.superuser_passfile.exists():
+                raise RuntimeError(
+                    f"postgres: {self.pgdata} has no superuser password file {self.superuser_passfile}: it was "
+                    "made by an earlier Newswire (trust authentication, the application role as superuser), or "
+                    "the file was removed. Export what you need (pg_dump), move the cluster folder aside, and "
+                    "start again for a new cluster with password authentication.")
             return
         self.pgdata.mkdir(mode=0o700, exist_ok=True)
+        password = secrets.token_urlsafe(32)
+        write_private(self.superuser_passfile, pgpass_line(SUPERUSER, password))
+        pwfile = self.dir / "initdb.pw"  # initdb reads the superuser's password from a file
+        write_private(pwfile, password + "\n")
         if os.geteuid() == 0:
             account = _server_account()
             os.chown(self.pgdata, account.pw_uid, account.pw_gid)
-        command = _as_server_user([str(bin_dir / "initdb"), "-D", str(self.pgdata), "-U", self.user,
-                                   "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions"])
-        with open(self.log_file, "ab") as out:
-            done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)
+            os.chown(pwfile, account.pw_uid, account.pw_gid)
+        command = _as_server_user([str(bin_dir / "initdb"), "-D", str(self.pgdata), "-U", SUPERUSER,
+                                   f"--pwfile={pwfile}", "--auth=scram-sha-256", "--encoding=UTF8",
+                                   "--locale=C.UTF-8", "--no-instructions"])
+        try:
+            with open(self.log_file, "ab") as out:
+                done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)
+        finally:
+            pwfile.unlink(missing_ok=True)
         if done.returncode != 0:
             tail = self.log_file.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"initdb {self.pgdata} failed with {done.returncode}:\n{tail}")
+
+    def _write_hba(self) -> None:
+        hba = self.pgdata / "pg_hba.conf"
+        hba.write_text(_HBA)
+        if os.geteuid() == 0:
+            account = _server_account()
+            os.chown(hba, account.pw_uid, account.pw_gid)
 
     def _command(self, bin_dir: Path) -> list[str]:
         return _as_server_user([
             str(bin_dir / "postgres"), "-D", str(self.pgdata), "-p", str(self.port),
             "-c", f"listen_addresses={self.host}", "-c", f"unix_socket_directories={self._socket_dir()}",
+            "-c", "password_encryption=scram-sha-256",
             "-c", "logging_collector=off", "-c", "max_connections=200"])
 
     def start(self, timeout_s: float = 60) -> Self:
-        """initdb if needed, start the server, wait until it takes connections, create the database."""
+        """initdb if needed, start the server, wait until it takes connections, set up the
+        application role and create its database."""
         bin_dir = bindir()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._check_reachable()
         self._prepare_cluster(bin_dir)
+        self._write_hba()
         self._stop_stale(self.pgdata / "postmaster.pid", b"postgres", str(self.pgdata).encode(), wait_s=30)
         self._spawn(self._command(bin_dir), self.host, self.port,
                     "is another PostgreSQL running? Use a free port in storage.url, or set "
                     "storage.postgres_embedded: false to use the server that is there.")
         try:
             self._wait_until(self._accepts_connections, timeout_s, f"take connections on {self.host}:{self.port}")
+            self._ensure_app_role()
             self.create_database(self.database)
         except BaseException:
             self.stop()
@@ -211,10 +308,29 @@ class PostgresServer(EmbeddedServer):
 
     def _accepts_connections(self) -> bool:
         try:
-            with psycopg.connect(self.url_for("postgres"), connect_timeout=1):
+            with psycopg.connect(self._superuser_url(), connect_timeout=1):
                 return True
-        except psycopg.OperationalError:  # not listening yet, or "the database system is starting up"
+        except psycopg.OperationalError as exc:  # not listening yet, or "the database system is starting up"
+            if "password authentication failed" in str(exc):
+                raise RuntimeError(f"postgres: the superuser password in {self.superuser_passfile} does not match "
+                                   f"the cluster's ({exc})") from None
             return False
+
+    def _ensure_app_role(self) -> None:
+        """Create the application role, or bring an existing one back to LOGIN only; set its password
+        when one is given or its password file is missing."""
+        with psycopg.connect(self._superuser_url(), autocommit=True, connect_timeout=10) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (self.user,)).fetchone() is not None
+            password = self.password or (None if exists and self.passfile.exists() else secrets.token_urlsafe(32))
+            verb = sql.SQL("ALTER ROLE {} WITH" if exists else "CREATE ROLE {} WITH")
+            parts = [verb.format(sql.Identifier(self.user)), sql.SQL(_APP_ROLE_OPTIONS)]
+            if password is not None:
+                # The SCRAM verifier is computed here (libpq): the password itself never reaches the server.
+                verifier = conn.pgconn.encrypt_password(password.encode(), self.user.encode(), b"scram-sha-256")
+                parts.append(sql.SQL("PASSWORD {}").format(sql.Literal(verifier.decode())))
+            conn.execute(sql.SQL(" ").join(parts))
+        if password is not None:  # after the role has it: a crash in between only means a new password next start
+            write_private(self.passfile, pgpass_line(self.user, password))
 
     def stop(self, timeout_s: float = 60) -> None:
         """Fast shutdown; immediate shutdown, then SIGKILL, only if it hangs (see ``stop_signals``)."""

@@ -4,7 +4,12 @@ The embedded server is the real ``redis-server`` (Debian package ``redis-server`
 setup`` installs it) run as a child process, like the embedded Kafka broker: its own directory
 under ``data_dir`` with an append-only file, so dedup state survives restarts; tied to its parent
 with PR_SET_PDEATHSIG so a killed parent leaves no orphan; a stale server found through the pid
-file on start is stopped first.
+file on start is stopped first. It listens on 127.0.0.1 by default with protected mode on; on any
+other address it needs a password (``requirepass``). The commands the project never sends and that
+would hand a client more than the data (``CONFIG`` writes files where it likes, ``MODULE`` loads
+code, ``REPLICAOF`` pulls a dataset from anywhere, ``MIGRATE`` connects out; see
+:data:`DISABLED_COMMANDS`) are switched off with ``rename-command``, so neither a client nor a
+script can reach them.
 
 :class:`RedisDedupStore` keeps :mod:`pipelines.text.dedup`'s per-key buckets in Redis, so every
 worker and every pipeline instance pointed at one Redis shares one dedup state. It lives here, not
@@ -19,9 +24,10 @@ import re
 import shutil
 import struct
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Self
+from urllib.parse import quote
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -30,7 +36,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from connectors.process import EmbeddedServer
+from connectors.process import EmbeddedServer, is_loopback, write_private
 from pipelines.text.dedup import (
     DEFAULT_SETTINGS,
     BucketEntry,
@@ -76,6 +82,17 @@ def make_redis(url: str, *, retries: int = 5, socket_timeout_s: float = 5.0) -> 
 
 # --------------------------------------------------------------------------- embedded server
 
+#: Commands the embedded server refuses (``rename-command X ""``): none is sent by the pipeline,
+#: the connectors or the tests, and each hands a client more than the data. FLUSHALL/FLUSHDB wipe
+#: every namespace at once (benches that need them pass ``enable_commands``); CONFIG rewrites
+#: ``dir``/``dbfilename`` (a file written anywhere the server may write); DEBUG and SHUTDOWN stop or
+#: stall it (``stop()`` signals the process); MODULE loads a shared library; SLAVEOF/REPLICAOF,
+#: SYNC/PSYNC and FAILOVER make it a replica of, or stream its dataset to, whoever asks; MIGRATE
+#: connects to any host; ACL edits users and passwords; FUNCTION stores Lua for later (EVAL suffices).
+DISABLED_COMMANDS = ("FLUSHALL", "FLUSHDB", "CONFIG", "DEBUG", "SHUTDOWN", "MODULE", "SLAVEOF", "REPLICAOF",
+                     "SYNC", "PSYNC", "FAILOVER", "MIGRATE", "ACL", "FUNCTION")
+
+
 class RedisServer(EmbeddedServer):
     """The embedded ``redis-server`` on ``host:port`` with its state in ``data_dir``.
 
@@ -84,21 +101,30 @@ class RedisServer(EmbeddedServer):
     a restart; RDB snapshots are off (the AOF already holds everything). ``maxmemory`` (e.g.
     ``"2gb"``) is off by default; when set, writes past it fail loudly (``noeviction``) rather than
     silently forgetting dedup state.
+
+    ``password``: clients must AUTH with it (``requirepass``; :attr:`url` carries it). Required when
+    ``host`` is not a loopback address. It goes into ``data_dir/redis.conf`` (mode 0600), never on
+    the command line, where every local user could read it. ``enable_commands``: names from
+    :data:`DISABLED_COMMANDS` to keep (a bench's FLUSHALL).
     """
 
     name = "redis-server"
 
     def __init__(self, data_dir: Path, port: int = 6379, host: str = "127.0.0.1",
-                 maxmemory: str | None = None) -> None:
+                 maxmemory: str | None = None, password: str | None = None,
+                 enable_commands: Iterable[str] = ()) -> None:
         self.dir = Path(data_dir).resolve()
         self.host, self.port = host, port
         self.maxmemory = maxmemory
+        self.password = password or None
+        self.enable_commands = {c.upper() for c in enable_commands}
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        """``redis://host:port/0``: what :func:`make_redis` and the dedup stage take."""
-        return f"redis://{self.host}:{self.port}/0"
+        """``redis://[:password@]host:port/0``: what :func:`make_redis` and the dedup stage take."""
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}/0"
 
     @property
     def pid_file(self) -> Path:
@@ -108,12 +134,29 @@ class RedisServer(EmbeddedServer):
     def log_file(self) -> Path:
         return self.dir / "redis.log"
 
+    @property
+    def config_file(self) -> Path:
+        """``data_dir/redis.conf``: the password and the disabled commands, rewritten on every start."""
+        return self.dir / "redis.conf"
+
+    def _write_config(self) -> None:
+        lines = ["# Written by connectors/redis.py on every start; edits are overwritten."]
+        if self.password:
+            lines.append(f"requirepass {_config_string(self.password)}")
+        lines += [f'rename-command {c} ""' for c in DISABLED_COMMANDS if c not in self.enable_commands]
+        write_private(self.config_file, "\n".join(lines) + "\n")
+
     def _command(self) -> list[str]:
         exe = shutil.which("redis-server")
         if exe is None:
             raise RuntimeError("redis-server not found on PATH: the near-duplicate stage keeps its state in "
                                "Redis. `make setup` installs it (on Debian: apt-get install -y redis-server).")
-        args = [exe, "--bind", self.host, "--port", str(self.port), "--dir", str(self.dir),
+        if not self.password and not is_loopback(self.host):
+            raise RuntimeError(f"redis: refusing to listen on {self.host} without a password: anyone who reaches "
+                               f"{self.host}:{self.port} could read and rewrite the pipeline state. Give RedisServer "
+                               "a password (clients put it in redis.url: redis://:PASSWORD@host:port/0), or bind "
+                               "127.0.0.1.")
+        args = [exe, str(self.config_file), "--bind", self.host, "--port", str(self.port), "--dir", str(self.dir),
                 "--daemonize", "no", "--protected-mode", "yes", "--logfile", "",
                 "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
                 *INTSET_ARGS]
@@ -125,12 +168,13 @@ class RedisServer(EmbeddedServer):
         """Start the server (loading its append-only file, if any) and wait until it answers PING."""
         command = self._command()
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._write_config()
         # redis-server rewrites its title to "redis-server host:port"
         self._stop_stale(self.pid_file, b"redis-server", f":{self.port}".encode(), wait_s=10)
         self._spawn(command, self.host, self.port,
                     "is another Redis running? Stop it or configure a free port for the embedded Redis.")
-        client = redis.Redis(host=self.host, port=self.port, socket_timeout=1, socket_connect_timeout=1,
-                             retry=Retry(ExponentialBackoff(), 0))
+        client = redis.Redis(host=self.host, port=self.port, password=self.password, socket_timeout=1,
+                             socket_connect_timeout=1, retry=Retry(ExponentialBackoff(), 0))
 
         def answers() -> bool:
             try:
@@ -147,6 +191,12 @@ class RedisServer(EmbeddedServer):
         finally:
             client.close()
 
+
+
+def _config_string(value: str) -> str:
+    """`value` as a double-quoted redis.conf string: its UTF-8 bytes, the unsafe ones as \\xHH."""
+    return '"' + "".join(chr(b) if 0x20 <= b < 0x7F and b not in b'"\\' else f"\\x{b:02x}"
+                         for b in value.encode("utf-8")) + '"'
 
 
 # --------------------------------------------------------------------------- dedup state

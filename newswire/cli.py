@@ -208,8 +208,8 @@ def start_embedded_redis(settings: Settings) -> Any:
         return None
     from connectors.redis import RedisServer
 
-    print(f"starting Redis at {settings.redis.url} (pipeline state) ...", flush=True)
-    return RedisServer(settings.data_dir / "redis", port=settings.redis.port,
+    print(f"starting Redis on port {settings.redis.port} (pipeline state) ...", flush=True)
+    return RedisServer(settings.data_dir / "redis", port=settings.redis.port, password=settings.redis.password,
                        maxmemory=settings.redis.maxmemory).start()
 
 

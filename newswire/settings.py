@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import yaml
 
@@ -108,6 +108,12 @@ class RedisSettings:
     maxmemory: str | None = None
 
     @property
+    def password(self) -> str | None:
+        """The password in the URL (``redis://:PASSWORD@host:port/0``), which the embedded server then
+        requires (``requirepass``); mandatory when it listens beyond loopback (docs/security.md)."""
+        return urlsplit(self.url).password
+
+    @property
     def port(self) -> int:
         return int(self.url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
 
@@ -151,7 +157,7 @@ class StorageSettings:
 
     @property
     def postgres_user(self) -> str:
-        """The URL's user: the embedded server's superuser role (default ``newswire``)."""
+        """The URL's user: the embedded server's application role (default ``newswire``; not a superuser)."""
         return urlsplit(self.url).username or "newswire"
 
 
@@ -249,6 +255,11 @@ class HttpSettings:
     max_in_flight: int = 10_000
     ack_timeout_s: float = 30.0
     source: str = "http:ingest"
+    # Slow or greedy clients (connectors/sources/http.py HttpLimits, docs/security.md).
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    max_connections: int = 2048
+    max_header_bytes: int = 8192
 
 
 @dataclass(frozen=True)
@@ -303,8 +314,14 @@ class Settings:
 
     @property
     def storage_url(self) -> str:
-        """The store's URL (storage.url)."""
-        return self.storage.url
+        """The store's URL (storage.url). For the embedded PostgreSQL, with neither a password nor a
+        ``passfile`` in it, the password file the embedded server wrote for the application role
+        (``<data_dir>/postgres/<user>.pgpass``, 0600; connectors/postgres.py) is added as ``passfile``."""
+        url = self.storage.url
+        if not self.storage.embedded_postgres or urlsplit(url).password or "passfile=" in url:
+            return url
+        passfile = (self.data_dir / "postgres" / f"{self.storage.postgres_user}.pgpass").resolve()
+        return f"{url}{'&' if '?' in url else '?'}passfile={quote(str(passfile), safe='/')}"
 
     @property
     def sqlite_path(self) -> Path:

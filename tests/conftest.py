@@ -13,7 +13,7 @@ from connectors.kafka import KafkaBroker
 from connectors.postgres import PostgresServer
 from connectors.redis import RedisServer
 from newswire.settings import load_settings
-from tests.harness import SHARED, Stack, free_port
+from tests.harness import SHARED, Stack, free_port, reachable_tmp_dir
 
 
 @pytest.fixture(scope="session")
@@ -27,13 +27,14 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+def postgres_server() -> Iterator[PostgresServer]:
     """One real PostgreSQL server for the session (initdb in a temp dir), on a free port."""
-    server = PostgresServer(tmp_path_factory.mktemp("postgres"), port=free_port()).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    with reachable_tmp_dir("newswire-pg-") as folder:
+        server = PostgresServer(folder / "postgres", port=free_port()).start()
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 @pytest.fixture

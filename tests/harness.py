@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,21 @@ def pids_with(*markers: bytes) -> list[int]:
             if all(m in cmd for m in markers):
                 out.append(int(proc.name))
     return out
+
+
+@contextmanager
+def reachable_tmp_dir(prefix: str) -> Iterator[Path]:
+    """A temporary folder every local account may enter (not list), removed afterwards.
+
+    PostgreSQL started as root runs as the 'postgres' account with no capability, so it must be
+    able to walk to its cluster, and pytest's tmp_path lies under /tmp/pytest-of-root (0700).
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o711)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def wait_connected(source: Any, timeout_s: float = 30) -> None:
@@ -78,6 +96,7 @@ class Stack:
         o["redis.namespace"] = f"t{tag}:"
         o["storage.url"] = f"sqlite:///{tmp / 'newswire.db'}"
         o["data_dir"] = str(tmp)
+        o["pipeline.health_port"] = None  # many pipelines per test session: a test that reads it sets a port
         o["alerts.rules_path"] = str(config_dir() / "alerts.yaml")  # the shipped rules, unless a test says
         o.update(overrides)
         self.overrides = o

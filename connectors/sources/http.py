@@ -8,7 +8,10 @@ acknowledged every record of it (acks=all, idempotent producer). Refusals are JS
 
 =====  ======================  ===========================================================
 401    unauthorized            missing or wrong ``Authorization: Bearer <token>``
+405    method_not_allowed      a method the path does not take (``Allow`` lists those it does)
+408    request_timeout         the body did not arrive within ``HttpLimits.body_timeout_s``
 413    payload_too_large       body over ``connectors.http.max_body_bytes``
+431    headers_too_large       request line and headers over ``HttpLimits.max_header_bytes``
 415    unsupported_media_type  not application/json or application/x-ndjson
 422    invalid_json /          body is not JSON, or a fragment breaks the schema
        invalid_fragments       (``errors`` lists each by index; nothing was written)
@@ -18,20 +21,28 @@ acknowledged every record of it (acks=all, idempotent producer). Refusals are JS
        not_acknowledged        ``ack_timeout_s``; the client should retry (``Retry-After``)
 =====  ======================  ===========================================================
 
-``GET /openapi.json`` describes the API; ``GET /health`` says whether the broker is reachable.
+``GET /openapi.json`` describes the API; ``GET /health`` says whether the broker is reachable now.
+
+What a client can hold of the server is bounded (:class:`HttpLimits`): a request head must arrive
+within ``header_timeout_s`` (else the connection is closed) and stay under ``max_header_bytes``
+(431, or 400 from the parser when it is still incomplete past that size), a body within
+``body_timeout_s`` (408), and past ``max_connections`` open connections a request is answered 503.
+A client that trickles bytes (slowloris) is cut off.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import logging
 import os
 import threading
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import h11
 import orjson
 import uvicorn
 from kafka.producer.future import RecordMetadata
@@ -40,7 +51,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from connectors.process import is_loopback
 from connectors.sources.base import BaseSource, BufferFull, FragmentWriter, complete_fragment, fragment_error
 from newswire.schemas import load_schema
 from newswire.settings import ConfigError, Settings
@@ -63,8 +77,92 @@ class Refusal(Exception):
         return _json(self.status, {"error": self.code, "message": self.message, **self.extra}, self.headers)
 
 
-def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+def _json(status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """What one client may hold of the ingest server.
+
+    ``header_timeout_s``: time from connecting (or from the previous response) until the request
+    head is complete, else the connection is closed; ``body_timeout_s``: time to receive the whole
+    body once the head is in (408); ``max_connections``: open connections past which requests are
+    answered 503 (uvicorn's ``limit_concurrency``); ``max_header_bytes``: request line and headers
+    together (431; h11 answers 400 once an incomplete head grows past it).
+    """
+
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    max_connections: int = 2048
+    max_header_bytes: int = 8192
+
+
+def head_deadline_protocol(timeout_s: float) -> type[H11Protocol]:
+    """uvicorn's HTTP/1.1 protocol, closing a connection whose request head takes over `timeout_s`.
+
+    uvicorn has no such timeout: a client that sends a header byte now and then holds its
+    connection forever (its keep-alive timeout only runs between requests, and any byte resets it).
+    """
+
+    class H11WithHeadDeadline(H11Protocol):
+        _head_deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.conn.their_state is not h11.IDLE:  # the head is in
+                self._disarm()
+            elif self._head_deadline is None:
+                self._arm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self._arm()  # the next request's head gets the same time
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._head_deadline = self.loop.call_later(timeout_s, self._head_too_slow)
+
+        def _disarm(self) -> None:
+            if self._head_deadline is not None:
+                self._head_deadline.cancel()
+                self._head_deadline = None
+
+        def _head_too_slow(self) -> None:
+            self._head_deadline = None
+            if not self.transport.is_closing():
+                self.logger.info("closing %s: no complete request head in %gs", self.client, timeout_s)
+                self.transport.close()
+
+    return H11WithHeadDeadline
+
+
+def limit_head_size(app: ASGIApp, max_bytes: int) -> ASGIApp:
+    """`app` behind a check of the request head's size: over `max_bytes`, 431 and the connection closed.
+
+    h11's limit (``h11_max_incomplete_event_size``) holds only while a head is incomplete: one that
+    arrives in a single read passes whatever its size.
+    """
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            size = (len(scope["method"]) + len(scope.get("raw_path") or b"") + len(scope["query_string"])
+                    + sum(len(name) + len(value) + 4 for name, value in scope["headers"]))
+            if size > max_bytes:
+                refusal = Refusal(431, "headers_too_large", f"request line and headers take {size} bytes, over the "
+                                  f"{max_bytes}-byte limit", {"Connection": "close"})
+                await refusal.response()(scope, receive, send)
+                return
+        await app(scope, receive, send)
+    return guarded
 
 
 class RateLimiter:
@@ -144,6 +242,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                             "records": {"type": "array", "items": {"type": "object", "properties": {
                                 "partition": {"type": "integer"}, "offset": {"type": "integer"}}}}}}}}},
                     "401": refusal("missing or wrong bearer token"),
+                    "408": refusal("the body did not arrive in time (the connection is closed)"),
                     "413": refusal("body larger than max_body_bytes"),
                     "415": refusal("content type is not application/json or application/x-ndjson"),
                     "422": refusal("not JSON, or a fragment does not match the schema (nothing written)"),
@@ -162,13 +261,20 @@ class HttpSource(BaseSource):
 
     `token` overrides the environment variable ``connectors.http.token_env``; with neither set,
     posts need no token, which is allowed only on a loopback host. ``port`` 0 picks a free port
-    (read ``self.port`` after ``start()``).
+    (read ``self.port`` after ``start()``). ``limits``: see :class:`HttpLimits`.
     """
 
+    #: How long a broker probe's answer is reused by /health.
+    BROKER_PROBE_TTL_S = 1.0
+    BROKER_PROBE_TIMEOUT_S = 0.5
+
     def __init__(self, settings: Settings, host: str | None = None, port: int | None = None,
-                 token: str | None = None) -> None:
+                 token: str | None = None, limits: HttpLimits | None = None) -> None:
         super().__init__(settings)
         self.config = settings.connectors.http
+        self.limits = limits or HttpLimits(self.config.header_timeout_s, self.config.body_timeout_s,
+                                           self.config.max_connections, self.config.max_header_bytes)
+        self._probe: tuple[float, str | None] = (-1e9, None)  # (monotonic time, error or None)
         self.host = host or self.config.host
         self.port = self.config.port if port is None else port
         self.token = token if token is not None else os.environ.get(self.config.token_env) or None
@@ -185,7 +291,7 @@ class HttpSource(BaseSource):
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, timeout_s: float = 30) -> None:
-        if self.token is None and not _is_loopback(self.host):
+        if self.token is None and not is_loopback(self.host):
             raise ConfigError(f"connectors.http: refusing to serve {self.host} without a token; set the "
                               f"environment variable {self.config.token_env} (connectors.http.token_env)")
         if self.token is None:
@@ -194,8 +300,13 @@ class HttpSource(BaseSource):
         self._stop.clear()
         connector = threading.Thread(target=self._connect, name="http-ingest-broker", daemon=True)
         connector.start()
-        config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning", access_log=False,
-                                lifespan="off", backlog=4096, timeout_graceful_shutdown=5)
+        limits = self.limits
+        config = uvicorn.Config(limit_head_size(self.app, limits.max_header_bytes), host=self.host, port=self.port,
+                                log_level="warning", access_log=False, lifespan="off", backlog=4096,
+                                timeout_graceful_shutdown=5, http=head_deadline_protocol(limits.header_timeout_s),
+                                # uvicorn answers 503 once connections (this one included) reach the limit
+                                limit_concurrency=limits.max_connections + 1,
+                                h11_max_incomplete_event_size=limits.max_header_bytes)
         self._server = uvicorn.Server(config)
         server_thread = threading.Thread(target=self._server.run, name="http-ingest", daemon=True)
         server_thread.start()
@@ -249,7 +360,11 @@ class HttpSource(BaseSource):
     def _app(self) -> Starlette:
         async def http_error(request: Request, exc: Exception) -> Response:
             assert isinstance(exc, HTTPException)
-            return _json(exc.status_code, {"error": "http_error", "message": exc.detail})
+            if exc.status_code == 405:  # Starlette names the path's methods in Allow
+                allowed = (exc.headers or {}).get("Allow", "")
+                return _json(405, {"error": "method_not_allowed", "message": f"{request.method} is not taken on "
+                                   f"{request.url.path}; it takes {allowed}"}, exc.headers)
+            return _json(exc.status_code, {"error": "http_error", "message": exc.detail}, exc.headers)
 
         async def openapi(request: Request) -> Response:
             return _json(200, openapi_document(self.settings))
@@ -262,11 +377,38 @@ class HttpSource(BaseSource):
 
     async def _health(self, request: Request) -> Response:
         writer = self.writer
-        body = {"broker": "connected" if writer else "unavailable", "error": self.broker_error,
+        error = self.broker_error if writer is None else await self._probe_broker()
+        body = {"broker": "unavailable" if error else "connected", "error": error,
                 "requests": self.requests, "accepted": self.accepted,
                 "delivered": writer.delivered if writer else 0, "failed": writer.failed if writer else 0,
                 "in_flight": writer.in_flight if writer else 0, "last_delivery_error": writer.last_error if writer else None}
-        return _json(200 if writer else 503, body)
+        return _json(503 if error else 200, body)
+
+    async def _probe_broker(self) -> str | None:
+        """None if a bootstrap server takes a TCP connection now, else why not; an answer is reused
+        for BROKER_PROBE_TTL_S, so /health polled hard costs the broker one connection a second.
+
+        The producer cannot say: it reconnects on demand, keeps an idle connection for minutes, and
+        its connection state is not public API.
+        """
+        checked_at, error = self._probe
+        if time.monotonic() - checked_at < self.BROKER_PROBE_TTL_S:
+            return error
+        servers = self.settings.kafka.bootstrap_servers
+        error = f"no TCP connection to {servers} within {self.BROKER_PROBE_TIMEOUT_S:g}s"
+        for server in servers.split(","):
+            host, _, port = server.strip().rpartition(":")
+            try:
+                _, connection = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)),
+                                                       self.BROKER_PROBE_TIMEOUT_S)
+            except (OSError, TimeoutError, ValueError) as exc:
+                error = f"{server}: {type(exc).__name__}: {exc or 'timed out'}"
+                continue
+            connection.close()
+            error = None
+            break
+        self._probe = (time.monotonic(), error)
+        return error
 
     async def _post_fragments(self, request: Request) -> Response:
         self.requests += 1
@@ -304,10 +446,15 @@ class HttpSource(BaseSource):
         if declared.isdigit() and int(declared) > limit:
             raise too_large
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise too_large
+        try:
+            async with asyncio.timeout(self.limits.body_timeout_s):
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > limit:
+                        raise too_large
+        except TimeoutError:
+            raise Refusal(408, "request_timeout", f"the body did not arrive within {self.limits.body_timeout_s:g}s; "
+                          "send it faster or in smaller batches", {"Connection": "close"}) from None
         items = parse_body(bytes(body), media_type)
         if not items:
             raise Refusal(422, "invalid_fragments", "the body holds no fragments")
@@ -317,7 +464,7 @@ class HttpSource(BaseSource):
             if error is None:
                 try:
                     item = complete_fragment(item, self.config.source)
-                    error = fragment_error(item)
+                    error = fragment_error(item, self.settings.pipeline.max_fragment_bytes)
                 except ValueError as exc:
                     error = f"fragment: published_at: {exc}"
             if error:
@@ -379,11 +526,3 @@ def _resolver(loop: asyncio.AbstractEventLoop, future: asyncio.Future[RecordMeta
             pass
     return on_delivery
 
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

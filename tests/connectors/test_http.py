@@ -129,7 +129,7 @@ def test_openapi_document_is_served(ingest: HttpSource) -> None:
     doc = httpx.get(f"{ingest.url}/openapi.json").json()
     assert doc["openapi"].startswith("3.")
     responses = doc["paths"]["/fragments"]["post"]["responses"]
-    assert set(responses) == {"202", "401", "413", "415", "422", "429", "503"}
+    assert set(responses) == {"202", "401", "408", "413", "415", "422", "429", "503"}
     assert "text" in doc["components"]["schemas"]["Fragment"]["properties"]
 
 
