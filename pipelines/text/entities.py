@@ -19,6 +19,7 @@ from pipelines.text.gazetteer import (
     DEFAULT_GAZETTEER_DIR,
     GazetteerEntity,
     NameMatcher,
+    Spans,
     Token,
     load_entities,
     load_places,
@@ -75,10 +76,6 @@ class _Draft:
     type: str
     source: str
     spans: set[tuple[int, int]] = field(default_factory=set)
-
-
-def _overlaps(span: tuple[int, int], taken: list[tuple[int, int]]) -> bool:
-    return any(s < span[1] and span[0] < e for s, e in taken)
 
 
 class EntityTagger:
@@ -144,12 +141,12 @@ class EntityTagger:
     def _tag(self, text: str, ner: list[tuple[int, int, str]] | None) -> list[Entity]:
         tokens = tokenize(text)
         drafts: dict[str, _Draft] = {}
-        taken: list[tuple[int, int]] = []
+        taken = Spans()  # every mention so far: a later rule never claims these characters again
 
         def add(eid: str, name: str, etype: str, source: str, start: int, end: int) -> None:
             draft = drafts.setdefault(eid, _Draft(eid, name, etype, source))
             draft.spans.add((start, end))
-            taken.append((start, end))
+            taken.add(start, end)
 
         for m in self._names.find(text, tokens):
             ent = m.values[0]
@@ -171,12 +168,12 @@ class EntityTagger:
         return entities
 
     def _add_ner(self, text: str, tokens: list[Token], ner: list[tuple[int, int, str]],
-                 drafts: dict[str, _Draft], taken: list[tuple[int, int]], add: Any) -> None:
+                 drafts: dict[str, _Draft], taken: Spans, add: Any) -> None:
         found: list[tuple[int, int, str]] = []
         starts = [t.start for t in tokens]
         for start, end, label in ner:
-            start, end = self._trim(text, tokens, start, end)
-            if end <= start or _overlaps((start, end), taken):
+            start, end = self._trim(text, tokens, starts, start, end)
+            if end <= start or taken.overlaps(start, end):
                 continue
             key = name_key(text[start:end])
             if key in self._stop.not_names or key in self._place_keys or not text[start].isupper():
@@ -185,7 +182,7 @@ class EntityTagger:
             i = bisect_left(starts, start)
             if etype != "person" and i > 0 and tokens[i - 1].key in self._titles and " " in key:
                 etype = "person"  # "governor Olena Kovalchuk": the small model often calls such names ORG
-            if etype == "other" and " " not in key and self._starts_sentence(tokens, start):
+            if etype == "other" and " " not in key and self._starts_sentence(tokens, starts, start):
                 continue  # "Scenes of explosions...": the small model's typical one-word miss
             found.append((start, end, etype))
         # Group NER names: a shorter name that is the last word(s) of a longer one of the same
@@ -209,24 +206,24 @@ class EntityTagger:
             add(hit[0], hit[1], hit[2], "ner", start, end)
 
     @staticmethod
-    def _starts_sentence(tokens: list[Token], start: int) -> bool:
-        i = bisect_left([t.start for t in tokens], start)
+    def _starts_sentence(tokens: list[Token], starts: list[int], start: int) -> bool:
+        i = bisect_left(starts, start)
         return i < len(tokens) and tokens[i].start == start and tokens[i].sentence_start
 
-    def _trim(self, text: str, tokens: list[Token], start: int, end: int) -> tuple[int, int]:
+    def _trim(self, text: str, tokens: list[Token], starts: list[int], start: int, end: int) -> tuple[int, int]:
         # NER spans may run over a line break, start with "the" or a title, or end in a possessive.
         cut = text.find("\n", start, end)
         if cut != -1:
             end = cut
-        inside = [t for t in tokens if start <= t.start and t.end <= end + 2 and t.start < end]
+        # `starts` (the tokens' starts, ascending) narrows the scan to the span's own tokens.
+        inside = [t for t in tokens[bisect_left(starts, start):bisect_left(starts, end)] if t.end <= end + 2]
         while inside and (inside[0].key == "the" or inside[0].key in self._titles):
             inside = inside[1:]
         if not inside:
             return start, start
         return inside[0].start, min(end, inside[-1].end)
 
-    def _add_titled_people(self, text: str, tokens: list[Token], taken: list[tuple[int, int]],
-                           add: Any) -> None:
+    def _add_titled_people(self, text: str, tokens: list[Token], taken: Spans, add: Any) -> None:
         # Without NER: two or three capitalised words right after a person title are a person's name.
         for t, title in enumerate(tokens):
             if title.key not in self._titles:
@@ -244,13 +241,13 @@ class EntityTagger:
             if len(words) < 2:
                 continue
             span = (words[0].start, words[-1].end)
-            if _overlaps(span, taken):
+            if taken.overlaps(*span):
                 continue
             name = " ".join(text[span[0]:span[1]].split())
             add(f"ner:person:{slug(name)}", name, "person", "title", *span)
 
     def _add_surnames(self, text: str, tokens: list[Token], drafts: dict[str, _Draft],
-                      taken: list[tuple[int, int]], add: Any) -> None:
+                      taken: Spans, add: Any) -> None:
         # A bare surname is the person already named in full in this text: "Zakharova" after
         # "Maria Zakharova", or a watchlisted person whose full name appeared.
         people: dict[str, list[_Draft]] = {}
@@ -264,7 +261,7 @@ class EntityTagger:
                     if d not in bucket:
                         bucket.append(d)
         for tok in tokens:
-            if not tok.capitalised or tok.key in self._stop.not_names or _overlaps((tok.start, tok.end), taken):
+            if not tok.capitalised or tok.key in self._stop.not_names or taken.overlaps(tok.start, tok.end):
                 continue
             candidates = people.get(tok.key, [])
             if len(candidates) == 1:

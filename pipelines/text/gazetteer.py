@@ -11,6 +11,7 @@ import argparse
 import gzip
 import re
 import unicodedata
+from bisect import bisect_left, insort
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -391,6 +392,38 @@ def _is_acronym(name: str) -> bool:
     return letters.isalpha() and letters.isupper() and len(letters) <= 4
 
 
+class Spans:
+    """Character ranges (start, end) of a text, with a quick check whether a range overlaps any of them."""
+
+    def __init__(self, spans: Iterable[tuple[int, int]] = ()) -> None:
+        self._spans = sorted(spans)
+        self._longest = max((e - s for s, e in self._spans), default=0)
+
+    def add(self, start: int, end: int) -> None:
+        """Hold one more range."""
+        insort(self._spans, (start, end))
+        self._longest = max(self._longest, end - start)
+
+    def overlaps(self, start: int, end: int) -> bool:
+        """Whether some held (s, e) has s < end and start < e."""
+        # Only ranges starting before `end` can overlap, and of those only the ones starting after
+        # start - longest can end after `start`: a dense text holds thousands, this looks at a few.
+        reach = start - self._longest
+        i = bisect_left(self._spans, end, key=_span_start)
+        while i > 0:
+            i -= 1
+            s, e = self._spans[i]
+            if s <= reach:
+                return False
+            if start < e:
+                return True
+        return False
+
+
+def _span_start(span: tuple[int, int]) -> int:
+    return span[0]
+
+
 @dataclass(frozen=True)
 class NameMatch:
     """A gazetteer name found in text: token range, character offsets and what it names."""
@@ -436,7 +469,7 @@ class NameMatcher:
 
     def find(self, text: str, tokens: list[Token], blocked: Iterable[tuple[int, int]] = ()) -> list[NameMatch]:
         """Non-overlapping longest matches, left to right, skipping character ranges in `blocked`."""
-        spans = sorted(blocked)
+        spans = Spans(blocked)
         matches: list[NameMatch] = []
         i, n = 0, len(tokens)
         while i < n:
@@ -458,7 +491,7 @@ class NameMatcher:
                     if key in self._acronyms and not all(t.upper for t in tokens[i:last + 1]):
                         continue
                     start, end = tok.start, tokens[last].end
-                    if any(s < end and start < e for s, e in spans):
+                    if spans.overlaps(start, end):
                         continue
                     found = NameMatch(i, last, start, end, tuple(self._values[key]))
                     break

@@ -11,9 +11,10 @@ Putin", "Kremlin") are not places.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right, insort
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,105 @@ class _Toponym:
     within: list[PlaceRecord]  # the place after a comma ("Moscow, Idaho"), if any
     choice: PlaceRecord | None = None
     supported: bool = False  # its choice agrees with other places of the text
+
+
+def _lat(rec: PlaceRecord) -> float:
+    return rec.lat
+
+
+# Two points under _NEAR_KM apart are less than 1.44 degrees of latitude apart: looking this far
+# either side of a place's latitude finds every point near it (and passes _score's 1.5-degree test).
+_LAT_WINDOW = 2.0
+
+
+@dataclass
+class _Tally:
+    """How many toponyms stand for each place, and for a place in each country and state."""
+
+    places: Counter[str] = field(default_factory=Counter)
+    countries: Counter[str] = field(default_factory=Counter)
+    states: Counter[tuple[str, str]] = field(default_factory=Counter)  # (country code, admin1 code)
+
+
+class _Choices:
+    """What the toponyms of one text currently stand for, tallied overall and per name key.
+
+    A toponym's context is the choices of the text's other names. A dense text names the same few
+    places thousands of times, so rather than scan every toponym for every toponym, the tally
+    overall less the tally under the toponym's own key says whether another name chose a place, or
+    a place in some country or state; only distinct places are kept for the distance checks.
+    """
+
+    def __init__(self) -> None:
+        self._all = _Tally()
+        self._by_key: dict[str, _Tally] = {}
+        self._points: list[PlaceRecord] = []  # distinct chosen cities and states, by latitude
+        self._divisions: dict[tuple[str | None, str | None], set[str]] = {}  # codes -> chosen admin1 ids
+        self._changes = 0  # how often a key took up a place or let go of its last toponym of one
+        self._changes_by_key: Counter[str] = Counter()
+
+    def add(self, key: str, rec: PlaceRecord) -> None:
+        """One more toponym under `key` stands for `rec`."""
+        self._count(key, rec, 1)
+
+    def remove(self, key: str, rec: PlaceRecord) -> None:
+        """One toponym under `key` no longer stands for `rec`."""
+        self._count(key, rec, -1)
+
+    def others_changes(self, key: str) -> int:
+        """Grows whenever the set of places chosen under keys other than `key` changes."""
+        return self._changes - self._changes_by_key[key]
+
+    def other_country(self, key: str, code: str) -> bool:
+        """Another key stands for a place in country `code`."""
+        return self._all.countries[code] > self._mine(key).countries[code]
+
+    def other_state(self, key: str, state: tuple[str, str]) -> bool:
+        """Another key stands for a place in `state` (country code, admin1 code)."""
+        return self._all.states[state] > self._mine(key).states[state]
+
+    def other_points(self, key: str, lat: float) -> list[PlaceRecord]:
+        """Cities and states chosen under other keys within _LAT_WINDOW degrees of latitude `lat`."""
+        lo = bisect_left(self._points, lat - _LAT_WINDOW, key=_lat)
+        hi = bisect_right(self._points, lat + _LAT_WINDOW, key=_lat)
+        mine = self._mine(key).places
+        return [p for p in self._points[lo:hi] if self._all.places[p.id] > mine[p.id]]
+
+    def other_divisions(self, key: str, country_code: str | None, admin1: str) -> list[str]:
+        """Ids of first-level divisions with these codes chosen under other keys."""
+        mine = self._mine(key).places
+        return [i for i in self._divisions.get((country_code, admin1), ()) if self._all.places[i] > mine[i]]
+
+    def _mine(self, key: str) -> _Tally:
+        return self._by_key.get(key) or _Tally()
+
+    def _count(self, key: str, rec: PlaceRecord, step: int) -> None:
+        before = 0 if step > 0 else 1  # the count at which this step adds or drops a distinct place
+        mine = self._by_key.setdefault(key, _Tally())
+        if mine.places[rec.id] == before:
+            self._changes += 1
+            self._changes_by_key[key] += 1
+        distinct = self._all.places[rec.id] == before
+        for tally in (mine, self._all):
+            tally.places[rec.id] += step
+            if rec.country_code:
+                tally.countries[rec.country_code] += step
+            if rec.admin1:
+                tally.states[(rec.country_code or "", rec.admin1)] += step
+        if not distinct:
+            return
+        if rec.feature in ("city", "admin1"):
+            if step > 0:
+                insort(self._points, rec, key=_lat)
+            else:
+                at = bisect_left(self._points, rec.lat, key=_lat)
+                self._points.pop(next(i for i in range(at, len(self._points)) if self._points[i].id == rec.id))
+        if rec.feature == "admin1":
+            ids = self._divisions.setdefault((rec.country_code, rec.admin1), set())
+            if step > 0:
+                ids.add(rec.id)
+            else:
+                ids.discard(rec.id)
 
 
 class PlaceResolver:
@@ -245,56 +345,67 @@ class PlaceResolver:
         return False
 
     def _disambiguate(self, toponyms: list[_Toponym]) -> None:
+        choices = _Choices()
         for t in toponyms:
             inside = [c for c in t.candidates if any(self._inside(c, w) for w in t.within)]
             if inside:
                 t.candidates = inside
             t.choice = t.candidates[0] if t.candidates else None
+            if t.choice is not None:
+                choices.add(t.key, t.choice)
+        # Toponyms with the same key and candidates get the same best candidate while the other
+        # keys' choices stay the same: (key, candidate ids) -> (others_changes, index of the best).
+        best_of: dict[tuple[str, tuple[str, ...]], tuple[int, int]] = {}
+        candidate_ids = [tuple(c.id for c in t.candidates) for t in toponyms]
         for _ in range(3):
             changed = False
-            for t in toponyms:
-                others = [o.choice for o in toponyms if o.key != t.key and o.choice is not None]
-                countries = Counter(c.country_code for c in others if c.country_code)
-                states = Counter((c.country_code or "", c.admin1) for c in others if c.admin1)
-                points = [c for c in others if c.feature in ("city", "admin1")]
-                best = max(t.candidates, key=lambda c: self._score(c, t.key, countries, states, points))
+            for t, ids in zip(toponyms, candidate_ids):
+                stamp = choices.others_changes(t.key)
+                known = best_of.get((t.key, ids))
+                if known is None or known[0] != stamp:
+                    scores = [self._score(c, t.key, choices) for c in t.candidates]
+                    known = stamp, scores.index(max(scores))  # the first best, as max() picks
+                    best_of[(t.key, ids)] = known
+                best = t.candidates[known[1]]
                 if best is not t.choice:
+                    if t.choice is not None:
+                        choices.remove(t.key, t.choice)
+                    choices.add(t.key, best)
                     t.choice, changed = best, True
             if not changed:
                 break
+        agrees: dict[tuple[str, str], bool] = {}  # the choices are final now
         for t in toponyms:
-            t.supported = t.choice is not None and (bool(t.within) or self._agrees(t, toponyms))
+            if t.choice is not None and not t.within and (t.key, t.choice.id) not in agrees:
+                agrees[(t.key, t.choice.id)] = self._agrees(t.choice, t.key, choices)
+            t.supported = t.choice is not None and (bool(t.within) or agrees[(t.key, t.choice.id)])
         # Small one-word towns with nothing else in the text pointing at them are most often a
         # surname or an ordinary word ("Warden", "Research"): drop them.
         toponyms[:] = [t for t in toponyms if t.choice is not None and (
             t.supported or t.choice.feature != "city" or t.match.first != t.match.last
             or max(c.population for c in t.candidates) >= _SMALL_TOWN)]
 
-    def _agrees(self, t: _Toponym, toponyms: list[_Toponym]) -> bool:
-        rec = t.choice
-        assert rec is not None
-        for o in toponyms:
-            other = o.choice
-            if o.key == t.key or other is None:
-                continue
-            if other.feature == "admin1" and self._inside(rec, other):
-                return True
-            if other.feature == "city" and rec.feature == "city" and \
-                    distance_km(rec.lat, rec.lon, other.lat, other.lon) < _NEAR_KM:
-                return True
-        return False
+    @staticmethod
+    def _agrees(rec: PlaceRecord, key: str, choices: _Choices) -> bool:
+        # Another name of the text chose the state `rec` lies in, or a city near it.
+        if rec.admin1 is not None and any(
+                i != rec.id for i in choices.other_divisions(key, rec.country_code, rec.admin1)):
+            return True
+        return rec.feature == "city" and any(
+            p.feature == "city" and distance_km(rec.lat, rec.lon, p.lat, p.lon) < _NEAR_KM
+            for p in choices.other_points(key, rec.lat))
 
-    def _score(self, rec: PlaceRecord, key: str, countries: Counter[str], states: Counter[tuple[str, str]],
-               points: list[PlaceRecord]) -> float:
+    def _score(self, rec: PlaceRecord, key: str, choices: _Choices) -> float:
         score = self._prior(rec)
         if key in self._canonical.get(rec.id, ()):
             score += 1.0  # the place's own name rather than one of its alternate names
-        if rec.country_code and countries[rec.country_code]:
+        if rec.country_code and choices.other_country(key, rec.country_code):
             score += 3.0
-        if rec.admin1 and states[(rec.country_code or "", rec.admin1)]:
+        if rec.admin1 and choices.other_state(key, (rec.country_code or "", rec.admin1)):
             score += 3.0
         if rec.feature == "city" and any(abs(rec.lat - p.lat) < 1.5 and p.id != rec.id
-                                         and distance_km(rec.lat, rec.lon, p.lat, p.lon) < _NEAR_KM for p in points):
+                                         and distance_km(rec.lat, rec.lon, p.lat, p.lon) < _NEAR_KM
+                                         for p in choices.other_points(key, rec.lat)):
             score += 2.0
         return score
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import random
 import shutil
 from pathlib import Path
 
 import pytest
 
 from pipelines.text.entities import Entity, EntityTagger
-from pipelines.text.gazetteer import DEFAULT_GAZETTEER_DIR
+from pipelines.text.gazetteer import DEFAULT_GAZETTEER_DIR, Spans
 from tests.paths import SAMPLES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,6 +120,28 @@ def test_tag_many_matches_tag(spacy_tagger):
              ("Le Kremlin a répondu à l'OTAN.", "fr"),
              ("", "en")]
     assert spacy_tagger.tag_many(items) == [spacy_tagger.tag(t, lang) for t, lang in items]
+
+
+def test_span_overlap_check_agrees_with_a_scan_of_every_span():
+    # Spans.overlaps looks at a few neighbours instead of every span: it must answer as the scan does,
+    # nested, repeated and empty spans included.
+    rng = random.Random(7)
+    for _ in range(200):
+        held = [(s, s + rng.choice([0, 1, 2, 5, 30])) for s in (rng.randrange(100) for _ in range(rng.randrange(12)))]
+        spans = Spans(held[:3])
+        for s, e in held[3:]:
+            spans.add(s, e)
+        for start in range(0, 110, 3):
+            for end in (start, start + 1, start + 4, start + 40):
+                assert spans.overlaps(start, end) == any(s < end and start < e for s, e in held), (held, start, end)
+
+
+def test_dense_text_tags_every_repetition_alike(gazetteer_tagger):
+    sentence = "NATO chief Jens Stoltenberg met Vladimir Putin in Moscow. Stoltenberg spoke first. "
+    once = gazetteer_tagger.tag(sentence, "en")
+    many = gazetteer_tagger.tag(sentence * 300, "en")
+    assert [(e.id, len(e.mentions) * 300) for e in once] == [(e.id, len(e.mentions)) for e in many]
+    assert [m.text for m in many[1].mentions[:3]] == ["Jens Stoltenberg", "Stoltenberg", "Jens Stoltenberg"]
 
 
 def test_gold_fixtures_are_recalled(gazetteer_tagger):

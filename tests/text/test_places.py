@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.text import places
 from pipelines.text.entities import EntityTagger
 from pipelines.text.places import Place, PlaceResolver, PlaceResult, distance_km
 from tests.paths import SAMPLES
@@ -105,3 +106,32 @@ def test_focus_is_the_most_mentioned_place(resolver, tagger):
     assert result.focus is not None and result.focus.name == "Porto Alegre"
     as_dict = result.to_dict()
     assert as_dict["focus"] == result.focus.id and as_dict["places"][0]["mentions"][0]["text"] == "Porto Alegre"
+
+
+def test_disambiguation_work_does_not_grow_with_repeated_mentions(resolver, tagger, monkeypatch):
+    # Context for each name comes from the other names' choices; a dense text repeats a few places
+    # thousands of times, and comparing every mention with every other one stalled the stream.
+    calls = {"distance": 0, "score": 0}
+    real_distance, real_score = places.distance_km, PlaceResolver._score
+
+    def counted_distance(*args: float) -> float:
+        calls["distance"] += 1
+        return real_distance(*args)
+
+    def counted_score(self: PlaceResolver, *args: object) -> float:
+        calls["score"] += 1
+        return real_score(self, *args)
+
+    monkeypatch.setattr(places, "distance_km", counted_distance)
+    monkeypatch.setattr(PlaceResolver, "_score", counted_score)
+    sentence = "Officials in Helsinki, Espoo and Vantaa met Georgia delegates from Atlanta and Savannah. "
+    work = {}
+    for repeats in (200, 400):
+        calls.update(distance=0, score=0)
+        result = _resolve(resolver, tagger, sentence * repeats)
+        assert len(_mentioned(result)) == 6 and all(len(p.mentions) == repeats for p in result.places)
+        assert calls["distance"] > 0
+        work[repeats] = dict(calls)
+    # Twice the text may cost up to twice the work, never four times as before.
+    assert work[400]["distance"] <= 2 * work[200]["distance"], work
+    assert work[400]["score"] <= 2 * work[200]["score"], work
