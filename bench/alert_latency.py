@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 from bench.e2e_throughput import collect, make_fragments, percentile
 from connectors.kafka import KafkaBroker, make_consumer, make_producer
 from connectors.redis import RedisServer
-from newswire.settings import load_settings
+from core.settings import load_settings
 from tests.harness import Stack, free_port
 
 RULES = """

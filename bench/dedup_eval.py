@@ -48,7 +48,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipelines.text.dedup import (
+from pipelines.stages.dedup.logic import (
     DEFAULT_SETTINGS,
     DedupIndex,
     fingerprint,

@@ -30,8 +30,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench.dedup_eval import base_articles, filler
 from connectors.process import free_port
-from connectors.redis import RedisDedupStore, RedisServer, make_redis
-from pipelines.text.dedup import fingerprint, judge, sentences
+from connectors.redis import RedisServer, make_redis
+from pipelines.stages.dedup.logic import fingerprint, judge, sentences
+from pipelines.stages.dedup.state import RedisDedupStore
 
 
 def fragments(seed: int, n: int) -> list[str]:

@@ -34,10 +34,10 @@ sys.path.insert(0, str(REPO))
 
 from connectors.kafka import KafkaBroker, make_consumer, make_producer
 from connectors.redis import RedisServer
-from newswire.settings import load_settings
+from core.settings import load_settings
 from pipelines.io import KafkaRecord
+from pipelines.stages.dedup.exact import mark_duplicate
 from pipelines.text.normalise import split_sentences
-from pipelines.transforms.dedup import mark_duplicate
 from pipelines.transforms.emit import finish_event
 from pipelines.transforms.language import detect_event_language
 from pipelines.transforms.normalise import normalise_event
@@ -107,19 +107,21 @@ def baseline(values: list[bytes], settings) -> float:
         tagger, resolver = EntityTagger(mode=enrich.entities), PlaceResolver(demonyms=enrich.demonyms)
     near = settings.pipeline.dedup.mode == "near"
     if near:
-        from connectors.redis import RedisDedupStore, make_redis
-        from pipelines.text.dedup import DedupSettings
-        from pipelines.transforms.near_dedup import dedup_fields, event_fingerprint
+        from connectors.redis import make_redis
+        from core.settings import DedupSettings
+        from pipelines.stages.dedup.state import RedisDedupStore
+        from pipelines.stages.dedup.transform import dedup_fields, event_fingerprint
 
         dedup = DedupSettings()
         store = RedisDedupStore(make_redis(settings.redis.url), dedup, b"baseline:")
     if settings.pipeline.stories.enabled:
-        from connectors.story_store import RedisStoryStore
+        from pipelines.stages.stories.state import RedisStoryStore
 
         stories = RedisStoryStore(make_redis_client(settings), namespace="baseline:")
     if settings.alerts.enabled:
-        from connectors.alert_state import AlertStateStore
-        from pipelines.text.alerts import build_alert, load_rules, matches
+        from core.alert_rules import load_rules
+        from pipelines.stages.alerts.logic import build_alert, matches
+        from pipelines.stages.alerts.state import AlertStateStore
 
         rules = load_rules(settings.alerts.rules_path).rules
         alert_state = AlertStateStore(make_redis_client(settings), namespace="baseline:")

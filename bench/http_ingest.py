@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     n, batches = min(args.requests, 20_000), min(args.batches, 2000)
 
     from connectors.kafka import KafkaBroker
-    from newswire.schemas import config_dir
-    from newswire.settings import load_settings
+    from core.schemas import config_dir
+    from core.settings import load_settings
 
     tmp = Path(tempfile.mkdtemp(prefix="newswire-bench-http-"))
     http_port = _free_port()

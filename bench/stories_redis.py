@@ -36,8 +36,8 @@ sys.path.insert(0, str(ROOT))
 from bench.dedup_eval import base_articles, filler
 from connectors.process import free_port
 from connectors.redis import RedisServer, make_redis
-from connectors.story_store import RedisStoryStore
-from pipelines.text.dedup import sentences
+from pipelines.stages.dedup.logic import sentences
+from pipelines.stages.stories.state import RedisStoryStore
 
 T0 = 1_700_000_000.0
 

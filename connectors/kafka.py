@@ -1,6 +1,6 @@
 """Kafka: client settings, topic admin, and the embedded single-node Apache Kafka broker (KRaft).
 
-The embedded broker is the real Apache Kafka (jars from Maven Central, see newswire/toolchain.py)
+The embedded broker is the real Apache Kafka (jars from Maven Central, see connectors/toolchain.py)
 run as a child JVM. Its data directory survives restarts; the child is tied to its parent with
 PR_SET_PDEATHSIG so a killed parent leaves no orphan broker, and a stale broker found through the
 pid file on start is stopped first.
@@ -21,8 +21,8 @@ from kafka.admin import ConfigResource, NewPartitions, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from connectors.process import EmbeddedServer, port_open
-from newswire.settings import Settings, Topic
-from newswire.toolchain import BROKER_DIR, kafka_libs
+from connectors.toolchain import BROKER_DIR, kafka_libs
+from core.settings import Settings, Topic
 
 log = logging.getLogger(__name__)
 

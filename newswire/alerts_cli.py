@@ -12,10 +12,10 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from newswire.settings import Settings, load_settings
+from core.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from pipelines.text.alerts import WebhookDestinationConfig
+    from core.alert_rules import WebhookDestinationConfig
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 def configured_destinations(settings: Settings, path: Path | None = None) -> tuple[WebhookDestinationConfig, ...]:
     """The webhook destinations under ``destinations:`` in the alerts file (`path`, else
     ``alerts.rules_path``), validated by the rules loader; none when the file does not exist."""
-    from pipelines.text.alerts import load_rules
+    from core.alert_rules import load_rules
 
     path = path or settings.alerts.rules_path
     return load_rules(path).destinations if path.exists() else ()
@@ -120,7 +120,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime, timedelta
 
     from connectors.sinks import open_store
-    from pipelines.text.alerts import parse_duration
+    from core.alert_rules import parse_duration
 
     settings = load_settings(args.config)
     since = datetime.now(UTC) - timedelta(seconds=parse_duration(args.since))

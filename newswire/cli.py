@@ -30,9 +30,9 @@ from typing import Any
 
 import orjson
 
+from core.settings import ConfigError, Settings, load_settings
 from newswire.alerts_cli import add_alerts_commands
 from newswire.replay import add_replay_command
-from newswire.settings import ConfigError, Settings, load_settings
 from newswire.sources_cli import add_source_commands
 
 DEMO_FRAGMENTS = Path(__file__).resolve().parents[1] / "docs" / "examples" / "demo-fragments.jsonl"
@@ -121,7 +121,7 @@ def _cancel(result: Any, settings: Settings) -> None:
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
-    from newswire.toolchain import install_all
+    from connectors.toolchain import install_all
 
     s = _settings(args)
     for name, path in install_all(s.kafka.embedded.version).items():
@@ -139,7 +139,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     print(f"  dedup: {p.dedup.mode}; stories: {'on' if p.stories.enabled else 'off'}; "
           f"entities: {p.enrichment.entities}")
     if s.alerts.enabled:
-        from pipelines.text.alerts import load_rules  # validates the rules file like the pipeline does
+        from core.alert_rules import load_rules  # validates the rules file like the pipeline does
 
         rules = load_rules(s.alerts.rules_path)
         print(f"  alerts: {s.alerts.rules_path}: valid, {len(rules.rules)} rules "
@@ -351,7 +351,7 @@ def cmd_stories_top(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime, timedelta
 
     from connectors.sinks import open_store
-    from pipelines.text.alerts import parse_duration
+    from core.alert_rules import parse_duration
 
     s = _settings(args)
     since = datetime.now(UTC) - timedelta(seconds=parse_duration(args.since))

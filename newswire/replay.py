@@ -5,11 +5,11 @@ raw topic; the running pipeline processes them like new ones and the sinks' upse
 rows they first made (by event_id), so the store gains no rows:
 
 - from the store (default): each stored EnrichedEvent becomes a fragment again
-  (:func:`pipelines.events.fragment_from_event`) and is sent with the Kafka header
+  (:func:`core.records.fragment_from_event`) and is sent with the Kafka header
   ``newswire-replay-of: <event_id>``. Its text is the normalised one, so its content-derived id
   would differ; Parse takes the id from the header instead.
 - from an archive (``--file fragments.jsonl``, fragments as they were ingested): ingested again.
-  Event ids derive from source, id (or url) and text (:func:`pipelines.events.event_id_for`),
+  Event ids derive from source, id (or url) and text (:func:`core.records.event_id_for`),
   never from Kafka offsets, so the same fragment gets the same id and upserts the same row.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from newswire.settings import Settings, load_settings
+from core.settings import Settings, load_settings
 
 
 def replay_stored(settings: Settings, since: str | None = None, until: str | None = None,
@@ -32,7 +32,7 @@ def replay_stored(settings: Settings, since: str | None = None, until: str | Non
     from connectors.kafka import make_producer
     from connectors.sinks import open_store
     from connectors.sources.base import fragment_key
-    from pipelines.events import REPLAY_HEADER, fragment_from_event
+    from core.records import REPLAY_HEADER, fragment_from_event
 
     store = open_store(settings.storage_url)
     producer = make_producer(settings)

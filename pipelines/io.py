@@ -22,7 +22,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 import apache_beam as beam
@@ -34,11 +33,13 @@ from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorP
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
-from kafka.errors import KafkaTimeoutError
+from kafka import OffsetAndMetadata, TopicPartition
 
-from newswire.settings import Settings
-from pipelines.events import REPLAY_HEADER, dead_letter
-from pipelines.outage import OUTAGES, OutageGaveUp, kafka_unavailable, wait_out
+from connectors.kafka import make_consumer
+from connectors.sinks import open_sinks
+from core.outage import OUTAGES, kafka_unavailable, wait_out
+from core.records import REPLAY_HEADER, Delivery, delivery_failed
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +109,6 @@ class _ListPartitions(beam.DoFn):
         return only is None or partition in only
 
     def process(self, _: bytes) -> Iterator[tuple[str, int, int, int]]:
-        from kafka import TopicPartition
-
-        from connectors.kafka import make_consumer
 
         topic = self.settings.kafka.topics.fragments.name
         consumer = make_consumer(self.settings, group_id=self.settings.kafka.consumer_group)
@@ -203,9 +201,6 @@ class _ReadPartition(beam.DoFn):
         self._closing = False
 
     def _consumer(self, topic: str, partition: int) -> Any:
-        from kafka import TopicPartition
-
-        from connectors.kafka import make_consumer
 
         key = (topic, partition)
         if key not in self._consumers:
@@ -221,7 +216,6 @@ class _ReadPartition(beam.DoFn):
         tracker: Any = beam.DoFn.RestrictionParam(_PartitionRestrictions()),
         watermark: Any = beam.DoFn.WatermarkEstimatorParam(_WatermarkFromRecords()),
     ) -> Iterator[TimestampedValue]:
-        from kafka import TopicPartition
 
         topic, partition, _, partitions = element
         if self._closing:  # the runner is shutting this worker down: hand the rest back untouched
@@ -284,7 +278,7 @@ class _ReadPartition(beam.DoFn):
 
 
 def _replay_of(headers: Iterable[tuple[str, bytes]] | None) -> str | None:
-    """The ``newswire-replay-of`` header's value, if the record has one (see pipelines/events.py)."""
+    """The ``newswire-replay-of`` header's value, if the record has one (see core/records.py)."""
     for name, value in headers or ():
         if name == REPLAY_HEADER:
             return value.decode("utf-8", "replace") if value is not None else ""
@@ -308,33 +302,6 @@ class ReadFromKafka(beam.PTransform):
 
 
 # --------------------------------------------------------------------------- delivering
-
-@dataclass(frozen=True)
-class Delivery:
-    """What happens to one raw record: an enriched event for storage and the enriched topic, or a
-    dead letter for the DLQ topic, plus the alerts the event fired (storage and the alerts topic).
-    Carries the record's offset interval for the ledger."""
-
-    kind: str  # "event" | "dead_letter"
-    payload: dict[str, Any]
-    topic: str
-    partition: int
-    start: int
-    next_offset: int
-    key: bytes | None = None
-    alerts: tuple[dict[str, Any], ...] = ()
-
-
-def delivery_failed(d: Delivery, stage: str, reason: str, error: str) -> Delivery:
-    """The dead letter that replaces an event the store or topic refused (the event as the original);
-    its alerts still go out."""
-    import orjson
-
-    payload = dead_letter(stage, reason, error, orjson.dumps(d.payload), d.key, d.topic, d.partition,
-                          d.next_offset - 1, (d.payload.get("origin") or {}).get("timestamp_ms"))
-    return Delivery(kind="dead_letter", payload=payload, topic=d.topic, partition=d.partition, start=d.start,
-                    next_offset=d.next_offset, key=d.key, alerts=d.alerts)
-
 
 class OffsetLedger:
     """Per-partition record of which offset intervals every sink has; commits the contiguous prefix.
@@ -398,8 +365,10 @@ class DeliverToSinks(beam.PTransform):
 
 
 class _WriteAndCommit(beam.DoFn):
-    """Buffers a bundle's deliveries; in finish_bundle: store upsert (events, alerts), produce to the
-    enriched, DLQ and alerts topics and wait for acks, then commit offsets. Keyed (stateful) so each partition has one owner."""
+    """Buffers a bundle's deliveries; in finish_bundle: add them to every sink (connectors.sinks.
+    open_sinks: the store, then the topics), flush each, waiting out an unreachable sink, and
+    only then commit offsets. An event a sink refuses for good becomes a dead letter for the sinks
+    after it. Keyed (stateful) so each partition has one owner."""
 
     OWNER = ReadModifyWriteStateSpec("owner", VarIntCoder())
 
@@ -409,16 +378,11 @@ class _WriteAndCommit(beam.DoFn):
         self.dead_letters = Metrics.counter("sinks", "dead_letters")
         self.alerts_sent = Metrics.counter("sinks", "alerts")
         self.commits = Metrics.counter("kafka", "offset_commits")
-        self.store_rejected = Metrics.counter("sinks", "store_rejected")
-        self.delivery_failed = Metrics.counter("sinks", "delivery_failed")
+        self.refused = Metrics.counter("sinks", "refused")
 
     def setup(self) -> None:
-        from connectors.kafka import make_consumer, make_producer
-        from connectors.sinks import open_store
-
         s = self.settings
-        self._store_client = open_store(s.storage_url)  # SQLite or PostgreSQL, by storage.url
-        self._producer = make_producer(s, linger_ms=2)
+        self._sinks = open_sinks(s)
         self._committer = make_consumer(s, group_id=s.kafka.consumer_group)
         self._ledger = OffsetLedger.shared(s.kafka.bootstrap_servers, s.kafka.consumer_group)
 
@@ -435,8 +399,16 @@ class _WriteAndCommit(beam.DoFn):
     def finish_bundle(self) -> None:
         if not self._buffer:
             return
-        deliveries = self._store(self._buffer)
-        deliveries = self._produce(deliveries)
+        deliveries = self._buffer
+        for sink in self._sinks:
+            for d in deliveries:
+                sink.add(d)
+            self._wait_out(sink.flush, sink.unavailable, f"sink {sink.name}")
+            if sink.refused:
+                self.refused.inc(len(sink.refused))
+                deliveries = [delivery_failed(d, sink.name, sink.refused_reason, sink.refused[d.payload["event_id"]])
+                              if d.kind == "event" and d.payload["event_id"] in sink.refused else d
+                              for d in deliveries]
         events = sum(1 for d in deliveries if d.kind == "event")
         self.events_written.inc(events)
         self.dead_letters.inc(len(deliveries) - events)
@@ -444,8 +416,6 @@ class _WriteAndCommit(beam.DoFn):
         advanced = self._ledger.mark_done(
             ((d.topic, d.partition, d.start, d.next_offset) for d in deliveries), self._committed_position)
         if advanced:
-            from kafka import OffsetAndMetadata, TopicPartition
-
             offsets = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in advanced.items()}
             self._wait_out(lambda: self._committer.commit(offsets), kafka_unavailable, "Kafka (offset commit)")
             self.commits.inc()
@@ -454,108 +424,8 @@ class _WriteAndCommit(beam.DoFn):
     def _wait_out(self, call: Callable[[], Any], unavailable: Callable[[BaseException], bool], what: str) -> Any:
         return wait_out(call, unavailable, what, self.settings.pipeline.outage_max_wait_s)
 
-    def _store(self, deliveries: list[Delivery]) -> list[Delivery]:
-        """Upsert the events and alerts in one transaction, waiting out a store outage. If the store
-        refuses the batch for its content, each event is written alone and one it still refuses
-        becomes a dead letter (``store_rejected``): the others are stored, and the stream goes on."""
-        events = [d for d in deliveries if d.kind == "event"]
-        if not events and not any(d.alerts for d in deliveries):
-            return deliveries
-        store = self._store_client
-        try:
-            self._flush_store([d.payload for d in events], [a for d in deliveries for a in d.alerts])
-            return deliveries
-        except OutageGaveUp:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the batch's content: isolate the record(s) below
-            store.discard()
-            log.warning("store refused a batch of %d events (%s: %s); writing them one by one",
-                        len(events), type(exc).__name__, exc)
-        out = []
-        for d in deliveries:
-            try:
-                self._flush_store([d.payload] if d.kind == "event" else [], list(d.alerts))
-                out.append(d)
-            except OutageGaveUp:
-                raise
-            except Exception as exc:  # noqa: BLE001 - this record's content: a dead letter, not a stop
-                store.discard()
-                self.store_rejected.inc()
-                log.error("store refused event %s: %s: %s", d.payload.get("event_id"), type(exc).__name__, exc)
-                out.append(delivery_failed(d, "store", "store_rejected", f"the store refused it: {type(exc).__name__}: "
-                                           f"{exc}"))
-        return out
-
-    def _flush_store(self, events: list[dict[str, Any]], alerts: list[dict[str, Any]]) -> None:
-        store = self._store_client
-        store.add_many(events)
-        store.add_alerts(alerts)
-        self._wait_out(store.flush, store.unavailable, "store")
-
-    def _produce(self, deliveries: list[Delivery]) -> list[Delivery]:
-        """Produce every delivery (and its alerts) and wait for the acknowledgements. Records the
-        broker cannot take now are sent again with backoff (an outage) for up to
-        pipeline.outage_max_wait_s; an event it refuses for good (too large, invalid) becomes a
-        dead letter (``delivery_failed``) instead. Returns what was delivered, in order."""
-        import orjson
-
-        topics = self.settings.kafka.topics
-        out = list(deliveries)
-        todo = list(range(len(out)))
-        deadline = time.monotonic() + self.settings.pipeline.outage_max_wait_s
-        attempt = 0
-        while todo:
-            sent: list[tuple[int, Any, str]] = []
-            for n in todo:
-                d = out[n]
-                topic = topics.enriched.name if d.kind == "event" else topics.dlq.name
-                key = d.payload["event_id"].encode() if d.kind == "event" else d.key
-                records = [(topic, key, orjson.dumps(d.payload))]
-                # A replayed event fires the same alert (same alert_id) again: consumers dedupe by key.
-                records += [(topics.alerts.name, a["alert_id"].encode(), orjson.dumps(a)) for a in d.alerts]
-                for topic_name, k, v in records:
-                    try:
-                        sent.append((n, self._producer.send(topic_name, key=k, value=v), topic_name))
-                    except Exception as exc:  # noqa: BLE001 - judged below like a failed future
-                        sent.append((n, exc, topic_name))
-            try:
-                self._producer.flush(timeout=max(1.0, deadline - time.monotonic()))
-            except Exception as exc:  # noqa: BLE001 - the futures say which records failed
-                log.warning("producer flush: %s: %s", type(exc).__name__, exc)
-            retry: set[int] = set()
-            outage = False
-            for n, future, topic_name in sent:
-                error = future if isinstance(future, BaseException) else (
-                    future.exception if future.is_done else KafkaTimeoutError("not acknowledged in time"))
-                if error is None:
-                    continue
-                if kafka_unavailable(error):
-                    retry.add(n)
-                    outage = True
-                    OUTAGES.waiting("Kafka (produce)", error)
-                elif out[n].kind == "event" and topic_name != topics.alerts.name:
-                    self.delivery_failed.inc()
-                    log.error("topic %s refused event %s: %s: %s", topic_name, out[n].payload.get("event_id"),
-                              type(error).__name__, error)
-                    out[n] = delivery_failed(out[n], "deliver", "delivery_failed",
-                                             f"topic {topic_name} refused it: {type(error).__name__}: {error}")
-                    retry.add(n)  # the dead letter goes out on the next round
-                else:  # a dead letter or an alert the broker refuses for good: nothing smaller to send
-                    raise RuntimeError(f"topic {topic_name} refused a record: {type(error).__name__}: {error}")
-            todo = sorted(retry)
-            if todo and outage:
-                if time.monotonic() >= deadline:
-                    raise OutageGaveUp(f"Kafka did not take {len(todo)} records for "
-                                       f"{self.settings.pipeline.outage_max_wait_s:g}s (pipeline.outage_max_wait_s)")
-                time.sleep(min(5.0, 0.2 * 2 ** attempt))
-                attempt += 1
-        if attempt:
-            OUTAGES.recovered("Kafka (produce)")
-        return out
-
     def _committed_position(self, tp: tuple[str, int]) -> int:
         """Where the reader started this partition: the group's committed offset, else the log start."""
-        from kafka import TopicPartition
 
         part = TopicPartition(*tp)
         committed = self._wait_out(lambda: self._committer.committed(part), kafka_unavailable, "Kafka (offsets)")
@@ -564,10 +434,8 @@ class _WriteAndCommit(beam.DoFn):
         return max(committed if committed is not None else 0, beginning)
 
     def teardown(self) -> None:
-        for closer in ("_producer", "_committer"):
-            client = getattr(self, closer, None)
-            if client is not None:
-                client.close()
-        store = getattr(self, "_store_client", None)
-        if store is not None:
-            store.close()
+        committer = getattr(self, "_committer", None)
+        if committer is not None:
+            committer.close()
+        for sink in getattr(self, "_sinks", ()):
+            sink.close()

@@ -19,23 +19,20 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from newswire.settings import Settings, load_settings
-from newswire.toolchain import PrismServer
+from connectors.toolchain import PrismServer
+from core.settings import Settings, load_settings
 from pipelines.io import DeliverToSinks, ReadFromKafka
-from pipelines.text.dedup import DedupSettings
-from pipelines.text.novelty import NoveltySettings
-from pipelines.text.stories import StorySettings
-from pipelines.transforms.alerts import EvaluateAlerts
+from pipelines.stages.alerts.transform import EvaluateAlerts
+from pipelines.stages.dedup.exact import ExactDuplicates
+from pipelines.stages.dedup.transform import DeduplicateWithRedis
+from pipelines.stages.stories.transform import AssignStories
 from pipelines.transforms.common import drop_original
-from pipelines.transforms.dedup import ExactDuplicates
 from pipelines.transforms.emit import EmitEvents
 from pipelines.transforms.enrich import TagEntities
 from pipelines.transforms.language import DetectLanguage
-from pipelines.transforms.near_dedup import DeduplicateWithRedis
 from pipelines.transforms.normalise import NormaliseText
 from pipelines.transforms.parse import ParseFragments
 from pipelines.transforms.stats import FragmentCounts
-from pipelines.transforms.stories import AssignStories
 
 
 def build_pipeline(p: beam.Pipeline, settings: Settings) -> None:
@@ -72,9 +69,7 @@ def deduplicate(settings: Settings) -> beam.PTransform:
     d = settings.pipeline.dedup
     if d.mode == "exact":
         return ExactDuplicates()
-    tunables = DedupSettings(ttl_s=d.ttl_s, near_duplicate_jaccard=d.near_duplicate_jaccard,
-                             containment=d.containment)
-    return DeduplicateWithRedis(settings.redis.url, tunables, match_url=d.match_url, match_guid=d.match_guid,
+    return DeduplicateWithRedis(settings.redis.url, d, match_url=d.match_url, match_guid=d.match_guid,
                                 namespace=settings.redis.namespace,
                                 outage_max_wait_s=settings.pipeline.outage_max_wait_s)
 
@@ -82,9 +77,7 @@ def deduplicate(settings: Settings) -> beam.PTransform:
 def assign_stories(settings: Settings) -> beam.PTransform:
     """Story clustering and novelty as configured (pipeline.stories), with the state in Redis."""
     c = settings.pipeline.stories
-    tunables = StorySettings(join_threshold=c.join_threshold, quote_weight=c.quote_weight,
-                             entity_weight=c.entity_weight, time_scale_s=c.time_scale_s, max_gap_s=c.max_gap_s)
-    return AssignStories(settings.redis.url, tunables, NoveltySettings(near_match=c.novelty_near_match),
+    return AssignStories(settings.redis.url, c, c.novelty,
                          namespace=settings.redis.namespace, outage_max_wait_s=settings.pipeline.outage_max_wait_s)
 
 
@@ -93,7 +86,7 @@ def runner_options(settings: Settings, job_endpoint: str | None = None, worker_e
     """Beam flags for the configured runner (more can be given on the command line)."""
     runner = settings.pipeline.runner
     if runner == "prism":
-        # Prism runs as a job server we own (newswire.toolchain.PrismServer); workers run in-process, in
+        # Prism runs as a job server we own (connectors.toolchain.PrismServer); workers run in-process, in
         # the pool PrismServer serves on 127.0.0.1 (LOOPBACK's own pool would listen on every interface).
         return ["--runner=PortableRunner", f"--job_endpoint={job_endpoint}", "--environment_type=EXTERNAL",
                 f"--environment_config={worker_endpoint}"]

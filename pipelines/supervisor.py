@@ -3,7 +3,7 @@
 A long-lived deployment needs three things the bare job handle does not give:
 
 * **A failed job is resubmitted.** Prism fails a job on the first bundle error. Steps wait out
-  outages themselves (pipelines/outage.py), so a failure here means an outage longer than
+  outages themselves (core/outage.py), so a failure here means an outage longer than
   ``pipeline.outage_max_wait_s`` or a bug. The job restarts from the committed offsets (nothing
   is lost; sinks upsert, so nothing is stored twice), with a growing pause, up to
   ``pipeline.job_restarts`` times within ``pipeline.job_restart_window_s``.
@@ -26,9 +26,9 @@ from typing import Any, Protocol
 import orjson
 
 from connectors.process import port_open
-from newswire.settings import Settings
+from core.outage import OUTAGES
+from core.settings import Settings
 from pipelines.io import reset_process_state
-from pipelines.outage import OUTAGES
 from pipelines.run import run
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import pytest
 from connectors.kafka import KafkaBroker
 from connectors.postgres import PostgresServer
 from connectors.redis import RedisServer
-from newswire.settings import load_settings
+from core.settings import load_settings
 from tests.harness import SHARED, Stack, free_port, reachable_tmp_dir
 
 

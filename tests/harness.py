@@ -20,8 +20,8 @@ import yaml
 
 from connectors.kafka import ensure_topics, make_consumer, make_producer
 from connectors.process import free_port  # noqa: F401  (re-exported for tests)
-from newswire.schemas import config_dir
-from newswire.settings import Settings, load_settings
+from core.schemas import config_dir
+from core.settings import Settings, load_settings
 from tests.paths import FIXTURES, REPO, SHARED  # noqa: F401  (re-exported for tests)
 
 #: A rules file for end-to-end tests (alerts.rules_path): NATO + Finland from two sources fires.

@@ -1,31 +1,88 @@
-"""Sink connectors: take enriched events OUT of the pipeline into storage.
+r"""Sink connectors: take deliveries OUT of the pipeline.
 
-The store is chosen by ``storage.url``: ``sqlite:///path`` (:class:`~connectors.sinks.sqlite.SQLiteSink`,
-the embedded default) or ``postgresql://user@host:port/db``
-(:class:`~connectors.sinks.postgres.PostgresSink`). Both have the same interface (:class:`EventStore`),
-tables and upsert rules; :func:`open_store` picks one.
+Every sink has one interface, :class:`Sink` (after Quix Streams' ``BaseSink``): ``add`` buffers a
+delivery, ``flush`` writes everything buffered, ``close`` lets go. The delivery step
+(``pipelines/io.py``) adds a bundle's deliveries to every sink in :func:`open_sinks`' order, flushes
+each, and commits the Kafka offsets only after every sink flushed. A sink is idempotent by
+``event_id`` (a replay rewrites, never adds), waits for nothing itself: a flush that fails because
+the sink is unreachable raises an error its ``unavailable`` recognises (the step waits it out and
+flushes again, the buffer intact), and what it refuses for good (a value the database rejects)
+it lists in ``refused``, so the step turns those events into dead letters for the sinks after it.
+
+Sinks by ``storage.url`` scheme (:data:`SINKS`): ``sqlite:///path`` (:class:`~connectors.sinks.sqlite.SQLiteSink`,
+the embedded default) or ``postgresql://user@host:port/db`` (:class:`~connectors.sinks.postgres.PostgresSink`),
+both :class:`EventStore`\s with the same tables and upsert rules; then always the Kafka topics
+(:class:`~connectors.sinks.kafka.KafkaTopicsSink`).
 """
 
 from __future__ import annotations
 
 import abc
+import importlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from core.records import Delivery
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 
-class EventStore(abc.ABC):
-    """A store: ``add``/``add_many``/``add_alerts`` buffer, ``flush`` writes the buffer in one
-    transaction (and keeps it buffered if that fails), ``events`` reads events back for replay.
-    Subclasses implement ``_write``, ``events`` and ``close``."""
+class Sink(abc.ABC):
+    """Where deliveries go: ``add`` buffers, ``flush`` writes the buffer, ``close`` lets go.
+
+    Idempotent by ``event_id``. After ``flush``, ``refused`` maps the event ids the sink refused
+    for good to the reason (the step turns them into dead letters); a flush that fails because the
+    sink is unreachable raises, keeps its buffer, and ``unavailable(error)`` says so."""
+
+    #: Names the sink in logs, metrics and dead letters (``stage``).
+    name = "sink"
+    #: The dead-letter reason for an event this sink refused.
+    refused_reason = "store_rejected"
 
     def __init__(self) -> None:
+        self.refused: dict[str, str] = {}
+
+    @abc.abstractmethod
+    def add(self, item: Delivery | dict[str, Any]) -> None:
+        """Buffer one delivery (a store also takes a bare EnrichedEvent dict)."""
+
+    @abc.abstractmethod
+    def flush(self) -> int:
+        """Write what is buffered; the number of records written. Sets ``refused``."""
+
+    @abc.abstractmethod
+    def unavailable(self, error: BaseException) -> bool:
+        """Whether ``error`` (from ``flush``) means the sink is unreachable or busy, so the same
+        flush may succeed later, rather than that it refuses these records."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Let go of connections (unflushed records are dropped: flush first)."""
+
+
+class EventStore(Sink):
+    """A store: ``add``/``add_many``/``add_alerts`` buffer, ``flush`` writes the buffer in one
+    transaction (and keeps it buffered if that fails), ``events`` reads events back for replay.
+    Subclasses implement ``_write``, ``events`` and ``close``. Dead letters are not stored."""
+
+    name = "store"
+
+    def __init__(self) -> None:
+        super().__init__()
         self._events: list[dict[str, Any]] = []
         self._alerts: list[dict[str, Any]] = []
 
-    def add(self, event: dict[str, Any]) -> None:
-        """Buffer one EnrichedEvent (its story too, when it carries one)."""
-        self._events.append(event)
+    def add(self, item: Delivery | dict[str, Any]) -> None:
+        """Buffer one event delivery (the event, its story, the alerts it fired), or one bare
+        EnrichedEvent dict; a dead-letter delivery has nothing to store."""
+        if isinstance(item, Delivery):
+            if item.kind == "event":
+                self._events.append(item.payload)
+            self._alerts.extend(item.alerts)
+        else:
+            self._events.append(item)
 
     def add_many(self, events: Iterable[dict[str, Any]]) -> None:
         """Buffer EnrichedEvents."""
@@ -35,27 +92,40 @@ class EventStore(abc.ABC):
         """Buffer Alerts (upserted by alert_id)."""
         self._alerts.extend(alerts)
 
-    def discard(self) -> None:
-        """Drop what is buffered (after a flush that failed for the rows' content)."""
-        self._events, self._alerts = [], []
-
-    @abc.abstractmethod
-    def unavailable(self, error: BaseException) -> bool:
-        """Whether ``error`` (from ``flush``) means the store is unreachable or busy, so the same
-        flush may succeed later, rather than that it refuses these rows."""
-
     def flush(self) -> int:
-        """Upsert the buffer in one transaction; returns the number of events and alerts written."""
+        """Upsert the buffer in one transaction; returns the number of events and alerts written.
+
+        Unreachable (``unavailable``): raises and keeps the buffer. Refused for the rows' content:
+        each event and alert is written alone, and those the store still refuses are left out and
+        listed in ``refused`` (event id, or ``alert:<id>``, -> why), so one bad row costs only itself."""
+        self.refused = {}
         if not self._events and not self._alerts:
             return 0
         events, alerts = self._events, self._alerts
         self._events, self._alerts = [], []
         try:
             self._write(events, alerts)
-        except BaseException:
-            self._events, self._alerts = events + self._events, alerts + self._alerts
-            raise
-        return len(events) + len(alerts)
+            return len(events) + len(alerts)
+        except BaseException as exc:
+            if not isinstance(exc, Exception) or self.unavailable(exc):
+                self._events, self._alerts = events + self._events, alerts + self._alerts
+                raise
+        written = 0
+        items: list[tuple[str, dict[str, Any]]] = [("event", e) for e in events] + [("alert", a) for a in alerts]
+        for n, (kind, item) in enumerate(items):
+            try:
+                self._write([item] if kind == "event" else [], [item] if kind == "alert" else [])
+            except Exception as exc:
+                if self.unavailable(exc):  # the store went away meanwhile: what is left stays buffered
+                    rest = items[n:]
+                    self._events = [i for k, i in rest if k == "event"] + self._events
+                    self._alerts = [i for k, i in rest if k == "alert"] + self._alerts
+                    raise
+                key = item["event_id"] if kind == "event" else f"alert:{item.get('alert_id')}"
+                self.refused[key] = f"{type(exc).__name__}: {exc}"[:1000]
+                continue
+            written += 1
+        return written
 
     @abc.abstractmethod
     def _write(self, events: list[dict[str, Any]], alerts: list[dict[str, Any]]) -> None:
@@ -85,15 +155,28 @@ def sqlite_path(url: str) -> Path:
     return Path(url.removeprefix("sqlite:///"))
 
 
+def open_sinks(settings: Settings) -> list[Sink]:
+    """Every sink a delivery goes to, in order: the store ``storage.url`` names, then the Kafka
+    topics (last, so the dead letters of events the store refused reach the DLQ topic)."""
+    from connectors.sinks.kafka import KafkaTopicsSink
+
+    return [open_store(settings.storage_url), KafkaTopicsSink(settings)]
+
+
+#: Store classes by ``storage.url`` scheme ("module:Class", imported when used). A new store is
+#: one module (an :class:`EventStore`) and one line here.
+SINKS = {
+    "sqlite": "connectors.sinks.sqlite:SQLiteSink",
+    "postgresql": "connectors.sinks.postgres:PostgresSink",
+}
+
+
 def open_store(url: str) -> EventStore:
-    """The store ``url`` names, opened and migrated (``storage.url``; validated by newswire.settings)."""
-    if url.startswith("sqlite:///"):
-        from connectors.sinks.sqlite import SQLiteSink
-
-        return SQLiteSink(sqlite_path(url))
-    if url.startswith("postgresql://"):
-        from connectors.sinks.postgres import PostgresSink
-
-        return PostgresSink(url)
-    raise ValueError(f"storage.url: unsupported store '{url.split(':', 1)[0]}': "
-                     "use sqlite:///path or postgresql://user@host:port/db")
+    """The store ``url`` names, opened and migrated (``storage.url``; validated by core.settings)."""
+    scheme = url.split(":", 1)[0]
+    if scheme not in SINKS:
+        raise ValueError(f"storage.url: unsupported store '{scheme}': use one of "
+                         f"{', '.join(f'{s}://...' for s in SINKS)}")
+    module, _, name = SINKS[scheme].partition(":")
+    store: EventStore = getattr(importlib.import_module(module), name)(url)
+    return store

@@ -2,7 +2,7 @@
 
 An event row holds the columns ops query (source, times, language, story, compact entities and
 places) plus the whole EnrichedEvent as ``body``. A story row is the ``story`` summary an event
-carries (``pipelines/transforms/stories.py``); an alert row is an Alert. Times are aware UTC
+carries (``pipelines/stages/stories/transform.py``); an alert row is an Alert. Times are aware UTC
 datetimes here; each sink stores them its own way (TIMESTAMPTZ, or ISO-8601 text in SQLite).
 
 Stories only move forward: :func:`merge_story` (and both sinks' upserts) keep the earliest

@@ -137,10 +137,11 @@ def _alert(alert: dict[str, Any]) -> dict[str, Any]:
 class SQLiteSink(EventStore):
     """Batched, idempotent writer of EnrichedEvents (and their stories) and Alerts into SQLite."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | str) -> None:
+        """``path``: a file path, or a ``sqlite:///path`` URL (storage.url)."""
         super().__init__()
-        self.path = path
-        self._conn = open_database(path)
+        self.path = Path(str(path).removeprefix("sqlite:///"))
+        self._conn = open_database(self.path)
 
     def unavailable(self, error: BaseException) -> bool:
         # "database is locked" (another writer past busy_timeout), disk I/O, disk full: try again.

@@ -8,7 +8,7 @@ retrying cannot fix) goes to the dead-letter topic with the reason before its of
 delivery is at-least-once and nothing is dropped silently. Receivers deduplicate by the
 ``X-Newswire-Alert-Id`` header.
 
-Destinations come from ``destinations:`` in config/alerts.yaml (`pipelines.text.alerts.load_rules`);
+Destinations come from ``destinations:`` in config/alerts.yaml (`pipelines.stages.alerts.logic.load_rules`);
 a destination's URL is never logged nor written to a dead letter (a Slack webhook URL is a secret).
 """
 
@@ -30,9 +30,9 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CommitFailedError
 
 from connectors.kafka import make_consumer, make_producer
-from newswire.settings import Settings
-from pipelines.events import dead_letter
-from pipelines.text.alerts import WebhookDestinationConfig
+from core.alert_rules import WebhookDestinationConfig
+from core.records import dead_letter
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 

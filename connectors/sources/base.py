@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 from dateutil import parser as dateutil_parser
@@ -20,9 +20,9 @@ from kafka.producer.future import FutureRecordMetadata, RecordMetadata
 
 from connectors.kafka import make_producer
 from connectors.sources.liveblog import link_parts
-from newswire.settings import Settings
-from pipelines.events import Rejected, check_fragment, dead_letter, utc_now_iso
-from pipelines.text.html import html_to_text, looks_like_html
+from core.markup import html_to_text, looks_like_html
+from core.records import Rejected, check_fragment, dead_letter, utc_now_iso
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -259,10 +259,37 @@ class FragmentWriter:
 
 
 class BaseSource(abc.ABC):
-    """A source connector: ``start()`` begins pushing fragments to ``default_topic``; ``stop()`` ends it."""
+    """A source connector: ``start()`` begins pushing fragments to ``default_topic``; ``stop()`` ends it.
+
+    Registered in ``connectors.sources.SOURCES`` under ``name``, which is also its section under
+    ``connectors:`` in the config and its ``newswire source NAME`` command. ``add_arguments`` /
+    ``from_args`` give that command its flags; ``enabled`` says whether ``newswire up`` runs it."""
+
+    #: The registry key, config section (connectors.NAME) and CLI name.
+    name: ClassVar[str] = ""
+    #: One line for ``newswire source --help``.
+    summary: ClassVar[str] = ""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+
+    @classmethod
+    def enabled(cls, settings: Settings) -> bool:
+        """Whether `newswire up` starts this source (its config section says so)."""
+        return bool(getattr(getattr(settings.connectors, cls.name), "enabled", False))
+
+    @classmethod
+    def add_arguments(cls, parser: Any) -> None:
+        """Flags of ``newswire source NAME`` (none by default)."""
+
+    @classmethod
+    def from_args(cls, settings: Settings, args: Any) -> BaseSource:
+        """The source as ``newswire source NAME`` runs it."""
+        return cls(settings)
+
+    def describe(self) -> str:
+        """One line saying what the started source does."""
+        return f"{type(self).__name__} -> {self.default_topic}"
 
     @property
     def default_topic(self) -> str:

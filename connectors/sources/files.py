@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from connectors.sources.base import BaseSource, FragmentWriter, WriteReport
-from newswire.settings import Settings
+from core.settings import Settings
 
 JSON_SUFFIXES = {".json"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}

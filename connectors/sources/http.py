@@ -56,8 +56,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from connectors.process import is_loopback
 from connectors.sources.base import BaseSource, BufferFull, FragmentWriter, complete_fragment, fragment_error
-from newswire.schemas import load_schema
-from newswire.settings import ConfigError, Settings
+from core.schemas import load_schema
+from core.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +263,23 @@ class HttpSource(BaseSource):
     posts need no token, which is allowed only on a loopback host. ``port`` 0 picks a free port
     (read ``self.port`` after ``start()``). ``limits``: see :class:`HttpLimits`.
     """
+
+    name = "http"
+    summary = "serve POST /fragments (connectors.http)"
+
+    @classmethod
+    def add_arguments(cls, parser: Any) -> None:
+        parser.add_argument("--host", default=None, help="listen address (default: connectors.http.host)")
+        parser.add_argument("--port", type=int, default=None, help="port (default: connectors.http.port; 0: any free)")
+
+    @classmethod
+    def from_args(cls, settings: Settings, args: Any) -> HttpSource:
+        return cls(settings, host=args.host, port=args.port)
+
+    def describe(self) -> str:
+        auth = "bearer token required" if self.token else "no token (loopback only)"
+        return (f"http ingest: POST {self.url}/fragments -> {self.default_topic} ({auth}; "
+                f"API at {self.url}/openapi.json)")
 
     #: How long a broker probe's answer is reused by /health.
     BROKER_PROBE_TTL_S = 1.0

@@ -29,7 +29,7 @@ from typing import Any
 
 from connectors.sources.base import BaseSource, FragmentWriter, complete_fragment, fragment_error
 from connectors.sources.files import read_fragments
-from newswire.settings import Settings
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,20 @@ def _unique(target: Path) -> Path:
 
 class InboxSource(BaseSource):
     """Polls the inbox folder (``connectors.inbox``) on a background thread; ``scan()`` does one pass."""
+
+    name = "inbox"
+    summary = "watch the inbox folder (connectors.inbox)"
+
+    @classmethod
+    def add_arguments(cls, parser: Any) -> None:
+        parser.add_argument("--path", default=None, help="folder to watch (default: connectors.inbox.path)")
+
+    @classmethod
+    def from_args(cls, settings: Settings, args: Any) -> InboxSource:
+        return cls(settings, Path(args.path) if args.path else None)
+
+    def describe(self) -> str:
+        return f"inbox: watching {self.inbox} -> {self.default_topic} (done/ and failed/ beside the files)"
 
     def __init__(self, settings: Settings, path: Path | None = None) -> None:
         super().__init__(settings)

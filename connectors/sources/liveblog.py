@@ -17,7 +17,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pipelines.text.normalise import FragmentMarker, parse_marker
+from core.markers import FragmentMarker, parse_marker
 
 __all__ = ["link_parts", "read_position"]
 

@@ -8,7 +8,7 @@
 - The memory and the feed's validators (ETag, Last-Modified) are saved only after the broker
   acknowledged the items, so a failed write is retried on the next poll, never lost. A crash
   between the acknowledgement and the save re-sends those items once; their event ids are
-  stable (pipelines.events.event_id_for), so the sinks keep one row.
+  stable (core.records.event_id_for), so the sinks keep one row.
 - A failed poll (network, HTTP status, unparseable feed, broker) doubles the feed's interval per
   consecutive failure up to ``max_backoff_s``; `health()` reports last success and last error.
 """
@@ -30,8 +30,8 @@ import httpx
 import orjson
 
 from connectors.sources.base import BaseSource, FragmentWriter, complete_fragment, iso_utc
-from newswire.settings import RssFeed, Settings
-from pipelines.text.html import html_to_text
+from core.markup import html_to_text
+from core.settings import ConfigError, RssFeed, Settings
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +199,23 @@ def content_digest(fragment: dict[str, Any]) -> str:
 class RssSource(BaseSource):
     """Polls ``connectors.rss.feeds`` on a background thread; ``poll_due()`` / ``poll(feed)`` do one
     round by hand (the CLI and tests)."""
+
+    name = "rss"
+    summary = "poll the feeds in connectors.rss.feeds"
+
+    @classmethod
+    def enabled(cls, settings: Settings) -> bool:
+        return settings.connectors.rss.enabled and bool(settings.connectors.rss.feeds)
+
+    @classmethod
+    def from_args(cls, settings: Settings, args: Any) -> RssSource:
+        if not settings.connectors.rss.feeds:
+            raise ConfigError(f"{settings.origin}: connectors.rss.feeds: no feeds listed; list at least one")
+        return cls(settings)
+
+    def describe(self) -> str:
+        return (f"rss: polling {len(self.feeds)} feeds ({', '.join(f.name for f in self.feeds)}) "
+                f"-> {self.default_topic}")
 
     def __init__(self, settings: Settings, feeds: tuple[RssFeed, ...] | None = None) -> None:
         super().__init__(settings)

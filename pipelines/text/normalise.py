@@ -18,6 +18,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from core.markers import FragmentMarker, parse_marker
+
 __all__ = [
     "FragmentMarker",
     "NormalisedText",
@@ -26,14 +28,6 @@ __all__ = [
     "parse_marker",
     "split_sentences",
 ]
-
-
-@dataclass(frozen=True)
-class FragmentMarker:
-    """A live-blog position marker such as "2/26": this fragment is part 2 of 26."""
-
-    part: int
-    total: int
 
 
 @dataclass(frozen=True)
@@ -145,7 +139,6 @@ def _normalise_chars(raw: str) -> str:
 
 # "2/26" alone on the first line. Three digits at most on each side keeps "12/2022" (a month and a
 # year) out; part <= total is checked in code. "3/22" remains ambiguous and is read as a marker.
-_MARKER_RE = re.compile(r"(\d{1,3}) ?/ ?(\d{1,3})")
 # A line whose last token is a bare "@" or "#": the scraper broke a handle or hashtag in two.
 _BROKEN_HANDLE_RE = re.compile(r"(?:^|\s)[@#]$")
 _HANDLE_START_RE = re.compile(r"\w")
@@ -192,17 +185,6 @@ def _split_lines(text: str) -> list[_Line]:
         lines.append(_Line(line, paragraph_start=blank_before and bool(lines)))
         blank_before = False
     return lines
-
-
-def parse_marker(line: str) -> FragmentMarker | None:
-    """The live-blog marker a line consists of ("2/26", "2 / 26"), or None (the rule normalise_text uses)."""
-    match = _MARKER_RE.fullmatch(" ".join(line.split()))
-    if match is None:
-        return None
-    part, total = int(match.group(1)), int(match.group(2))
-    if not 1 <= part <= total:
-        return None
-    return FragmentMarker(part, total)
 
 
 def _take_marker(lines: list[_Line]) -> FragmentMarker | None:

@@ -18,18 +18,14 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 from redis import exceptions as redis_errors
 
-from pipelines.events import Rejected, dead_letter
-from pipelines.io import Delivery
-from pipelines.outage import OutageGaveUp, wait_out
+from core.outage import OutageGaveUp, wait_out
+from core.records import PRIVATE_KEYS, Delivery, Rejected, dead_letter
 
 log = logging.getLogger(__name__)
 
 #: Tag of every stage's second output: records that go to the dead-letter topic.
 DEAD_LETTERS = "dead_letters"
 
-#: In-flight keys that never leave the pipeline as event fields. ``_alerts``: alerts the event fired
-#: (EvaluateAlerts); they travel with its Delivery so they are out before its offset is committed.
-PRIVATE_KEYS = ("_start", "_value", "_key", "_alerts")
 
 
 def reject(event: dict[str, Any], stage: str, reason: str, error: str) -> Delivery:
@@ -76,7 +72,7 @@ class StageFn(beam.DoFn):
     """A DoFn around one pure stage function. Rejected input and unexpected errors become dead
     letters naming the stage; the pipeline keeps running. Errors in ``retry_on`` mean an
     unavailable dependency, not a bad event: the call is retried in place with backoff for up to
-    ``outage_max_wait_s`` (pipelines/outage.py), then the bundle fails."""
+    ``outage_max_wait_s`` (core/outage.py), then the bundle fails."""
 
     stage = "stage"
     retry_on: tuple[type[Exception], ...] = ()

@@ -7,10 +7,9 @@ from typing import Any
 import apache_beam as beam
 import orjson
 
-from newswire.schemas import SchemaViolation, validate
-from pipelines.events import Rejected, bound_lists, utc_now_iso
-from pipelines.io import Delivery
-from pipelines.transforms.common import PRIVATE_KEYS, StageFn, accept, run_stage
+from core.records import PRIVATE_KEYS, Delivery, Rejected, bound_lists, utc_now_iso
+from core.schemas import SchemaViolation, validate
+from pipelines.transforms.common import StageFn, accept, run_stage
 
 
 def finish_event(event: dict[str, Any], max_list_items: int = 200, max_event_bytes: int = 900_000

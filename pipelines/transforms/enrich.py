@@ -14,8 +14,8 @@ from typing import Any
 
 import apache_beam as beam
 
-from newswire.settings import EnrichmentSettings
-from pipelines.events import analysis_text
+from core.records import analysis_text
+from core.settings import EnrichmentSettings
 from pipelines.transforms.common import StageFn, run_stage
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import apache_beam as beam
 
-from newswire.settings import LanguageSettings
+from core.settings import LanguageSettings
 from pipelines.text.language import detect_language
 from pipelines.transforms.common import StageFn, run_stage
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import apache_beam as beam
 
-from pipelines.events import Rejected, analysis_bound
+from core.records import Rejected, analysis_bound
 from pipelines.text.normalise import content_hash, normalise_text
 from pipelines.transforms.common import StageFn, run_stage
 

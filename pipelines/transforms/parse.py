@@ -9,9 +9,9 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
-from newswire.settings import Settings
-from pipelines.events import ENRICHED_SCHEMA, Rejected, dead_letter, iso_from_millis, parse_fragment
-from pipelines.io import Delivery, KafkaRecord
+from core.records import ENRICHED_SCHEMA, Delivery, Rejected, dead_letter, iso_from_millis, parse_fragment
+from core.settings import Settings
+from pipelines.io import KafkaRecord
 from pipelines.transforms.common import DEAD_LETTERS
 
 

@@ -12,13 +12,13 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.transforms import window
 
-from newswire.settings import Settings
-from pipelines.events import utc_now_iso
+from core.records import utc_now_iso
+from core.settings import Settings
 
 
 def window_count(source: str, count: int, start_s: float, end_s: float) -> dict[str, Any]:
     """A stats record for one window and source."""
-    from pipelines.events import iso_from_millis
+    from core.records import iso_from_millis
 
     return {"schema": "fragment-count/1", "source": source, "fragments": count,
             "window_start": iso_from_millis(int(start_s * 1000)), "window_end": iso_from_millis(int(end_s * 1000)),

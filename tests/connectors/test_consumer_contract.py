@@ -18,8 +18,8 @@ import pytest
 from confluent_kafka import Consumer
 from jsonschema import Draft202012Validator, FormatChecker
 
-from newswire.schemas import load_schema
-from newswire.settings import Settings
+from core.schemas import load_schema
+from core.settings import Settings
 from tests.harness import NATO_FINLAND_RULES
 
 pytestmark = pytest.mark.e2e

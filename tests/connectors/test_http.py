@@ -12,7 +12,7 @@ import pytest
 
 from bench.http_ingest import post_concurrently
 from connectors.sources.http import HttpSource
-from newswire.settings import load_settings
+from core.settings import load_settings
 from tests.harness import Stack, free_port, wait_connected, write_config
 
 pytestmark = pytest.mark.e2e

@@ -20,7 +20,7 @@ import pytest
 
 from connectors.kafka import KafkaBroker
 from connectors.sources.http import HttpLimits, HttpSource
-from newswire.settings import Settings, load_settings
+from core.settings import Settings, load_settings
 from tests.harness import free_port, wait_connected, write_config
 
 TOKEN = "s3cret-token"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from connectors.kafka import KafkaBroker, make_consumer, make_producer
-from newswire.settings import load_settings
+from core.settings import load_settings
 from tests.harness import REPO, free_port, pids_with
 
 pytestmark = pytest.mark.e2e
@@ -55,7 +55,7 @@ def test_killed_parent_takes_its_broker_down(tmp_path: Path) -> None:
     settings = broker_settings(tmp_path)
     script = (
         "import sys, time\n"
-        "from newswire.settings import load_settings\n"
+        "from core.settings import load_settings\n"
         "from connectors.kafka import KafkaBroker\n"
         f"s = load_settings(overrides={{'kafka.bootstrap_servers': '{settings.kafka.bootstrap_servers}', "
         f"'kafka.embedded.controller_port': {settings.kafka.embedded.controller_port}, 'data_dir': '{tmp_path}'}}, environ={{}})\n"

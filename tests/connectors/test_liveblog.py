@@ -12,8 +12,9 @@ import pytest
 from connectors.sources.base import complete_fragment, parse_datetime
 from connectors.sources.http import HttpSource
 from connectors.sources.liveblog import link_parts, read_position
-from pipelines.text.html import html_to_text
-from pipelines.text.normalise import FragmentMarker, normalise_text, parse_marker
+from core.markers import FragmentMarker, parse_marker
+from core.markup import html_to_text
+from pipelines.text.normalise import normalise_text
 from tests.harness import Stack, wait_connected
 
 JUNE_10 = datetime(2025, 6, 10, 9, 0, tzinfo=UTC)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from connectors.sources.rss import RssSource
-from newswire.settings import RssFeed
+from core.settings import RssFeed
 from tests.harness import Stack
 
 pytestmark = pytest.mark.e2e

@@ -203,3 +203,40 @@ def test_sqlite_store_of_the_first_schema_upgrades_in_place(tmp_path: Path) -> N
 def test_open_store_names_the_key_for_an_unknown_scheme() -> None:
     with pytest.raises(ValueError, match=r"storage\.url"):
         open_store("mysql://localhost/db")
+
+
+def test_a_row_the_store_refuses_costs_only_itself(postgres_url: str) -> None:
+    """PostgreSQL cannot hold NUL in text or JSONB (Parse replaces it, but a store must not fail a
+    whole batch on one row): the batch is written row by row and the bad one is listed in refused."""
+    store = open_store(postgres_url)
+    try:
+        bad = event(2, title="nul\x00here")
+        store.add_many([event(1), bad, event(3)])
+        store.add_alerts([alert("a1", "fine")])
+        assert store.flush() == 3
+        assert set(store.refused) == {bad["event_id"]}
+        assert "0x00" in store.refused[bad["event_id"]] or "\\u0000" in store.refused[bad["event_id"]]
+        assert {r[0] for r in query(postgres_url, "SELECT event_id FROM events")} == {event(1)["event_id"],
+                                                                                     event(3)["event_id"]}
+        assert store.flush() == 0 and store.refused == {}  # nothing left buffered
+    finally:
+        store.close()
+
+
+def test_an_unreachable_store_keeps_its_buffer_for_the_next_flush(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'events.db'}")
+    store.add(event(1))
+    real = store._write
+    calls = {"n": 0}
+
+    def locked(*args: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise sqlite3.OperationalError("database is locked")
+        real(*args)
+    store._write = locked  # type: ignore[method-assign]
+    with pytest.raises(sqlite3.OperationalError) as err:
+        store.flush()
+    assert store.unavailable(err.value)
+    assert store.flush() == 1 and store.refused == {}
+    store.close()

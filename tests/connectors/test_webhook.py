@@ -27,8 +27,8 @@ from connectors.sinks.webhook import (
     retry_after_s,
     slack_payload,
 )
-from newswire.schemas import validate, validator
-from pipelines.text.alerts import WebhookDestinationConfig
+from core.alert_rules import WebhookDestinationConfig
+from core.schemas import validate, validator
 from tests.harness import REPO, Stack, free_port
 
 FAST = RetryPolicy(max_attempts=5, initial_backoff_s=0.05, max_backoff_s=0.2)
@@ -39,7 +39,7 @@ def aid(n: int) -> str:
 
 
 def alert(n: int, destinations: list[str], evidence: int = 5) -> dict[str, Any]:
-    """An alert document as pipelines.text.alerts.build_alert writes it (config/schemas/alert.v1.json)."""
+    """An alert document as pipelines.stages.alerts.logic.build_alert writes it (config/schemas/alert.v1.json)."""
     return {
         "schema": "alert/1", "alert_id": aid(n), "rule": "nordics", "kind": "burst", "severity": "critical",
         "window": {"start": "2026-11-30T08:00:00Z", "end": "2026-11-30T08:10:00Z"},

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from newswire.schemas import validate
+from core.schemas import validate
 from tests.harness import NATO_FINLAND_RULES, REPO, Stack
 
 pytestmark = pytest.mark.e2e

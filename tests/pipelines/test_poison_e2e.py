@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from connectors.sources.http import HttpSource
-from pipelines.events import event_id_for
+from core.records import event_id_for
 from tests.harness import Stack, wait_connected
 
 pytestmark = pytest.mark.e2e

@@ -1,6 +1,6 @@
 """The three stages that keep state in Redis (dedup, stories, alerts) under failure: an event that
 breaks a stage goes to the dead-letter topic with the reason and the next event flows on; Redis
-being unreachable is not the event's fault, so the stage waits it out in place (pipelines/outage.py)
+being unreachable is not the event's fault, so the stage waits it out in place (core/outage.py)
 and goes on when Redis is back; only an outage longer than outage_max_wait_s fails the bundle."""
 
 from __future__ import annotations
@@ -16,15 +16,13 @@ import redis
 from apache_beam.pvalue import TaggedOutput
 
 from connectors.redis import RedisServer
-from pipelines.outage import OutageGaveUp
-from pipelines.text.alerts import parse_rules
-from pipelines.text.dedup import DedupSettings
-from pipelines.text.novelty import NoveltySettings
-from pipelines.text.stories import StorySettings
-from pipelines.transforms.alerts import _Evaluate
+from core.alert_rules import parse_rules
+from core.outage import OutageGaveUp
+from core.settings import DedupSettings, NoveltySettings, StorySettings
+from pipelines.stages.alerts.transform import _Evaluate
+from pipelines.stages.dedup.transform import _JudgeWithRedis
+from pipelines.stages.stories.transform import _AssignWithRedis
 from pipelines.transforms.common import DEAD_LETTERS, StageFn
-from pipelines.transforms.near_dedup import _JudgeWithRedis
-from pipelines.transforms.stories import _AssignWithRedis
 from tests.harness import free_port
 from tests.pipelines.beam_events import make_event
 

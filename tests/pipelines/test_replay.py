@@ -6,8 +6,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from newswire.schemas import validate
-from pipelines.events import Rejected, event_id_for, fragment_from_event, parse_fragment
+from core.records import Rejected, event_id_for, fragment_from_event, parse_fragment
+from core.schemas import validate
 from pipelines.io import KafkaRecord, _replay_of
 from pipelines.transforms.normalise import normalise_event
 from pipelines.transforms.parse import start_event

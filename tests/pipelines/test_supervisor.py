@@ -1,4 +1,4 @@
-"""Outages ridden out in place (pipelines/outage.py) and a failed job resubmitted, then given up
+"""Outages ridden out in place (core/outage.py) and a failed job resubmitted, then given up
 on loudly (pipelines/supervisor.py). The real broker/Redis outages run in tests/test_chaos.py."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 from redis import exceptions as redis_errors
 
 from connectors.process import free_port
-from newswire.settings import load_settings
-from pipelines.outage import OUTAGES, OutageGaveUp, redis_unavailable, wait_out
+from core.outage import OUTAGES, OutageGaveUp, redis_unavailable, wait_out
+from core.settings import load_settings
 from pipelines.supervisor import PipelineSupervisor
 
 

@@ -8,14 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from core.markers import FragmentMarker
 from pipelines.text.language import detect_language
-from pipelines.text.normalise import (
-    FragmentMarker,
-    NormalisedText,
-    content_hash,
-    normalise_text,
-    split_sentences,
-)
+from pipelines.text.normalise import NormalisedText, content_hash, normalise_text, split_sentences
 from tests.paths import SAMPLES
 
 ARTICLE = SAMPLES / "russia-warns-finland-sweden.txt"

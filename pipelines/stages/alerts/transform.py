@@ -1,0 +1,98 @@
+"""EvaluateAlerts: run every event past the alert rules of config/alerts.yaml; fired alerts ride along.
+
+The Beam side of :mod:`pipelines.stages.alerts.logic` (rules, matching, alert documents) and
+:class:`pipelines.stages.alerts.state.AlertStateStore` (windows, baselines, cooldowns in Redis)::
+
+    events --Evaluate--> events + "_alerts": [alert, ...]
+             (matching is local; one Redis round trip per event that matches any rule)
+
+Why no Beam state or windows: the rules need state shared by every worker and kept across restarts
+(a six-hour baseline, a cooldown), and one atomic read-decide-write per rule; a Lua script in Redis
+gives both without a shuffle, like the near-duplicate stage. Run it after the stages whose fields
+the rules read: entities and places (Enrich), ``duplicate_of`` / ``near_duplicate_of`` (Dedup),
+``story_id`` (AssignStories).
+
+Rules are loaded and validated when the transform is built (pipeline start-up), so a bad rules file
+stops the pipeline before it reads anything, and workers receive the parsed rules with the graph.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from core.alert_rules import AlertRules, load_rules
+from core.records import ALERTS_KEY
+from core.settings import Settings
+from pipelines.stages.alerts.logic import build_alert, matches
+from pipelines.transforms.common import REDIS_UNAVAILABLE, StageFn, run_stage
+
+
+class _Evaluate(StageFn):
+    """event -> event with ``_alerts``; rule state in Redis, one round trip for all matching rules.
+    Redis unavailable: retried in place (skipping would lose the event from every window, and
+    maybe the alert it should have fired); an error of this event's own: a dead letter."""
+
+    stage = "alerts"
+    retry_on = REDIS_UNAVAILABLE
+
+    def __init__(self, redis_url: str, rules: AlertRules, namespace: str) -> None:
+        super().__init__()
+        self.redis_url, self.rules, self.namespace = redis_url, rules, namespace
+        self.counts = {status: Metrics.counter("alerts", status)
+                       for status in ("matched", "counted", "fired", "refired", "replayed", "late")}
+
+    def setup(self) -> None:
+        from connectors.redis import make_redis
+        from pipelines.stages.alerts.state import AlertStateStore  # worker side, like pipelines/io.py
+
+        self._client = make_redis(self.redis_url)
+        self._store = AlertStateStore(self._client, namespace=self.namespace)
+
+    def apply(self, event: dict[str, Any]) -> dict[str, Any]:
+        due = [rule for rule in self.rules.rules if matches(rule, event)]
+        alerts: list[dict[str, Any]] = []
+        if due:
+            self.counts["matched"].inc(len(due))
+            for rule, result in zip(due, self._store.evaluate(event, due), strict=True):
+                self.counts[result.status].inc()
+                if result.facts is not None:
+                    alerts.append(build_alert(rule, result.facts, event))
+        return {**event, ALERTS_KEY: alerts}
+
+    def teardown(self) -> None:
+        client = getattr(self, "_client", None)
+        if client is not None:
+            client.close()
+
+
+class EvaluateAlerts(beam.PTransform):
+    """Evaluate the configured alert rules (``settings.alerts``) on every event.
+
+    In: in-flight event dicts (``event_id``, ``received_at``, ``source``; the rules read
+    ``entities``, ``places``, ``language``, ``title``/``text``, ``story_id``, ``duplicate_of``,
+    ``near_duplicate_of`` when present). Out: the same dicts plus ``"_alerts"``: a list of alert
+    documents (config/schemas/alert.v1.json), empty when nothing fired; and dead letters (an
+    event whose evaluation failed on its own content). Nothing is dropped.
+    A replayed event gets the same alerts again (same ``alert_id``): deliver them idempotently.
+
+    ``rules``: already loaded rules (tests); default ``load_rules(settings.alerts.rules_path)``,
+    or no rules when ``settings.alerts.enabled`` is false. Redis: ``settings.redis.url``, keys
+    under ``settings.redis.namespace`` + ``al:``. If Redis is unreachable the bundle fails and is
+    retried; events are never passed on unevaluated.
+    """
+
+    def __init__(self, settings: Settings, rules: AlertRules | None = None) -> None:
+        super().__init__()
+        if rules is None:
+            rules = load_rules(settings.alerts.rules_path) if settings.alerts.enabled else AlertRules()
+        self.rules = rules
+        self.redis_url, self.namespace = settings.redis.url, settings.redis.namespace
+        self.outage_max_wait_s = settings.pipeline.outage_max_wait_s
+
+    def expand(self, events: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        fn = _Evaluate(self.redis_url, self.rules, self.namespace)
+        fn.outage_max_wait_s = self.outage_max_wait_s
+        return run_stage(events, "Evaluate", fn)

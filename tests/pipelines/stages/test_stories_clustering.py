@@ -1,0 +1,122 @@
+"""Story clustering on hand-enriched fixture events and the two shared samples."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import pytest
+
+from core.settings import StorySettings
+from pipelines.stages.stories.clustering import (
+    EntityRarity,
+    StoryClusterer,
+    StoryInput,
+    StoryState,
+    candidate_keys,
+    quoted_spans,
+    story_features,
+)
+from pipelines.text.normalise import normalise_text
+from tests.paths import ARTICLES, SAMPLES
+
+
+def load_events() -> list[StoryInput]:
+    """tests/fixtures/articles/events.json: texts plus the entities/places enrichment would add."""
+    out = []
+    for ev in json.loads((ARTICLES / "events.json").read_text(encoding="utf-8"))["events"]:
+        name = ev["file"]
+        path = SAMPLES / name.removeprefix("shared:") if name.startswith("shared:") else ARTICLES / name
+        ts = datetime.fromisoformat(ev["received_at"]).timestamp()
+        out.append(StoryInput(name, ts, ev["source"], normalise_text(path.read_text(encoding="utf-8")).text,
+                              tuple(ev["entities"]), tuple(ev["places"])))
+    return out
+
+
+@pytest.fixture(scope="module")
+def assigned() -> tuple[StoryClusterer, dict[str, str]]:
+    clusterer = StoryClusterer()
+    stories = {item.event_id: clusterer.assign(item).story_id for item in load_events()}
+    return clusterer, stories
+
+
+def test_two_outlets_on_the_same_event_join_one_story(assigned: tuple[StoryClusterer, dict[str, str]]) -> None:
+    _, stories = assigned
+    assert stories["shared:russia-warns-finland-sweden.txt"] == stories["shared:liveblog-fragment-2-26.txt"]
+    assert stories["turku-port-fire.txt"] == stories["turku-port-fire.other-outlet.txt"]
+
+
+@pytest.mark.parametrize("other", ["russia-gas-transit.txt", "finland-airspace-helicopter.txt",
+                                   "kyiv-wheat-exports.txt", "helsinki-tram-line.txt"])
+def test_articles_that_merely_share_names_stay_apart(assigned: tuple[StoryClusterer, dict[str, str]],
+                                                     other: str) -> None:
+    _, stories = assigned
+    assert stories[other] != stories["shared:russia-warns-finland-sweden.txt"]
+
+
+def test_every_event_has_a_story_and_unrelated_ones_are_alone(
+        assigned: tuple[StoryClusterer, dict[str, str]]) -> None:
+    clusterer, stories = assigned
+    assert len(set(stories.values())) == len(stories) - 2
+    for event_id in ("stockholm-housing.txt", "tallinn-ferry-strike.txt"):
+        assert clusterer.stories[stories[event_id]].event_count == 1
+
+
+def test_story_summary_counts_events_sources_and_top_names(
+        assigned: tuple[StoryClusterer, dict[str, str]]) -> None:
+    clusterer, stories = assigned
+    story = clusterer.stories[stories["shared:liveblog-fragment-2-26.txt"]].summary()
+    assert (story["event_count"], story["source_count"]) == (2, 2)
+    assert story["first_seen"] < story["last_seen"]
+    top_people = {e["id"] for e in story["top_entities"]}
+    assert {"person:vladimir-putin", "person:maria-zakharova", "org:nato"} <= top_people
+    assert {"geonames:660013", "geonames:2661886"} <= {p["id"] for p in story["top_places"]}
+
+
+def test_quotes_survive_cuts_curly_quotes_and_apostrophes() -> None:
+    liveblog = normalise_text((SAMPLES / "liveblog-fragment-2-26.txt").read_text(encoding="utf-8")).text
+    spans = quoted_spans(liveblog)
+    assert any(s.startswith("Finland's accession to @nato would have serious") for s in spans)
+    assert any(s.startswith("should not base their security") for s in spans)
+
+
+def test_shared_names_alone_without_time_proximity_do_not_join() -> None:
+    events = {e.event_id: e for e in load_events()}
+    article, liveblog = events["turku-port-fire.txt"], events["turku-port-fire.other-outlet.txt"]
+    clusterer = StoryClusterer(StorySettings(max_gap_s=24 * 3600.0))
+    first = clusterer.assign(article)
+    later = StoryInput(liveblog.event_id, article.ts + 30 * 3600.0, liveblog.source, liveblog.text,
+                       liveblog.entities, liveblog.places)
+    assert clusterer.assign(later).story_id != first.story_id
+
+
+def test_candidate_keys_are_content_derived_and_bounded() -> None:
+    events = {e.event_id: e for e in load_events()}
+    rarity = EntityRarity()
+    article = story_features(events["shared:russia-warns-finland-sweden.txt"])
+    liveblog = story_features(events["shared:liveblog-fragment-2-26.txt"])
+    rarity.observe(article.terms)
+    rarity.observe(liveblog.terms)
+    a, b = candidate_keys(article, rarity), candidate_keys(liveblog, rarity)
+    settings = StorySettings()
+    assert len(a) <= settings.max_quote_keys + settings.candidate_entities
+    assert set(a) & set(b)  # the two outlets meet under at least one key
+    assert candidate_keys(article, rarity) == a
+
+
+def test_state_round_trips_through_json(assigned: tuple[StoryClusterer, dict[str, str]]) -> None:
+    clusterer, _ = assigned
+    for story in clusterer.stories.values():
+        state = json.loads(json.dumps(story.to_state()))
+        assert StoryState.from_state(state) == story
+    rarity = json.loads(json.dumps(clusterer.rarity.to_state()))
+    assert EntityRarity.from_state(rarity) == clusterer.rarity
+
+
+def test_expire_drops_stale_stories_and_index_entries() -> None:
+    clusterer = StoryClusterer()
+    for item in load_events():
+        clusterer.assign(item)
+    last = max(s.last_seen for s in clusterer.stories.values())
+    assert clusterer.expire(now=last + 73 * 3600.0) > 0
+    assert not clusterer.stories and not clusterer.index

@@ -1,0 +1,127 @@
+"""RedisStoryStore on a real redis-server: replays are idempotent, a new process continues the
+stories, and workers racing on one story still agree."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from datetime import datetime
+from typing import Any
+
+import redis
+
+from connectors.redis import RedisServer, make_redis
+from pipelines.stages.stories.clustering import StoryClusterer, StoryInput
+from pipelines.stages.stories.state import RedisStoryStore
+from tests.paths import ARTICLES
+from tests.pipelines.beam_events import make_event
+
+T0 = 1_645_819_800.0
+
+
+def store(server: RedisServer, namespace: str) -> RedisStoryStore:
+    return RedisStoryStore(make_redis(server.url), namespace=namespace)
+
+
+def fixture_events() -> list[tuple[dict[str, Any], float]]:
+    """tests/fixtures/articles/events.json as enriched events, in arrival order."""
+    out = []
+    for i, spec in enumerate(json.loads((ARTICLES / "events.json").read_text(encoding="utf-8"))["events"]):
+        ts = datetime.fromisoformat(spec["received_at"]).timestamp()
+        out.append((make_event(spec["file"], ts, i, title=spec["file"], source=spec["source"],
+                               entities=spec["entities"], places=spec["places"]), ts))
+    return out
+
+
+def test_same_decisions_as_the_single_process_clusterer(redis_server: RedisServer, redis_namespace: str) -> None:
+    s, clusterer = store(redis_server, redis_namespace), StoryClusterer()
+    for event, ts in fixture_events():
+        item = StoryInput(event["event_id"], ts, event["source"], event["text"],
+                          tuple(event["entities"]), tuple(event["places"]))
+        want = clusterer.assign(item)
+        got = s.assign(event, ts)
+        assert (got.story_id, got.is_new) == (want.story_id, want.is_new), event["title"]
+        assert got.story["event_count"] == want.story["event_count"]
+        assert got.story["top_entities"] == want.story["top_entities"]
+
+
+def test_replaying_an_event_returns_its_first_result_and_counts_once(
+        redis_server: RedisServer, redis_namespace: str) -> None:
+    s = store(redis_server, redis_namespace)
+    events = fixture_events()
+    first = [s.assign(e, ts) for e, ts in events]
+    again = [s.assign(e, ts) for e, ts in events]
+    assert [d.to_fields() for d in again] == [d.to_fields() for d in first]
+    liveblog = next(d for (e, _), d in zip(events, first, strict=True) if e["title"].endswith("2-26.txt"))
+    assert s.story(liveblog.story_id)["event_count"] == 2  # type: ignore[index]
+
+
+def test_a_new_process_continues_the_stories_and_their_novelty(redis_server: RedisServer,
+                                                               redis_namespace: str) -> None:
+    a = store(redis_server, redis_namespace)
+    blog = {"source": "yle-live", "story_key": "storm-2026"}  # a live blog names its story
+    first = a.assign(make_event("liveblog-storm.update-1.txt", T0, 0, **blog), T0)
+    a.client.close()
+    b = store(redis_server, redis_namespace)  # "after a restart": only Redis remembers
+    repeat = b.assign(make_event("liveblog-storm.update-2.txt", T0 + 600, 1, **blog), T0 + 600)
+    update = b.assign(make_event("liveblog-storm.update-3.txt", T0 + 1200, 2, **blog), T0 + 1200)
+    assert first.story_id == repeat.story_id == update.story_id
+    assert (repeat.novelty_ratio, repeat.new_sentences) == (0.0, ())
+    assert "Replacement buses will run where roads are open, the company said." in update.new_sentences
+    assert update.story["event_count"] == 3
+
+
+def test_workers_racing_on_one_story_agree_and_lose_no_counts(redis_server: RedisServer,
+                                                              redis_namespace: str) -> None:
+    """8 workers, each its own client, add 5 copies of the two outlets' articles at once: one story."""
+    names = ["shared:russia-warns-finland-sweden.txt", "shared:liveblog-fragment-2-26.txt"]
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def work(w: int) -> None:
+        s = store(redis_server, redis_namespace)
+        try:
+            for i in range(5):
+                name = names[(w + i) % 2]
+                ts = T0 + w * 7 + i
+                results.append(s.assign(make_event(name, ts, w * 100 + i, source=f"outlet-{w}"), ts).story_id)
+        except BaseException as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(set(results)) == 1
+    story = store(redis_server, redis_namespace).story(results[0])
+    assert story is not None and (story["event_count"], story["source_count"]) == (40, 8)
+
+
+def test_state_expires_with_the_story(redis_server: RedisServer, redis_namespace: str) -> None:
+    from core.settings import StorySettings
+
+    s = RedisStoryStore(make_redis(redis_server.url), StorySettings(max_gap_s=3600), namespace=redis_namespace)
+    s.assign(make_event("turku-port-fire.txt", T0, 0), T0)
+    client: redis.Redis = s.client
+    keys = list(client.scan_iter(match=f"{redis_namespace}st:*"))
+    assert keys
+    ttls = [client.pttl(k) for k in keys]
+    assert all(0 < t <= 3600 * 1000 or k.startswith(f"{redis_namespace}st:df:".encode())
+               for k, t in zip(keys, ttls, strict=True))
+
+
+def test_a_very_long_article_is_scored_against_its_story(redis_server: RedisServer, redis_namespace: str) -> None:
+    """Tens of thousands of shingles (past Lua's unpack limit) still go through the candidate script."""
+    s = store(redis_server, redis_namespace)
+    base = make_event("turku-port-fire.txt", T0, 0, story_key="k", source="wire")
+    rng = random.Random(3)
+    vocab = [f"w{i}" for i in range(5000)]
+    long_text = "\n\n".join(" ".join(rng.choice(vocab) for _ in range(12)).capitalize() + "." for _ in range(2500))
+    first = s.assign({**base, "text": long_text}, T0)
+    again = s.assign({**base, "event_id": "f" * 32, "text": long_text + "\n\nOne more line about the harbour fire today."},
+                     T0 + 60)
+    assert again.story_id == first.story_id
+    assert again.new_sentences == ("One more line about the harbour fire today.",)
