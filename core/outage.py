@@ -106,11 +106,14 @@ def wait_out(call: Callable[[], T], unavailable: Callable[[BaseException], bool]
 
 def kafka_unavailable(error: BaseException) -> bool:
     """A Kafka client error that means the broker is unreachable or busy (retriable), not bad data."""
-    from kafka.errors import KafkaError, NoBrokersAvailable
+    from kafka import errors
 
-    if isinstance(error, NoBrokersAvailable):
+    # kafka-python 2 raised NoBrokersAvailable when it could not bootstrap; 3 raises the retriable
+    # KafkaTimeoutError ("Unable to bootstrap") and has no such class.
+    no_brokers = getattr(errors, "NoBrokersAvailable", None)
+    if no_brokers is not None and isinstance(error, no_brokers):
         return True
-    return isinstance(error, KafkaError) and bool(getattr(error, "retriable", False))
+    return isinstance(error, errors.KafkaError) and bool(getattr(error, "retriable", False))
 
 
 def redis_unavailable(error: BaseException) -> bool:

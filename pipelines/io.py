@@ -19,6 +19,7 @@ and sinks upsert by ``event_id`` so storage holds each accepted fragment once.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -111,7 +112,8 @@ class _ListPartitions(beam.DoFn):
     def process(self, _: bytes) -> Iterator[tuple[str, int, int, int]]:
 
         topic = self.settings.kafka.topics.fragments.name
-        consumer = make_consumer(self.settings, group_id=self.settings.kafka.consumer_group)
+        consumer = wait_out(lambda: make_consumer(self.settings, group_id=self.settings.kafka.consumer_group),
+                            kafka_unavailable, "Kafka (list partitions)", self.settings.pipeline.outage_max_wait_s)
         try:
             deadline = time.monotonic() + 60
             partitions = consumer.partitions_for_topic(topic)
@@ -201,7 +203,6 @@ class _ReadPartition(beam.DoFn):
         self._closing = False
 
     def _consumer(self, topic: str, partition: int) -> Any:
-
         key = (topic, partition)
         if key not in self._consumers:
             consumer = make_consumer(self.settings, max_poll_records=self.settings.pipeline.poll_max_records)
@@ -222,9 +223,9 @@ class _ReadPartition(beam.DoFn):
             tracker.defer_remainder(Duration(seconds=1))
             return
         tp = TopicPartition(topic, partition)
-        consumer = self._consumer(topic, partition)
         position = tracker.current_restriction().start
         try:
+            consumer = self._consumer(topic, partition)  # connects on first use: may meet an outage
             if consumer.position(tp) != position:
                 consumer.seek(tp, position)
             batch = consumer.poll(timeout_ms=self.settings.pipeline.poll_timeout_ms,
@@ -348,6 +349,13 @@ class OffsetLedger:
         return advanced
 
 
+def _sink_unavailable(error: BaseException) -> bool:
+    """Opening the sinks failed because the broker or the store is unreachable (not a config error)."""
+    import psycopg
+
+    return kafka_unavailable(error) or isinstance(error, (psycopg.OperationalError, sqlite3.OperationalError))
+
+
 class DeliverToSinks(beam.PTransform):
     """Terminal stage: write every Delivery to its sinks, then commit the Kafka offsets it covers."""
 
@@ -381,9 +389,11 @@ class _WriteAndCommit(beam.DoFn):
         self.refused = Metrics.counter("sinks", "refused")
 
     def setup(self) -> None:
+        # Clients connect in their constructors: a worker set up during an outage waits it out too.
         s = self.settings
-        self._sinks = open_sinks(s)
-        self._committer = make_consumer(s, group_id=s.kafka.consumer_group)
+        self._sinks = self._wait_out(lambda: open_sinks(s), _sink_unavailable, "sinks (setup)")
+        self._committer = self._wait_out(lambda: make_consumer(s, group_id=s.kafka.consumer_group),
+                                         kafka_unavailable, "Kafka (setup)")
         self._ledger = OffsetLedger.shared(s.kafka.bootstrap_servers, s.kafka.consumer_group)
 
     def start_bundle(self) -> None:

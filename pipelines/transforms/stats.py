@@ -10,16 +10,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
+import orjson
 from apache_beam.transforms import window
 
-from core.records import utc_now_iso
+from connectors.kafka import make_producer
+from core.outage import kafka_unavailable, wait_out
+from core.records import iso_from_millis, utc_now_iso
 from core.settings import Settings
 
 
 def window_count(source: str, count: int, start_s: float, end_s: float) -> dict[str, Any]:
     """A stats record for one window and source."""
-    from core.records import iso_from_millis
-
     return {"schema": "fragment-count/1", "source": source, "fragments": count,
             "window_start": iso_from_millis(int(start_s * 1000)), "window_end": iso_from_millis(int(end_s * 1000)),
             "emitted_at": utc_now_iso()}
@@ -39,14 +40,14 @@ class _Produce(beam.DoFn):
         self.topic = topic
 
     def setup(self) -> None:
-        from connectors.kafka import make_producer
+        self._producer = self._wait_out(lambda: make_producer(self.settings))
 
-        self._producer = make_producer(self.settings)
+    def _wait_out(self, call: Any) -> Any:
+        return wait_out(call, kafka_unavailable, "Kafka (stats)", self.settings.pipeline.outage_max_wait_s)
 
     def process(self, record: dict[str, Any]) -> None:
-        import orjson
-
-        self._producer.send(self.topic, key=record["source"].encode(), value=orjson.dumps(record))
+        value = orjson.dumps(record)
+        self._wait_out(lambda: self._producer.send(self.topic, key=record["source"].encode(), value=value))
 
     def finish_bundle(self) -> None:
         self._producer.flush()
