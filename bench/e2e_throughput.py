@@ -11,6 +11,8 @@ process, exactly as `newswire up` does, then:
    schema check) in a plain Python loop, no Kafka and no Beam, on the same fragments, with the same
    Redis: overhead ratio = baseline / pipeline.
 
+Every default is the shipped config/newswire.yaml's (gazetteer entities, near-dup dedup, stories, alerts).
+
     python bench/e2e_throughput.py [--n 5000] [--rate 200] [--seconds 15] [--dedup near|exact]
                                    [--entities off|gazetteer|spacy] [--stories on|off] [--alerts on|off]
 """
@@ -148,17 +150,20 @@ def baseline(values: list[bytes], settings) -> float:
 
 
 def main() -> None:
+    shipped = load_settings(environ={})  # every default below is the shipped config/newswire.yaml's
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=5000, help="fragments for the throughput run")
     ap.add_argument("--rate", type=float, default=200, help="fragments/s for the latency run")
     ap.add_argument("--seconds", type=float, default=15, help="duration of the latency run")
-    ap.add_argument("--partitions", type=int, default=4)
-    ap.add_argument("--dedup", choices=["near", "exact"], default="near",
+    ap.add_argument("--partitions", type=int, default=shipped.kafka.topics.fragments.partitions)
+    ap.add_argument("--dedup", choices=["near", "exact"], default=shipped.pipeline.dedup.mode,
                     help="pipeline.dedup.mode: near (Redis index) or exact (content hash, Beam state)")
-    ap.add_argument("--entities", choices=["off", "gazetteer", "spacy"], default="off",
+    ap.add_argument("--entities", choices=["off", "gazetteer", "spacy"], default=shipped.pipeline.enrichment.entities,
                     help="enrichment mode (pipeline.enrichment.entities); off = the foundation stages only")
-    ap.add_argument("--stories", choices=["on", "off"], default="on", help="pipeline.stories.enabled")
-    ap.add_argument("--alerts", choices=["on", "off"], default="on", help="alerts.enabled (config/alerts.yaml)")
+    ap.add_argument("--stories", choices=["on", "off"], default="on" if shipped.pipeline.stories.enabled else "off",
+                    help="pipeline.stories.enabled")
+    ap.add_argument("--alerts", choices=["on", "off"], default="on" if shipped.alerts.enabled else "off",
+                    help="alerts.enabled (config/alerts.yaml)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="newswire-bench-"))
@@ -211,7 +216,7 @@ def main() -> None:
     base_rate = baseline(make_fragments(min(args.n, 3000), 1, "tp"), stack.settings)
     redis.stop()
     print(f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
-          f"runner: Prism (LOOPBACK), partitions: {args.partitions}, enrichment: {args.entities}, "
+          f"runner: Prism, partitions: {args.partitions}, enrichment: {args.entities}, "
           f"dedup: {args.dedup}, stories: {args.stories}, alerts: {args.alerts}")
     print(f"pipeline startup (process start -> first enriched event): {startup:.1f} s")
     print(f"throughput: {len(got)}/{args.n} fragments of {size:.0f} B; produced in {produced_s:.2f} s; "
