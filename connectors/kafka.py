@@ -211,8 +211,9 @@ class KafkaBroker(EmbeddedServer):
         props = self.dir / "server.properties"
         props.write_text(self._properties())
         if not (self.dir / "data" / "meta.properties").exists():
+            # --cluster-id=ID, not "-t ID": a urlsafe id starting with "-" (1 in 64) would read as a flag.
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            fmt = subprocess.run(self._java_cmd("kafka.tools.StorageTool", "format", "-t", cluster_id,
+            fmt = subprocess.run(self._java_cmd("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
                                                 "-c", str(props)), capture_output=True, text=True, check=False)
             if fmt.returncode != 0:
                 raise RuntimeError(f"formatting Kafka storage in {self.dir} failed: {fmt.stdout}{fmt.stderr}")

@@ -175,3 +175,17 @@ class Stack:
         finally:
             consumer.close()
         return out
+
+
+@contextmanager
+def http_ingest(settings: Settings, token: str | None = None) -> Iterator[Any]:
+    """An HttpSource (POST /fragments) on a free port, connected to the broker; stopped afterwards."""
+    from connectors.sources.http import HttpSource
+
+    source = HttpSource(settings, port=0, token=token)
+    source.start()
+    try:
+        wait_connected(source)
+        yield source
+    finally:
+        source.stop()
