@@ -13,7 +13,7 @@ from connectors.kafka import KafkaBroker
 from connectors.postgres import PostgresServer
 from connectors.redis import RedisServer
 from core.settings import load_settings
-from tests.harness import SHARED, Stack, free_port, reachable_tmp_dir
+from tests.harness import SHARED, Stack, free_port, own_postgres_server
 
 
 @pytest.fixture(scope="session")
@@ -29,12 +29,8 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """One real PostgreSQL server for the session (initdb in a temp dir), on a free port."""
-    with reachable_tmp_dir("newswire-pg-") as folder:
-        server = PostgresServer(folder / "postgres", port=free_port()).start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    with own_postgres_server() as server:
+        yield server
 
 
 @pytest.fixture

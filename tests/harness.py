@@ -19,7 +19,7 @@ import orjson
 import yaml
 
 from connectors.kafka import ensure_topics, make_consumer, make_producer
-from connectors.process import free_port  # noqa: F401  (re-exported for tests)
+from connectors.process import free_port
 from core.schemas import config_dir
 from core.settings import Settings, load_settings
 from tests.paths import FIXTURES, REPO, SHARED  # noqa: F401  (re-exported for tests)
@@ -175,6 +175,20 @@ class Stack:
         finally:
             consumer.close()
         return out
+
+
+@contextmanager
+def own_postgres_server(prefix: str = "newswire-pg-") -> Iterator[Any]:
+    """A real PostgreSQL server on a free port in a folder the 'postgres' account can reach; stopped
+    and removed afterwards."""
+    from connectors.postgres import PostgresServer
+
+    with reachable_tmp_dir(prefix) as folder:
+        server = PostgresServer(folder / "postgres", port=free_port()).start()
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 @contextmanager

@@ -18,7 +18,7 @@ from connectors.kafka import KafkaBroker
 from connectors.postgres import PostgresServer
 from connectors.redis import RedisServer
 from core.settings import load_settings
-from tests.harness import Stack, free_port, reachable_tmp_dir
+from tests.harness import Stack, free_port, own_postgres_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -123,12 +123,8 @@ def test_broker_outage_is_ridden_out_and_readyz_says_so(own_broker: tuple[KafkaB
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL server of this test's own, to stop and start again."""
-    with reachable_tmp_dir("newswire-chaos-pg-") as folder:
-        pg = PostgresServer(folder / "postgres", port=free_port()).start()
-        try:
-            yield pg
-        finally:
-            pg.stop()
+    with own_postgres_server("newswire-chaos-pg-") as pg:
+        yield pg
 
 
 def test_postgres_outage_is_ridden_out_by_the_running_pipeline(make_stack: Any, own_postgres: PostgresServer) -> None:

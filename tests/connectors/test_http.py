@@ -13,7 +13,7 @@ import pytest
 from bench.http_ingest import post_concurrently
 from connectors.sources.http import HttpSource
 from core.settings import load_settings
-from tests.harness import Stack, free_port, wait_connected, write_config
+from tests.harness import Stack, free_port, http_ingest, wait_connected, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -27,13 +27,8 @@ def fragment(i: int, **extra: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def ingest(stack: Stack) -> Iterator[HttpSource]:
-    source = HttpSource(stack.settings, port=0, token=TOKEN)
-    source.start()
-    try:
-        wait_connected(source)
+    with http_ingest(stack.settings, TOKEN) as source:
         yield source
-    finally:
-        source.stop()
 
 
 def post(source: HttpSource, body: bytes | Any, content_type: str = "application/json",
