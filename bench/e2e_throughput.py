@@ -97,8 +97,34 @@ def make_redis_client(settings):
     return make_redis(settings.redis.url)
 
 
-def baseline(values: list[bytes], settings) -> float:
-    """Fragments/s of the same stage functions in a plain loop (one core, no Kafka, no Beam)."""
+class StageClock:
+    """CPU-wall time per stage over a loop: ``with clock("dedup"): ...``; ms per fragment at the end."""
+
+    def __init__(self) -> None:
+        self.total: dict[str, float] = {}
+        self._name = ""
+        self._t = 0.0
+
+    def __call__(self, name: str) -> StageClock:
+        self._name = name
+        return self
+
+    def __enter__(self) -> None:
+        self._t = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.total[self._name] = self.total.get(self._name, 0.0) + time.perf_counter() - self._t
+
+    def table(self, n: int) -> str:
+        whole = sum(self.total.values())
+        return "\n".join(f"  {name:<10} {secs / n * 1000:6.2f} ms  {secs / whole:5.1%}"
+                         for name, secs in sorted(self.total.items(), key=lambda kv: -kv[1]))
+
+
+def baseline(values: list[bytes], settings, clock: StageClock | None = None) -> float:
+    """Fragments/s of the same stage functions in a plain loop (one core, no Kafka, no Beam);
+    ``clock`` collects the time of each stage."""
+    clock = clock or StageClock()
     first: dict[str, str] = {}
     enrich = settings.pipeline.enrichment
     if enrich.entities != "off":
@@ -129,23 +155,32 @@ def baseline(values: list[bytes], settings) -> float:
         alert_state = AlertStateStore(make_redis_client(settings), namespace="baseline:")
     t0 = time.perf_counter()
     for i, v in enumerate(values):
-        event = start_event(KafkaRecord("t", 0, i, i, 0, None, v), settings.pipeline.max_fragment_bytes)
-        event = detect_event_language(normalise_event(event), settings.pipeline.language)
+        with clock("parse"):
+            event = start_event(KafkaRecord("t", 0, i, i, 0, None, v), settings.pipeline.max_fragment_bytes)
+        with clock("normalise"):
+            event = normalise_event(event)
+        with clock("language"):
+            event = detect_event_language(event, settings.pipeline.language)
         if enrich.entities != "off":
-            event = enrich_event(event, tagger, resolver)
-        if near:
-            verdict = store.observe(event["event_id"], event_fingerprint(event, dedup, True, True), time.time())
-            event = {**event, **dedup_fields(verdict.match)}
-        else:
-            event = mark_duplicate(event, first.setdefault(event["content_hash"], event["event_id"]))
+            with clock("enrich"):
+                event = enrich_event(event, tagger, resolver)
+        with clock("dedup"):
+            if near:
+                verdict = store.observe(event["event_id"], event_fingerprint(event, dedup, True, True), time.time())
+                event = {**event, **dedup_fields(verdict.match)}
+            else:
+                event = mark_duplicate(event, first.setdefault(event["content_hash"], event["event_id"]))
         if settings.pipeline.stories.enabled:
-            event = {**event, **stories.assign(event, time.time()).to_fields()}
+            with clock("stories"):
+                event = {**event, **stories.assign(event, time.time()).to_fields()}
         if settings.alerts.enabled:
-            due = [r for r in rules if matches(r, event)]
-            for rule, result in zip(due, alert_state.evaluate(event, due) if due else [], strict=True):
-                if result.facts is not None:
-                    build_alert(rule, result.facts, event)
-        finish_event(event)
+            with clock("alerts"):
+                due = [r for r in rules if matches(r, event)]
+                for rule, result in zip(due, alert_state.evaluate(event, due) if due else [], strict=True):
+                    if result.facts is not None:
+                        build_alert(rule, result.facts, event)
+        with clock("emit"):
+            finish_event(event)
     return len(values) / (time.perf_counter() - t0)
 
 
@@ -164,10 +199,23 @@ def main() -> None:
                     help="pipeline.stories.enabled")
     ap.add_argument("--alerts", choices=["on", "off"], default="on" if shipped.alerts.enabled else "off",
                     help="alerts.enabled (config/alerts.yaml)")
+    ap.add_argument("--baseline-only", action="store_true",
+                    help="only the plain loop and its per-stage cost table (no broker, no pipeline)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="newswire-bench-"))
     redis = RedisServer(tmp / "redis", port=free_port()).start()
+    if args.baseline_only:
+        settings = load_settings(environ={}, overrides={
+            "redis.url": redis.url, "pipeline.enrichment.entities": args.entities, "pipeline.dedup.mode": args.dedup,
+            "pipeline.stories.enabled": args.stories == "on", "alerts.enabled": args.alerts == "on"})
+        clock = StageClock()
+        rate = baseline(make_fragments(args.n, 1, "tp"), settings, clock)
+        redis.stop()
+        print(f"plain loop, {args.n} fragments, enrichment: {args.entities}, dedup: {args.dedup}, stories: "
+              f"{args.stories}, alerts: {args.alerts}: {rate:.0f} fragments/s ({1000 / rate:.2f} ms each); per stage:")
+        print(clock.table(args.n))
+        return
     base = {"kafka.bootstrap_servers": f"127.0.0.1:{free_port()}", "kafka.embedded.controller_port": free_port(),
             "data_dir": str(tmp), "redis.url": redis.url}
     with KafkaBroker(load_settings(overrides=base, environ={})):
@@ -213,7 +261,9 @@ def main() -> None:
         producer.close()
         stack.stop_all()
 
-    base_rate = baseline(make_fragments(min(args.n, 3000), 1, "tp"), stack.settings)
+    clock = StageClock()
+    n_base = min(args.n, 3000)
+    base_rate = baseline(make_fragments(n_base, 1, "tp"), stack.settings, clock)
     redis.stop()
     print(f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
           f"runner: Prism, partitions: {args.partitions}, enrichment: {args.entities}, "
@@ -224,7 +274,8 @@ def main() -> None:
     print(f"  latency under that burst: p50 {percentile(tp_lat, .5):.0f} ms, p99 {percentile(tp_lat, .99):.0f} ms")
     print(f"latency at {args.rate:.0f} fragments/s for {args.seconds:.0f} s ({len(got_l)}/{len(values_l)} arrived): "
           f"p50 {percentile(lat, .5):.0f} ms, p99 {percentile(lat, .99):.0f} ms, max {max(lat):.0f} ms")
-    print(f"baseline (same stage functions, plain loop, 1 core): {base_rate:.0f} fragments/s")
+    print(f"baseline (same stage functions, plain loop, 1 core): {base_rate:.0f} fragments/s; per stage:")
+    print(clock.table(n_base))
     print(f"overhead ratio (baseline / pipeline): {base_rate / throughput:.2f}x")
 
 
