@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from redis import exceptions as redis_errors
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -116,9 +118,14 @@ def kafka_unavailable(error: BaseException) -> bool:
     return isinstance(error, errors.KafkaError) and bool(getattr(error, "retriable", False))
 
 
-def redis_unavailable(error: BaseException) -> bool:
-    """A Redis error that means the server is unreachable, loading, read-only or full."""
-    from redis import exceptions as e
+#: Redis errors that mean "the state store is unreachable, loading, read-only or full, try again",
+#: not "bad input" (BusyLoadingError is a ConnectionError: a restarted server replaying its AOF).
+REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (
+    redis_errors.ConnectionError, redis_errors.TimeoutError, redis_errors.OutOfMemoryError,
+    redis_errors.ReadOnlyError, redis_errors.TryAgainError, redis_errors.MasterDownError,
+)
 
-    return isinstance(error, (e.ConnectionError, e.TimeoutError, e.BusyLoadingError, e.OutOfMemoryError,
-                              e.ReadOnlyError, e.TryAgainError, e.MasterDownError))
+
+def redis_unavailable(error: BaseException) -> bool:
+    """A Redis error in :data:`REDIS_UNAVAILABLE`."""
+    return isinstance(error, REDIS_UNAVAILABLE)

@@ -19,7 +19,6 @@ and sinks upsert by ``event_id`` so storage holds each accepted fragment once.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -349,13 +348,6 @@ class OffsetLedger:
         return advanced
 
 
-def _sink_unavailable(error: BaseException) -> bool:
-    """Opening the sinks failed because the broker or the store is unreachable (not a config error)."""
-    import psycopg
-
-    return kafka_unavailable(error) or isinstance(error, (psycopg.OperationalError, sqlite3.OperationalError))
-
-
 class DeliverToSinks(beam.PTransform):
     """Terminal stage: write every Delivery to its sinks, then commit the Kafka offsets it covers."""
 
@@ -391,7 +383,7 @@ class _WriteAndCommit(beam.DoFn):
     def setup(self) -> None:
         # Clients connect in their constructors: a worker set up during an outage waits it out too.
         s = self.settings
-        self._sinks = self._wait_out(lambda: open_sinks(s), _sink_unavailable, "sinks (setup)")
+        self._sinks = open_sinks(s)
         self._committer = self._wait_out(lambda: make_consumer(s, group_id=s.kafka.consumer_group),
                                          kafka_unavailable, "Kafka (setup)")
         self._ledger = OffsetLedger.shared(s.kafka.bootstrap_servers, s.kafka.consumer_group)

@@ -135,22 +135,15 @@ class PipelineSupervisor:
                         "allowed within %.0fs)", pause, len(self.failures), p.job_restarts, p.job_restart_window_s)
             if self._sleep(pause):
                 return  # stopped while waiting
-            try:
-                with self._lock:
-                    if self._stopping.is_set():
-                        return
-                    self._job = self._submit()
-                self.restarts += 1
-                self.state = "running"
-            except Exception as exc:  # noqa: BLE001 - a failed submission counts as a failure
-                log.error("resubmitting the pipeline failed: %s: %s", type(exc).__name__, exc)
-                self.last_error = f"resubmit: {type(exc).__name__}: {exc}"
-                self.failures.append(time.monotonic())
-                if len(self.failures) > p.job_restarts:
-                    self.state = "failed"
-                    self._gave_up.set()
+            with self._lock:
+                if self._stopping.is_set():
                     return
-                self._job = _FailedJob(exc)
+                try:
+                    self._job = self._submit()
+                except Exception as exc:  # noqa: BLE001 - counted like a job failure on the next turn
+                    self._job = _FailedJob(exc)
+            self.restarts += 1
+            self.state = "running"
 
     # ------------------------------------------------------------------ health
     def readiness(self) -> tuple[bool, dict[str, Any]]:

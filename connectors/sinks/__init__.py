@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.outage import wait_out
 from core.records import Delivery
 
 if TYPE_CHECKING:
@@ -52,10 +53,11 @@ class Sink(abc.ABC):
     def flush(self) -> int:
         """Write what is buffered; the number of records written. Sets ``refused``."""
 
+    @staticmethod
     @abc.abstractmethod
-    def unavailable(self, error: BaseException) -> bool:
-        """Whether ``error`` (from ``flush``) means the sink is unreachable or busy, so the same
-        flush may succeed later, rather than that it refuses these records."""
+    def unavailable(error: BaseException) -> bool:
+        """Whether ``error`` (from ``flush``, or from opening the sink) means the sink is unreachable
+        or busy, so the same call may succeed later, rather than that it refuses these records."""
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -69,8 +71,10 @@ class EventStore(Sink):
 
     name = "store"
 
-    def __init__(self) -> None:
+    def __init__(self, url: str) -> None:
+        """``url``: the store's ``storage.url`` (each store reads its own scheme)."""
         super().__init__()
+        self.url = url
         self._events: list[dict[str, Any]] = []
         self._alerts: list[dict[str, Any]] = []
 
@@ -160,7 +164,11 @@ def open_sinks(settings: Settings) -> list[Sink]:
     topics (last, so the dead letters of events the store refused reach the DLQ topic)."""
     from connectors.sinks.kafka import KafkaTopicsSink
 
-    return [open_store(settings.storage_url), KafkaTopicsSink(settings)]
+    # Sinks connect when they are made: a worker set up during an outage waits it out.
+    wait_s, url = settings.pipeline.outage_max_wait_s, settings.storage_url
+    store = store_class(url)
+    return [wait_out(lambda: store(url), store.unavailable, "store (connect)", wait_s),
+            wait_out(lambda: KafkaTopicsSink(settings), KafkaTopicsSink.unavailable, "Kafka (connect)", wait_s)]
 
 
 #: Store classes by ``storage.url`` scheme ("module:Class", imported when used). A new store is
@@ -171,12 +179,17 @@ SINKS = {
 }
 
 
-def open_store(url: str) -> EventStore:
-    """The store ``url`` names, opened and migrated (``storage.url``; validated by core.settings)."""
+def store_class(url: str) -> type[EventStore]:
+    """The store class for ``url``'s scheme (:data:`SINKS`)."""
     scheme = url.split(":", 1)[0]
     if scheme not in SINKS:
         raise ValueError(f"storage.url: unsupported store '{scheme}': use one of "
                          f"{', '.join(f'{s}://...' for s in SINKS)}")
     module, _, name = SINKS[scheme].partition(":")
-    store: EventStore = getattr(importlib.import_module(module), name)(url)
-    return store
+    cls: type[EventStore] = getattr(importlib.import_module(module), name)
+    return cls
+
+
+def open_store(url: str) -> EventStore:
+    """The store ``url`` names, opened and migrated (``storage.url``; validated by core.settings)."""
+    return store_class(url)(url)

@@ -45,7 +45,8 @@ class KafkaTopicsSink(Sink):
             raise TypeError("KafkaTopicsSink takes Deliveries (an event, or a dead letter, with its alerts)")
         self._buffer.append(item)
 
-    def unavailable(self, error: BaseException) -> bool:
+    @staticmethod
+    def unavailable(error: BaseException) -> bool:
         return kafka_unavailable(error)
 
     def _records(self, d: Delivery) -> list[tuple[str, bytes | None, bytes]]:

@@ -136,12 +136,12 @@ class PostgresSink(EventStore):
     """
 
     def __init__(self, url: str) -> None:
-        super().__init__()
-        self.url = url
+        super().__init__(url)
         self._conn = self._connect()
         migrate(self._conn)
 
-    def unavailable(self, error: BaseException) -> bool:
+    @staticmethod
+    def unavailable(error: BaseException) -> bool:
         # OperationalError: connection refused or lost, server shutting down or starting;
         # InterfaceError: the connection object is closed. DataError and the like are the rows'.
         return isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError))

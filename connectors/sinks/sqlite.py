@@ -139,11 +139,12 @@ class SQLiteSink(EventStore):
 
     def __init__(self, path: Path | str) -> None:
         """``path``: a file path, or a ``sqlite:///path`` URL (storage.url)."""
-        super().__init__()
+        super().__init__(str(path))
         self.path = Path(str(path).removeprefix("sqlite:///"))
         self._conn = open_database(self.path)
 
-    def unavailable(self, error: BaseException) -> bool:
+    @staticmethod
+    def unavailable(error: BaseException) -> bool:
         # "database is locked" (another writer past busy_timeout), disk I/O, disk full: try again.
         return isinstance(error, sqlite3.OperationalError)
 

@@ -16,10 +16,10 @@ import apache_beam as beam
 import orjson
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
-from redis import exceptions as redis_errors
 
 from core.outage import OutageGaveUp, wait_out
 from core.records import PRIVATE_KEYS, Delivery, Rejected, dead_letter
+from core.settings import PipelineSettings
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +59,6 @@ def accept(event: dict[str, Any]) -> Delivery:
                     alerts=tuple(event.get("_alerts") or ()))
 
 
-#: Redis errors that mean "the state store is unreachable or full, try again", not "bad input":
-#: a stage that keeps state in Redis re-raises them, so the runner retries the bundle (nothing is
-#: skipped while Redis is down); every other error is that one event's, and becomes a dead letter.
-REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (
-    redis_errors.ConnectionError, redis_errors.TimeoutError, redis_errors.OutOfMemoryError,
-    redis_errors.ReadOnlyError, redis_errors.TryAgainError, redis_errors.MasterDownError,
-)
 
 
 class StageFn(beam.DoFn):
@@ -76,7 +69,7 @@ class StageFn(beam.DoFn):
 
     stage = "stage"
     retry_on: tuple[type[Exception], ...] = ()
-    outage_max_wait_s: float = 600.0
+    outage_max_wait_s: float = PipelineSettings.outage_max_wait_s
 
     def __init__(self) -> None:
         self.rejected = Metrics.counter(self.stage, "rejected")

@@ -9,10 +9,11 @@ import orjson
 
 from core.records import PRIVATE_KEYS, Delivery, Rejected, bound_lists, utc_now_iso
 from core.schemas import SchemaViolation, validate
+from core.settings import PipelineSettings
 from pipelines.transforms.common import StageFn, accept, run_stage
 
 
-def finish_event(event: dict[str, Any], max_list_items: int = 200, max_event_bytes: int = 900_000
+def finish_event(event: dict[str, Any], max_list_items: int = PipelineSettings.max_list_items, max_event_bytes: int = PipelineSettings.max_event_bytes
                  ) -> dict[str, Any]:
     """Set processed_at, bound the lists (`bound_lists`), and check the public part against
     config/schemas/enriched-event.v1.json and ``max_event_bytes`` (as JSON): an event the topic
@@ -44,7 +45,7 @@ class _Emit(StageFn):
 class EmitEvents(beam.PTransform):
     """In-flight events -> event Deliveries; outputs (deliveries, dead letters)."""
 
-    def __init__(self, max_list_items: int = 200, max_event_bytes: int = 900_000) -> None:
+    def __init__(self, max_list_items: int = PipelineSettings.max_list_items, max_event_bytes: int = PipelineSettings.max_event_bytes) -> None:
         super().__init__()
         self.max_list_items, self.max_event_bytes = max_list_items, max_event_bytes
 

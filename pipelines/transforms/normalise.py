@@ -7,11 +7,12 @@ from typing import Any
 import apache_beam as beam
 
 from core.records import Rejected, analysis_bound
+from core.settings import PipelineSettings
 from pipelines.text.normalise import content_hash, normalise_text
 from pipelines.transforms.common import StageFn, run_stage
 
 
-def normalise_event(event: dict[str, Any], analysis_max_chars: int = 20_000) -> dict[str, Any]:
+def normalise_event(event: dict[str, Any], analysis_max_chars: int = PipelineSettings.analysis_max_chars) -> dict[str, Any]:
     """Replace the raw text with its normalised form; record marker, what was removed and the hash,
     and, for a text over ``analysis_max_chars``, how much of it later stages read (``truncated``)."""
     result = normalise_text(event["text"])
@@ -41,7 +42,7 @@ class _Normalise(StageFn):
 class NormaliseText(beam.PTransform):
     """Outputs (events, dead letters). Later stages read at most ``analysis_max_chars`` of a text."""
 
-    def __init__(self, analysis_max_chars: int = 20_000) -> None:
+    def __init__(self, analysis_max_chars: int = PipelineSettings.analysis_max_chars) -> None:
         super().__init__()
         self.analysis_max_chars = analysis_max_chars
 

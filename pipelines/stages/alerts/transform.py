@@ -24,10 +24,11 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from core.alert_rules import AlertRules, load_rules
+from core.outage import REDIS_UNAVAILABLE
 from core.records import ALERTS_KEY
 from core.settings import Settings
 from pipelines.stages.alerts.logic import build_alert, matches
-from pipelines.transforms.common import REDIS_UNAVAILABLE, StageFn, run_stage
+from pipelines.transforms.common import StageFn, run_stage
 
 
 class _Evaluate(StageFn):

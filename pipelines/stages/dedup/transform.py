@@ -27,10 +27,11 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from core.outage import REDIS_UNAVAILABLE
 from core.records import DEDUP_FIELDS, analysis_text, event_time_ms
-from core.settings import DedupSettings
+from core.settings import DedupSettings, PipelineSettings
 from pipelines.stages.dedup.logic import DEFAULT_SETTINGS, DedupMatch, Fingerprint, fingerprint
-from pipelines.transforms.common import REDIS_UNAVAILABLE, StageFn, run_stage
+from pipelines.transforms.common import StageFn, run_stage
 
 _EPSILON_S = 0.001  # timers fire once the watermark reaches them; an entry at exactly ts - ttl is still live
 
@@ -117,7 +118,7 @@ class DeduplicateWithRedis(beam.PTransform):
     """
 
     def __init__(self, redis_url: str, settings: DedupSettings = DEFAULT_SETTINGS, *, match_url: bool = True,
-                 match_guid: bool = True, namespace: str = "nd:", outage_max_wait_s: float = 600.0) -> None:
+                 match_guid: bool = True, namespace: str = "nd:", outage_max_wait_s: float = PipelineSettings.outage_max_wait_s) -> None:
         super().__init__()
         self.redis_url, self.settings, self.namespace = redis_url, settings, namespace
         self.match_url, self.match_guid = match_url, match_guid

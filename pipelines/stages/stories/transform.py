@@ -27,12 +27,13 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from core.outage import REDIS_UNAVAILABLE
 from core.records import event_time_ms
-from core.settings import NoveltySettings, StorySettings
+from core.settings import NoveltySettings, PipelineSettings, StorySettings
 from pipelines.stages.stories.clustering import DEFAULT_STORY_SETTINGS
 from pipelines.stages.stories.novelty import DEFAULT_NOVELTY_SETTINGS
 from pipelines.stages.stories.state import StoryContention
-from pipelines.transforms.common import REDIS_UNAVAILABLE, StageFn, run_stage
+from pipelines.transforms.common import StageFn, run_stage
 
 
 class _AssignWithRedis(StageFn):
@@ -82,7 +83,7 @@ class AssignStories(beam.PTransform):
 
     def __init__(self, redis_url: str, settings: StorySettings = DEFAULT_STORY_SETTINGS,
                  novelty: NoveltySettings = DEFAULT_NOVELTY_SETTINGS, *, namespace: str = "nd:",
-                 outage_max_wait_s: float = 600.0) -> None:
+                 outage_max_wait_s: float = PipelineSettings.outage_max_wait_s) -> None:
         super().__init__()
         self.redis_url, self.settings, self.novelty, self.namespace = redis_url, settings, novelty, namespace
         self.outage_max_wait_s = outage_max_wait_s
