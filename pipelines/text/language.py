@@ -13,6 +13,7 @@ from pathlib import Path
 from langdetect.detector import Detector
 from langdetect.detector_factory import PROFILES_DIRECTORY, DetectorFactory
 from langdetect.lang_detect_exception import LangDetectException
+from langdetect.utils.ngram import NGram
 
 __all__ = ["UNDETERMINED", "LanguageGuess", "detect_language"]
 
@@ -60,6 +61,68 @@ class LanguageGuess:
     confidence: float
 
 
+_NORMALISED: dict[str, str] = {}  # character -> NGram.normalize(character)
+
+
+class _FastDetector(Detector):  # type: ignore[misc]
+    """langdetect's Detector with its per-character loops rewritten: the same n-grams in the same
+    order, so the same random walk and the same probabilities (tests/pipelines/test_language.py
+    compares both on every gold sentence), in about a third of the time. ``NGram.normalize`` looks
+    up the Unicode block of every character with a bisect; here each distinct character is
+    normalised once per process (at most 65,536 of them are remembered)."""
+
+    _spaces = re.compile(" {2,}")
+
+    def append(self, text: str) -> None:
+        text = self.URL_RE.sub(" ", text)
+        text = self.MAIL_RE.sub(" ", text)
+        text = NGram.normalize_vi(text)
+        # Detector.append keeps a character unless it and the one before are both spaces.
+        self.text += self._spaces.sub(" ", text[: self.max_text_length])
+
+    def _extract_ngrams(self) -> list[str]:
+        known = self.word_lang_prob_map
+        normal = _NORMALISED
+        result: list[str] = []
+        grams, capitalword = " ", False  # NGram.add_char's state, inlined
+        for raw in self.text:
+            ch = normal.get(raw)
+            if ch is None:
+                ch = NGram.normalize(raw)
+                if len(normal) < 65536:
+                    normal[raw] = ch
+            last = grams[-1]
+            if last == " ":
+                grams, capitalword = " ", False
+                if ch == " ":
+                    continue
+            elif len(grams) >= 3:
+                grams = grams[1:]
+            grams += ch
+            if ch.isupper():
+                if last.isupper():
+                    capitalword = True
+            else:
+                capitalword = False
+            if capitalword:
+                continue
+            for n in (1, 2, 3):
+                if len(grams) < n:
+                    break
+                w = grams[-n:]
+                if w != " " and w in known:
+                    result.append(w)
+        return result
+
+    def _update_lang_prob(self, prob: list[float], word: str, alpha: float) -> bool:
+        lang_prob_map = self.word_lang_prob_map.get(word)
+        if lang_prob_map is None:
+            return False
+        weight = alpha / self.BASE_FREQ
+        prob[:] = [p * (weight + q) for p, q in zip(prob, lang_prob_map)]
+        return True
+
+
 @functools.cache
 def _factory() -> DetectorFactory:
     """Load langdetect's profiles once per process; the factory is read-only afterwards."""
@@ -78,7 +141,7 @@ def _factory() -> DetectorFactory:
 def _prototype() -> Detector:
     """A detector to copy per call. ``DetectorFactory.create()`` builds a fresh ``random.Random()``,
     which reads 2.5 KB from os.urandom: in the pipeline that cost as much as the detection itself."""
-    return _factory().create()
+    return _FastDetector(_factory())
 
 
 _THREAD = threading.local()

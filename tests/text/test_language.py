@@ -108,3 +108,28 @@ def test_same_answers_in_another_process() -> None:
     )
     here = [[guess.code, guess.confidence] for guess in map(detect_language, texts)]
     assert json.loads(completed.stdout) == here
+
+
+def test_fast_detector_matches_langdetect_exactly() -> None:
+    """The rewritten n-gram loops give langdetect's own probabilities, on every script it knows."""
+    import copy
+
+    from pipelines.text import language
+
+    texts = list(SENTENCES.values()) + [
+        (Path(__file__).parents[2].parent / "shared" / "samples" / name).read_text(encoding="utf-8")[:600]
+        for name in sorted(p.name for p in (Path(__file__).parents[2].parent / "shared" / "samples").glob("*.txt"))
+    ] + ["ABc DEF ghi JKL mnO p", "ÄÖÜ äöü ș ț ş ţ Ðð Þþ", "Tiếng Việt có dấu", "  double  spaces  http://x.y/z a@b.cc "]
+    fast, plain = language._prototype(), language._factory().create()
+    assert type(fast) is not type(plain)
+    for text in texts:
+        results = []
+        for proto in (fast, plain):
+            detector = copy.copy(proto)
+            detector.append(text)
+            detector.cleaning_text()
+            ngrams = detector._extract_ngrams()
+            detector.langprob = None
+            results.append((detector.text, ngrams, detector.get_probabilities()))
+        assert results[0][:2] == results[1][:2], text
+        assert [(c.lang, c.prob) for c in results[0][2]] == [(c.lang, c.prob) for c in results[1][2]], text
