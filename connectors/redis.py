@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 #: packs such a set in 4 bytes a member up to this many members (default 512, then ~60 bytes each).
 #: Membership stays a binary search; an insert moves at most 64 KB. docker-compose.yml sets it too.
 INTSET_ARGS = ("--set-max-intset-entries", "16384")
+#: The near-duplicate index keeps its buckets as hash fields of up to 8 entries x 25 bytes
+#: (pipelines.stages.dedup.state); past 64 bytes a value (default) would turn its whole hash from
+#: one listpack into a hash table (~2.5x the memory). docker-compose.yml sets it too.
+LISTPACK_ARGS = ("--hash-max-listpack-value", "256")
 
 def make_redis(url: str, *, retries: int = 5, socket_timeout_s: float = 5.0) -> redis.Redis:
     """A client for ``url`` (``redis://host:port/db``) that returns bytes and retries what can pass.
@@ -143,7 +147,7 @@ class RedisServer(EmbeddedServer):
         args = [exe, str(self.config_file), "--bind", self.host, "--port", str(self.port), "--dir", str(self.dir),
                 "--daemonize", "no", "--protected-mode", "yes", "--logfile", "",
                 "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-                *INTSET_ARGS]
+                *INTSET_ARGS, *LISTPACK_ARGS]
         if self.maxmemory:
             args += ["--maxmemory", self.maxmemory, "--maxmemory-policy", "noeviction"]
         return args

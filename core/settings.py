@@ -89,6 +89,10 @@ class DedupSettings:
     min_sentence_words: int = 5
     max_sentence_keys: int = 64
     max_bucket_entries: int = 8
+    # Redis hashes per period (ttl_s) that the index is spread over (pipelines/stages/dedup/state.py):
+    # a hash stays a compact listpack up to 128 fields, i.e. ~2.5 events per shard per ttl_s; the
+    # default suits ~1.3M fragments per 72 h. More still works, at ~2.5x the memory per fragment.
+    index_shards: int = 524288
     ttl_s: float = 72 * 3600.0
     near_duplicate_jaccard: float = 0.45
     min_band_hits: int = 3
@@ -101,6 +105,8 @@ class DedupSettings:
             raise ValueError(f"dedup: bands and rows must be >= 1, got bands={self.bands} rows={self.rows}")
         if not 0 < self.near_duplicate_jaccard <= 1 or not 0 < self.containment <= 1:
             raise ValueError("dedup: near_duplicate_jaccard and containment must be in (0, 1]")
+        if not 1 <= self.index_shards <= 1 << 24:
+            raise ValueError(f"dedup: index_shards must be 1..16777216, got {self.index_shards}")
         if self.max_bucket_entries < 1:
             raise ValueError(f"dedup: max_bucket_entries must be >= 1, got {self.max_bucket_entries}")
 

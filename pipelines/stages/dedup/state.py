@@ -7,10 +7,12 @@ functions in ``logic.py`` beside it, the Beam side is ``transform.py``.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import struct
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -33,63 +35,87 @@ log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- dedup state
 
-# One Redis string per dedup key: its bucket, entries concatenated oldest first. An entry is
-#   ts: float64 LE | size: uint32 LE | tag: uint8 | event id
-# tag 0: the id is 32 lower-case hex chars (every id core.records makes), stored as 16 raw
-# bytes (29-byte entry: a one-entry bucket fits Redis' 44-byte embedded string); tag n > 0: the
-# id is n bytes of UTF-8. Strings, not lists: a small list costs ~100 bytes more per key.
-_ENTRY_HEAD = struct.Struct("<dIB")
+# Layout. Redis' own cost for a key (~110 bytes: dict entry, key object, expiry entry) dwarfed the
+# ~30 bytes a bucket holds, and an event has ~50 keys (bands + sentences), so buckets are fields of
+# hashes instead: every dedup key is hashed (BLAKE2b, 9 bytes) to a *shard* (the first 3 bytes,
+# masked to ``index_shards``) and a *field* (the other 6 bytes), and lives in the hash
+#
+#     namespace + b"x" + period (uint32 BE) + shard (3 bytes)      field -> bucket
+#
+# A hash of up to 128 small fields is one listpack (a flat byte array, ~3 bytes of overhead per
+# field), so an entry costs ~34 bytes instead of ~160. A *period* is ``ttl_s`` of wall-clock time:
+# writes go to the current period's hash, reads cover the periods a live entry can be in (the
+# current one and the one before), and a whole hash expires ``ttl_s`` after its period ends: no
+# per-field expiry, nothing to sweep. (A key is therefore forgotten between ttl_s and 2 x ttl_s
+# after its last write, 1.5 x ttl_s on average; entries older than ``ts - ttl_s`` in event time are
+# ignored and dropped on every write, as before. Three half-TTL periods would hold 1.25 x ttl_s on
+# average but cost a third more lookups per event.)
+#
+# A bucket: entries concatenated, oldest first. An entry is
+#   ts: uint48 LE milliseconds | size: uint16 LE | tag: uint8 | event id
+# tag 0: the id is 32 lower-case hex chars (every id core.records makes), stored as 16 raw bytes
+# (25-byte entry); tag n > 0: the id is n bytes of UTF-8.
+_ENTRY_HEAD = struct.Struct("<6sHB")
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
-_HASHED_KEY = re.compile(r"([a-z]+[0-9]*):([0-9a-f]{16}|[0-9a-f]{32})")
+_MAX_SIZE = 0xFFFF
+_PERIODS = 2  # periods read per probe: the current one and the one before (a period is ttl_s long)
 
 # Per event, atomically (a script runs alone on the server), one round trip for all its keys:
 # the same steps as pipelines.stages.dedup.logic.probe_entry on each key's bucket, plus one rule for
-# replays (marked *). KEYS: the event's dedup keys. ARGV: 1 event id (tag + id bytes), 2 horizon
-# (float64 LE: ts - ttl), 3 one kind letter per key (e exact, b band, s sentence), 4-6 this
-# event's entry for e/b/s keys, 7 max_bucket_entries, 8 TTL in ms.
+# replays (marked *). ARGV: 1 hash prefix, 2 current period, 3 expiry of the current period's hashes
+# (unix ms), 4 event id (tag + id bytes), 5 horizon (ms: ts - ttl), 6 one kind letter per key
+# (e exact, b band, s sentence), 7-9 this event's entry for e/b/s keys, 10 max_bucket_entries,
+# 11.. one shard (3 bytes) + field (6 bytes) per key.
 # Returns {key index, hits (entries concatenated)} pairs for the keys that have hits.
 _PROBE_SCRIPT = """
-local own, horizon = ARGV[1], struct.unpack('<d', ARGV[2])
-local kinds, entry_of = ARGV[3], {e = ARGV[4], b = ARGV[5], s = ARGV[6]}
-local max_entries, ttl_ms = tonumber(ARGV[7]), tonumber(ARGV[8])
-local out = {}
-for i, key in ipairs(KEYS) do
+local prefix, period, expire_at = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local own, horizon = ARGV[4], tonumber(ARGV[5])
+local kinds, entry_of = ARGV[6], {e = ARGV[7], b = ARGV[8], s = ARGV[9]}
+local max_entries = tonumber(ARGV[10])
+local periods = {}
+for j = 0, %(periods)d - 1 do periods[j + 1] = prefix .. struct.pack('>I4', period - %(periods)d + 1 + j) end
+local current = periods[#periods]
+local out, touched = {}, {}
+for i = 1, #kinds do
   local kind = string.sub(kinds, i, i)
-  local bucket = redis.call('GET', key) or ''
-  local live, hits, seen, own_at = {}, {}, 0, nil
-  local pos = 1
-  while pos <= #bucket do
-    local tag = string.byte(bucket, pos + 12)
-    local len = 13 + (tag == 0 and 16 or tag)
-    local e = string.sub(bucket, pos, pos + len - 1)
-    pos = pos + len
-    seen = seen + 1
-    if struct.unpack('<d', e) >= horizon then
-      live[#live + 1] = e
-      if string.sub(e, 13) == own then
-        own_at = #live
-      elseif own_at == nil then
-        -- * a replay sees only what was there before its first pass: the same verdict again
-        hits[#hits + 1] = e
+  local slot = ARGV[10 + i]
+  local shard, field = string.sub(slot, 1, 3), string.sub(slot, 4)
+  local live, hits, own_seen, kept = 0, {}, false, {}
+  for j, p in ipairs(periods) do
+    local bucket = redis.call('HGET', p .. shard, field)
+    if bucket then
+      local pos = 1
+      while pos <= #bucket do
+        local tag = string.byte(bucket, pos + 8)
+        local len = 9 + (tag == 0 and 16 or tag)
+        local e = string.sub(bucket, pos, pos + len - 1)
+        pos = pos + len
+        if struct.unpack('<I6', e) >= horizon then
+          live = live + 1
+          if j == #periods then kept[#kept + 1] = e end
+          if string.sub(e, 9) == own then
+            own_seen = true
+          elseif not own_seen then
+            -- * a replay sees only what was there before its first pass: the same verdict again
+            hits[#hits + 1] = e
+          end
+        end
       end
     end
   end
-  local append = own_at == nil and #live < max_entries and not (kind == 'e' and #hits > 0)
-  if append then
-    live[#live + 1] = entry_of[kind]
-    redis.call('SET', key, table.concat(live), 'PX', ttl_ms)
-  elseif #live == 0 and seen > 0 then
-    redis.call('DEL', key)
-  elseif #live < seen then
-    redis.call('SET', key, table.concat(live), 'KEEPTTL')
+  if not own_seen and live < max_entries and not (kind == 'e' and #hits > 0) then
+    kept[#kept + 1] = entry_of[kind]
+    redis.call('HSET', current .. shard, field, table.concat(kept))
+    touched[shard] = true
   end
   if #hits > 0 then
     out[#out + 1] = i
     out[#out + 1] = table.concat(hits)
   end
 end
+for shard in pairs(touched) do redis.call('PEXPIREAT', current .. shard, expire_at) end
 return out
-"""
+""".replace("%(periods)d", str(_PERIODS))
 
 
 def encode_event_id(event_id: str) -> bytes:
@@ -102,35 +128,34 @@ def encode_event_id(event_id: str) -> bytes:
     return bytes([len(raw)]) + raw
 
 
+def _millis(ts: float) -> int:
+    return min(max(0, round(ts * 1000)), (1 << 48) - 1)
+
+
 def encode_entry(entry: BucketEntry) -> bytes:
     """One bucket entry as stored in Redis (see the layout above)."""
     tagged = encode_event_id(entry.event_id)
-    return struct.pack("<dI", entry.ts, entry.size) + tagged
+    return _millis(entry.ts).to_bytes(6, "little") + min(entry.size, _MAX_SIZE).to_bytes(2, "little") + tagged
 
 
 def decode_entries(blob: bytes) -> list[BucketEntry]:
     """Entries concatenated as in a bucket (or a script's hits) -> BucketEntry list, in order."""
     out, pos = [], 0
     while pos < len(blob):
-        ts, size, tag = _ENTRY_HEAD.unpack_from(blob, pos)
+        ms, size, tag = _ENTRY_HEAD.unpack_from(blob, pos)
         pos += _ENTRY_HEAD.size
         n = tag or 16
         raw = blob[pos:pos + n]
         pos += n
-        out.append(BucketEntry(raw.hex() if tag == 0 else raw.decode("utf-8"), ts, size))
+        out.append(BucketEntry(raw.hex() if tag == 0 else raw.decode("utf-8"),
+                               int.from_bytes(ms, "little") / 1000, size))
     return out
 
 
-def encode_key(key: str, namespace: bytes) -> bytes:
-    """A dedup key as a Redis key: ``b07:<16 hex>`` -> namespace + ``b07`` + 8 raw bytes.
-
-    Raw hash bytes halve the key; a key of any other shape is kept as text after a 0xFF byte, which
-    no hashed key starts with, so two different dedup keys never share a Redis key.
-    """
-    m = _HASHED_KEY.fullmatch(key)
-    if m:
-        return namespace + m.group(1).encode("ascii") + bytes.fromhex(m.group(2))
-    return namespace + b"\xff" + key.encode("utf-8")
+def key_slot(key: str, shards: int) -> bytes:
+    """Where a dedup key's bucket lives: shard (3 bytes, < ``shards``) + field (6 bytes)."""
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=9).digest()
+    return (int.from_bytes(digest[:3], "big") % shards).to_bytes(3, "big") + digest[3:]
 
 
 class RedisDedupStore:
@@ -142,23 +167,27 @@ class RedisDedupStore:
     hits ``DedupIndex`` would find, with one addition for replays: an event whose entry is already
     in a bucket sees only the entries stored before its own, so re-processing it (a Beam retry, a
     restart, a client retry after a timeout) gives its first verdict again and never matches
-    itself. A key expires ``ttl_s`` (wall clock) after its last append; entries older than
-    ``ts - ttl_s`` (event time) are ignored and dropped on every probe, as in ``DedupIndex``.
+    itself. Buckets are fields of period hashes that expire whole (see the layout above); entries
+    older than ``ts - ttl_s`` (event time) are ignored and dropped on every write, as in ``DedupIndex``.
+    ``clock``: wall-clock seconds, which pick the period (tests pass their own).
     """
 
     def __init__(self, client: redis.Redis, settings: DedupSettings = DEFAULT_SETTINGS,
-                 namespace: bytes = b"nd:") -> None:
+                 namespace: bytes = b"nd:", clock: Callable[[], float] = time.time) -> None:
         self.client = client
         self.settings = settings
         self.namespace = namespace
+        self.clock = clock
         self._script = client.register_script(_PROBE_SCRIPT)
+        self._period_ms = max(1, round(settings.ttl_s * 1000))  # one TTL
         self._ttl_ms = max(1, round(settings.ttl_s * 1000))
+        self._prefix = namespace + b"x"
 
     def probe(self, fp: Fingerprint, event_id: str, ts: float) -> list[KeyHits]:
         """Read every key of the event and store the event under them; the keys' hits (one round trip)."""
         if not fp.keys:
             return []
-        return self._hits(fp, self._script(*self._script_call(fp, event_id, ts)))
+        return self._hits(fp, self._script(args=self._script_args(fp, event_id, ts)))
 
     def probe_many(self, events: Sequence[tuple[Fingerprint, str, float]]) -> list[list[KeyHits]]:
         """:meth:`probe` for several ``(fingerprint, event_id, ts)`` in one round trip, in order.
@@ -168,17 +197,19 @@ class RedisDedupStore:
         with self.client.pipeline(transaction=False) as pipe:
             for fp, event_id, ts in events:
                 if fp.keys:
-                    self._script(*self._script_call(fp, event_id, ts), client=pipe)
+                    self._script(args=self._script_args(fp, event_id, ts), client=pipe)
             replies = iter(pipe.execute())
         return [self._hits(fp, next(replies)) if fp.keys else [] for fp, _, _ in events]
 
-    def _script_call(self, fp: Fingerprint, event_id: str, ts: float) -> tuple[list[bytes], list[Any]]:
+    def _script_args(self, fp: Fingerprint, event_id: str, ts: float) -> list[Any]:
         # entry_size() looks at the key's first letter only: e(xact), b(and), s(entence)
         entries = [encode_entry(BucketEntry(event_id, ts, entry_size(kind, fp))) for kind in "ebs"]
-        keys = [encode_key(k, self.namespace) for k in fp.keys]
         kinds = "".join(key_kind(k)[0] for k in fp.keys)
-        return keys, [encode_event_id(event_id), struct.pack("<d", ts - self.settings.ttl_s), kinds,
-                      *entries, self.settings.max_bucket_entries, self._ttl_ms]
+        period = int(self.clock() * 1000) // self._period_ms
+        expire_at = (period + 1) * self._period_ms + self._ttl_ms
+        shards = self.settings.index_shards
+        return [self._prefix, period, expire_at, encode_event_id(event_id), _millis(ts - self.settings.ttl_s),
+                kinds, *entries, self.settings.max_bucket_entries, *(key_slot(k, shards) for k in fp.keys)]
 
     @staticmethod
     def _hits(fp: Fingerprint, reply: Sequence[Any]) -> list[KeyHits]:

@@ -21,7 +21,7 @@ from apache_beam.testing.util import assert_that
 from connectors.redis import RedisServer, make_redis
 from core.settings import DedupSettings
 from pipelines.stages.dedup.logic import BucketEntry, DedupIndex, fingerprint
-from pipelines.stages.dedup.state import RedisDedupStore, decode_entries, encode_entry, encode_key
+from pipelines.stages.dedup.state import RedisDedupStore, decode_entries, encode_entry, key_slot
 from pipelines.stages.dedup.transform import (
     DEDUP_FIELDS,
     DeduplicateWithRedis,
@@ -221,7 +221,7 @@ def test_keys_expire_after_the_ttl(client: redis.Redis, redis_namespace: str) ->
     assert store.add("a" * 32, text, now).match is None
     assert store.add("b" * 32, text, now + 0.1).match.kind == "exact"  # type: ignore[union-attr]
     assert client.keys(redis_namespace.encode() + b"*")
-    time.sleep(2.2)
+    time.sleep(3.2)  # a period's hashes expire ttl_s after the period (ttl_s / 2) ends
     assert client.keys(redis_namespace.encode() + b"*") == []  # Redis dropped the keys: state stays bounded
     assert store.add("c" * 32, text, time.time()).match is None
 
@@ -261,7 +261,19 @@ def test_missing_redis_server_says_how_to_install_it(tmp_path: Path, monkeypatch
 def test_entries_and_keys_encode_compactly_and_round_trip() -> None:
     entries = [BucketEntry("0123456789abcdef" * 2, T0 + 0.125, 57), BucketEntry("evt-7", T0, 3)]
     blobs = [encode_entry(e) for e in entries]
-    assert len(blobs[0]) == 29
+    assert len(blobs[0]) == 25
     assert decode_entries(b"".join(blobs)) == entries
-    assert encode_key("b07:0123456789abcdef", b"nd:") == b"nd:b07" + bytes.fromhex("0123456789abcdef")
-    assert len({encode_key(k, b"") for k in ("s:0123456789abcdef", "u:0123456789abcdef", "x:y", "h:" + "ab" * 16)}) == 4
+    slots = [key_slot(k, 1024) for k in ("s:0123456789abcdef", "u:0123456789abcdef", "x:y", "h:" + "ab" * 16)]
+    assert len(set(slots)) == 4 and all(len(s) == 9 and int.from_bytes(s[:3], "big") < 1024 for s in slots)
+    assert key_slot("b07:0123456789abcdef", 1024) == key_slot("b07:0123456789abcdef", 1024)
+
+
+def test_index_stays_compact_in_redis(client: redis.Redis, redis_namespace: str) -> None:
+    """Buckets are fields of a few listpack-encoded hashes, not a Redis key each (~5x the memory)."""
+    store = RedisDedupStore(client, DedupSettings(index_shards=64), redis_namespace.encode())
+    texts = [ev(n, 0, 0)["text"] for n in sorted(p.name for p in ARTICLES.glob("*.txt"))]
+    for i, text in enumerate(texts * 3):  # every text three times: buckets of three entries
+        store.add(f"{i:032x}", text, T0 + i)
+    keys = client.keys(redis_namespace.encode() + b"*")
+    assert 0 < len(keys) <= 64
+    assert {client.object("encoding", k) for k in keys} == {b"listpack"}
