@@ -119,27 +119,35 @@ class EntityTagger:
 
     # ------------------------------------------------------------------ public API
 
-    def tag(self, text: str, language: str) -> list[Entity]:
-        """Entities in one text; `language` is an ISO 639-1 code ("en", "de"), NER runs on English only."""
-        return self.tag_many([(text, language)])[0]
+    def tag(self, text: str, language: str, tokens: list[Token] | None = None) -> list[Entity]:
+        """Entities in one text; `language` is an ISO 639-1 code ("en", "de"), NER runs on English only.
+        `tokens`: tokenize(text), when the caller already has them (the places stage shares them)."""
+        return self._tag(text, self._ner_spans([(text, language)]).get(0), tokens)
 
     def tag_many(self, items: Sequence[tuple[str, str]]) -> list[list[Entity]]:
         """Entities for many (text, language) pairs; English texts go through spaCy in one batch."""
+        ner_spans = self._ner_spans(items)
+        return [self._tag(text, ner_spans.get(i)) for i, (text, _) in enumerate(items)]
+
+    def _ner_spans(self, items: Sequence[tuple[str, str]]) -> dict[int, list[tuple[int, int, str]]]:
+        """spaCy's (start, end, label) per item index, for English items in spacy mode."""
         ner_spans: dict[int, list[tuple[int, int, str]]] = {}
         if self._nlp is not None:
             english = [i for i, (_, lang) in enumerate(items) if self._uses_ner(lang)]
             docs = self._nlp.pipe((items[i][0] for i in english), batch_size=32)
             for i, doc in zip(english, docs):
                 ner_spans[i] = [(e.start_char, e.end_char, e.label_) for e in doc.ents if e.label_ in _NER_TYPES]
-        return [self._tag(text, ner_spans.get(i)) for i, (text, _) in enumerate(items)]
+        return ner_spans
 
     def _uses_ner(self, language: str) -> bool:
         return (language or "").lower().split("-")[0].split("_")[0] == "en"
 
     # ------------------------------------------------------------------ internals
 
-    def _tag(self, text: str, ner: list[tuple[int, int, str]] | None) -> list[Entity]:
-        tokens = tokenize(text)
+    def _tag(self, text: str, ner: list[tuple[int, int, str]] | None,
+             tokens: list[Token] | None = None) -> list[Entity]:
+        if tokens is None:
+            tokens = tokenize(text)
         drafts: dict[str, _Draft] = {}
         taken = Spans()  # every mention so far: a later rule never claims these characters again
 
@@ -251,13 +259,15 @@ class EntityTagger:
         # A bare surname is the person already named in full in this text: "Zakharova" after
         # "Maria Zakharova", or a watchlisted person whose full name appeared.
         people: dict[str, list[_Draft]] = {}
+        starts = [t.start for t in tokens]
         for d in drafts.values():
             if d.type != "person":
                 continue
             for s, e in d.spans:
-                words = tokenize(text[s:e])
-                if len(words) >= 2:
-                    bucket = people.setdefault(words[-1].key, [])
+                # The text's own tokens inside the mention (every mention starts and ends on a token).
+                first, last = bisect_left(starts, s), bisect_left(starts, e) - 1
+                if last > first:
+                    bucket = people.setdefault(tokens[last].key, [])
                     if d not in bucket:
                         bucket.append(d)
         for tok in tokens:

@@ -14,8 +14,9 @@ import unicodedata
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -345,39 +346,48 @@ _CONNECTORS = frozenset({"of", "the", "de", "la", "le", "les", "del", "della", "
 _SENTENCE_END = frozenset('.!?:;"“”‘’\'\n•*|-–—([')
 
 
-@dataclass(frozen=True)
-class Token:
-    """A word of the text with its offsets, lookup key and shape."""
+class Token(NamedTuple):
+    """A word of the text with its offsets, lookup key and shape (a tuple: millions are made per minute)."""
 
     start: int
     end: int
     key: str
-    capitalised: bool  # starts with an upper-case letter or a digit
+    capitalised: bool  # starts with an upper-case letter
     upper: bool  # all letters upper-case ("NATO", "U.S.")
     sentence_start: bool  # first word of a sentence, line or quote
+
+
+@lru_cache(maxsize=1 << 16)
+def _word_shape(word: str) -> tuple[int, str, bool, bool]:
+    """(length kept, key, capitalised, upper) of a matched word; news repeats its words, so cached."""
+    if word.endswith(".") and (len(word) > 4 and "." not in word[:-1]):
+        word = word[:-1]
+    poss = _POSSESSIVE.search(word)
+    if poss and len(word) > 3:
+        word = word[: poss.start()]
+    letters = [c for c in word if c.isalpha()]
+    return (len(word), name_key(word), word[0].isupper() or word[0].isdigit(),
+            bool(letters) and all(c.isupper() for c in letters))
+
+
+# The blanks before a word come with its match, so where its sentence starts needs no scan back.
+_BLANKS_TOKEN = re.compile(r"[ \t\u00a0]*(" + _TOKEN.pattern + ")")
+_new_token = tuple.__new__  # Token(...) without the Python-level __new__: tokenize makes one per word
 
 
 def tokenize(text: str) -> list[Token]:
     """Split text into word tokens; possessive 's and sentence-final dots are left out of the token."""
     tokens: list[Token] = []
-    for m in _TOKEN.finditer(text):
-        start, end = m.start(), m.end()
-        word = m.group()
-        if word.endswith(".") and (len(word) > 4 and "." not in word[:-1]):
-            word, end = word[:-1], end - 1
-        poss = _POSSESSIVE.search(word)
-        if poss and len(word) > 3:
-            word, end = word[: poss.start()], start + poss.start()
-        j = start - 1
-        while j >= 0 and text[j] in " \t\u00a0":
-            j -= 1
-        letters = [c for c in word if c.isalpha()]
+    append = tokens.append
+    prev_end = -1
+    for m in _BLANKS_TOKEN.finditer(text):
+        start = m.start(1)
+        length, key, capitalised, upper = _word_shape(m.group(1))
+        j = m.start() - 1  # the last character before the word's blanks
         # A dot ending an abbreviation ("U.S. President", "St. Louis") does not end the sentence.
-        after_abbreviation = j >= 0 and text[j] == "." and bool(tokens) and tokens[-1].end == j + 1
-        tokens.append(Token(start=start, end=end, key=name_key(word),
-                            capitalised=word[0].isupper() or word[0].isdigit(),
-                            upper=bool(letters) and all(c.isupper() for c in letters),
-                            sentence_start=j < 0 or (text[j] in _SENTENCE_END and not after_abbreviation)))
+        sentence_start = j < 0 or (text[j] in _SENTENCE_END and not (prev_end == j + 1 and text[j] == "."))
+        prev_end = start + length
+        append(_new_token(Token, (start, prev_end, key, capitalised, upper, sentence_start)))
     return tokens
 
 
@@ -471,10 +481,16 @@ class NameMatcher:
         """Non-overlapping longest matches, left to right, skipping character ranges in `blocked`."""
         spans = Spans(blocked)
         matches: list[NameMatch] = []
-        i, n = 0, len(tokens)
-        while i < n:
+        n = len(tokens)
+        longest_of = self._longest
+        # Only a capitalised word that starts some name can start a match: one pass picks them out.
+        starts = [i for i, tok in enumerate(tokens) if tok.capitalised and tok.key in longest_of]
+        resume = 0  # the first token after the last match
+        for i in starts:
+            if i < resume:
+                continue
             tok = tokens[i]
-            longest = self._longest.get(tok.key, 0) if tok.capitalised else 0
+            longest = longest_of[tok.key]
             found = None
             if longest:
                 # Extend over joined words; lower-case words only as connectors inside a name.
@@ -485,7 +501,7 @@ class NameMatcher:
                 for last in range(j, i - 1, -1):
                     if not tokens[last].capitalised:
                         continue
-                    key = " ".join(t.key for t in tokens[i:last + 1])
+                    key = tok.key if last == i else " ".join([t.key for t in tokens[i:last + 1]])
                     if key not in self._values:
                         continue
                     if key in self._acronyms and not all(t.upper for t in tokens[i:last + 1]):
@@ -497,7 +513,5 @@ class NameMatcher:
                     break
             if found:
                 matches.append(found)
-                i = found.last + 1
-            else:
-                i += 1
+                resume = found.last + 1
         return matches

@@ -122,6 +122,9 @@ class _Tally:
     states: Counter[tuple[str, str]] = field(default_factory=Counter)  # (country code, admin1 code)
 
 
+_NO_TALLY = _Tally()  # read-only stand-in for a key with no choices yet (Counter reads do not insert)
+
+
 class _Choices:
     """What the toponyms of one text currently stand for, tallied overall and per name key.
 
@@ -172,7 +175,7 @@ class _Choices:
         return [i for i in self._divisions.get((country_code, admin1), ()) if self._all.places[i] > mine[i]]
 
     def _mine(self, key: str) -> _Tally:
-        return self._by_key.get(key) or _Tally()
+        return self._by_key.get(key) or _NO_TALLY
 
     def _count(self, key: str, rec: PlaceRecord, step: int) -> None:
         before = 0 if step > 0 else 1  # the count at which this step adds or drops a distinct place
@@ -229,10 +232,13 @@ class PlaceResolver:
 
     # ------------------------------------------------------------------ public API
 
-    def resolve(self, text: str, language: str, entities: Sequence[Entity] = ()) -> PlaceResult:
-        """Places named in `text`; `entities` (from EntityTagger) keep people and organisations out."""
+    def resolve(self, text: str, language: str, entities: Sequence[Entity] = (),
+                tokens: list[Token] | None = None) -> PlaceResult:
+        """Places named in `text`; `entities` (from EntityTagger) keep people and organisations out.
+        `tokens`: tokenize(text), when the caller already has them (shared with entity tagging)."""
         del language  # names are matched in every language; the table carries translated country names
-        tokens = tokenize(text)
+        if tokens is None:
+            tokens = tokenize(text)
         # Watchlisted names and people are never places; an organisation found by NER often holds
         # one ("Fargo City Commission"), so it does not block the place inside it.
         blocked = [(m.start, m.end) for e in entities if e.source == "gazetteer" or e.type == "person"
