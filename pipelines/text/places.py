@@ -179,7 +179,9 @@ class _Choices:
 
     def _count(self, key: str, rec: PlaceRecord, step: int) -> None:
         before = 0 if step > 0 else 1  # the count at which this step adds or drops a distinct place
-        mine = self._by_key.setdefault(key, _Tally())
+        mine = self._by_key.get(key)
+        if mine is None:
+            mine = self._by_key[key] = _Tally()
         if mine.places[rec.id] == before:
             self._changes += 1
             self._changes_by_key[key] += 1
@@ -199,7 +201,9 @@ class _Choices:
                 at = bisect_left(self._points, rec.lat, key=_lat)
                 self._points.pop(next(i for i in range(at, len(self._points)) if self._points[i].id == rec.id))
         if rec.feature == "admin1":
-            ids = self._divisions.setdefault((rec.country_code, rec.admin1), set())
+            ids = self._divisions.get((rec.country_code, rec.admin1))
+            if ids is None:
+                ids = self._divisions[(rec.country_code, rec.admin1)] = set()
             if step > 0:
                 ids.add(rec.id)
             else:
@@ -225,6 +229,8 @@ class PlaceResolver:
             if rec.feature == "admin1" and rec.country_code and rec.admin1:
                 self._admin1[(rec.country_code, rec.admin1)] = rec
         self._countries = {r.country_code: r for r in records if r.feature == "country" and r.country_code}
+        self._priors: dict[str, float] = {}  # record id -> _compute_prior, filled as names are seen
+        self._ranked_by_key: dict[str, tuple[tuple[PlaceRecord, ...], list[PlaceRecord]]] = {}
         if demonyms:
             for word, code in load_demonyms(gazetteer_dir).items():
                 if code in self._countries:
@@ -258,12 +264,10 @@ class PlaceResolver:
             key = " ".join(t.key for t in tokens[m.first:m.last + 1])
             if key in self._stop.not_places:
                 continue
-            candidates: list[PlaceRecord] = list(m.values)
-            if self._part_of_other_name(text, tokens, m, candidates, index_of, name_words):
+            if self._part_of_other_name(text, tokens, m, m.values, index_of, name_words):
                 continue
             within = self._container(text, tokens, m, index_of)
-            candidates.sort(key=self._prior, reverse=True)
-            toponyms.append(_Toponym(m, key, candidates[:_MAX_CANDIDATES], within))
+            toponyms.append(_Toponym(m, key, self._ranked(key, m.values), within))
             if within and within[0].id.startswith("geonames:") and m.last + 1 not in index_of:
                 # "Alexandria, La.": the state abbreviation is a toponym too.
                 after = tokens[m.last + 1]
@@ -290,7 +294,7 @@ class PlaceResolver:
                 words.add(tok.key)
         return words
 
-    def _part_of_other_name(self, text: str, tokens: list[Token], m: NameMatch, candidates: list[PlaceRecord],
+    def _part_of_other_name(self, text: str, tokens: list[Token], m: NameMatch, candidates: Sequence[PlaceRecord],
                             index_of: dict[int, NameMatch], name_words: set[str]) -> bool:
         """The match is a piece of a longer name: a person ("Vladimir Putin"), a river, a county."""
         nxt, prv = m.last + 1, m.first - 1
@@ -332,7 +336,21 @@ class PlaceResolver:
 
     # ------------------------------------------------------------------ disambiguation
 
+    def _ranked(self, key: str, values: tuple[PlaceRecord, ...]) -> list[PlaceRecord]:
+        """The best _MAX_CANDIDATES of a name's places by prior (a fresh list: disambiguation narrows it)."""
+        ranked = self._ranked_by_key.get(key)
+        if ranked is None or ranked[0] != values:
+            ranked = values, sorted(values, key=self._prior, reverse=True)[:_MAX_CANDIDATES]
+            self._ranked_by_key[key] = ranked
+        return list(ranked[1])
+
     def _prior(self, rec: PlaceRecord) -> float:
+        prior = self._priors.get(rec.id)
+        if prior is None:
+            prior = self._priors[rec.id] = self._compute_prior(rec)
+        return prior
+
+    def _compute_prior(self, rec: PlaceRecord) -> float:
         prior = _FEATURE_PRIOR.get(rec.feature, 0.0) + math.log10(rec.population + 1) / (
             1.0 if rec.feature == "city" else 10.0)
         if rec.feature == "admin1" and rec.country_code == "US":
