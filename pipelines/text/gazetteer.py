@@ -185,6 +185,26 @@ def load_places(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR, table: Path = PLACE
     return list(records.values())
 
 
+@dataclass(frozen=True)
+class PlaceKeys:
+    """Lookup keys of place names: every one, and those of well-known places (not small towns)."""
+
+    all: frozenset[str]
+    well_known: frozenset[str]
+
+
+def place_keys(records: Iterable[PlaceRecord], well_known_population: int = 100_000) -> PlaceKeys:
+    """PlaceKeys of a place table (load_places)."""
+    every: set[str] = set()
+    known: set[str] = set()
+    for rec in records:
+        keys = {name_key(n) for n in rec.names}
+        every |= keys
+        if rec.feature != "city" or rec.population >= well_known_population:
+            known |= keys
+    return PlaceKeys(all=frozenset(every), well_known=frozenset(known))
+
+
 def load_state_abbreviations(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR) -> dict[str, str]:
     """places.yaml `us_state_abbreviations` ("La." -> "LA") keyed by name_key()."""
     doc = _read_yaml(gazetteer_dir / "places.yaml")

@@ -1,0 +1,181 @@
+"""Names nobody listed: runs of capitalised words read as people or organisations by cheap cues.
+
+A run ("Phil Simmons", "Acme Holdings", "Bank of Lagos", "ILO") is a person when its first word is a
+common first name (the shipped first-name table) and it has two or three words, an organisation
+when its last word is an organisation word ("Holdings", "Party") or its first word heads an "X of Y"
+name, and a short all-capital word is an organisation's acronym. A run that is a place name is left
+to the places stage. Lines written all in capitals (headlines) give no case evidence and are skipped.
+Cues live in config/gazetteer/name_rules.yaml; the first-name table in pipelines/data/.
+
+`python -m pipelines.text.names build` regenerates pipelines/data/first_names.txt.gz from the
+`names-dataset` package (build-time only, see pipelines/data/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import pickle
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.text.gazetteer import DEFAULT_GAZETTEER_DIR, Token, _joined, _read_yaml, name_key
+
+FIRST_NAMES_TABLE = Path(__file__).resolve().parents[1] / "data" / "first_names.txt.gz"
+
+
+@dataclass(frozen=True)
+class NameCues:
+    """What the rules read: first names, organisation words and name connectors, as name_key()s."""
+
+    first_names: frozenset[str]
+    org_last_words: frozenset[str]
+    org_heads: frozenset[str]
+    connectors: frozenset[str]
+
+
+def load_first_names(table: Path = FIRST_NAMES_TABLE) -> frozenset[str]:
+    """The shipped first-name table as name_key()s."""
+    if not table.exists():
+        raise FileNotFoundError(f"{table} is missing; it ships with the repository "
+                                f"(regenerate it with `python -m pipelines.text.names build`)")
+    with gzip.open(table, "rt", encoding="utf-8") as fh:
+        return frozenset(name_key(line) for line in fh if line.strip())
+
+
+def load_name_cues(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR, table: Path = FIRST_NAMES_TABLE) -> NameCues:
+    """name_rules.yaml plus the first-name table."""
+    doc = _read_yaml(gazetteer_dir / "name_rules.yaml")
+
+    def keys(field: str) -> frozenset[str]:
+        return frozenset(name_key(str(w)) for w in doc.get(field) or ())
+
+    return NameCues(first_names=load_first_names(table), org_last_words=keys("org_last_words"),
+                    org_heads=keys("org_heads"), connectors=keys("connectors"))
+
+
+def _letter_initial(tok: Token) -> bool:
+    return tok.capitalised and tok.key[:1].isalpha()
+
+
+def _caps_lines(text: str) -> Callable[[int], bool]:
+    """Whether the line holding a character offset has no lower-case letter (a headline in capitals)."""
+    cache: dict[int, bool] = {}
+
+    def caps(offset: int) -> bool:
+        start = text.rfind("\n", 0, offset) + 1
+        hit = cache.get(start)
+        if hit is None:
+            end = text.find("\n", offset)
+            line = text[start:end if end != -1 else len(text)]
+            hit = cache[start] = line == line.upper()
+        return hit
+
+    return caps
+
+
+def capitalised_runs(text: str, tokens: list[Token], connectors: frozenset[str]) -> Iterator[tuple[int, int]]:
+    """(first, last) token indices of runs of capitalised words joined by spaces or name connectors."""
+    i, n = 0, len(tokens)
+    while i < n:
+        if not _letter_initial(tokens[i]):
+            i += 1
+            continue
+        last = i
+        j = i + 1
+        while j < n and _joined(text, tokens[j - 1], tokens[j]):
+            if _letter_initial(tokens[j]):
+                last = j
+            elif not (tokens[j].key in connectors and j + 1 < n and _letter_initial(tokens[j + 1])):
+                break
+            j += 1
+        yield i, last
+        i = last + 1
+
+
+def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: frozenset[str],
+                   titles: frozenset[str], is_place: Callable[[str], bool],
+                   is_big_place: Callable[[str], bool]) -> list[tuple[int, int, str]]:
+    """(start, end, "person" | "org") for runs of capitalised words the cues point at."""
+    caps = _caps_lines(text)
+    found: list[tuple[int, int, str]] = []
+    for first, last in capitalised_runs(text, tokens, cues.connectors):
+        if caps(tokens[first].start):
+            continue
+        # Leading sentence words, titles and calendar words are not part of the name, unless they
+        # head an organisation's name ("University of ...", "Party of ...").
+        while first <= last and (tokens[first].key in not_names or tokens[first].key in titles) \
+                and not (tokens[first].key in cues.org_heads and first < last):
+            first += 1
+        while last > first and tokens[last].key in cues.connectors:
+            last -= 1
+        if first > last:
+            continue
+        words = tokens[first:last + 1]
+        keys = [t.key for t in words]
+        whole = " ".join(keys)
+        if whole in not_names:
+            continue
+        start, end = words[0].start, words[-1].end
+        if len(words) == 1:
+            tok = words[0]
+            letters = tok.key.replace(" ", "")
+            if tok.upper and 2 <= len(letters) <= 5 and letters.isalpha() and not is_place(whole):
+                found.append((start, end, "org"))
+            continue
+        if keys[-1] in cues.org_last_words or (keys[0] in cues.org_heads and "of" in keys) or "&" in keys:
+            found.append((start, end, "org"))
+            continue
+        if is_place(whole):
+            continue
+        if keys[0] in cues.first_names and len(words) <= 3 and not any(t.upper and len(t.key) > 1 for t in words) \
+                and not any(is_big_place(k) for k in keys[1:]) and not any(k in cues.connectors for k in keys):
+            found.append((start, end, "person"))
+    return found
+
+
+# --------------------------------------------------------------------------- build (maintainers only)
+
+def _first_names(max_rank: int) -> Iterator[str]:
+    from importlib.util import find_spec
+
+    # names-dataset is build-time only; its data file is read without importing the package (whose
+    # import pulls in pycountry and loads both 25 MB tables).
+    spec = find_spec("names_dataset")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("pip install names-dataset==3.3.1 first (extra: gazetteer-build)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "v3" / "first_names.pkl.gz"
+    with gzip.open(path, "rb") as fh:
+        table = pickle.load(fh)  # the package's own data file (a dict name -> country/gender/rank)
+    for name, info in table.items():
+        ranks = info.get("rank") or {}
+        if name.isalpha() and len(name) >= 2 and name[0].isupper() and name[1:].islower() \
+                and ranks and min(ranks.values()) <= max_rank:
+            yield name
+
+
+def build_first_names(out: Path = FIRST_NAMES_TABLE, max_rank: int = 1000) -> int:
+    """Write the first names ranked within `max_rank` in some country; returns how many."""
+    names = sorted(set(_first_names(max_rank)))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.GzipFile(out, "wb", mtime=0) as fh:
+        fh.write(("\n".join(names) + "\n").encode("utf-8"))
+    return len(names)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """CLI: `python -m pipelines.text.names build [--max-rank N]`."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build", help="regenerate pipelines/data/first_names.txt.gz")
+    build.add_argument("--out", type=Path, default=FIRST_NAMES_TABLE)
+    build.add_argument("--max-rank", type=int, default=1000,
+                       help="keep names among the N most common of at least one country")
+    args = parser.parse_args(argv)
+    n = build_first_names(args.out, args.max_rank)
+    print(f"wrote {n} first names to {args.out} ({args.out.stat().st_size / 1e3:.0f} KB)")
+
+
+if __name__ == "__main__":
+    main()
