@@ -29,6 +29,7 @@ from pipelines.text.gazetteer import (
     place_keys,
     slug,
     tokenize,
+    words_joined,
 )
 from pipelines.text.names import load_name_cues, unlisted_names
 
@@ -267,8 +268,10 @@ class EntityTagger:
     def _add_unlisted(self, text: str, tokens: list[Token], taken: Spans, add: Any) -> None:
         # Without NER: capitalised runs that look like a person's or an organisation's name.
         places = self._places
-        for start, end, etype in unlisted_names(text, tokens, self._cues, self._stop.not_names, self._titles,
-                                                places.all.__contains__, places.well_known.__contains__):
+        stop = self._stop
+        for start, end, etype in unlisted_names(text, tokens, self._cues, stop.not_names, self._titles,
+                                                stop.place_words, places.all.__contains__,
+                                                places.well_known.__contains__):
             if taken.overlaps(start, end):
                 continue
             name = " ".join(text[start:end].split())
@@ -290,10 +293,23 @@ class EntityTagger:
                     bucket = people.setdefault(tokens[last].key, [])
                     if d not in bucket:
                         bucket.append(d)
-        for tok in tokens:
+        for i, tok in enumerate(tokens):
             if not tok.capitalised or tok.key in self._stop.not_names or taken.overlaps(tok.start, tok.end):
                 continue
             candidates = people.get(tok.key, [])
-            if len(candidates) == 1:
+            if len(candidates) == 1 and not self._inside_other_name(text, tokens, i):
                 d = candidates[0]
                 add(d.id, d.name, d.type, d.source, tok.start, tok.end)
+
+    def _inside_other_name(self, text: str, tokens: list[Token], i: int) -> bool:
+        """Token i is one word of a longer capitalised name ("Said" in "Port Said"), not a bare surname."""
+        for j in (i - 1, i + 1):
+            if 0 <= j < len(tokens):
+                left, right = (tokens[j], tokens[i]) if j < i else (tokens[i], tokens[j])
+                other = tokens[j]
+                # A title or a sentence's first word before it, or an ordinary word after it, leave it bare.
+                if other.capitalised and other.key[:1].isalpha() and words_joined(text, left, right) \
+                        and other.key not in self._titles and not (j < i and other.sentence_start) \
+                        and not (j > i and other.key in self._stop.not_names):
+                    return True
+        return False

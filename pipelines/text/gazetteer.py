@@ -64,7 +64,7 @@ class Stoplist:
     place_words: frozenset[str]  # name_key()s like 'County', 'River' that continue a place name
 
 
-def _read_yaml(path: Path) -> Any:
+def read_yaml(path: Path) -> Any:
     try:
         with path.open(encoding="utf-8") as fh:
             return yaml.safe_load(fh) or {}
@@ -81,7 +81,7 @@ def load_entities(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR) -> list[Gazetteer
     for path in files:
         if not path.exists():
             continue
-        doc = _read_yaml(path)
+        doc = read_yaml(path)
         default_type = doc.get("type")
         for i, raw in enumerate(doc.get("entities") or []):
             if isinstance(raw, str):
@@ -104,7 +104,7 @@ def load_entities(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR) -> list[Gazetteer
 
 def load_stoplist(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR) -> Stoplist:
     """stoplists.yaml as lookup keys."""
-    doc = _read_yaml(gazetteer_dir / "stoplists.yaml")
+    doc = read_yaml(gazetteer_dir / "stoplists.yaml")
 
     def keys(field: str) -> frozenset[str]:
         words = doc.get(field) or ()
@@ -160,7 +160,7 @@ def load_places(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR, table: Path = PLACE
         if tuple(header) != _COLUMNS:
             raise ValueError(f"{table}: unexpected columns {header}; rebuild it with this version of the code")
         records = {r.id: r for r in map(_parse_row, fh)}
-    doc = _read_yaml(gazetteer_dir / "places.yaml")
+    doc = read_yaml(gazetteer_dir / "places.yaml")
     for i, raw in enumerate(doc.get("places") or []):
         rid = raw.get("id")
         if rid in records and set(raw) <= {"id", "aliases", "lat", "lon", "population"}:
@@ -207,13 +207,13 @@ def place_keys(records: Iterable[PlaceRecord], well_known_population: int = 100_
 
 def load_state_abbreviations(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR) -> dict[str, str]:
     """places.yaml `us_state_abbreviations` ("La." -> "LA") keyed by name_key()."""
-    doc = _read_yaml(gazetteer_dir / "places.yaml")
+    doc = read_yaml(gazetteer_dir / "places.yaml")
     return {name_key(k): str(v) for k, v in (doc.get("us_state_abbreviations") or {}).items()}
 
 
 def load_demonyms(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR) -> dict[str, str]:
     """demonyms.yaml as {"Russian": "RU", "Russians": "RU", ...}."""
-    doc = _read_yaml(gazetteer_dir / "demonyms.yaml")
+    doc = read_yaml(gazetteer_dir / "demonyms.yaml")
     out: dict[str, str] = {}
     for code, words in (doc.get("demonyms") or {}).items():
         for w in words or ():
@@ -357,7 +357,7 @@ if __name__ == "__main__":
 
 # A token is a run of letters/digits, possibly joined by apostrophes or dots ("O'Brien", "U.S."), with
 # a trailing dot kept only for abbreviations ("St.", "Ga.", "U.S."). Hyphens split tokens, so that
-# "Egyptian-US" holds two names while "Winston-Salem" still matches as one (see _joined).
+# "Egyptian-US" holds two names while "Winston-Salem" still matches as one (see words_joined).
 _TOKEN = re.compile(r"[^\W_][\w&]*(?:['’.][^\W_][\w&]*)*\.?")
 _POSSESSIVE = re.compile(r"['’´]s$|(?<=s)['’´]$")
 _CONNECTORS = frozenset({"of", "the", "de", "la", "le", "les", "del", "della", "da", "do", "dos", "das", "du",
@@ -411,7 +411,7 @@ def tokenize(text: str) -> list[Token]:
     return tokens
 
 
-def _joined(text: str, left: Token, right: Token) -> bool:
+def words_joined(text: str, left: Token, right: Token) -> bool:
     # Words belong to one name only when separated by spaces (not a comma, a line break or a quote).
     gap = text[left.end:right.start]
     return gap == "-" or (len(gap) <= 3 and gap != "" and all(c in " \t\u00a0" for c in gap))
@@ -515,7 +515,7 @@ class NameMatcher:
             if longest:
                 # Extend over joined words; lower-case words only as connectors inside a name.
                 j = i
-                while j + 1 < n and j + 1 - i < longest and _joined(text, tokens[j], tokens[j + 1]) and (
+                while j + 1 < n and j + 1 - i < longest and words_joined(text, tokens[j], tokens[j + 1]) and (
                         tokens[j + 1].capitalised or tokens[j + 1].key in _CONNECTORS):
                     j += 1
                 for last in range(j, i - 1, -1):

@@ -18,9 +18,17 @@ import gzip
 import pickle
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
-from pipelines.text.gazetteer import DEFAULT_GAZETTEER_DIR, Token, _joined, _read_yaml, name_key
+from pipelines.text.gazetteer import (
+    DEFAULT_GAZETTEER_DIR,
+    Token,
+    load_demonyms,
+    name_key,
+    read_yaml,
+    words_joined,
+)
 
 FIRST_NAMES_TABLE = Path(__file__).resolve().parents[1] / "data" / "first_names.txt.gz"
 
@@ -33,6 +41,7 @@ class NameCues:
     org_last_words: frozenset[str]
     org_heads: frozenset[str]
     connectors: frozenset[str]
+    nationalities: frozenset[str]  # demonyms ("Lankan", "Nigerians"): never part of a person's name
 
 
 def load_first_names(table: Path = FIRST_NAMES_TABLE) -> frozenset[str]:
@@ -45,14 +54,15 @@ def load_first_names(table: Path = FIRST_NAMES_TABLE) -> frozenset[str]:
 
 
 def load_name_cues(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR, table: Path = FIRST_NAMES_TABLE) -> NameCues:
-    """name_rules.yaml plus the first-name table."""
-    doc = _read_yaml(gazetteer_dir / "name_rules.yaml")
+    """name_rules.yaml, the first-name table and the demonyms."""
+    doc = read_yaml(gazetteer_dir / "name_rules.yaml")
 
     def keys(field: str) -> frozenset[str]:
         return frozenset(name_key(str(w)) for w in doc.get(field) or ())
 
     return NameCues(first_names=load_first_names(table), org_last_words=keys("org_last_words"),
-                    org_heads=keys("org_heads"), connectors=keys("connectors"))
+                    org_heads=keys("org_heads"), connectors=keys("connectors"),
+                    nationalities=frozenset(name_key(w) for w in load_demonyms(gazetteer_dir)))
 
 
 def _letter_initial(tok: Token) -> bool:
@@ -84,7 +94,7 @@ def capitalised_runs(text: str, tokens: list[Token], connectors: frozenset[str])
             continue
         last = i
         j = i + 1
-        while j < n and _joined(text, tokens[j - 1], tokens[j]):
+        while j < n and words_joined(text, tokens[j - 1], tokens[j]):
             if _letter_initial(tokens[j]):
                 last = j
             elif not (tokens[j].key in connectors and j + 1 < n and _letter_initial(tokens[j + 1])):
@@ -95,21 +105,23 @@ def capitalised_runs(text: str, tokens: list[Token], connectors: frozenset[str])
 
 
 def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: frozenset[str],
-                   titles: frozenset[str], is_place: Callable[[str], bool],
+                   titles: frozenset[str], place_words: frozenset[str], is_place: Callable[[str], bool],
                    is_big_place: Callable[[str], bool]) -> list[tuple[int, int, str]]:
-    """(start, end, "person" | "org") for runs of capitalised words the cues point at."""
+    """(start, end, "person" | "org") for runs of capitalised words the cues point at; `not_names`,
+    `titles` and `place_words` are the stoplists' ("County", "River": the run names a place)."""
     caps = _caps_lines(text)
     found: list[tuple[int, int, str]] = []
     for first, last in capitalised_runs(text, tokens, cues.connectors):
-        if caps(tokens[first].start):
-            continue
+        if caps(tokens[first].start) or is_place(" ".join(t.key for t in tokens[first:last + 1])):
+            continue  # no case evidence, or a place name as a whole ("New York City", "Port Said")
         # Leading sentence words, titles and calendar words are not part of the name, unless they
         # head an organisation's name ("University of ...", "Party of ...").
         while first <= last and (tokens[first].key in not_names or tokens[first].key in titles) \
                 and not (tokens[first].key in cues.org_heads and first < last):
             first += 1
-        while last > first and tokens[last].key in cues.connectors:
-            last -= 1
+        while last > first and (tokens[last].key in cues.connectors or (
+                tokens[last].key in not_names and tokens[last].key not in cues.org_last_words)):
+            last -= 1  # "... in Benson These highways": a sentence word after a line break lost
         if first > last:
             continue
         words = tokens[first:last + 1]
@@ -127,10 +139,11 @@ def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: fr
         if keys[-1] in cues.org_last_words or (keys[0] in cues.org_heads and "of" in keys) or "&" in keys:
             found.append((start, end, "org"))
             continue
-        if is_place(whole):
-            continue
+        if is_place(whole) or any(k in cues.nationalities for k in (whole, *keys, *map(" ".join, pairwise(keys)))):
+            continue  # "Sri Lankan Muslim": a nationality, not a name
         if keys[0] in cues.first_names and len(words) <= 3 and not any(t.upper and len(t.key) > 1 for t in words) \
-                and not any(is_big_place(k) for k in keys[1:]) and not any(k in cues.connectors for k in keys):
+                and not any(is_big_place(k) or k in cues.connectors or k in place_words for k in keys):
+            # A well-known place first ("Dallas Police", "Jordan Valley") is not read as a first name.
             found.append((start, end, "person"))
     return found
 
