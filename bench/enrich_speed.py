@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n", type=int, default=1500)
     ap.add_argument("--entities", choices=MODES, default="gazetteer")
     args = ap.parse_args(argv)
-    tagger, resolver = EntityTagger(mode=args.entities), PlaceResolver()
+    resolver = PlaceResolver()
+    tagger = EntityTagger(mode=args.entities, places=resolver.place_keys() if args.entities == "gazetteer" else None)
     events = []
     for raw in make_fragments(args.n, seed=7, tag="enrich"):
         doc = orjson.loads(raw)

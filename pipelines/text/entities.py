@@ -115,6 +115,9 @@ class EntityTagger:
         self._nlp: Any = None
         self._place_keys: frozenset[str] = frozenset()
         self._cues = load_name_cues(gazetteer_dir)
+        # The rules for unlisted names are the gazetteer mode's (spacy mode: NER on English, the title
+        # rule elsewhere, as before).
+        self._places: PlaceKeys | None = None
         if mode == "gazetteer":
             self._places = places or place_keys(load_places(gazetteer_dir))
         if mode == "spacy":
@@ -174,7 +177,8 @@ class EntityTagger:
             self._add_ner(text, tokens, ner, drafts, taken, add)
         else:
             self._add_titled_people(text, tokens, taken, add)
-            self._add_unlisted(text, tokens, taken, add)
+            if self._places is not None:
+                self._add_unlisted(text, tokens, taken, add, self._places)
 
         self._add_surnames(text, tokens, drafts, taken, add)
 
@@ -265,9 +269,8 @@ class EntityTagger:
             name = " ".join(text[span[0]:span[1]].split())
             add(f"ner:person:{slug(name)}", name, "person", "title", *span)
 
-    def _add_unlisted(self, text: str, tokens: list[Token], taken: Spans, add: Any) -> None:
+    def _add_unlisted(self, text: str, tokens: list[Token], taken: Spans, add: Any, places: PlaceKeys) -> None:
         # Without NER: capitalised runs that look like a person's or an organisation's name.
-        places = self._places
         stop = self._stop
         for start, end, etype in unlisted_names(text, tokens, self._cues, stop.not_names, self._titles,
                                                 stop.place_words, places.all.__contains__,

@@ -23,6 +23,7 @@ from pipelines.text.gazetteer import (
     DEFAULT_GAZETTEER_DIR,
     NameMatch,
     NameMatcher,
+    PlaceKeys,
     PlaceRecord,
     Token,
     load_demonyms,
@@ -30,6 +31,7 @@ from pipelines.text.gazetteer import (
     load_state_abbreviations,
     load_stoplist,
     name_key,
+    place_keys,
     tokenize,
 )
 
@@ -229,6 +231,7 @@ class PlaceResolver:
             if rec.feature == "admin1" and rec.country_code and rec.admin1:
                 self._admin1[(rec.country_code, rec.admin1)] = rec
         self._countries = {r.country_code: r for r in records if r.feature == "country" and r.country_code}
+        self._records = records
         self._priors: dict[str, float] = {}  # record id -> _compute_prior, filled as names are seen
         self._ranked_by_key: dict[str, tuple[tuple[PlaceRecord, ...], list[PlaceRecord]]] = {}
         if demonyms:
@@ -237,6 +240,10 @@ class PlaceResolver:
                     self._matcher.add(word, self._countries[code])
 
     # ------------------------------------------------------------------ public API
+
+    def place_keys(self) -> PlaceKeys:
+        """The names of this resolver's places, for EntityTagger(places=...): the table is read once."""
+        return place_keys(self._records)
 
     def resolve(self, text: str, language: str, entities: Sequence[Entity] = (),
                 tokens: list[Token] | None = None) -> PlaceResult:

@@ -41,7 +41,9 @@ def _models(entities: str, demonyms: bool) -> tuple[Any, Any]:
     from pipelines.text.entities import EntityTagger
     from pipelines.text.places import PlaceResolver
 
-    return EntityTagger(mode=entities), PlaceResolver(demonyms=demonyms)
+    resolver = PlaceResolver(demonyms=demonyms)
+    places = resolver.place_keys() if entities == "gazetteer" else None
+    return EntityTagger(mode=entities, places=places), resolver
 
 
 class _Tag(StageFn):
