@@ -414,7 +414,7 @@ def tokenize(text: str) -> list[Token]:
 def words_joined(text: str, left: Token, right: Token) -> bool:
     # Words belong to one name only when separated by spaces (not a comma, a line break or a quote).
     gap = text[left.end:right.start]
-    return gap == "-" or (len(gap) <= 3 and gap != "" and all(c in " \t\u00a0" for c in gap))
+    return gap == " " or gap == "-" or (len(gap) <= 3 and gap != "" and all(c in " \t\u00a0" for c in gap))
 
 
 def _is_acronym(name: str) -> bool:

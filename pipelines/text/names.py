@@ -65,10 +65,6 @@ def load_name_cues(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR, table: Path = FI
                     nationalities=frozenset(name_key(w) for w in load_demonyms(gazetteer_dir)))
 
 
-def _letter_initial(tok: Token) -> bool:
-    return tok.capitalised and tok.key[:1].isalpha()
-
-
 def _caps_lines(text: str) -> Callable[[int], bool]:
     """Whether the line holding a character offset has no lower-case letter (a headline in capitals)."""
     cache: dict[int, bool] = {}
@@ -87,21 +83,21 @@ def _caps_lines(text: str) -> Callable[[int], bool]:
 
 def capitalised_runs(text: str, tokens: list[Token], connectors: frozenset[str]) -> Iterator[tuple[int, int]]:
     """(first, last) token indices of runs of capitalised words joined by spaces or name connectors."""
-    i, n = 0, len(tokens)
-    while i < n:
-        if not _letter_initial(tokens[i]):
-            i += 1
+    n = len(tokens)
+    cap = [t.capitalised and t.key[:1].isalpha() for t in tokens]
+    resume = 0  # the first token after the last run
+    for i in [i for i, c in enumerate(cap) if c]:
+        if i < resume:
             continue
-        last = i
-        j = i + 1
-        while j < n and words_joined(text, tokens[j - 1], tokens[j]):
-            if _letter_initial(tokens[j]):
-                last = j
-            elif not (tokens[j].key in connectors and j + 1 < n and _letter_initial(tokens[j + 1])):
-                break
+        last = j = i
+        while j + 1 < n and words_joined(text, tokens[j], tokens[j + 1]):
             j += 1
+            if cap[j]:
+                last = j
+            elif not (tokens[j].key in connectors and j + 1 < n and cap[j + 1]):
+                break
         yield i, last
-        i = last + 1
+        resume = last + 1
 
 
 def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: frozenset[str],
