@@ -273,8 +273,7 @@ class EntityTagger:
         # Without NER: capitalised runs that look like a person's or an organisation's name.
         stop = self._stop
         for start, end, etype in unlisted_names(text, tokens, self._cues, stop.not_names, self._titles,
-                                                stop.place_words, places.all.__contains__,
-                                                places.well_known.__contains__):
+                                                stop.place_words, places):
             if taken.overlaps(start, end):
                 continue
             name = " ".join(text[start:end].split())

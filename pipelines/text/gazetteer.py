@@ -191,18 +191,21 @@ class PlaceKeys:
 
     all: frozenset[str]
     well_known: frozenset[str]
+    acronyms: frozenset[str]  # names that are acronyms ("UAE", "NSW"): in capitals, a place, not an agency
 
 
 def place_keys(records: Iterable[PlaceRecord], well_known_population: int = 100_000) -> PlaceKeys:
     """PlaceKeys of a place table (load_places)."""
     every: set[str] = set()
     known: set[str] = set()
+    acronyms: set[str] = set()
     for rec in records:
         keys = {name_key(n) for n in rec.names}
         every |= keys
         if rec.feature != "city" or rec.population >= well_known_population:
             known |= keys
-    return PlaceKeys(all=frozenset(every), well_known=frozenset(known))
+        acronyms.update(name_key(n) for n in rec.names if _is_acronym(n))
+    return PlaceKeys(all=frozenset(every), well_known=frozenset(known), acronyms=frozenset(acronyms))
 
 
 def load_state_abbreviations(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR) -> dict[str, str]:
@@ -372,7 +375,7 @@ class Token(NamedTuple):
     start: int
     end: int
     key: str
-    capitalised: bool  # starts with an upper-case letter
+    capitalised: bool  # starts with an upper-case letter (not a digit: "22" is no name's start or end)
     upper: bool  # all letters upper-case ("NATO", "U.S.")
     sentence_start: bool  # first word of a sentence, line or quote
 
@@ -386,7 +389,7 @@ def _word_shape(word: str) -> tuple[int, str, bool, bool]:
     if poss and len(word) > 3:
         word = word[: poss.start()]
     letters = [c for c in word if c.isalpha()]
-    return (len(word), name_key(word), word[0].isupper() or word[0].isdigit(),
+    return (len(word), name_key(word), word[0].isupper(),
             bool(letters) and all(c.isupper() for c in letters))
 
 
@@ -415,6 +418,21 @@ def words_joined(text: str, left: Token, right: Token) -> bool:
     # Words belong to one name only when separated by spaces (not a comma, a line break or a quote).
     gap = text[left.end:right.start]
     return gap == " " or gap == "-" or (len(gap) <= 3 and gap != "" and all(c in " \t\u00a0" for c in gap))
+
+
+def _shouted(text: str, tokens: list[Token], i: int) -> bool:
+    """Token i is a short word in capitals amid ordinary text ("ILO", "AIM"): an acronym there, even
+    when its letters spell a name; in a headline or a dateline in capitals it is not."""
+    tok = tokens[i]
+    if not tok.upper or not 2 <= len(tok.key) <= 5:
+        return False
+    for j in (i - 1, i + 1):
+        if 0 <= j < len(tokens):
+            other = tokens[j]
+            between = text[min(tok.end, other.end):max(tok.start, other.start)]
+            if "\n" not in between and any(c.islower() for c in text[other.start:other.end]):
+                return True
+    return False
 
 
 def _is_acronym(name: str) -> bool:
@@ -526,6 +544,8 @@ class NameMatcher:
                         continue
                     if key in self._acronyms and not all(t.upper for t in tokens[i:last + 1]):
                         continue
+                    if last == i and key not in self._acronyms and _shouted(text, tokens, i):
+                        continue  # "the ILO said": an acronym, not the town of Ilo
                     start, end = tok.start, tokens[last].end
                     if spans.overlaps(start, end):
                         continue

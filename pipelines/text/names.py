@@ -23,6 +23,7 @@ from pathlib import Path
 
 from pipelines.text.gazetteer import (
     DEFAULT_GAZETTEER_DIR,
+    PlaceKeys,
     Token,
     load_demonyms,
     name_key,
@@ -101,20 +102,28 @@ def capitalised_runs(text: str, tokens: list[Token], connectors: frozenset[str])
 
 
 def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: frozenset[str],
-                   titles: frozenset[str], place_words: frozenset[str], is_place: Callable[[str], bool],
-                   is_big_place: Callable[[str], bool]) -> list[tuple[int, int, str]]:
+                   titles: frozenset[str], place_words: frozenset[str], places: PlaceKeys) -> list[tuple[int, int, str]]:
     """(start, end, "person" | "org") for runs of capitalised words the cues point at; `not_names`,
     `titles` and `place_words` are the stoplists' ("County", "River": the run names a place)."""
     caps = _caps_lines(text)
+    is_place, is_big_place = places.all.__contains__, places.well_known.__contains__
+    # Words this text also writes in lower case ("Officials said ..." and later "officials") are
+    # ordinary words when they open a sentence.
+    lower_words = {t.key for t in tokens if not t.capitalised}
     found: list[tuple[int, int, str]] = []
     for first, last in capitalised_runs(text, tokens, cues.connectors):
         if caps(tokens[first].start) or is_place(" ".join(t.key for t in tokens[first:last + 1])):
             continue  # no case evidence, or a place name as a whole ("New York City", "Port Said")
         # Leading sentence words, titles and calendar words are not part of the name, unless they
         # head an organisation's name ("University of ...", "Party of ...").
-        while first <= last and (tokens[first].key in not_names or tokens[first].key in titles) \
-                and not (tokens[first].key in cues.org_heads and first < last):
+        while first <= last and not (tokens[first].key in cues.org_heads and first < last) and (
+                tokens[first].key in not_names or tokens[first].key in titles
+                or (tokens[first].sentence_start and tokens[first].key in lower_words)):
             first += 1
+        # "Shares of Acme Holdings": a sentence's first word before a connector is not the name's.
+        if first + 1 < last and tokens[first].sentence_start and tokens[first + 1].key in cues.connectors \
+                and tokens[first].key not in cues.org_heads:
+            first += 2
         while last > first and (tokens[last].key in cues.connectors or (
                 tokens[last].key in not_names and tokens[last].key not in cues.org_last_words)):
             last -= 1  # "... in Benson These highways": a sentence word after a line break lost
@@ -129,7 +138,9 @@ def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: fr
         if len(words) == 1:
             tok = words[0]
             letters = tok.key.replace(" ", "")
-            if tok.upper and 2 <= len(letters) <= 5 and letters.isalpha() and not is_place(whole):
+            # In capitals amid ordinary text, a short word is an acronym even where a town has that
+            # name ("the ILO"), unless a place goes by that acronym ("UAE").
+            if tok.upper and 2 <= len(letters) <= 5 and letters.isalpha() and whole not in places.acronyms:
                 found.append((start, end, "org"))
             continue
         if keys[-1] in cues.org_last_words or (keys[0] in cues.org_heads and "of" in keys) or "&" in keys:

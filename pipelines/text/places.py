@@ -43,6 +43,9 @@ _CAPITAL_BONUS = 2.0
 _SPECIFICITY = {"city": 3, "admin1": 2, "region": 1, "sea": 1, "country": 0, "continent": -1}
 _MAX_CANDIDATES = 40
 _NEAR_KM = 160.0
+# How far from a first-level division's reference point its towns may lie (large provinces, e.g.
+# Ontario's point is ~1,000 km from its southern cities) when the table has no division code for them.
+_DIVISION_REACH_KM = 1500.0
 # A one-word town name smaller than this needs support from the rest of the text (its state or
 # country named, a neighbour nearby, "Town, State") to count: most are surnames or ordinary words.
 _SMALL_TOWN = 20_000
@@ -337,7 +340,9 @@ class PlaceResolver:
         if nxt in index_of:
             return [r for r in index_of[nxt].values if r.feature in ("admin1", "country")]
         raw = text[after.start:after.end]
-        code = self._states.get(after.key) if "." in raw else (raw if len(raw) == 2 and raw.isupper() else None)
+        # The tokenizer leaves the dot out of a longer abbreviation ("Calif."): look one character on.
+        dotted = "." in raw or text[after.end:after.end + 1] == "."
+        code = self._states.get(after.key) if dotted else (raw if len(raw) == 2 and raw.isupper() else None)
         state = self._admin1.get(("US", code)) if code else None
         return [state] if state else []
 
@@ -371,8 +376,13 @@ class PlaceResolver:
         if container.feature == "country":
             return rec.country_code == container.country_code and rec.id != container.id
         if container.feature == "admin1":
-            return rec.country_code == container.country_code and rec.admin1 is not None \
-                and rec.admin1 == container.admin1 and rec.id != container.id
+            if rec.country_code != container.country_code or rec.id == container.id:
+                return False
+            if container.admin1:
+                return rec.admin1 == container.admin1
+            # Divisions outside the US carry no GeoNames code here: a place of that country within
+            # reach of the division's point ("London, Ontario", "Victoria, B.C.") is taken as inside.
+            return distance_km(rec.lat, rec.lon, container.lat, container.lon) < _DIVISION_REACH_KM
         return False
 
     def _disambiguate(self, toponyms: list[_Toponym]) -> None:

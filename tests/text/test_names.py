@@ -1,0 +1,61 @@
+"""Names nobody listed (pipelines/text/names.py through EntityTagger's gazetteer mode), on sentences
+written for these tests, and the token shape bugs they depend on."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.text.entities import Entity, EntityTagger
+from pipelines.text.gazetteer import tokenize
+from pipelines.text.names import capitalised_runs, load_name_cues
+
+
+@pytest.fixture(scope="module")
+def tagger() -> EntityTagger:
+    return EntityTagger(mode="gazetteer")
+
+
+def _names(entities: list[Entity]) -> dict[str, tuple[str, str, str]]:
+    return {e.name: (e.type, e.id, e.source) for e in entities}
+
+
+def test_unlisted_person_with_a_first_name_and_later_surname(tagger):
+    text = "Tomas Lindgren, who runs the depot, said trucks were late. Lindgren blamed the snow."
+    entities = tagger.tag(text, "en")
+    person = next(e for e in entities if e.name == "Tomas Lindgren")
+    assert (person.type, person.id, person.source) == ("person", "ner:person:tomas-lindgren", "rule")
+    assert [m.text for m in person.mentions] == ["Tomas Lindgren", "Lindgren"]
+
+
+def test_unlisted_organisations_by_their_words_and_acronyms(tagger):
+    text = ("Shares of Brightwater Holdings fell after the Bank of Lagos cut rates, "
+            "and the dockworkers' union FNV called a strike.")
+    names = _names(tagger.tag(text, "en"))
+    assert names["Brightwater Holdings"][:2] == ("org", "ner:org:brightwater-holdings")
+    assert names["Bank of Lagos"][0] == "org"
+    assert names["FNV"][0] == "org"
+
+
+def test_places_and_nationalities_are_not_people(tagger):
+    text = "Maria went from New York City to Port Said with a Sri Lankan Muslim group."
+    assert [e for e in tagger.tag(text, "en") if e.type == "person"] == []
+
+
+def test_sentence_words_and_headlines_in_capitals_are_left_alone(tagger):
+    assert tagger.tag("PRICES RISE AS DAVID LEE QUITS\nThe market fell.", "en") == []
+    names = _names(tagger.tag("Officials said Anna Berg arrived. The talks ended.", "en"))
+    assert list(names) == ["Anna Berg"]
+
+
+def test_digits_are_not_capitalised_words(tagger):
+    # A title before "Ace 22" once made "22" a surname, and then every bare "22" that person.
+    assert not tokenize("22 May")[0].capitalised
+    text = "Striker Ace 22 scored twice. Later 22 players left."
+    assert all("22" not in m.text for e in tagger.tag(text, "en") for m in e.mentions)
+
+
+def test_runs_join_capitalised_words_and_connectors_only():
+    text = "the Bank of England and Acme, Inc"
+    tokens = tokenize(text)
+    runs = [text[tokens[a].start:tokens[b].end] for a, b in capitalised_runs(text, tokens, load_name_cues().connectors)]
+    assert runs == ["Bank of England", "Acme", "Inc"]
