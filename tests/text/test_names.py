@@ -59,3 +59,12 @@ def test_runs_join_capitalised_words_and_connectors_only():
     tokens = tokenize(text)
     runs = [text[tokens[a].start:tokens[b].end] for a, b in capitalised_runs(text, tokens, load_name_cues().connectors)]
     assert runs == ["Bank of England", "Acme", "Inc"]
+
+
+def test_an_acronym_in_brackets_is_the_organisation_it_spells(tagger):
+    text = ("The Northern Grain Traders Association (NGTA) met on Monday. "
+            "NGTA members voted to strike.")
+    orgs = [e for e in tagger.tag(text, "en") if e.type == "org"]
+    assert len(orgs) == 1
+    assert orgs[0].id == "ner:org:northern-grain-traders-association"
+    assert [m.text for m in orgs[0].mentions] == ["Northern Grain Traders Association", "NGTA", "NGTA"]
