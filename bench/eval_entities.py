@@ -39,7 +39,9 @@ def predicted_spans(text: str, tagger: EntityTagger, resolver: PlaceResolver) ->
     entities = tagger.tag(text, "en")
     spans = [(m.start, m.end, _CONLL_OF[e.type]) for e in entities if e.type in _CONLL_OF for m in e.mentions]
     places = resolver.resolve(text, "en", entities)
-    spans += [(m.start, m.end, "LOC") for p in places.places for m in p.mentions]
+    # A demonym ("French") is a nationality signal on its country's mention, not a toponym: CoNLL
+    # annotates it MISC, which this scoring leaves out.
+    spans += [(m.start, m.end, "LOC") for p in places.places for m in p.mentions if not m.nationality]
     return spans
 
 
@@ -84,12 +86,12 @@ def run_conll(path: Path, modes: list[str], resolver: PlaceResolver, show_errors
     for mode in modes:
         tagger = EntityTagger(mode=mode)
         pairs = []
-        t = time.perf_counter()
+        t = time.process_time()  # CPU time: other work on a shared machine does not count
         for d in docs:
             pred = predicted_spans(d["text"], tagger, resolver)
             gold = [(g["start"], g["end"], g["type"]) for g in d["entities"] if g["type"] in CONLL_TYPES]
             pairs.append((pred, gold))
-        ms_kb = (time.perf_counter() - t) * 1000 / kb
+        ms_kb = (time.process_time() - t) * 1000 / kb
         for how, table in conll_scores(pairs).items():
             cells = "  ".join(f"{k} {p:.2f}/{r:.2f}/{f:.2f}" for k, (p, r, f) in table.items())
             print(f"[{mode}] {how:7s} P/R/F1  {cells}")

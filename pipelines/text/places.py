@@ -237,10 +237,12 @@ class PlaceResolver:
         self._records = records
         self._priors: dict[str, float] = {}  # record id -> _compute_prior, filled as names are seen
         self._ranked_by_key: dict[str, tuple[tuple[PlaceRecord, ...], list[PlaceRecord]]] = {}
+        self._demonyms: frozenset[str] = frozenset()  # keys of the demonyms matched as their country
         if demonyms:
-            for word, code in load_demonyms(gazetteer_dir).items():
-                if code in self._countries:
-                    self._matcher.add(word, self._countries[code])
+            words = {word: code for word, code in load_demonyms(gazetteer_dir).items() if code in self._countries}
+            for word, code in words.items():
+                self._matcher.add(word, self._countries[code])
+            self._demonyms = frozenset(name_key(w) for w in words)
 
     # ------------------------------------------------------------------ public API
 
@@ -458,7 +460,8 @@ class PlaceResolver:
             if t.choice is None:
                 continue
             _, mentions = grouped.setdefault(t.choice.id, (t.choice, []))
-            mentions.append(Mention(t.match.start, t.match.end, text[t.match.start:t.match.end]))
+            mentions.append(Mention(t.match.start, t.match.end, text[t.match.start:t.match.end],
+                                    nationality=t.key in self._demonyms))
         places = [Place(id=rec.id, geonameid=rec.geonameid, name=rec.name, country_code=rec.country_code,
                         admin1=rec.admin1, lat=rec.lat, lon=rec.lon, feature=rec.feature,
                         mentions=tuple(mentions)) for rec, mentions in grouped.values()]

@@ -153,3 +153,11 @@ def test_acronyms_in_capitals_are_not_towns_but_country_abbreviations_are_places
     assert got["UAE"].country_code == "AE" and got["NZ"].country_code == "NZ"
     # A dateline in capitals still names the town.
     assert "LIMA" in _mentioned(_resolve(resolver, tagger, "LIMA 1996-08-30\nPeru said."))
+
+
+def test_a_demonym_is_its_country_marked_as_a_nationality(resolver, tagger):
+    result = _resolve(resolver, tagger, "French troops left Mali, France said.")
+    france = next(p for p in result.places if p.country_code == "FR")
+    assert [(m.text, m.nationality) for m in france.mentions] == [("French", True), ("France", False)]
+    assert france.to_dict()["mentions"][0]["nationality"] is True
+    assert "nationality" not in france.to_dict()["mentions"][1]
