@@ -1,9 +1,11 @@
 """Named entities (people, organisations, other) with offsets, canonical names and stable ids.
 
 Two modes, chosen per deployment:
-- "gazetteer": the curated watchlists in config/gazetteer/ plus a title rule ("spokeswoman Maria
-  Zakharova") for unlisted people. Fast (about 1 ms per KB), any language.
-- "spacy": the same, plus spaCy's English NER (en_core_web_sm) for names nobody listed, on English text only.
+- "gazetteer" (default): the curated watchlists in config/gazetteer/, a title rule ("spokeswoman Maria
+  Zakharova") and the rules of pipelines/text/names.py for names nobody listed (a first name from
+  the shipped table, organisation words, acronyms); no model, any language.
+- "spacy": the watchlists plus spaCy's English NER (en_core_web_sm) for names nobody listed, on English
+  text only (the title rule elsewhere). Measured figures for both: bench/RESULTS.md, "Entities".
 Within a document, every form of a name (“President Vladimir Putin”, “Putin”) is one `Entity`.
 """
 
@@ -62,11 +64,11 @@ class Mention:
 class Entity:
     """A person, organisation or other named thing, with every mention of it in one text."""
 
-    id: str  # "person:vladimir-putin" (gazetteer) or "ner:person:maria-zakharova" (found by NER or title rule)
+    id: str  # "person:vladimir-putin" (watchlist) or "ner:person:maria-zakharova" (NER, title rule or name rules)
     name: str  # canonical name
     type: str  # "person" | "org" | "other"
     mentions: tuple[Mention, ...]
-    source: str  # "gazetteer" | "ner" (spaCy) | "title" (the title rule, e.g. "Secretary Jane Doe")
+    source: str  # "gazetteer" | "ner" (spaCy) | "title" (e.g. "Secretary Jane Doe") | "rule" (names.py)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-value form for events."""
