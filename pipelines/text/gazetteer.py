@@ -192,6 +192,7 @@ class PlaceKeys:
     all: frozenset[str]
     well_known: frozenset[str]
     acronyms: frozenset[str]  # names that are acronyms ("UAE", "NSW"): in capitals, a place, not an agency
+    countries: frozenset[str]  # names of countries (a national side is still the country's name)
 
 
 def place_keys(records: Iterable[PlaceRecord], well_known_population: int = 100_000) -> PlaceKeys:
@@ -199,13 +200,17 @@ def place_keys(records: Iterable[PlaceRecord], well_known_population: int = 100_
     every: set[str] = set()
     known: set[str] = set()
     acronyms: set[str] = set()
+    countries: set[str] = set()
     for rec in records:
         keys = {name_key(n) for n in rec.names}
         every |= keys
         if rec.feature != "city" or rec.population >= well_known_population:
             known |= keys
         acronyms.update(name_key(n) for n in rec.names if _is_acronym(n))
-    return PlaceKeys(all=frozenset(every), well_known=frozenset(known), acronyms=frozenset(acronyms))
+        if rec.feature == "country":
+            countries |= keys
+    return PlaceKeys(all=frozenset(every), well_known=frozenset(known), acronyms=frozenset(acronyms),
+                     countries=frozenset(countries))
 
 
 def load_state_abbreviations(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR) -> dict[str, str]:

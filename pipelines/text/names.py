@@ -44,6 +44,7 @@ class NameCues:
     org_heads: frozenset[str]
     connectors: frozenset[str]
     nationalities: frozenset[str]  # demonyms ("Lankan", "Nigerians"): never part of a person's name
+    team_verbs: frozenset[str]  # "beat", "drew": a town's name next to one is a team
 
 
 def load_first_names(table: Path = FIRST_NAMES_TABLE) -> frozenset[str]:
@@ -64,7 +65,8 @@ def load_name_cues(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR, table: Path = FI
 
     return NameCues(first_names=load_first_names(table), org_last_words=keys("org_last_words"),
                     org_heads=keys("org_heads"), connectors=keys("connectors"),
-                    nationalities=frozenset(name_key(w) for w in load_demonyms(gazetteer_dir)))
+                    nationalities=frozenset(name_key(w) for w in load_demonyms(gazetteer_dir)),
+                    team_verbs=keys("team_verbs"))
 
 
 def _caps_lines(text: str) -> Callable[[int], bool]:
@@ -81,6 +83,37 @@ def _caps_lines(text: str) -> Callable[[int], bool]:
         return hit
 
     return caps
+
+
+def _score(tok: Token) -> bool:
+    return tok.key.isdigit() and len(tok.key) <= 3
+
+
+def _team(text: str, tokens: list[Token], first: int, last: int, verbs: frozenset[str]) -> bool:
+    """The run stands for a team: next to a match verb ("Essex beat Kent"), or followed by a score
+    on a line that has another "Name score" pair ("Barcelona 2 Valencia 1")."""
+    n = len(tokens)
+    before = tokens[first - 1] if first > 0 and words_joined(text, tokens[first - 1], tokens[first]) else None
+    after = tokens[last + 1] if last + 1 < n and words_joined(text, tokens[last], tokens[last + 1]) else None
+    if (before is not None and before.key in verbs) or (after is not None and after.key in verbs):
+        return True
+    if after is None or not _score(after):
+        return False
+    line_start = text.rfind("\n", 0, tokens[first].start) + 1
+    line_end = text.find("\n", tokens[last].end)
+    line_end = len(text) if line_end == -1 else line_end
+    for i in range(first - 1, -1, -1):  # an earlier pair on the line
+        if tokens[i].start < line_start:
+            break
+        if i + 1 < first and _score(tokens[i + 1]) and tokens[i].capitalised and tokens[i].key[:1].isalpha():
+            return True
+    for i in range(last + 2, n - 1):  # or a later one
+        if tokens[i].start >= line_end:
+            break
+        if tokens[i].capitalised and tokens[i].key[:1].isalpha() and _score(tokens[i + 1]) \
+                and tokens[i + 1].start < line_end:
+            return True
+    return False
 
 
 def capitalised_runs(text: str, tokens: list[Token], connectors: frozenset[str]) -> Iterator[tuple[int, int]]:
@@ -113,8 +146,15 @@ def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: fr
     lower_words = {t.key for t in tokens if not t.capitalised}
     found: list[tuple[int, int, str]] = []
     for first, last in capitalised_runs(text, tokens, cues.connectors):
-        if caps(tokens[first].start) or is_place(" ".join(t.key for t in tokens[first:last + 1])):
-            continue  # no case evidence, or a place name as a whole ("New York City", "Port Said")
+        if caps(tokens[first].start):
+            continue  # no case evidence
+        whole_run = " ".join(t.key for t in tokens[first:last + 1])
+        if is_place(whole_run):
+            # A place name as a whole ("New York City", "Port Said") is the places stage's, unless
+            # it is a town's or county's team in a match report.
+            if whole_run not in places.countries and _team(text, tokens, first, last, cues.team_verbs):
+                found.append((tokens[first].start, tokens[last].end, "org"))
+            continue
         # Leading sentence words, titles and calendar words are not part of the name, unless they
         # head an organisation's name ("University of ...", "Party of ...").
         # In an organisation's name, ordinary words past the sentence's start belong to it

@@ -259,8 +259,9 @@ class PlaceResolver:
             tokens = tokenize(text)
         # Watchlisted names and people are never places; an organisation found by NER often holds
         # one ("Fargo City Commission"), so it does not block the place inside it.
+        # A town's team found by the name rules ("Leicestershire beat Somerset") is not the town.
         blocked = [(m.start, m.end) for e in entities if e.source == "gazetteer" or e.type == "person"
-                   for m in e.mentions]
+                   or (e.source == "rule" and name_key(e.name) in self._matcher) for m in e.mentions]
         toponyms = self._recognise(text, tokens, blocked)
         self._disambiguate(toponyms)
         return self._result(text, toponyms)

@@ -68,3 +68,19 @@ def test_an_acronym_in_brackets_is_the_organisation_it_spells(tagger):
     assert len(orgs) == 1
     assert orgs[0].id == "ner:org:northern-grain-traders-association"
     assert [m.text for m in orgs[0].mentions] == ["Northern Grain Traders Association", "NGTA", "NGTA"]
+
+
+def test_a_towns_team_in_a_match_report_is_an_organisation_not_the_town():
+    from pipelines.text.places import PlaceResolver
+
+    resolver = PlaceResolver()
+    tagger = EntityTagger(places=resolver.place_keys())
+    text = "Galway beat Limerick in the final.\nResults: Bolton 2 Preston 1\nFans in Galway celebrated."
+    entities = tagger.tag(text, "en")
+    teams = {m.text for e in entities if e.type == "org" for m in e.mentions}
+    assert {"Galway", "Limerick", "Bolton", "Preston"} <= teams
+    places = resolver.resolve(text, "en", entities)
+    assert [m.text for p in places.places for m in p.mentions] == ["Galway"]  # the town, in the last line
+    # A country's name stays a place, and a town with no match around it stays a town.
+    entities = tagger.tag("Brazil beat Chile. Talks in Preston ended.", "en")
+    assert [e for e in entities if e.type == "org"] == []
