@@ -192,7 +192,11 @@ def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: fr
             continue
         if is_place(whole) or any(k in cues.nationalities for k in (whole, *keys, *map(" ".join, pairwise(keys)))):
             continue  # "Sri Lankan Muslim": a nationality, not a name
-        if keys[0] in cues.first_names and len(words) <= 3 and not any(t.upper and len(t.key) > 1 for t in words) \
+        # An initial ("J. Okafor", "A.B. Sen") opens a person's name as a first name does.
+        initial = len(keys[0].replace(" ", "")) <= 2 and text[words[0].end:words[0].end + 1] == "." \
+            or text[words[0].start:words[0].end].endswith(".") and len(keys[0]) <= 3
+        if (keys[0] in cues.first_names or initial) and len(words) <= 3 \
+                and not any(t.upper and len(t.key) > 1 for t in words) \
                 and not any(is_big_place(k) or k in cues.connectors or k in place_words for k in keys):
             # A well-known place first ("Dallas Police", "Jordan Valley") is not read as a first name.
             found.append((start, end, "person"))

@@ -27,6 +27,12 @@ def test_unlisted_person_with_a_first_name_and_later_surname(tagger):
     assert [m.text for m in person.mentions] == ["Tomas Lindgren", "Lindgren"]
 
 
+def test_an_initial_opens_a_persons_name(tagger):
+    names = _names(tagger.tag("The goal came from J. Okafor after the break.", "en"))
+    assert names["J. Okafor"][0] == "person"
+    assert "St. Louis" not in _names(tagger.tag("He met St. Louis officials.", "en"))
+
+
 def test_unlisted_organisations_by_their_words_and_acronyms(tagger):
     text = ("Shares of Brightwater Holdings fell after the Bank of Lagos cut rates, "
             "and the dockworkers' union FNV called a strike.")
