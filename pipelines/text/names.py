@@ -90,8 +90,8 @@ def _score(tok: Token) -> bool:
 
 
 def _team(text: str, tokens: list[Token], first: int, last: int, verbs: frozenset[str]) -> bool:
-    """The run stands for a team: next to a match verb ("Essex beat Kent"), or followed by a score
-    on a line that has another "Name score" pair ("Barcelona 2 Valencia 1")."""
+    """The run stands for a team: next to a match verb ("Essex beat Kent"), followed by a score on a
+    line that has another "Name score" pair ("Barcelona 2 Valencia 1"), or by a standings row."""
     n = len(tokens)
     before = tokens[first - 1] if first > 0 and words_joined(text, tokens[first - 1], tokens[first]) else None
     after = tokens[last + 1] if last + 1 < n and words_joined(text, tokens[last], tokens[last + 1]) else None
@@ -99,6 +99,10 @@ def _team(text: str, tokens: list[Token], first: int, last: int, verbs: frozense
         return True
     if after is None or not _score(after):
         return False
+    # A standings row: the name and then three or more numbers ("Bolton 12 8 2 2 26").
+    if last + 3 < n and all(_score(tokens[i]) and words_joined(text, tokens[i - 1], tokens[i])
+                            for i in range(last + 1, last + 4)):
+        return True
     line_start = text.rfind("\n", 0, tokens[first].start) + 1
     line_end = text.find("\n", tokens[last].end)
     line_end = len(text) if line_end == -1 else line_end
@@ -145,6 +149,7 @@ def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: fr
     # ordinary words when they open a sentence.
     lower_words = {t.key for t in tokens if not t.capitalised}
     found: list[tuple[int, int, str]] = []
+    unknown: list[tuple[int, int]] = []  # runs of 2-3 words no cue spoke for
     for first, last in capitalised_runs(text, tokens, cues.connectors):
         if caps(tokens[first].start):
             continue  # no case evidence
@@ -200,7 +205,32 @@ def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: fr
                 and not any(is_big_place(k) or k in cues.connectors or k in place_words for k in keys):
             # A well-known place first ("Dallas Police", "Jordan Valley") is not read as a first name.
             found.append((start, end, "person"))
+        elif 2 <= len(words) <= 3 and not any(t.upper or is_place(k) or k in cues.connectors or k in place_words
+                                              or k in not_names for t, k in zip(words, keys)):
+            unknown.append((first, last))
+    found += _named_again(text, tokens, unknown)
     return found
+
+
+def _named_again(text: str, tokens: list[Token], runs: list[tuple[int, int]]) -> list[tuple[int, int, str]]:
+    """People among names no cue spoke for: "Ewa Kowalczyk ... Kowalczyk said": a name whose last
+    word the text uses alone elsewhere (not inside another capitalised name) is a person's."""
+    if not runs:
+        return []
+    bare: dict[str, list[int]] = {}
+    n = len(tokens)
+    for i, tok in enumerate(tokens):
+        if not tok.capitalised or tok.sentence_start or len(tok.key) < 3:
+            continue
+        prev, nxt = (tokens[i - 1] if i else None), (tokens[i + 1] if i + 1 < n else None)
+        # A sentence's first word before it ("Later Kowalczyk said") does not make it part of a name.
+        if prev is not None and prev.capitalised and not prev.sentence_start and words_joined(text, prev, tok):
+            continue
+        if nxt is not None and nxt.capitalised and words_joined(text, tok, nxt):
+            continue
+        bare.setdefault(tok.key, []).append(i)
+    return [(tokens[first].start, tokens[last].end, "person") for first, last in runs
+            if any(not first <= i <= last for i in bare.get(tokens[last].key, ()))]
 
 
 _ACRONYM_AFTER = re.compile(r"\s*\(([A-Z][A-Za-z.&]{1,9})\)")

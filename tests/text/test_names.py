@@ -90,3 +90,21 @@ def test_a_towns_team_in_a_match_report_is_an_organisation_not_the_town():
     # A country's name stays a place, and a town with no match around it stays a town.
     entities = tagger.tag("Brazil beat Chile. Talks in Preston ended.", "en")
     assert [e for e in entities if e.type == "org"] == []
+
+
+def test_a_name_without_cues_is_a_person_when_its_last_word_recurs_alone(tagger):
+    text = "The deal was signed by Qwyllo Kowalczyk on Monday. Later Kowalczyk said it was fair."
+    person = _names(tagger.tag(text, "en"))["Qwyllo Kowalczyk"]
+    assert person[0] == "person"
+    # Without the later bare surname there is no evidence either way: nothing is tagged.
+    assert tagger.tag("The deal was signed by Qwyllo Kowalczyk on Monday.", "en") == []
+
+
+def test_a_standings_row_names_a_team():
+    from pipelines.text.places import PlaceResolver
+
+    resolver = PlaceResolver()
+    tagger = EntityTagger(places=resolver.place_keys())
+    text = "Standings:\nBolton 12 8 2 2 26\nPreston 12 7 3 2 24"
+    teams = {e.name for e in tagger.tag(text, "en") if e.type == "org"}
+    assert teams == {"Bolton", "Preston"}
