@@ -85,6 +85,10 @@ def _caps_lines(text: str) -> Callable[[int], bool]:
     return caps
 
 
+def _name_word(tok: Token) -> bool:
+    return tok.capitalised and tok.key[:1].isalpha()
+
+
 def _score(tok: Token) -> bool:
     return tok.key.isdigit() and len(tok.key) <= 3
 
@@ -95,7 +99,11 @@ def _team(text: str, tokens: list[Token], first: int, last: int, verbs: frozense
     n = len(tokens)
     before = tokens[first - 1] if first > 0 and words_joined(text, tokens[first - 1], tokens[first]) else None
     after = tokens[last + 1] if last + 1 < n and words_joined(text, tokens[last], tokens[last + 1]) else None
-    if (before is not None and before.key in verbs) or (after is not None and after.key in verbs):
+    # "Galway beat Limerick": a capitalised name on the verb's other side too ("Idaho drew 5,000
+    # visitors" is no match report).
+    if before is not None and before.key in verbs and first >= 2 and _name_word(tokens[first - 2]):
+        return True
+    if after is not None and after.key in verbs and last + 2 < n and _name_word(tokens[last + 2]):
         return True
     if after is None or not _score(after):
         return False
