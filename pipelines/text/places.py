@@ -23,6 +23,7 @@ from pipelines.text.gazetteer import (
     DEFAULT_GAZETTEER_DIR,
     NameMatch,
     NameMatcher,
+    PlaceKeys,
     PlaceRecord,
     Token,
     load_demonyms,
@@ -30,6 +31,7 @@ from pipelines.text.gazetteer import (
     load_state_abbreviations,
     load_stoplist,
     name_key,
+    place_keys,
     tokenize,
 )
 
@@ -41,6 +43,9 @@ _CAPITAL_BONUS = 2.0
 _SPECIFICITY = {"city": 3, "admin1": 2, "region": 1, "sea": 1, "country": 0, "continent": -1}
 _MAX_CANDIDATES = 40
 _NEAR_KM = 160.0
+# How far from a first-level division's reference point its towns may lie (large provinces, e.g.
+# Ontario's point is ~1,000 km from its southern cities) when the table has no division code for them.
+_DIVISION_REACH_KM = 1500.0
 # A one-word town name smaller than this needs support from the rest of the text (its state or
 # country named, a neighbour nearby, "Town, State") to count: most are surnames or ordinary words.
 _SMALL_TOWN = 20_000
@@ -122,6 +127,9 @@ class _Tally:
     states: Counter[tuple[str, str]] = field(default_factory=Counter)  # (country code, admin1 code)
 
 
+_NO_TALLY = _Tally()  # read-only stand-in for a key with no choices yet (Counter reads do not insert)
+
+
 class _Choices:
     """What the toponyms of one text currently stand for, tallied overall and per name key.
 
@@ -172,11 +180,13 @@ class _Choices:
         return [i for i in self._divisions.get((country_code, admin1), ()) if self._all.places[i] > mine[i]]
 
     def _mine(self, key: str) -> _Tally:
-        return self._by_key.get(key) or _Tally()
+        return self._by_key.get(key) or _NO_TALLY
 
     def _count(self, key: str, rec: PlaceRecord, step: int) -> None:
         before = 0 if step > 0 else 1  # the count at which this step adds or drops a distinct place
-        mine = self._by_key.setdefault(key, _Tally())
+        mine = self._by_key.get(key)
+        if mine is None:
+            mine = self._by_key[key] = _Tally()
         if mine.places[rec.id] == before:
             self._changes += 1
             self._changes_by_key[key] += 1
@@ -196,7 +206,9 @@ class _Choices:
                 at = bisect_left(self._points, rec.lat, key=_lat)
                 self._points.pop(next(i for i in range(at, len(self._points)) if self._points[i].id == rec.id))
         if rec.feature == "admin1":
-            ids = self._divisions.setdefault((rec.country_code, rec.admin1), set())
+            ids = self._divisions.get((rec.country_code, rec.admin1))
+            if ids is None:
+                ids = self._divisions[(rec.country_code, rec.admin1)] = set()
             if step > 0:
                 ids.add(rec.id)
             else:
@@ -222,21 +234,34 @@ class PlaceResolver:
             if rec.feature == "admin1" and rec.country_code and rec.admin1:
                 self._admin1[(rec.country_code, rec.admin1)] = rec
         self._countries = {r.country_code: r for r in records if r.feature == "country" and r.country_code}
+        self._records = records
+        self._priors: dict[str, float] = {}  # record id -> _compute_prior, filled as names are seen
+        self._ranked_by_key: dict[str, tuple[tuple[PlaceRecord, ...], list[PlaceRecord]]] = {}
+        self._demonyms: frozenset[str] = frozenset()  # keys of the demonyms matched as their country
         if demonyms:
-            for word, code in load_demonyms(gazetteer_dir).items():
-                if code in self._countries:
-                    self._matcher.add(word, self._countries[code])
+            words = {word: code for word, code in load_demonyms(gazetteer_dir).items() if code in self._countries}
+            for word, code in words.items():
+                self._matcher.add(word, self._countries[code])
+            self._demonyms = frozenset(name_key(w) for w in words)
 
     # ------------------------------------------------------------------ public API
 
-    def resolve(self, text: str, language: str, entities: Sequence[Entity] = ()) -> PlaceResult:
-        """Places named in `text`; `entities` (from EntityTagger) keep people and organisations out."""
+    def place_keys(self) -> PlaceKeys:
+        """The names of this resolver's places, for EntityTagger(places=...): the table is read once."""
+        return place_keys(self._records)
+
+    def resolve(self, text: str, language: str, entities: Sequence[Entity] = (),
+                tokens: list[Token] | None = None) -> PlaceResult:
+        """Places named in `text`; `entities` (from EntityTagger) keep people and organisations out.
+        `tokens`: tokenize(text), when the caller already has them (shared with entity tagging)."""
         del language  # names are matched in every language; the table carries translated country names
-        tokens = tokenize(text)
+        if tokens is None:
+            tokens = tokenize(text)
         # Watchlisted names and people are never places; an organisation found by NER often holds
         # one ("Fargo City Commission"), so it does not block the place inside it.
+        # A town's team found by the name rules ("Leicestershire beat Somerset") is not the town.
         blocked = [(m.start, m.end) for e in entities if e.source == "gazetteer" or e.type == "person"
-                   for m in e.mentions]
+                   or (e.source == "rule" and name_key(e.name) in self._matcher) for m in e.mentions]
         toponyms = self._recognise(text, tokens, blocked)
         self._disambiguate(toponyms)
         return self._result(text, toponyms)
@@ -252,12 +277,10 @@ class PlaceResolver:
             key = " ".join(t.key for t in tokens[m.first:m.last + 1])
             if key in self._stop.not_places:
                 continue
-            candidates: list[PlaceRecord] = list(m.values)
-            if self._part_of_other_name(text, tokens, m, candidates, index_of, name_words):
+            if self._part_of_other_name(text, tokens, m, m.values, index_of, name_words):
                 continue
             within = self._container(text, tokens, m, index_of)
-            candidates.sort(key=self._prior, reverse=True)
-            toponyms.append(_Toponym(m, key, candidates[:_MAX_CANDIDATES], within))
+            toponyms.append(_Toponym(m, key, self._ranked(key, m.values), within))
             if within and within[0].id.startswith("geonames:") and m.last + 1 not in index_of:
                 # "Alexandria, La.": the state abbreviation is a toponym too.
                 after = tokens[m.last + 1]
@@ -284,7 +307,7 @@ class PlaceResolver:
                 words.add(tok.key)
         return words
 
-    def _part_of_other_name(self, text: str, tokens: list[Token], m: NameMatch, candidates: list[PlaceRecord],
+    def _part_of_other_name(self, text: str, tokens: list[Token], m: NameMatch, candidates: Sequence[PlaceRecord],
                             index_of: dict[int, NameMatch], name_words: set[str]) -> bool:
         """The match is a piece of a longer name: a person ("Vladimir Putin"), a river, a county."""
         nxt, prv = m.last + 1, m.first - 1
@@ -320,13 +343,29 @@ class PlaceResolver:
         if nxt in index_of:
             return [r for r in index_of[nxt].values if r.feature in ("admin1", "country")]
         raw = text[after.start:after.end]
-        code = self._states.get(after.key) if "." in raw else (raw if len(raw) == 2 and raw.isupper() else None)
+        # The tokenizer leaves the dot out of a longer abbreviation ("Calif."): look one character on.
+        dotted = "." in raw or text[after.end:after.end + 1] == "."
+        code = self._states.get(after.key) if dotted else (raw if len(raw) == 2 and raw.isupper() else None)
         state = self._admin1.get(("US", code)) if code else None
         return [state] if state else []
 
     # ------------------------------------------------------------------ disambiguation
 
+    def _ranked(self, key: str, values: tuple[PlaceRecord, ...]) -> list[PlaceRecord]:
+        """The best _MAX_CANDIDATES of a name's places by prior (a fresh list: disambiguation narrows it)."""
+        ranked = self._ranked_by_key.get(key)
+        if ranked is None or ranked[0] != values:
+            ranked = values, sorted(values, key=self._prior, reverse=True)[:_MAX_CANDIDATES]
+            self._ranked_by_key[key] = ranked
+        return list(ranked[1])
+
     def _prior(self, rec: PlaceRecord) -> float:
+        prior = self._priors.get(rec.id)
+        if prior is None:
+            prior = self._priors[rec.id] = self._compute_prior(rec)
+        return prior
+
+    def _compute_prior(self, rec: PlaceRecord) -> float:
         prior = _FEATURE_PRIOR.get(rec.feature, 0.0) + math.log10(rec.population + 1) / (
             1.0 if rec.feature == "city" else 10.0)
         if rec.feature == "admin1" and rec.country_code == "US":
@@ -340,8 +379,13 @@ class PlaceResolver:
         if container.feature == "country":
             return rec.country_code == container.country_code and rec.id != container.id
         if container.feature == "admin1":
-            return rec.country_code == container.country_code and rec.admin1 is not None \
-                and rec.admin1 == container.admin1 and rec.id != container.id
+            if rec.country_code != container.country_code or rec.id == container.id:
+                return False
+            if container.admin1:
+                return rec.admin1 == container.admin1
+            # Divisions outside the US carry no GeoNames code here: a place of that country within
+            # reach of the division's point ("London, Ontario", "Victoria, B.C.") is taken as inside.
+            return distance_km(rec.lat, rec.lon, container.lat, container.lon) < _DIVISION_REACH_KM
         return False
 
     def _disambiguate(self, toponyms: list[_Toponym]) -> None:
@@ -417,7 +461,8 @@ class PlaceResolver:
             if t.choice is None:
                 continue
             _, mentions = grouped.setdefault(t.choice.id, (t.choice, []))
-            mentions.append(Mention(t.match.start, t.match.end, text[t.match.start:t.match.end]))
+            mentions.append(Mention(t.match.start, t.match.end, text[t.match.start:t.match.end],
+                                    nationality=t.key in self._demonyms))
         places = [Place(id=rec.id, geonameid=rec.geonameid, name=rec.name, country_code=rec.country_code,
                         admin1=rec.admin1, lat=rec.lat, lon=rec.lon, feature=rec.feature,
                         mentions=tuple(mentions)) for rec, mentions in grouped.values()]

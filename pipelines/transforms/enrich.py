@@ -16,6 +16,7 @@ import apache_beam as beam
 
 from core.records import analysis_text
 from core.settings import EnrichmentSettings
+from pipelines.text.gazetteer import tokenize
 from pipelines.transforms.common import StageFn, run_stage
 
 
@@ -23,8 +24,9 @@ def enrich_event(event: dict[str, Any], tagger: Any, resolver: Any) -> dict[str,
     """Attach entities, places and the focus place (an id from places, or null) to an event."""
     language = event["language"]["code"]
     text = analysis_text(event)
-    entities = tagger.tag(text, language)
-    result = resolver.resolve(text, language, entities).to_dict()
+    tokens = tokenize(text)  # once per event, shared by both taggers
+    entities = tagger.tag(text, language, tokens)
+    result = resolver.resolve(text, language, entities, tokens).to_dict()
     return {**event, "entities": [e.to_dict() for e in entities], "places": result["places"],
             "focus_place": result["focus"]}
 
@@ -39,7 +41,9 @@ def _models(entities: str, demonyms: bool) -> tuple[Any, Any]:
     from pipelines.text.entities import EntityTagger
     from pipelines.text.places import PlaceResolver
 
-    return EntityTagger(mode=entities), PlaceResolver(demonyms=demonyms)
+    resolver = PlaceResolver(demonyms=demonyms)
+    places = resolver.place_keys() if entities == "gazetteer" else None
+    return EntityTagger(mode=entities, places=places), resolver
 
 
 class _Tag(StageFn):

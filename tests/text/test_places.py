@@ -135,3 +135,29 @@ def test_disambiguation_work_does_not_grow_with_repeated_mentions(resolver, tagg
     # Twice the text may cost up to twice the work, never four times as before.
     assert work[400]["distance"] <= 2 * work[200]["distance"], work
     assert work[400]["score"] <= 2 * work[200]["score"], work
+
+
+def test_a_qualifier_picks_the_place_in_that_division_or_abbreviation(resolver, tagger):
+    london = _mentioned(_resolve(resolver, tagger, "The plant in London, Ontario, will close."))["London"]
+    assert london.country_code == "CA"
+    got = _mentioned(_resolve(resolver, tagger, "Talks in Victoria, B.C., ended."))
+    assert got["Victoria"].country_code == "CA" and got["B.C."].name == "British Columbia"
+    got = _mentioned(_resolve(resolver, tagger, "He moved to Fresno, Calif., last year."))
+    assert got["Fresno"].admin1 == "CA" and got["Calif"].name == "California"
+
+
+def test_acronyms_in_capitals_are_not_towns_but_country_abbreviations_are_places(resolver, tagger):
+    text = "The ILO said wages fell in Lima. Ministers from the UAE and NZ met."
+    got = _mentioned(_resolve(resolver, tagger, text))
+    assert "ILO" not in got
+    assert got["UAE"].country_code == "AE" and got["NZ"].country_code == "NZ"
+    # A dateline in capitals still names the town.
+    assert "LIMA" in _mentioned(_resolve(resolver, tagger, "LIMA 1996-08-30\nPeru said."))
+
+
+def test_a_demonym_is_its_country_marked_as_a_nationality(resolver, tagger):
+    result = _resolve(resolver, tagger, "French troops left Mali, France said.")
+    france = next(p for p in result.places if p.country_code == "FR")
+    assert [(m.text, m.nationality) for m in france.mentions] == [("French", True), ("France", False)]
+    assert france.to_dict()["mentions"][0]["nationality"] is True
+    assert "nationality" not in france.to_dict()["mentions"][1]

@@ -1,0 +1,301 @@
+"""Names nobody listed: runs of capitalised words read as people or organisations by cheap cues.
+
+A run ("Phil Simmons", "Acme Holdings", "Bank of Lagos", "ILO") is a person when its first word is a
+common first name (the shipped first-name table) and it has two or three words, an organisation
+when its last word is an organisation word ("Holdings", "Party") or its first word heads an "X of Y"
+name, and a short all-capital word is an organisation's acronym. A run that is a place name is left
+to the places stage. Lines written all in capitals (headlines) give no case evidence and are skipped.
+Cues live in config/gazetteer/name_rules.yaml; the first-name table in pipelines/data/.
+
+`python -m pipelines.text.names build` regenerates pipelines/data/first_names.txt.gz from the
+`names-dataset` package (build-time only, see pipelines/data/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import pickle
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from itertools import pairwise
+from pathlib import Path
+
+from pipelines.text.gazetteer import (
+    DEFAULT_GAZETTEER_DIR,
+    PlaceKeys,
+    Token,
+    load_demonyms,
+    name_key,
+    read_yaml,
+    words_joined,
+)
+
+FIRST_NAMES_TABLE = Path(__file__).resolve().parents[1] / "data" / "first_names.txt.gz"
+
+
+@dataclass(frozen=True)
+class NameCues:
+    """What the rules read: first names, organisation words and name connectors, as name_key()s."""
+
+    first_names: frozenset[str]
+    org_last_words: frozenset[str]
+    org_heads: frozenset[str]
+    connectors: frozenset[str]
+    nationalities: frozenset[str]  # demonyms ("Lankan", "Nigerians"): never part of a person's name
+    team_verbs: frozenset[str]  # "beat", "drew": a town's name next to one is a team
+
+
+def load_first_names(table: Path = FIRST_NAMES_TABLE) -> frozenset[str]:
+    """The shipped first-name table as name_key()s."""
+    if not table.exists():
+        raise FileNotFoundError(f"{table} is missing; it ships with the repository "
+                                f"(regenerate it with `python -m pipelines.text.names build`)")
+    with gzip.open(table, "rt", encoding="utf-8") as fh:
+        return frozenset(name_key(line) for line in fh if line.strip())
+
+
+def load_name_cues(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR, table: Path = FIRST_NAMES_TABLE) -> NameCues:
+    """name_rules.yaml, the first-name table and the demonyms."""
+    doc = read_yaml(gazetteer_dir / "name_rules.yaml")
+
+    def keys(field: str) -> frozenset[str]:
+        return frozenset(name_key(str(w)) for w in doc.get(field) or ())
+
+    return NameCues(first_names=load_first_names(table), org_last_words=keys("org_last_words"),
+                    org_heads=keys("org_heads"), connectors=keys("connectors"),
+                    nationalities=frozenset(name_key(w) for w in load_demonyms(gazetteer_dir)),
+                    team_verbs=keys("team_verbs"))
+
+
+def _caps_lines(text: str) -> Callable[[int], bool]:
+    """Whether the line holding a character offset has no lower-case letter (a headline in capitals)."""
+    cache: dict[int, bool] = {}
+
+    def caps(offset: int) -> bool:
+        start = text.rfind("\n", 0, offset) + 1
+        hit = cache.get(start)
+        if hit is None:
+            end = text.find("\n", offset)
+            line = text[start:end if end != -1 else len(text)]
+            hit = cache[start] = line == line.upper()
+        return hit
+
+    return caps
+
+
+def _name_word(tok: Token) -> bool:
+    return tok.capitalised and tok.key[:1].isalpha()
+
+
+def _score(tok: Token) -> bool:
+    return tok.key.isdigit() and len(tok.key) <= 3
+
+
+def _team(text: str, tokens: list[Token], first: int, last: int, verbs: frozenset[str]) -> bool:
+    """The run stands for a team: next to a match verb ("Essex beat Kent"), followed by a score on a
+    line that has another "Name score" pair ("Barcelona 2 Valencia 1"), or by a standings row."""
+    n = len(tokens)
+    before = tokens[first - 1] if first > 0 and words_joined(text, tokens[first - 1], tokens[first]) else None
+    after = tokens[last + 1] if last + 1 < n and words_joined(text, tokens[last], tokens[last + 1]) else None
+    # "Galway beat Limerick": a capitalised name on the verb's other side too ("Idaho drew 5,000
+    # visitors" is no match report).
+    if before is not None and before.key in verbs and first >= 2 and _name_word(tokens[first - 2]):
+        return True
+    if after is not None and after.key in verbs and last + 2 < n and _name_word(tokens[last + 2]):
+        return True
+    if after is None or not _score(after):
+        return False
+    # A standings row: the name and then three or more numbers ("Bolton 12 8 2 2 26").
+    if last + 3 < n and all(_score(tokens[i]) and words_joined(text, tokens[i - 1], tokens[i])
+                            for i in range(last + 1, last + 4)):
+        return True
+    line_start = text.rfind("\n", 0, tokens[first].start) + 1
+    line_end = text.find("\n", tokens[last].end)
+    line_end = len(text) if line_end == -1 else line_end
+    for i in range(first - 1, -1, -1):  # an earlier pair on the line
+        if tokens[i].start < line_start:
+            break
+        if i + 1 < first and _score(tokens[i + 1]) and tokens[i].capitalised and tokens[i].key[:1].isalpha():
+            return True
+    for i in range(last + 2, n - 1):  # or a later one
+        if tokens[i].start >= line_end:
+            break
+        if tokens[i].capitalised and tokens[i].key[:1].isalpha() and _score(tokens[i + 1]) \
+                and tokens[i + 1].start < line_end:
+            return True
+    return False
+
+
+def capitalised_runs(text: str, tokens: list[Token], connectors: frozenset[str]) -> Iterator[tuple[int, int]]:
+    """(first, last) token indices of runs of capitalised words joined by spaces or name connectors."""
+    n = len(tokens)
+    cap = [t.capitalised and t.key[:1].isalpha() for t in tokens]
+    resume = 0  # the first token after the last run
+    for i in [i for i, c in enumerate(cap) if c]:
+        if i < resume:
+            continue
+        last = j = i
+        while j + 1 < n and words_joined(text, tokens[j], tokens[j + 1]):
+            j += 1
+            if cap[j]:
+                last = j
+            elif not (tokens[j].key in connectors and j + 1 < n and cap[j + 1]):
+                break
+        yield i, last
+        resume = last + 1
+
+
+def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: frozenset[str],
+                   titles: frozenset[str], place_words: frozenset[str], places: PlaceKeys) -> list[tuple[int, int, str]]:
+    """(start, end, "person" | "org") for runs of capitalised words the cues point at; `not_names`,
+    `titles` and `place_words` are the stoplists' ("County", "River": the run names a place)."""
+    caps = _caps_lines(text)
+    is_place, is_big_place = places.all.__contains__, places.well_known.__contains__
+    # Words this text also writes in lower case ("Officials said ..." and later "officials") are
+    # ordinary words when they open a sentence.
+    lower_words = {t.key for t in tokens if not t.capitalised}
+    found: list[tuple[int, int, str]] = []
+    unknown: list[tuple[int, int]] = []  # runs of 2-3 words no cue spoke for
+    for first, last in capitalised_runs(text, tokens, cues.connectors):
+        if caps(tokens[first].start):
+            continue  # no case evidence
+        whole_run = " ".join(t.key for t in tokens[first:last + 1])
+        if is_place(whole_run):
+            # A place name as a whole ("New York City", "Port Said") is the places stage's, unless
+            # it is a town's or county's team in a match report.
+            if whole_run not in places.countries and _team(text, tokens, first, last, cues.team_verbs):
+                found.append((tokens[first].start, tokens[last].end, "org"))
+            continue
+        # Leading sentence words, titles and calendar words are not part of the name, unless they
+        # head an organisation's name ("University of ...", "Party of ...").
+        # In an organisation's name, ordinary words past the sentence's start belong to it
+        # ("the Northern Grain Traders Association", "the Police Federation").
+        org_run = last > first and tokens[last].key in cues.org_last_words
+        while first <= last and not (tokens[first].key in cues.org_heads and first < last) and (
+                (tokens[first].key in not_names and (not org_run or tokens[first].sentence_start))
+                or tokens[first].key in titles or (tokens[first].sentence_start and tokens[first].key in lower_words)):
+            first += 1
+        # "Shares of Acme Holdings": a sentence's first word before a connector is not the name's.
+        if first + 1 < last and tokens[first].sentence_start and tokens[first + 1].key in cues.connectors \
+                and tokens[first].key not in cues.org_heads:
+            first += 2
+        while last > first and (tokens[last].key in cues.connectors or (
+                tokens[last].key in not_names and tokens[last].key not in cues.org_last_words)):
+            last -= 1  # "... in Benson These highways": a sentence word after a line break lost
+        if first > last:
+            continue
+        words = tokens[first:last + 1]
+        keys = [t.key for t in words]
+        whole = " ".join(keys)
+        if whole in not_names:
+            continue
+        start, end = words[0].start, words[-1].end
+        if len(words) == 1:
+            tok = words[0]
+            letters = tok.key.replace(" ", "")
+            # In capitals amid ordinary text, a short word is an acronym even where a town has that
+            # name ("the ILO"), unless a place goes by that acronym ("UAE").
+            if tok.upper and 2 <= len(letters) <= 5 and letters.isalpha() and whole not in places.acronyms:
+                found.append((start, end, "org"))
+            continue
+        if keys[-1] in cues.org_last_words or (keys[0] in cues.org_heads and "of" in keys) or "&" in keys:
+            found.append((start, end, "org"))
+            continue
+        if is_place(whole) or any(k in cues.nationalities for k in (whole, *keys, *map(" ".join, pairwise(keys)))):
+            continue  # "Sri Lankan Muslim": a nationality, not a name
+        # An initial ("J. Okafor", "A.B. Sen") opens a person's name as a first name does.
+        initial = len(keys[0].replace(" ", "")) <= 2 and text[words[0].end:words[0].end + 1] == "." \
+            or text[words[0].start:words[0].end].endswith(".") and len(keys[0]) <= 3
+        if (keys[0] in cues.first_names or initial) and len(words) <= 3 \
+                and not any(t.upper and len(t.key) > 1 for t in words) \
+                and not any(is_big_place(k) or k in cues.connectors or k in place_words for k in keys):
+            # A well-known place first ("Dallas Police", "Jordan Valley") is not read as a first name.
+            found.append((start, end, "person"))
+        elif 2 <= len(words) <= 3 and not any(t.upper or is_place(k) or k in cues.connectors or k in place_words
+                                              or k in not_names for t, k in zip(words, keys)):
+            unknown.append((first, last))
+    found += _named_again(text, tokens, unknown)
+    return found
+
+
+def _named_again(text: str, tokens: list[Token], runs: list[tuple[int, int]]) -> list[tuple[int, int, str]]:
+    """People among names no cue spoke for: "Ewa Kowalczyk ... Kowalczyk said": a name whose last
+    word the text uses alone elsewhere (not inside another capitalised name) is a person's."""
+    if not runs:
+        return []
+    bare: dict[str, list[int]] = {}
+    n = len(tokens)
+    for i, tok in enumerate(tokens):
+        if not tok.capitalised or tok.sentence_start or len(tok.key) < 3:
+            continue
+        prev, nxt = (tokens[i - 1] if i else None), (tokens[i + 1] if i + 1 < n else None)
+        # A sentence's first word before it ("Later Kowalczyk said") does not make it part of a name.
+        if prev is not None and prev.capitalised and not prev.sentence_start and words_joined(text, prev, tok):
+            continue
+        if nxt is not None and nxt.capitalised and words_joined(text, tok, nxt):
+            continue
+        bare.setdefault(tok.key, []).append(i)
+    return [(tokens[first].start, tokens[last].end, "person") for first, last in runs
+            if any(not first <= i <= last for i in bare.get(tokens[last].key, ()))]
+
+
+_ACRONYM_AFTER = re.compile(r"\s*\(([A-Z][A-Za-z.&]{1,9})\)")
+
+
+def acronym_after(text: str, name: str, end: int, connectors: frozenset[str]) -> str | None:
+    """The acronym in brackets right after a name, when it spells the name's initials:
+    "International Labour Organization (ILO)" -> "ILO"."""
+    m = _ACRONYM_AFTER.match(text, end)
+    if m is None:
+        return None
+    initials = "".join(w[0] for w in name.split() if name_key(w) not in connectors and name_key(w) != "the")
+    letters = m.group(1).replace(".", "")
+    return m.group(1) if letters.upper() == initials.upper() else None
+
+
+# --------------------------------------------------------------------------- build (maintainers only)
+
+def _first_names(max_rank: int) -> Iterator[str]:
+    from importlib.util import find_spec
+
+    # names-dataset is build-time only; its data file is read without importing the package (whose
+    # import pulls in pycountry and loads both 25 MB tables).
+    spec = find_spec("names_dataset")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("pip install names-dataset==3.3.1 first (extra: gazetteer-build)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "v3" / "first_names.pkl.gz"
+    with gzip.open(path, "rb") as fh:
+        table = pickle.load(fh)  # the package's own data file (a dict name -> country/gender/rank)
+    for name, info in table.items():
+        ranks = info.get("rank") or {}
+        if name.isalpha() and len(name) >= 2 and name[0].isupper() and name[1:].islower() \
+                and ranks and min(ranks.values()) <= max_rank:
+            yield name
+
+
+def build_first_names(out: Path = FIRST_NAMES_TABLE, max_rank: int = 1000) -> int:
+    """Write the first names ranked within `max_rank` in some country; returns how many."""
+    names = sorted(set(_first_names(max_rank)))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.GzipFile(out, "wb", mtime=0) as fh:
+        fh.write(("\n".join(names) + "\n").encode("utf-8"))
+    return len(names)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """CLI: `python -m pipelines.text.names build [--max-rank N]`."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build", help="regenerate pipelines/data/first_names.txt.gz")
+    build.add_argument("--out", type=Path, default=FIRST_NAMES_TABLE)
+    build.add_argument("--max-rank", type=int, default=1000,
+                       help="keep names among the N most common of at least one country")
+    args = parser.parse_args(argv)
+    n = build_first_names(args.out, args.max_rank)
+    print(f"wrote {n} first names to {args.out} ({args.out.stat().st_size / 1e3:.0f} KB)")
+
+
+if __name__ == "__main__":
+    main()
