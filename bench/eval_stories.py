@@ -31,7 +31,7 @@ import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -41,7 +41,6 @@ import redis.connection
 from bench.story_streams import evaluation_stream
 from connectors.process import free_port
 from connectors.redis import RedisServer, make_redis
-from pipelines.stages.stories.state import RedisStoryStore
 from pipelines.text.normalise import normalise_text
 
 DEFAULT_BASIL = ROOT.parent / "shared" / "eval" / "stories" / "basil_events.jsonl"
@@ -71,7 +70,7 @@ def as_events(rows: list[dict[str, Any]], enrich: bool) -> list[dict[str, Any]]:
         published = datetime.fromtimestamp(row["ts"], UTC).isoformat().replace("+00:00", "Z")
         event: dict[str, Any] = {"event_id": f"{i:08d}-{row['id']}", "source": row["source"], "title": row["title"],
                                  "text": text, "published_at": published, "entities": [], "places": [],
-                                 "origin": {"timestamp_ms": int(rows[0]["ts"] * 1000) + 10_000 * i}}
+                                 "origin": {"timestamp_ms": int(rows[-1]["ts"] * 1000) + 10_000 * i}}
         if tagger is not None and resolver is not None:
             ents = tagger.tag(f"{row['title']}\n\n{text}", "en")
             event["entities"] = [e.to_dict() for e in ents]
@@ -108,7 +107,7 @@ class _RoundTrips:
         self.count = 0
         self._orig = redis.connection.AbstractConnection.send_packed_command
 
-    def __enter__(self) -> _RoundTrips:
+    def __enter__(self) -> Self:
         orig, counter = self._orig, self
 
         def send(conn: Any, *a: Any, **kw: Any) -> Any:
@@ -127,11 +126,13 @@ def story_time(event: dict[str, Any]) -> float:
     try:
         from pipelines.stages.stories.transform import story_time_s
     except ImportError:
-        return datetime.fromisoformat(event["published_at"].replace("Z", "+00:00")).timestamp()
+        return datetime.fromisoformat(event["published_at"]).timestamp()
     return story_time_s(event)
 
 
 def evaluate(name: str, rows: list[dict[str, Any]], url: str, enrich: bool) -> dict[str, Any]:
+    from pipelines.stages.stories.state import RedisStoryStore
+
     events = as_events(rows, enrich)
     store = RedisStoryStore(make_redis(url), namespace=f"eval-{name}:")
     store.assign(events[0], story_time(events[0]))  # warm up scripts and connections, then start afresh

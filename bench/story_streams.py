@@ -30,6 +30,34 @@ T0 = datetime(2026, 3, 2, 6, 0, tzinfo=UTC).timestamp()
 HOUR = 3600.0
 OUTLETS = ("wire-north", "daily-courier", "metro-news", "global-post", "radio-one", "evening-star")
 
+# Background every outlet pads its copy with (real articles share far less wording than templates).
+BACKGROUND = (
+    "More details are expected to be released later in the day.",
+    "The story was updated with further reaction after publication.",
+    "Reporters at the scene described a tense but orderly atmosphere.",
+    "Social media posts showed crowds gathering in the afternoon.",
+    "Economists warned that rising costs continue to weigh on households across the region.",
+    "Officials declined to comment further when contacted by telephone.",
+    "The weather forecast for the coming days is cold and windy with occasional rain.",
+    "Energy prices have fallen from their peak but remain high by historical standards.",
+    "Opinion polls suggest public trust in institutions has weakened over the past decade.",
+    "Several international observers followed developments closely.",
+    "A government spokesperson said the situation was being monitored.",
+    "Local businesses reported a drop in customers during the week.",
+    "Transport unions have threatened further action over the winter.",
+    "The European Commission published its latest growth forecasts on the same day.",
+    "Analysts said it was too early to draw firm conclusions.",
+    "Critics argued that the decision had been rushed without enough consultation.",
+    "Supporters gathered outside the building holding banners and flags.",
+    "The news agency said it had verified the footage independently.",
+    "Broadcasters interrupted regular programming to carry the announcement.",
+    "It was not immediately clear how long the disruption would last.",
+    "Researchers at the national university have studied similar cases for years.",
+    "Insurance companies said claims were likely to rise.",
+    "Ministers are due to meet again next week to review the situation.",
+    "The figures were compiled by the national statistics office.",
+)
+
 STOCK_QUOTES = (
     "I don't think anybody saw it coming",
     "We have to wait and see what happens next",
@@ -55,8 +83,10 @@ class Topic:
 
 def _article(rng: random.Random, topic: Topic, facts: dict[str, Any], stock: bool) -> tuple[str, str]:
     title = rng.choice(topic.titles).format(**facts)
-    body = rng.sample(list(topic.sentences), k=min(len(topic.sentences), rng.randint(3, 5)))
+    body = rng.sample(list(topic.sentences), k=min(len(topic.sentences), rng.randint(2, 4)))
     lines = [s.format(**facts) for s in body]
+    lines += rng.sample(BACKGROUND, k=rng.randint(2, 5))
+    rng.shuffle(lines)
     lines += rng.sample(list(topic.boilerplate), k=min(len(topic.boilerplate), rng.randint(1, 2)))
     if stock:
         speaker = facts.get("speaker", "a spokesperson")
@@ -260,7 +290,7 @@ def _local_events(rng: random.Random, n: int, t: float, out: list[dict[str, Any]
 
 
 def evaluation_stream(seed: int = 7) -> list[dict[str, Any]]:
-    """~200 articles over a week (see module doc), in publication order."""
+    """~90 articles (40 events) over a week (see module doc), in publication order."""
     rng = random.Random(seed)
     out: list[dict[str, Any]] = []
     for i in range(12):  # four days of cup matches, three a day, a few hours apart
@@ -409,7 +439,7 @@ def _flood_topic(day: int) -> Topic:
 
 
 def training_stream(seed: int = 3) -> list[dict[str, Any]]:
-    """~220 articles over ten days from the training topics, in publication order."""
+    """~110 articles (47 events) over ten days from the training topics, in publication order."""
     rng = random.Random(seed)
     out: list[dict[str, Any]] = []
     for i in range(12):
