@@ -58,6 +58,15 @@ BACKGROUND = (
     "The figures were compiled by the national statistics office.",
 )
 
+# What speakers' statements are made of (drawn per event; see _emit).
+SPEECH_WORDS = tuple("""
+decision responsibility families investigation evidence support security funding agreement pressure
+recovery damage colleagues proud difficult serious unacceptable determined confident grateful
+future months weeks together citizens country region community partners government authorities
+priority commitment review measures response resources promise warning challenge solution
+patience courage effort progress failure mistake lessons answers questions victims workers
+""".split())
+
 STOCK_QUOTES = (
     "I don't think anybody saw it coming",
     "We have to wait and see what happens next",
@@ -83,11 +92,19 @@ class Topic:
 
 def _article(rng: random.Random, topic: Topic, facts: dict[str, Any], stock: bool) -> tuple[str, str]:
     title = rng.choice(topic.titles).format(**facts)
+    if rng.random() < 0.25:  # a wire flash: the headline and one or two facts
+        flash = rng.sample(list(topic.sentences), k=min(len(topic.sentences), rng.randint(1, 2)))
+        return title, " ".join(s.format(**facts) for s in flash)
     body = rng.sample(list(topic.sentences), k=min(len(topic.sentences), rng.randint(2, 4)))
     lines = [s.format(**facts) for s in body]
     lines += rng.sample(BACKGROUND, k=rng.randint(2, 5))
     rng.shuffle(lines)
     lines += rng.sample(list(topic.boilerplate), k=min(len(topic.boilerplate), rng.randint(1, 2)))
+    if rng.random() < 0.7:  # most wire copy quotes the main statement
+        said = facts["_said"]
+        cut = said.split()
+        said = " ".join(cut[: max(8, len(cut) // 2)]) if rng.random() < 0.3 else said
+        lines.append(f'"{said}," {facts.get("speaker", "a spokesperson")} said.')
     if stock:
         speaker = facts.get("speaker", "a spokesperson")
         lines.append(f'"{rng.choice(STOCK_QUOTES)}," {speaker} said.')
@@ -96,6 +113,9 @@ def _article(rng: random.Random, topic: Topic, facts: dict[str, Any], stock: boo
 
 def _emit(rng: random.Random, topic: Topic, facts: dict[str, Any], event: str, ts: float,
           outlets: int, stock: float, out: list[dict[str, Any]]) -> None:
+    if "_said" not in facts:  # the statement the event's speaker made: its own words, not a template's
+        words = rng.sample(SPEECH_WORDS, 16)
+        facts["_said"] = (" ".join(words[:8]) + ", " + " ".join(words[8:])).capitalize()
     for source in rng.sample(OUTLETS, outlets):
         title, text = _article(rng, topic, facts, rng.random() < stock)
         t = ts + rng.uniform(0, 5 * HOUR)
@@ -140,7 +160,7 @@ FOOTBALL = Topic(
                "A crowd of {crowd} watched the match in {city} on a cold evening.",
                "{away} pressed late on but the {a}-{b} scoreline at {ground} stood.",
                "{home} now move on to their next group game while {away} must regroup after the {a}-{b}."),
-    boilerplate=("The Nordic Cup group stage continues with two matches every day this week.",
+boilerplate=("The Nordic Cup group stage continues with two matches every day this week.",
                  "The top two teams in each group reach the semi-finals of the tournament.",
                  "Both coaches rotated their squads because of the busy tournament schedule.",
                  "Tickets for the remaining group matches are still on sale."),
@@ -175,7 +195,7 @@ PORTUGAL = Topic(
                "The opposition Socialists voted against the {bill}, saying it would not {aim}.",
                "The vote on the {bill} ended {yes} to {no} after a debate of several hours.",
                "{minister} said the {bill} would {aim} before the end of the parliament's term."),
-    boilerplate=("Prime Minister Luis Montenegro leads a minority government in Portugal.",
+boilerplate=("Prime Minister Luis Montenegro leads a minority government in Portugal.",
                  "The Assembly of the Republic in Lisbon has 230 seats.",
                  "The Socialist Party and Chega are the largest opposition groups in parliament.",
                  "President Marcelo Rebelo de Sousa must sign laws before they take effect."),
@@ -201,7 +221,7 @@ MARKETS = Topic(
                "{m1} shares moved {mp1} percent, the biggest change on the index.",
                "{m2} was also among the main movers, its shares changing {mp2} percent.",
                "The pound traded at {gbp} dollars late in the session."),
-    boilerplate=("Traders are watching for the Bank of England's next interest rate decision.",
+boilerplate=("Traders are watching for the Bank of England's next interest rate decision.",
                  "Volumes were close to their average for the time of year.",
                  "The FTSE 250 index of mid-sized companies broadly tracked the main market."),
 )
@@ -329,7 +349,7 @@ TENNIS = Topic(
                "The match on {court} lasted {hours} hours and {w} served {aces} aces.",
                "{l} had a break point early in the second set but {w} held on.",
                "{w} will play the winner of the next match on {court} tomorrow."),
-    boilerplate=("The Riviera Open is played on clay courts in Nice.",
+boilerplate=("The Riviera Open is played on clay courts in Nice.",
                  "Rain delayed the start of play on several courts."),
 )
 
@@ -350,7 +370,7 @@ ELECTIONS = Topic(
                "The SPD took {spd} percent and the AfD {afd} percent in {region}.",
                "Turnout in {region} was {turnout} percent, officials said.",
                "{leader} said the result in {region} was a clear mandate to govern."),
-    boilerplate=("Chancellor Friedrich Merz's coalition is watching the state votes closely.",
+boilerplate=("Chancellor Friedrich Merz's coalition is watching the state votes closely.",
                  "State elections are seen as a test for the federal government in Berlin."),
 )
 
@@ -370,7 +390,7 @@ EARNINGS = Topic(
                "Operating profit at {co} came in at {profit} billion euros.",
                "{co} chief executive {ceo} said the company would cut {jobs} jobs.",
                "Shares in {co} moved sharply after the {q}-quarter results were published."),
-    boilerplate=("Analysts had expected weaker results because of slowing demand.",
+boilerplate=("Analysts had expected weaker results because of slowing demand.",
                  "European companies are reporting their quarterly figures this week."),
 )
 
@@ -390,7 +410,7 @@ QUAKES = Topic(
                "The quake was {depth} kilometres deep, the geological survey said.",
                "At least {dead} people were killed near {place}, officials in {country} said.",
                "Rescuers searched collapsed buildings in {place} through the night."),
-    boilerplate=("Earthquakes are common in the region, which lies on active fault lines.",
+boilerplate=("Earthquakes are common in the region, which lies on active fault lines.",
                  "Aftershocks are expected for several days."),
 )
 
@@ -412,7 +432,7 @@ COURTS = Topic(
                "{judge} sentenced {who} to {years} years and a fine of {fine} thousand euros.",
                "Prosecutors had said {who} was at the centre of the {what} case.",
                "Lawyers for {who} said they would appeal the {what} verdict."),
-    boilerplate=("The ruling can be appealed to a higher court.", "The trial lasted several months."),
+boilerplate=("The ruling can be appealed to a higher court.", "The trial lasted several months."),
 )
 
 _FLOOD_DAYS = (

@@ -1,6 +1,6 @@
 """Fit the story scorer (pipelines/data/story_scorer.json) on generated gold pairs.
 
-    .venv/bin/python bench/train_story_scorer.py [--seeds 3 4 5] [--c 1.0]
+    .venv/bin/python bench/train_story_scorer.py [--seeds 3 4 5] [--c 10]
 
 Replays bench/story_streams.py ``training_stream()`` (tennis matches, regional elections,
 earnings, earthquakes, court rulings, a three-day flood, local events with stock quotes: none of
@@ -56,7 +56,7 @@ def pairs(seed: int, settings: StorySettings) -> tuple[list[tuple[float, ...]], 
         item = StoryInput.from_event(event, ts)
         features = story_features(item, settings)
         rarity.observe(features.terms)
-        text_vec, name_vec = vectors(features, rarity)
+        vecs = vectors(features, rarity)
         keys = index_keys(features, settings)
         hits: dict[str, float] = {}
         for k, w in keys.items():
@@ -64,10 +64,10 @@ def pairs(seed: int, settings: StorySettings) -> tuple[list[tuple[float, ...]], 
                 if seen >= ts - settings.max_gap_s:
                     hits[sid] = hits.get(sid, 0.0) + w
         for sid in set(rank_candidates(hits, settings)) | ({row["event"]} & gold.keys()):
-            xs.append(evidence(features, text_vec, name_vec, ts, gold[sid]))
+            xs.append(evidence(features, vecs, ts, gold[sid]))
             ys.append(int(sid == row["event"]))
         story = gold.setdefault(row["event"], StoryState(row["event"], ts, ts))
-        story.add(item, features, text_vec, name_vec, settings)
+        story.add(item, features, vecs, settings)
         for k in keys:
             index[k] = file_posting(index.get(k, ()), row["event"], ts, settings)
     return xs, ys
@@ -93,7 +93,7 @@ def fit(x: np.ndarray, y: np.ndarray, c: float, iters: int = 50) -> tuple[np.nda
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[3, 4, 5])
-    parser.add_argument("--c", type=float, default=1.0)
+    parser.add_argument("--c", type=float, default=10.0)
     args = parser.parse_args(argv)
     settings = StorySettings()
     xs: list[tuple[float, ...]] = []

@@ -149,10 +149,13 @@ class StorySettings:
     max_word_doc_freq: float = 0.35
     max_event_terms: int = 30
     place_weight: float = 0.5
-    # Quotes count only when their 5-word shingles' mean prior IDF reaches quote_min_idf.
+    # A quote counts when its words' prior IDF above quote_word_idf_floor sums to quote_min_idf_sum
+    # (stock phrases stay below), and then its 5-word shingles whose mean prior IDF reaches quote_min_idf.
     quote_min_words: int = 6
     quote_shingle_words: int = 5
-    quote_min_idf: float = 4.0
+    quote_word_idf_floor: float = 2.5
+    quote_min_idf_sum: float = 4.5
+    quote_min_idf: float = 1.0
     # Centroid: the founding event counts founder_weight times (damps drift); caps per story.
     founder_weight: float = 2.0
     max_story_terms: int = 48

@@ -6,10 +6,11 @@ Evidence that an event reports the same real-world event as a story (each a pure
   rest x1; plural ``s`` folded) and the story's *centroid* (the sum of its members' unit vectors,
   the founding event counted ``founder_weight`` times, capped to ``max_story_terms`` terms);
 * **names**: the same cosine over entity and place ids (places weighted ``place_weight``);
-* **quotations**, only distinctive ones: word 5-shingles inside quotes of ``quote_min_words`` or
-  more words whose mean IDF is at least ``quote_min_idf``, so "we have to wait and see" never
-  counts whoever says it;
-* **numbers** that agree (scores, counts, amounts; not years);
+* **quotations**, only distinctive ones: word 5-shingles inside quotes whose words' prior IDF
+  sums to ``quote_min_idf_sum`` (:func:`distinctive_quote_shingles`), so "we have to wait and
+  see" never counts whoever says it;
+* **numbers** that agree (scores, counts, amounts; not years), and whether both sides have
+  numbers of which none agree;
 * **time** between the event's publication time and the story's span, in hours;
 
 IDF: ``log((N + P + 1) / (df + P * prior + 0.5))`` where ``df``/``N`` are document counts the
@@ -44,7 +45,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -56,7 +57,7 @@ from pipelines.stages.dedup.logic import key_hash, shingle_hashes, words
 # closing one is not followed by a letter, so the apostrophe in "Finland's" never closes a quote.
 _QUOTE_RE = re.compile(r"""(?:(?<=^)|(?<=[\s(\[:;,-]))(['"])(?=\S)(.{6,800}?)(?<=\S)\1(?!\w)""", re.DOTALL)
 _WORD_RE = re.compile(r"[^\W\d_]+")
-_NUMBER_RE = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?![\w])")
+_NUMBER_RE = re.compile(r"(?<![\w.])\d+-\d+(?![\w-])|(?<![\w.])\d[\d,]*(?:\.\d+)?(?![\w])")
 _DATA = Path(__file__).resolve().parents[2] / "data"
 _DOC_WORDS = 500.0  # words in a typical article: turns a word frequency into a document frequency
 _LEAD_WORDS = 40
@@ -130,34 +131,59 @@ def small_hash(h: int) -> int:
     return h >> 33
 
 
+def _quote_idfs(span: str, settings: StorySettings) -> tuple[list[str], list[float], bool]:
+    """A quotation's words, their prior IDFs, and whether it is distinctive: its words' IDF above
+    ``quote_word_idf_floor`` adds up to ``quote_min_idf_sum`` (stock phrases such as "we have to
+    wait and see, as far as I'm concerned it was going to be a difficult day" stay below)."""
+    toks = words(span)
+    idfs = [prior_idf(prior_doc_freq(t, settings), settings) for t in toks]
+    return toks, idfs, sum(max(0.0, v - settings.quote_word_idf_floor) for v in idfs) >= settings.quote_min_idf_sum
+
+
 def distinctive_quote_shingles(text: str, settings: StorySettings = DEFAULT_STORY_SETTINGS) -> frozenset[int]:
-    """Small hashes of the word shingles inside the text's quotations whose words are, on average,
-    rare enough (mean prior IDF >= ``quote_min_idf``): stock phrases made of common words never count."""
+    """Small hashes of the word shingles inside the text's distinctive quotations (:func:`_quote_idfs`),
+    each with a mean prior IDF of at least ``quote_min_idf`` (so a stock phrase inside a long quote
+    does not match another long quote)."""
     out: set[int] = set()
     n = settings.quote_shingle_words
     for span in quoted_spans(text, settings.quote_min_words):
-        toks = words(span)
-        idfs = [prior_idf(prior_doc_freq(t, settings), settings) for t in toks]
+        toks, idfs, distinctive = _quote_idfs(span, settings)
+        if not distinctive:
+            continue
         for i, h in enumerate(shingle_hashes(toks, n)):
             if sum(idfs[i:i + n]) / n >= settings.quote_min_idf:
                 out.add(small_hash(int(h)))
     return frozenset(out)
 
 
+def without_stock_quotes(text: str, settings: StorySettings = DEFAULT_STORY_SETTINGS) -> str:
+    """The text with its non-distinctive quotations cut out (they say nothing about the event)."""
+    for span in quoted_spans(text, 1):
+        if not _quote_idfs(span, settings)[2]:
+            text = text.replace(span, " ")
+    return text
+
+
 def fold(word: str) -> str:
     """Fold plural/verb ``s`` endings so "drones"/"drone", "crosses"/"cross" meet."""
     if len(word) > 4 and word.endswith("ies"):
         return word[:-3] + "y"
+    if len(word) > 5 and word.endswith(("ches", "shes", "sses", "xes")):
+        return word[:-2]
     if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
         return word[:-1]
     return word
 
 
 def numbers(text: str) -> frozenset[str]:
-    """Numbers in the text that can agree between two reports (not years, not single digits)."""
+    """Numbers in the text that can agree between two reports: scores and ranges ("2-1"), numbers of
+    two or more characters that are not years."""
     out = set()
     for m in _NUMBER_RE.findall(text):
         n = m.replace(",", "")
+        if "-" in n:  # a score or a range: "2-1"
+            out.add(n)
+            continue
         if len(n) < 2 or (len(n) == 4 and n.isdigit() and 1900 <= int(n) <= 2099):
             continue
         out.add(n)
@@ -212,7 +238,7 @@ def story_features(item: StoryInput, settings: StorySettings = DEFAULT_STORY_SET
     the ``max_event_terms`` content words with the highest prior TF-IDF are kept."""
     tf: dict[str, float] = {}
     priors: dict[str, float] = {}
-    body = _WORD_RE.findall(item.text.lower())
+    body = _WORD_RE.findall(without_stock_quotes(item.text, settings).lower())
     parts = ((_WORD_RE.findall(item.title.lower()), 3.0), (body[:_LEAD_WORDS], 2.0), (body[_LEAD_WORDS:], 1.0))
     for toks, weight in parts:
         for tok in toks:
@@ -245,11 +271,19 @@ def unit(vec: Mapping[str, float]) -> dict[str, float]:
     return {k: v / norm for k, v in vec.items()} if norm else {}
 
 
-def vectors(features: StoryFeatures, rarity: Rarity) -> tuple[dict[str, float], dict[str, float]]:
-    """The event's unit TF-IDF vectors: (content words, names)."""
+class EventVectors(NamedTuple):
+    """An event's unit TF-IDF vectors (content words, names) and the raw content vector's length."""
+
+    text: dict[str, float]
+    names: dict[str, float]
+    text_norm: float
+
+
+def vectors(features: StoryFeatures, rarity: Rarity) -> EventVectors:
+    """The event's TF-IDF vectors under ``rarity``."""
     text = {t: (1 + math.log(tf)) * rarity.idf(t, features.priors[t]) for t, tf in features.words.items()}
     names = {t: w * rarity.idf(t, features.priors[t]) for t, w in features.names.items()}
-    return unit(text), unit(names)
+    return EventVectors(unit(text), unit(names), math.sqrt(sum(v * v for v in text.values())))
 
 
 def index_keys(features: StoryFeatures, settings: StorySettings = DEFAULT_STORY_SETTINGS) -> dict[str, float]:
@@ -295,8 +329,7 @@ class StoryState:
     numbers: list[str] = field(default_factory=list)
     quotes: list[int] = field(default_factory=list)
 
-    def add(self, item: StoryInput, features: StoryFeatures, text_vec: Mapping[str, float],
-            name_vec: Mapping[str, float], settings: StorySettings) -> None:
+    def add(self, item: StoryInput, features: StoryFeatures, vecs: EventVectors, settings: StorySettings) -> None:
         """Fold one event into the story, keeping every collection within its cap."""
         weight = settings.founder_weight if self.event_count == 0 else 1.0
         self.first_seen = min(self.first_seen, item.ts)
@@ -306,7 +339,7 @@ class StoryState:
             self.source_count += 1
             if len(self.sources) < settings.max_story_sources:
                 self.sources.append(item.source)
-        for vec, centroid in ((text_vec, self.centroid), (name_vec, self.name_centroid)):
+        for vec, centroid in ((vecs.text, self.centroid), (vecs.names, self.name_centroid)):
             for t, v in vec.items():
                 centroid[t] = round(centroid.get(t, 0.0) + weight * v, 4)
         self.centroid = _cap(self.centroid, settings.max_story_terms)
@@ -360,7 +393,7 @@ class StoryState:
         )
 
 
-FEATURES = ("text_cos", "name_cos", "quote", "numbers", "log_gap_h")
+FEATURES = ("text_cos", "text_mass", "name_cos", "quote", "numbers", "numbers_differ", "log_gap_h")
 
 
 def cosine(vec: Mapping[str, float], centroid: Mapping[str, float]) -> float:
@@ -369,16 +402,18 @@ def cosine(vec: Mapping[str, float], centroid: Mapping[str, float]) -> float:
     return sum(v * centroid.get(t, 0.0) for t, v in vec.items()) / norm if norm else 0.0
 
 
-def evidence(features: StoryFeatures, text_vec: Mapping[str, float], name_vec: Mapping[str, float], ts: float,
-             story: StoryState) -> tuple[float, ...]:
-    """The scorer's inputs (:data:`FEATURES`) for one event against one story."""
+def evidence(features: StoryFeatures, vecs: EventVectors, ts: float, story: StoryState) -> tuple[float, ...]:
+    """The scorer's inputs (:data:`FEATURES`) for one event against one story. ``text_mass``:
+    log(1 + the raw TF-IDF weight the event shares with the story), how much rare vocabulary
+    agrees, which a cosine of two short texts cannot tell."""
     shared_quotes = len(features.quotes & set(story.quotes))
     nums = features.numbers
     shared_nums = len(nums & set(story.numbers))
     gap = max(0.0, story.first_seen - ts, ts - story.last_seen)
-    return (cosine(text_vec, story.centroid), cosine(name_vec, story.name_centroid),
+    text_cos = cosine(vecs.text, story.centroid)
+    return (text_cos, math.log1p(text_cos * vecs.text_norm), cosine(vecs.names, story.name_centroid),
             min(1.0, shared_quotes / 3.0), shared_nums / min(len(nums), 6) if nums else 0.0,
-            math.log1p(gap / 3600.0))
+            float(bool(nums) and bool(story.numbers) and not shared_nums), math.log1p(gap / 3600.0))
 
 
 @dataclass(frozen=True)
@@ -411,14 +446,13 @@ class StoryScore:
     evidence: tuple[float, ...] = ()
 
 
-def score_story(features: StoryFeatures, text_vec: Mapping[str, float], name_vec: Mapping[str, float],
-                ts: float, story: StoryState, settings: StorySettings = DEFAULT_STORY_SETTINGS,
+def score_story(features: StoryFeatures, vecs: EventVectors, ts: float, story: StoryState, settings: StorySettings = DEFAULT_STORY_SETTINGS,
                 scorer: Scorer | None = None) -> StoryScore:
     """Score one event against one story (pure; used per candidate story). A story unseen for
     ``max_gap_s`` (in event time) scores 0."""
     if ts - story.last_seen > settings.max_gap_s or story.first_seen - ts > settings.max_gap_s:
         return StoryScore(story.story_id, 0.0)
-    x = evidence(features, text_vec, name_vec, ts, story)
+    x = evidence(features, vecs, ts, story)
     return StoryScore(story.story_id, (scorer or default_scorer()).probability(x), x)
 
 
@@ -438,15 +472,14 @@ class StoryAssignment:
     story: dict[str, Any]
 
 
-def pick_story(features: StoryFeatures, text_vec: Mapping[str, float], name_vec: Mapping[str, float], ts: float,
-               candidates: Sequence[StoryState], settings: StorySettings = DEFAULT_STORY_SETTINGS,
+def pick_story(features: StoryFeatures, vecs: EventVectors, ts: float, candidates: Sequence[StoryState], settings: StorySettings = DEFAULT_STORY_SETTINGS,
                linked: StoryState | None = None) -> tuple[StoryScore | None, StoryState | None]:
     """The story an event joins, with its score: the ``linked`` story (the one of an event it
     repeats, or the one its source named) while that is open, else the most probable candidate
     with ``p >= join_threshold`` (ties to the smaller id); ``(None, None)`` when it starts a new story."""
     if linked is not None and ts - linked.last_seen <= settings.max_gap_s:
-        return score_story(features, text_vec, name_vec, ts, linked, settings), linked
-    scores = [score_story(features, text_vec, name_vec, ts, st, settings) for st in candidates]
+        return score_story(features, vecs, ts, linked, settings), linked
+    scores = [score_story(features, vecs, ts, st, settings) for st in candidates]
     ok = [s for s in scores if s.score >= settings.join_threshold]
     if not ok:
         return None, None
@@ -490,7 +523,7 @@ class StoryClusterer:
         s = self.settings
         features = story_features(item, s)
         self.rarity.observe(features.terms)
-        text_vec, name_vec = vectors(features, self.rarity)
+        vecs = vectors(features, self.rarity)
         keys = index_keys(features, s)
         hits: dict[str, float] = {}
         for k, w in keys.items():
@@ -498,12 +531,12 @@ class StoryClusterer:
                 if sid in self.stories and seen >= item.ts - s.max_gap_s:
                     hits[sid] = hits.get(sid, 0.0) + w
         candidates = [self.stories[sid] for sid in rank_candidates(hits, s)]
-        best, story = pick_story(features, text_vec, name_vec, item.ts, candidates, s,
+        best, story = pick_story(features, vecs, item.ts, candidates, s,
                                  linked=self.stories.get(join) if join is not None else None)
         if story is None:
             best, story = None, StoryState(story_id_for(item.event_id), item.ts, item.ts)
             self.stories[story.story_id] = story
-        story.add(item, features, text_vec, name_vec, s)
+        story.add(item, features, vecs, s)
         for k in keys:
             self.index[k] = file_posting(self.index.get(k, ()), story.story_id, item.ts, s)
         return StoryAssignment(item.event_id, story.story_id, best is None, best, story.summary(s))

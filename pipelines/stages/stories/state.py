@@ -111,13 +111,13 @@ local function retrieve(A)
 end
 """
 
-# Reply: [meta JSON, state 1, state 2, ...]. meta: done ('' or the stored result), linked, cands,
+# Reply: [meta JSON, state 1, state 2, ...], or ['{"done": true}', stored result]. meta: linked, cands,
 # fp, df (events, then per term), nov (per candidate: [n keys, key hits, n shingles, shingle hits],
 # hits as 1-based positions in A.nk / A.nh).
 _READ = _RETRIEVE + """
 local A = cjson.decode(ARGV[1])
 local done = redis.call('GET', A.done)
-if done then return {cjson.encode({done = done})} end
+if done then return {'{"done": true}', done} end
 local linked, cands, states, fp = retrieve(A)
 local df = {}
 for i = 0, #A.terms do df[i + 1] = 0 end
@@ -146,7 +146,7 @@ for i, sid in ipairs(cands) do
   end
   nov[i] = {nk, kh, nh, hh}
 end
-local reply = {cjson.encode({done = '', linked = linked or '', cands = cands, fp = fp, df = df, nov = nov})}
+local reply = {cjson.encode({done = false, linked = linked or '', cands = cands, fp = fp, df = df, nov = nov})}
 for i = 1, #states do reply[#reply + 1] = states[i] end
 return reply
 """
@@ -289,21 +289,21 @@ class RedisStoryStore:
             reply = self._read(args=[orjson.dumps(args)])
             meta = orjson.loads(reply[0])
             if meta["done"]:
-                return _decision_from_json(meta["done"].encode(), item.text)
+                return _decision_from_json(reply[1], item.text)
             df = meta["df"]
             rarity = Rarity(docs=df[0] + 1.0, df={t: df[i + 1] + 1.0 for i, t in enumerate(terms)},
                             prior_docs=s.prior_docs)  # counting this event, as StoryClusterer does
-            text_vec, name_vec = vectors(features, rarity)
+            vecs = vectors(features, rarity)
             cands = meta["cands"] or []
             states = {sid: StoryState.from_state(orjson.loads(raw)) for sid, raw in zip(cands, reply[1:], strict=True)
                       if raw}
             linked = states.get(meta["linked"]) if meta["linked"] else None
-            best, story = pick_story(features, text_vec, name_vec, ts, [st for sid, st in states.items()
+            best, story = pick_story(features, vecs, ts, [st for sid, st in states.items()
                                                                          if sid != meta["linked"]], s, linked)
             if story is None:
                 best, story = None, StoryState(story_id_for(event_id), ts, ts)
             sid = story.story_id
-            story.add(item, features, text_vec, name_vec, s)
+            story.add(item, features, vecs, s)
             memory, full = StoryMemory(), (False, False)
             if sid in states:
                 n_k, k_hits, n_h, h_hits = meta["nov"][cands.index(sid)]
@@ -371,6 +371,6 @@ _SUMMARY_KEYS = ("event_count", "source_count", "first_seen", "last_seen", "top_
 def _decision_from_json(raw: bytes, text: str) -> StoryDecision:
     sid, is_new, score, summary, new_idx, repeated, ratio = orjson.loads(raw)
     all_sentences = sentences(text)
-    return StoryDecision(sid, is_new, None if score is None else StoryScore(sid, score, 0.0, 0.0, 0.0),
+    return StoryDecision(sid, is_new, None if score is None else StoryScore(sid, score),
                          dict(zip(_SUMMARY_KEYS, summary, strict=True)),
                          tuple(all_sentences[i] for i in new_idx), repeated, ratio)
