@@ -79,8 +79,12 @@ def word_prior() -> dict[str, float]:
 
 def prior_doc_freq(word: str, settings: StorySettings = DEFAULT_STORY_SETTINGS) -> float:
     """The prior chance that an article contains ``word`` (unknown words: ``unseen_doc_freq``)."""
-    f = word_prior().get(word, 0.0)
-    return max(settings.unseen_doc_freq, 1.0 - math.exp(-f * _DOC_WORDS))
+    return _prior_doc_freq(word, settings.unseen_doc_freq)
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _prior_doc_freq(word: str, unseen: float) -> float:
+    return max(unseen, 1.0 - math.exp(-word_prior().get(word, 0.0) * _DOC_WORDS))
 
 
 def name_doc_freq(name: str, settings: StorySettings = DEFAULT_STORY_SETTINGS) -> float:
@@ -112,7 +116,8 @@ class Rarity:
 
 def prior_idf(prior: float, settings: StorySettings = DEFAULT_STORY_SETTINGS) -> float:
     """IDF from the prior alone (what a fresh deployment uses, and what picks index keys)."""
-    return Rarity(prior_docs=settings.prior_docs).idf("", prior)
+    p = settings.prior_docs
+    return max(0.0, math.log((p + 1.0) / (p * prior + 0.5)))
 
 
 # --------------------------------------------------------------------------------------------------
