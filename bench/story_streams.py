@@ -7,7 +7,7 @@ is not a figure the scorer was fitted on:
 
 * :func:`training_stream` (bench/train_story_scorer.py fits on it): a tennis tournament's matches,
   one country's regional election results, quarterly company earnings, earthquakes and floods in
-  several countries, court rulings, a flood that evolves over three days, and small local events
+  several countries, court rulings, a flood, a hostage standoff and a bank outage that evolve over three days, and small local events
   quoting stock phrases;
 * :func:`evaluation_stream` (bench/eval_stories.py measures on it): a football tournament's
   matches (same teams, same days), one country's politics (one prime minister, many bills),
@@ -65,7 +65,7 @@ recovery damage colleagues proud difficult serious unacceptable determined confi
 future months weeks together citizens country region community partners government authorities
 priority commitment review measures response resources promise warning challenge solution
 patience courage effort progress failure mistake lessons answers questions victims workers
-""".split())
+""".split())  # noqa: SIM905 - a word list reads better as text
 
 STOCK_QUOTES = (
     "I don't think anybody saw it coming",
@@ -458,8 +458,56 @@ def _flood_topic(day: int) -> Topic:
                  boilerplate=("Poland has seen several severe floods in recent decades.",))
 
 
+_STANDOFF_DAYS = (
+    ("Police surrounded a farmhouse near {town} on {day} where an armed man was holding {n} people.",
+     "Armed man holds {n} hostages near {town}", "Police siege at farmhouse near {town}"),
+    ("Negotiators near {town} secured the release of two of the {n} hostages overnight.",
+     "Two hostages freed in {town} siege", "{town} standoff: negotiators free two"),
+    ("The armed man near {town} surrendered to police after a 50-hour standoff, freeing all hostages.",
+     "{town} siege ends, gunman surrenders", "Hostages safe as {town} standoff ends"),
+)
+
+
+def _standoff(rng: random.Random, i: int) -> dict[str, Any]:
+    return {"town": ("Ghent", "Linz", "Aalborg")[i % 3], "n": rng.randint(3, 6), "day": "Thursday",
+            "speaker": "the police commander"}
+
+
+def _standoff_topic(day: int) -> Topic:
+    lead, t1, t2 = _STANDOFF_DAYS[day]
+    return Topic("standoff", _standoff, titles=(t1, t2),
+                 sentences=(lead, "Special forces and negotiators were deployed to the farmhouse near {town}.",
+                            "Residents near {town} were told to stay indoors during the police operation.",
+                            "The police commander in {town} said the hostages had been given food and water."),
+                 boilerplate=("Hostage situations in the country are rare.",))
+
+
+_OUTAGE_DAYS = (
+    ("A nationwide outage hit {bank} on {day}, leaving customers unable to pay by card or log in.",
+     "{bank} outage leaves customers unable to pay", "Card payments fail at {bank}"),
+    ("{bank} said a faulty software update caused the outage that hit {n} thousand customers.",
+     "{bank} blames software update for outage", "Outage at {bank}: software update to blame"),
+    ("{bank} said it would compensate customers after services were fully restored on {day2}.",
+     "{bank} restores services, promises compensation", "{bank} to compensate customers after outage"),
+)
+
+
+def _outage(rng: random.Random, i: int) -> dict[str, Any]:
+    return {"bank": ("Danske Bank", "Nordea", "ING")[i % 3], "n": rng.randint(200, 900), "day": "Friday",
+            "day2": "Sunday", "speaker": "the bank's chief executive"}
+
+
+def _outage_topic(day: int) -> Topic:
+    lead, t1, t2 = _OUTAGE_DAYS[day]
+    return Topic("bank-outage", _outage, titles=(t1, t2),
+                 sentences=(lead, "Customers of {bank} reported problems with the mobile app and cash machines.",
+                            "The financial regulator said it had asked {bank} for a full report.",
+                            "{bank} apologised to its {n} thousand affected customers."),
+                 boilerplate=("Banks have faced growing pressure over the reliability of their systems.",))
+
+
 def training_stream(seed: int = 3) -> list[dict[str, Any]]:
-    """~110 articles (47 events) over ten days from the training topics, in publication order."""
+    """~120 articles (49 events) over ten days from the training topics, in publication order."""
     rng = random.Random(seed)
     out: list[dict[str, Any]] = []
     for i in range(12):
@@ -473,8 +521,10 @@ def training_stream(seed: int = 3) -> list[dict[str, Any]]:
         _emit(rng, QUAKES, QUAKES.facts(rng, i), f"quake-{i}", T0 + i * 26 * HOUR, rng.randint(2, 3), 0.2, out)
     for i in range(5):
         _emit(rng, COURTS, COURTS.facts(rng, i), f"court-{i}", T0 + 5 * HOUR + i * 18 * HOUR, rng.randint(2, 3), 0.4, out)
-    facts = _flood(rng, 0)
-    for day in range(3):
-        _emit(rng, _flood_topic(day), facts, "flood", T0 + 8 * HOUR + day * 24 * HOUR, 2, 0.3, out)
+    for k, (topics, make, start) in enumerate(((_flood_topic, _flood, 8), (_standoff_topic, _standoff, 50),
+                                               (_outage_topic, _outage, 100))):
+        facts = make(rng, k)
+        for day in range(3):  # one event over three days, new facts each day
+            _emit(rng, topics(day), facts, f"evolving-{k}", T0 + (start + day * 24) * HOUR, 2, 0.3, out)
     _local_events(rng, 10, T0 + 40 * HOUR, out)
     return sorted(out, key=lambda e: (e["ts"], e["id"]))

@@ -3,7 +3,7 @@
     .venv/bin/python bench/train_story_scorer.py [--seeds 3 4 5] [--c 10]
 
 Replays bench/story_streams.py ``training_stream()`` (tennis matches, regional elections,
-earnings, earthquakes, court rulings, a three-day flood, local events with stock quotes: none of
+earnings, earthquakes, court rulings, three events over three days, local events with stock quotes: none of
 the evaluation stream's topics) through gazetteer enrichment and the clusterer's own features,
 keeping the *gold* stories: each event is scored against its gold story so far (a positive pair)
 and against every other open story the inverted index retrieves for it (negatives), exactly as
