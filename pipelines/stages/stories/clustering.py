@@ -114,6 +114,11 @@ class Rarity:
             self.df[t] = self.df.get(t, 0.0) + 1
 
 
+@functools.lru_cache(maxsize=1 << 17)
+def _word_idf(word: str, unseen: float, prior_docs: float) -> float:
+    return max(0.0, math.log((prior_docs + 1.0) / (prior_docs * _prior_doc_freq(word, unseen) + 0.5)))
+
+
 def prior_idf(prior: float, settings: StorySettings = DEFAULT_STORY_SETTINGS) -> float:
     """IDF from the prior alone (what a fresh deployment uses, and what picks index keys)."""
     p = settings.prior_docs
@@ -141,7 +146,7 @@ def _quote_idfs(span: str, settings: StorySettings) -> tuple[list[str], list[flo
     ``quote_word_idf_floor`` adds up to ``quote_min_idf_sum`` (stock phrases such as "we have to
     wait and see, as far as I'm concerned it was going to be a difficult day" stay below)."""
     toks = words(span)
-    idfs = [prior_idf(prior_doc_freq(t, settings), settings) for t in toks]
+    idfs = [_word_idf(t, settings.unseen_doc_freq, settings.prior_docs) for t in toks]
     return toks, idfs, sum(max(0.0, v - settings.quote_word_idf_floor) for v in idfs) >= settings.quote_min_idf_sum
 
 
@@ -238,6 +243,15 @@ class StoryFeatures:
         return [*self.words, *self.names]
 
 
+@functools.lru_cache(maxsize=1 << 17)
+def _content_word(tok: str, unseen: float, max_df: float) -> tuple[str, float] | None:
+    """(folded term, prior document frequency) of a token, or None for a short or function word."""
+    if len(tok) < 3:
+        return None
+    p = _prior_doc_freq(tok, unseen)
+    return None if p > max_df else (fold(tok), p)
+
+
 def story_features(item: StoryInput, settings: StorySettings = DEFAULT_STORY_SETTINGS) -> StoryFeatures:
     """Content words (title and lead weighted), names, distinctive quotes and numbers of one event;
     the ``max_event_terms`` content words with the highest prior TF-IDF are kept."""
@@ -245,16 +259,16 @@ def story_features(item: StoryInput, settings: StorySettings = DEFAULT_STORY_SET
     priors: dict[str, float] = {}
     body = _WORD_RE.findall(without_stock_quotes(item.text, settings).lower())
     parts = ((_WORD_RE.findall(item.title.lower()), 3.0), (body[:_LEAD_WORDS], 2.0), (body[_LEAD_WORDS:], 1.0))
+    unseen, max_df = settings.unseen_doc_freq, settings.max_word_doc_freq
     for toks, weight in parts:
         for tok in toks:
-            if len(tok) < 3:
-                continue
-            p = prior_doc_freq(tok, settings)
-            if p > settings.max_word_doc_freq:
-                continue  # function words and the like
-            term = fold(tok)
+            info = _content_word(tok, unseen, max_df)
+            if info is None:
+                continue  # short or function words
+            term, p = info
             tf[term] = tf.get(term, 0.0) + weight
-            priors[term] = max(priors.get(term, 0.0), p)
+            if p > priors.get(term, 0.0):
+                priors[term] = p
     ranked = sorted(tf, key=lambda t: (-(1 + math.log(tf[t])) * prior_idf(priors[t], settings), t))
     kept = ranked[: settings.max_event_terms]
     names: dict[str, float] = {}
