@@ -5,7 +5,8 @@
 Feeds two event-labelled sets through gazetteer enrichment (entities, places) and
 ``RedisStoryStore.assign`` (what the pipeline's AssignStories runs, on a real redis-server started
 here), in publication order, and prints pairwise and BCubed precision/recall/F1, the number of
-stories, milliseconds and Redis round trips per event:
+stories, milliseconds and Redis round trips per event, and Redis memory grown per event
+(extrapolated to 1M events: a small set, so per-process overheads weigh in):
 
 * ``basil``: ../shared/eval/stories/basil_events.jsonl (100 events x 3 outlets, 2010-2019, see its
   README); measurement only, nothing is tuned on it;
@@ -138,11 +139,13 @@ def evaluate(name: str, rows: list[dict[str, Any]], url: str, enrich: bool) -> d
     store.assign(events[0], story_time(events[0]))  # warm up scripts and connections, then start afresh
     store.client.flushdb()
     pred, times = [], []
+    before = store.client.info("memory")["used_memory"]
     with _RoundTrips() as trips:
         for event in events:
             t0 = time.perf_counter()
             pred.append(store.assign(event, story_time(event)).story_id)
             times.append(time.perf_counter() - t0)
+    grown = store.client.info("memory")["used_memory"] - before
     gold = [r["event"] for r in rows]
     p, r, f = pairwise(gold, pred)
     bp, br, bf = bcubed(gold, pred)
@@ -152,7 +155,8 @@ def evaluate(name: str, rows: list[dict[str, Any]], url: str, enrich: bool) -> d
     return {"set": name, "articles": len(rows), "gold_events": len(set(gold)), "stories": len(set(pred)),
             "mixed_stories": sum(len(v) > 1 for v in sizes.values()),
             "pair_P": p, "pair_R": r, "pair_F1": f, "bcubed_P": bp, "bcubed_R": br, "bcubed_F1": bf,
-            "ms_per_event": 1000 * statistics.fmean(times), "round_trips_per_event": trips.count / len(events)}
+            "ms_per_event": 1000 * statistics.fmean(times), "round_trips_per_event": trips.count / len(events),
+            "state_MiB_per_1M": grown / len(events) * 1e6 / 2**20}
 
 
 def main(argv: list[str] | None = None) -> None:
