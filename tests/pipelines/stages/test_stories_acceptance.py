@@ -113,3 +113,13 @@ def test_a_story_does_not_chain_through_pairwise_similar_events(redis_server: Re
     got = assign_all(redis_server, redis_namespace, events)
     assert got[0] == got[1]
     assert got[-1] != got[0]
+
+
+def test_stories_score_on_publication_time_not_arrival() -> None:
+    from pipelines.stages.stories.transform import story_time_s
+
+    arrived = {"origin": {"timestamp_ms": int(T0 * 1000)}}
+    assert story_time_s({**arrived, "published_at": "2026-01-04T20:00:00Z"}) == T0 - 12 * 3600
+    assert story_time_s({**arrived, "published_at": "2026-01-06T08:00:00Z"}) == T0  # in the future: arrival
+    assert story_time_s({**arrived, "published_at": "yesterday"}) == T0
+    assert story_time_s(arrived) == T0
