@@ -54,6 +54,25 @@ def test_three_short_drone_reports_join_one_story_on_a_fresh_stack(redis_server:
     assert len(set(assign_all(redis_server, redis_namespace, reports))) == 1
 
 
+def test_the_issues_one_line_drone_reports_join_with_gazetteer_enrichment(redis_server: RedisServer,
+                                                                         redis_namespace: str) -> None:
+    """The three reports exactly as issue 16 quotes them, tagged by the shipped gazetteer."""
+    from pipelines.text.entities import EntityTagger
+    from pipelines.text.places import PlaceResolver
+
+    tagger, resolver = EntityTagger(mode="gazetteer"), PlaceResolver(demonyms=True)
+    lines = ["NATO jets scrambled over Finland after Russian drones crossed the border",
+             "Finland asked NATO for consultations under Article 4 after drones entered its airspace",
+             "Two NATO fighter jets were sent to patrol eastern Finland"]
+    reports = []
+    for i, line in enumerate(lines):
+        ents = tagger.tag(line, "en")
+        places = resolver.resolve(line, "en", ents).to_dict()["places"]
+        reports.append(event(i, line, line + ".", 30 * i, f"wire-{i}", tuple(e.to_dict() for e in ents),
+                             tuple(places)))
+    assert len(set(assign_all(redis_server, redis_namespace, reports))) == 1
+
+
 def test_stock_quoted_phrases_alone_never_join(redis_server: RedisServer, redis_namespace: str) -> None:
     stock = ("We have to wait and see what happens next, as far as I'm concerned it was going to be a "
              "difficult day")
