@@ -37,7 +37,7 @@ from bench.dedup_eval import base_articles, filler
 from connectors.process import free_port
 from connectors.redis import RedisServer, make_redis
 from pipelines.stages.dedup.logic import sentences
-from pipelines.stages.stories.state import RedisStoryStore
+from pipelines.stages.stories.state import KEY_KINDS, RedisStoryStore
 
 T0 = 1_700_000_000.0
 
@@ -109,7 +109,7 @@ def memory(store: RedisStoryStore, events: list[tuple[dict[str, Any], str | None
     out: dict[str, float] = {"events": len(events), "keys_per_event": client.dbsize() / len(events),
                              "used_memory_MiB_per_1M": grown * scale / 2**20}
     usage = store.memory_usage(sample=1500)
-    for kind in ("a", "s", "q", "r", "l", "nk", "nh", "df"):
+    for kind in KEY_KINDS:
         out[f"MiB_per_1M[{kind}]"] = usage[f"{kind}_bytes"] * scale / 2**20
     return out
 

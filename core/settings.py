@@ -145,30 +145,43 @@ class StorySettings:
     enabled: bool = True
     novelty: NoveltySettings = field(default_factory=lambda: NoveltySettings())
 
-    quote_weight: float = 0.6
-    entity_weight: float = 0.6
+    # p(same event) from pipelines/data/story_scorer.json at or above which an event joins a story
     join_threshold: float = 0.5
-    quote_min_words: int = 5
-    quote_shingle_words: int = 4
-    quote_shingles_for_full: int = 4
-    min_entity_mass: float = 8.0
-    place_weight: float = 0.5
-    time_scale_s: float = 24 * 3600.0
     max_gap_s: float = 72 * 3600.0
-    candidate_entities: int = 3
-    quote_key_sample: int = 2
-    max_quote_keys: int = 24
-    max_index_entries: int = 16
-    max_story_quotes: int = 1024
-    max_story_entities: int = 64
-    max_story_sources: int = 64
+    # IDF: pseudo-documents behind the shipped word prior, prior of unknown words, words above this
+    # prior document frequency are function words; content words kept per event.
+    prior_docs: float = 300.0
+    unseen_doc_freq: float = 2e-5
+    max_word_doc_freq: float = 0.35
+    max_event_terms: int = 30
+    place_weight: float = 0.5
+    # A quote counts when its words' prior IDF above quote_word_idf_floor sums to quote_min_idf_sum
+    # (stock phrases stay below), and then its 5-word shingles whose mean prior IDF reaches quote_min_idf.
+    quote_min_words: int = 6
+    quote_shingle_words: int = 5
+    quote_word_idf_floor: float = 2.5
+    quote_min_idf_sum: float = 4.5
+    quote_min_idf: float = 1.0
+    # Centroid: the founding event counts founder_weight times (damps drift); caps per story.
+    founder_weight: float = 2.0
+    max_story_terms: int = 48
+    max_story_entities: int = 24
+    max_story_numbers: int = 24
+    max_story_quotes: int = 48
+    max_story_sources: int = 32
+    # Inverted index: keys per event, newest stories kept per key and day, candidates scored.
+    index_terms: int = 6
+    index_entities: int = 3
+    index_quotes: int = 2
+    max_postings: int = 12
+    max_candidates: int = 8
     top_n: int = 5
 
     def __post_init__(self) -> None:
-        if self.join_threshold <= 0:
-            raise ValueError(f"stories: join_threshold must be > 0, got {self.join_threshold}")
-        if self.time_scale_s <= 0 or self.max_gap_s <= 0:
-            raise ValueError("stories: time_scale_s and max_gap_s must be positive durations in seconds")
+        if not 0 < self.join_threshold < 1:
+            raise ValueError(f"stories: join_threshold is a probability in (0, 1), got {self.join_threshold}")
+        if self.max_gap_s <= 0:
+            raise ValueError("stories: max_gap_s must be a positive duration in seconds")
 
 
 @dataclass(frozen=True)

@@ -1,47 +1,53 @@
 """Story clustering: every event joins the story it continues, or starts a new one.
 
-Evidence that two texts report the same event, strongest first:
+Evidence that an event reports the same real-world event as a story (each a pure function here):
 
-* shared quotations: word 4-shingles inside quoted spans ('...' / "..."), so a quote that one
-  outlet cuts short or splits in two still matches the other's full quote;
-* shared entities and places, each weighted by rarity (IDF over recent events), so two articles
-  that merely mention Russia and Putin do not join, but two that both name Maria Zakharova, Finland
-  and Sweden do;
-* time: the score decays with the gap since the story was last seen, and a story unseen for
-  ``max_gap_s`` is closed.
+* **content**: cosine between the event's TF-IDF vector over content words (title x3, lead x2,
+  rest x1; plural ``s`` folded) and the story's *centroid* (the sum of its members' unit vectors,
+  the founding event counted ``founder_weight`` times, capped to ``max_story_terms`` terms);
+* **names**: the same cosine over entity and place ids (places weighted ``place_weight``);
+* **quotations**, only distinctive ones: word 5-shingles inside quotes whose words' prior IDF
+  sums to ``quote_min_idf_sum`` (:func:`distinctive_quote_shingles`), so "we have to wait and
+  see" never counts whoever says it;
+* **numbers** that agree (scores, counts, amounts; not years), and whether both sides have
+  numbers of which none agree;
+* **time** between the event's publication time and the story's span, in hours;
 
-``score = time_decay * (quote_weight * quote_sim + entity_weight * entity_sim)`` where
-``quote_sim = min(1, shared quote shingles / quote_shingles_for_full)`` and ``entity_sim`` is the
-rarity-weighted share of the event's entities/places that the story already has (the event's
-mass is floored at ``min_entity_mass`` so one shared rare name is not enough). The event joins
-the best-scoring candidate story with ``score >= join_threshold``; otherwise it founds a story
-whose id is derived from its own event_id (stable under replays).
+IDF: ``log((N + P + 1) / (df + P * prior + 0.5))`` where ``df``/``N`` are document counts the
+deployment has seen in the story window and ``prior`` is the chance that an article contains the
+word, from a shipped table (pipelines/data/word_prior.tsv.gz, bench/build_idf_prior.py, from
+``wordfreq``); ``P`` (``prior_docs``) pseudo-documents make a new deployment start from the prior and
+a running one follow its own stream. A name's prior is its rarest word's ("NATO", "Finland" are
+common enough not to decide alone; "Zakharova" is rare).
 
-State (all explicit, bounded, serialisable with ``to_state()`` / ``from_state()``):
+The parts are combined by a logistic regression (:class:`Scorer`, coefficients in
+pipelines/data/story_scorer.json, fitted by bench/train_story_scorer.py on generated gold pairs of
+*other* topics than the evaluation stream); an event joins the most probable candidate story
+with ``p >= join_threshold``, else it founds a story whose id derives from its own event_id.
+Scoring against the centroid, not the nearest member, is what stops chaining: an event must
+resemble what the story is about, not only its latest member.
 
-* :class:`StoryState` per story: first/last seen, counts, top entities/places, a capped set of
-  quote shingles;
-* a routing index ``candidate key -> ((story_id, last_seen), ...)``, where
-  :func:`candidate_keys` gives ``q:<hash>`` for a consistent sample of quote shingles and
-  ``e:<id>`` for the event's rarest entities/places. Keys come from content, never from a worker,
-  so two outlets' articles on different workers meet under the same key;
-* :class:`EntityRarity`: document frequencies behind the IDF weights.
+Candidates come from an inverted index (:func:`index_keys`): the event's ``index_terms`` most
+weighted content words, ``index_entities`` rarest names and up to ``index_quotes`` distinctive
+quote shingles, each posting list bounded (``max_postings`` newest stories per key and day).
 
-:class:`StoryClusterer` keeps all three in one process (tests, single-process use). The pipeline
-keeps them in Redis (:class:`pipelines.stages.stories.state.RedisStoryStore`, which runs these same
-functions): shared by every worker, kept across restarts, see docs/stories.md.
-
-TTL: stories and index entries whose ``last_seen`` is older than ``max_gap_s`` (default 72 h)
-are dropped by :meth:`StoryClusterer.expire` (in Redis: key expiry).
+:class:`StoryClusterer` keeps all state in one process (tests, single-process use); the pipeline
+keeps it in Redis (:class:`pipelines.stages.stories.state.RedisStoryStore`), running these same
+functions. See docs/stories.md.
 """
 
 from __future__ import annotations
 
+import functools
+import gzip
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import orjson
 
 from core.records import analysis_text
 from core.settings import StorySettings
@@ -50,9 +56,73 @@ from pipelines.stages.dedup.logic import key_hash, shingle_hashes, words
 # An opening quote starts a line or follows a space/bracket/colon/dash and is followed by text; a
 # closing one is not followed by a letter, so the apostrophe in "Finland's" never closes a quote.
 _QUOTE_RE = re.compile(r"""(?:(?<=^)|(?<=[\s(\[:;,-]))(['"])(?=\S)(.{6,800}?)(?<=\S)\1(?!\w)""", re.DOTALL)
-
+_WORD_RE = re.compile(r"[^\W\d_]+")
+_NUMBER_RE = re.compile(r"(?<![\w.])\d+-\d+(?![\w-])|(?<![\w.])\d[\d,]*(?:\.\d+)?(?![\w])")
+_DATA = Path(__file__).resolve().parents[2] / "data"
+_DOC_WORDS = 500.0  # words in a typical article: turns a word frequency into a document frequency
+_LEAD_WORDS = 40
 
 DEFAULT_STORY_SETTINGS = StorySettings()
+
+
+# --------------------------------------------------------------------------------------------------
+# Word prior and IDF
+# --------------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def word_prior() -> dict[str, float]:
+    """word -> frequency per running word (pipelines/data/word_prior.tsv.gz)."""
+    with gzip.open(_DATA / "word_prior.tsv.gz", "rt", encoding="utf-8") as f:
+        return {w: float(v) for w, v in (line.rstrip("\n").split("\t") for line in f)}
+
+
+def prior_doc_freq(word: str, settings: StorySettings = DEFAULT_STORY_SETTINGS) -> float:
+    """The prior chance that an article contains ``word`` (unknown words: ``unseen_doc_freq``)."""
+    return _prior_doc_freq(word, settings.unseen_doc_freq)
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _prior_doc_freq(word: str, unseen: float) -> float:
+    return max(unseen, 1.0 - math.exp(-word_prior().get(word, 0.0) * _DOC_WORDS))
+
+
+def name_doc_freq(name: str, settings: StorySettings = DEFAULT_STORY_SETTINGS) -> float:
+    """A name's prior: that of its rarest word (a full name is at most as frequent)."""
+    toks = [t for t in _WORD_RE.findall(name.lower()) if len(t) > 1]
+    return min((prior_doc_freq(t, settings) for t in toks), default=settings.unseen_doc_freq)
+
+
+@dataclass
+class Rarity:
+    """Document counts over the story window (``docs`` events, ``df`` per term), blended with the
+    prior: see the module doc."""
+
+    docs: float = 0.0
+    df: dict[str, float] = field(default_factory=dict)
+    prior_docs: float = DEFAULT_STORY_SETTINGS.prior_docs
+
+    def idf(self, term: str, prior: float) -> float:
+        """Inverse document frequency of ``term`` whose prior document frequency is ``prior``."""
+        p = self.prior_docs
+        return max(0.0, math.log((self.docs + p + 1.0) / (self.df.get(term, 0.0) + p * prior + 0.5)))
+
+    def observe(self, terms: Iterable[str]) -> None:
+        """Count one event's distinct terms."""
+        self.docs += 1
+        for t in set(terms):
+            self.df[t] = self.df.get(t, 0.0) + 1
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _word_idf(word: str, unseen: float, prior_docs: float) -> float:
+    return max(0.0, math.log((prior_docs + 1.0) / (prior_docs * _prior_doc_freq(word, unseen) + 0.5)))
+
+
+def prior_idf(prior: float, settings: StorySettings = DEFAULT_STORY_SETTINGS) -> float:
+    """IDF from the prior alone (what a fresh deployment uses, and what picks index keys)."""
+    p = settings.prior_docs
+    return max(0.0, math.log((p + 1.0) / (p * prior + 0.5)))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -66,11 +136,67 @@ def quoted_spans(text: str, min_words: int = 5) -> list[str]:
     return [m.group(2) for m in _QUOTE_RE.finditer(text) if len(words(m.group(2))) >= min_words]
 
 
-def quote_shingles(text: str, settings: StorySettings = DEFAULT_STORY_SETTINGS) -> frozenset[int]:
-    """64-bit hashes of the word shingles inside the text's quotations."""
+def small_hash(h: int) -> int:
+    """A 64-bit hash cut to 31 bits (Redis keeps sets of such integers as packed int32 arrays)."""
+    return h >> 33
+
+
+def _quote_idfs(span: str, settings: StorySettings) -> tuple[list[str], list[float], bool]:
+    """A quotation's words, their prior IDFs, and whether it is distinctive: its words' IDF above
+    ``quote_word_idf_floor`` adds up to ``quote_min_idf_sum`` (stock phrases such as "we have to
+    wait and see, as far as I'm concerned it was going to be a difficult day" stay below)."""
+    toks = words(span)
+    idfs = [_word_idf(t, settings.unseen_doc_freq, settings.prior_docs) for t in toks]
+    return toks, idfs, sum(max(0.0, v - settings.quote_word_idf_floor) for v in idfs) >= settings.quote_min_idf_sum
+
+
+def distinctive_quote_shingles(text: str, settings: StorySettings = DEFAULT_STORY_SETTINGS) -> frozenset[int]:
+    """Small hashes of the word shingles inside the text's distinctive quotations (:func:`_quote_idfs`),
+    each with a mean prior IDF of at least ``quote_min_idf`` (so a stock phrase inside a long quote
+    does not match another long quote)."""
     out: set[int] = set()
+    n = settings.quote_shingle_words
     for span in quoted_spans(text, settings.quote_min_words):
-        out.update(int(h) for h in shingle_hashes(words(span), settings.quote_shingle_words))
+        toks, idfs, distinctive = _quote_idfs(span, settings)
+        if not distinctive:
+            continue
+        for i, h in enumerate(shingle_hashes(toks, n)):
+            if sum(idfs[i:i + n]) / n >= settings.quote_min_idf:
+                out.add(small_hash(int(h)))
+    return frozenset(out)
+
+
+def without_stock_quotes(text: str, settings: StorySettings = DEFAULT_STORY_SETTINGS) -> str:
+    """The text with its non-distinctive quotations cut out (they say nothing about the event)."""
+    for span in quoted_spans(text, 1):
+        if not _quote_idfs(span, settings)[2]:
+            text = text.replace(span, " ")
+    return text
+
+
+def fold(word: str) -> str:
+    """Fold plural/verb ``s`` endings so "drones"/"drone", "crosses"/"cross" meet."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 5 and word.endswith(("ches", "shes", "sses", "xes")):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def numbers(text: str) -> frozenset[str]:
+    """Numbers in the text that can agree between two reports: scores and ranges ("2-1"), numbers of
+    two or more characters that are not years."""
+    out = set()
+    for m in _NUMBER_RE.findall(text):
+        n = m.replace(",", "")
+        if "-" in n:  # a score or a range: "2-1"
+            out.add(n)
+            continue
+        if len(n) < 2 or (len(n) == 4 and n.isdigit() and 1900 <= int(n) <= 2099):
+            continue
+        out.add(n)
     return frozenset(out)
 
 
@@ -84,6 +210,7 @@ class StoryInput:
     text: str
     entities: tuple[Mapping[str, Any], ...] = ()
     places: tuple[Mapping[str, Any], ...] = ()
+    title: str = ""
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any], ts: float) -> StoryInput:
@@ -95,87 +222,102 @@ class StoryInput:
             text=analysis_text(event) if event.get("text") else "",
             entities=tuple(event.get("entities") or ()),
             places=tuple(event.get("places") or ()),
+            title=str(event.get("title") or ""),
         )
 
 
 @dataclass(frozen=True)
 class StoryFeatures:
-    """The comparable part of an event: quote shingles and weighted entity/place ids."""
+    """The comparable part of an event, before IDF: weighted term frequencies with their priors."""
 
+    words: Mapping[str, float]       # folded content word -> weighted term frequency
+    names: Mapping[str, float]       # entity/place id -> kind weight
+    priors: Mapping[str, float]      # term or id -> prior document frequency
+    labels: Mapping[str, str]        # entity/place id -> display name
     quotes: frozenset[int]
-    terms: Mapping[str, float]  # id -> kind weight (1 for entities, place_weight for places)
-    names: Mapping[str, str]
+    numbers: frozenset[str]
+
+    @property
+    def terms(self) -> list[str]:
+        """Everything whose document frequency is counted: content words, then names."""
+        return [*self.words, *self.names]
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _content_word(tok: str, unseen: float, max_df: float) -> tuple[str, float] | None:
+    """(folded term, prior document frequency) of a token, or None for a short or function word."""
+    if len(tok) < 3:
+        return None
+    p = _prior_doc_freq(tok, unseen)
+    return None if p > max_df else (fold(tok), p)
 
 
 def story_features(item: StoryInput, settings: StorySettings = DEFAULT_STORY_SETTINGS) -> StoryFeatures:
-    """Quote shingles and entity/place ids of one event."""
-    terms: dict[str, float] = {}
-    names: dict[str, str] = {}
-    for ent in item.entities:
-        if ent.get("id"):
-            terms[str(ent["id"])] = 1.0
-            names[str(ent["id"])] = str(ent.get("name") or ent["id"])
-    for place in item.places:
-        if place.get("id"):
-            pid = str(place["id"])
-            terms.setdefault(pid, settings.place_weight)
-            names[pid] = str(place.get("name") or pid)
-    return StoryFeatures(quote_shingles(item.text, settings), terms, names)
+    """Content words (title and lead weighted), names, distinctive quotes and numbers of one event;
+    the ``max_event_terms`` content words with the highest prior TF-IDF are kept."""
+    tf: dict[str, float] = {}
+    priors: dict[str, float] = {}
+    body = _WORD_RE.findall(without_stock_quotes(item.text, settings).lower())
+    parts = ((_WORD_RE.findall(item.title.lower()), 3.0), (body[:_LEAD_WORDS], 2.0), (body[_LEAD_WORDS:], 1.0))
+    unseen, max_df = settings.unseen_doc_freq, settings.max_word_doc_freq
+    for toks, weight in parts:
+        for tok in toks:
+            info = _content_word(tok, unseen, max_df)
+            if info is None:
+                continue  # short or function words
+            term, p = info
+            tf[term] = tf.get(term, 0.0) + weight
+            if p > priors.get(term, 0.0):
+                priors[term] = p
+    ranked = sorted(tf, key=lambda t: (-(1 + math.log(tf[t])) * prior_idf(priors[t], settings), t))
+    kept = ranked[: settings.max_event_terms]
+    names: dict[str, float] = {}
+    labels: dict[str, str] = {}
+    for group, weight in ((item.entities, 1.0), (item.places, settings.place_weight)):
+        for ent in group:
+            if ent.get("id"):
+                eid = str(ent["id"])
+                names.setdefault(eid, weight)
+                labels[eid] = str(ent.get("name") or eid)
+                priors[eid] = name_doc_freq(labels[eid], settings)
+    return StoryFeatures({t: tf[t] for t in kept}, names, {t: priors[t] for t in [*kept, *names]}, labels,
+                         distinctive_quote_shingles(item.text, settings), numbers(f"{item.title}\n{item.text}"))
 
 
-@dataclass
-class EntityRarity:
-    """Document frequency of entity/place ids over recent events; ``idf`` weights them.
-
-    Bounded by ``max_terms`` (the most frequent are kept: an evicted rare term just reads as
-    unseen, which is what it nearly is). ``decay()`` halves all counts, for windowed use.
-    """
-
-    docs: float = 0.0
-    df: dict[str, float] = field(default_factory=dict)
-    max_terms: int = 200_000
-
-    def observe(self, term_ids: Iterable[str]) -> None:
-        """Count one event's distinct ids."""
-        self.docs += 1
-        for t in set(term_ids):
-            self.df[t] = self.df.get(t, 0.0) + 1
-        if len(self.df) > self.max_terms:
-            keep = sorted(self.df.items(), key=lambda kv: -kv[1])[: self.max_terms * 9 // 10]
-            self.df = dict(keep)
-
-    def idf(self, term_id: str) -> float:
-        """``log((docs + 1) / (df + 0.5))``, at least 0.1: a term in every event still counts a little."""
-        return max(0.1, math.log((self.docs + 1.0) / (self.df.get(term_id, 0.0) + 0.5)))
-
-    def decay(self, factor: float = 0.5) -> None:
-        """Scale all counts (drop those that fall under 0.5)."""
-        self.docs *= factor
-        self.df = {k: v * factor for k, v in self.df.items() if v * factor >= 0.5}
-
-    def to_state(self) -> dict[str, Any]:
-        """JSON-friendly snapshot."""
-        return {"docs": self.docs, "df": dict(self.df), "max_terms": self.max_terms}
-
-    @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> EntityRarity:
-        """Inverse of :meth:`to_state`."""
-        return cls(float(state["docs"]), dict(state["df"]), int(state.get("max_terms", 200_000)))
+def unit(vec: Mapping[str, float]) -> dict[str, float]:
+    """``vec`` scaled to length 1 (empty stays empty)."""
+    norm = math.sqrt(sum(v * v for v in vec.values()))
+    return {k: v / norm for k, v in vec.items()} if norm else {}
 
 
-def candidate_keys(features: StoryFeatures, rarity: EntityRarity,
-                   settings: StorySettings = DEFAULT_STORY_SETTINGS) -> list[str]:
-    """Routing keys under which candidate stories are looked up and the event's story is filed.
+class EventVectors(NamedTuple):
+    """An event's unit TF-IDF vectors (content words, names) and the raw content vector's length."""
 
-    ``q:<hex>``: quote shingles whose hash is divisible by ``quote_key_sample`` (the same sample on
-    every worker, so two texts sharing a quote of ~8 words share a key with high probability),
-    at most ``max_quote_keys``; ``e:<id>``: the ``candidate_entities`` rarest entities/places.
-    """
-    quotes = sorted(q for q in features.quotes if q % settings.quote_key_sample == 0)
-    keys = [f"q:{q:016x}" for q in quotes[: settings.max_quote_keys]]
-    rare = sorted(features.terms, key=lambda t: (-rarity.idf(t) * features.terms[t], t))
-    keys += [f"e:{t}" for t in rare[: settings.candidate_entities]]
-    return keys
+    text: dict[str, float]
+    names: dict[str, float]
+    text_norm: float
+
+
+def vectors(features: StoryFeatures, rarity: Rarity) -> EventVectors:
+    """The event's TF-IDF vectors under ``rarity``."""
+    text = {t: (1 + math.log(tf)) * rarity.idf(t, features.priors[t]) for t, tf in features.words.items()}
+    names = {t: w * rarity.idf(t, features.priors[t]) for t, w in features.names.items()}
+    return EventVectors(unit(text), unit(names), math.sqrt(sum(v * v for v in text.values())))
+
+
+def index_keys(features: StoryFeatures, settings: StorySettings = DEFAULT_STORY_SETTINGS) -> dict[str, float]:
+    """Inverted-index keys the event is looked up and filed under, with their weights (the same on
+    every worker: chosen from content and the shipped prior only): ``w:<word>``, ``e:<id>``, ``q:<hash>``."""
+    def weight(t: str, base: float) -> float:
+        return base * prior_idf(features.priors[t], settings)
+
+    text = sorted(features.words, key=lambda t: (-weight(t, 1 + math.log(features.words[t])), t))
+    out = {f"w:{t}": round(weight(t, 1 + math.log(features.words[t])), 3) for t in text[: settings.index_terms]}
+    ents = sorted(features.names, key=lambda t: (-weight(t, features.names[t]), t))
+    out.update({f"e:{t}": round(weight(t, features.names[t]), 3) for t in ents[: settings.index_entities]})
+    quotes = sorted(features.quotes)[: settings.index_quotes]
+    out.update({f"q:{q:08x}": 10.0 for q in quotes})
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -183,9 +325,15 @@ def candidate_keys(features: StoryFeatures, rarity: EntityRarity,
 # --------------------------------------------------------------------------------------------------
 
 
+def _cap(vec: dict[str, float], n: int) -> dict[str, float]:
+    if len(vec) <= n:
+        return vec
+    return dict(sorted(vec.items(), key=lambda kv: (-kv[1], kv[0]))[:n])
+
+
 @dataclass
 class StoryState:
-    """Everything kept about one story (in Redis: the value under ``s:<story_id>``, quotes apart)."""
+    """Everything kept about one story: its span, counts, centroids, names, numbers and quotes."""
 
     story_id: str
     first_seen: float
@@ -193,12 +341,16 @@ class StoryState:
     event_count: int = 0
     source_count: int = 0
     sources: list[str] = field(default_factory=list)
-    terms: dict[str, float] = field(default_factory=dict)  # id -> events mentioning it
+    centroid: dict[str, float] = field(default_factory=dict)   # content words: sum of member unit vectors
+    name_centroid: dict[str, float] = field(default_factory=dict)
+    terms: dict[str, float] = field(default_factory=dict)      # entity/place id -> events naming it
     names: dict[str, str] = field(default_factory=dict)
-    quotes: set[int] = field(default_factory=set)
+    numbers: list[str] = field(default_factory=list)
+    quotes: list[int] = field(default_factory=list)
 
-    def add(self, item: StoryInput, features: StoryFeatures, settings: StorySettings) -> None:
+    def add(self, item: StoryInput, features: StoryFeatures, vecs: EventVectors, settings: StorySettings) -> None:
         """Fold one event into the story, keeping every collection within its cap."""
+        weight = settings.founder_weight if self.event_count == 0 else 1.0
         self.first_seen = min(self.first_seen, item.ts)
         self.last_seen = max(self.last_seen, item.ts)
         self.event_count += 1
@@ -206,16 +358,19 @@ class StoryState:
             self.source_count += 1
             if len(self.sources) < settings.max_story_sources:
                 self.sources.append(item.source)
-        for t in features.terms:
+        for vec, centroid in ((vecs.text, self.centroid), (vecs.names, self.name_centroid)):
+            for t, v in vec.items():
+                centroid[t] = round(centroid.get(t, 0.0) + weight * v, 4)
+        self.centroid = _cap(self.centroid, settings.max_story_terms)
+        self.name_centroid = _cap(self.name_centroid, settings.max_story_entities)
+        for t in features.names:
             self.terms[t] = self.terms.get(t, 0.0) + 1
-            self.names[t] = features.names.get(t, t)
+            self.names[t] = features.labels.get(t, t)
         if len(self.terms) > settings.max_story_entities:
-            keep = sorted(self.terms.items(), key=lambda kv: (-kv[1], kv[0]))[: settings.max_story_entities]
-            self.terms = dict(keep)
-            self.names = {t: self.names[t] for t in self.terms}
-        room = settings.max_story_quotes - len(self.quotes)
-        if room > 0:
-            self.quotes.update(sorted(features.quotes - self.quotes)[:room])
+            self.terms = _cap(self.terms, settings.max_story_entities)
+            self.names = {t: self.names[t] for t in self.terms if t in self.names}
+        self.numbers = (self.numbers + sorted(features.numbers - set(self.numbers)))[: settings.max_story_numbers]
+        self.quotes = (self.quotes + sorted(features.quotes - set(self.quotes)))[: settings.max_story_quotes]
 
     def top(self, prefix_places: bool, n: int) -> list[dict[str, Any]]:
         """Most-mentioned entities (or places, ids starting with ``geonames:``/``place:``)."""
@@ -240,8 +395,9 @@ class StoryState:
         return {
             "story_id": self.story_id, "first_seen": self.first_seen, "last_seen": self.last_seen,
             "event_count": self.event_count, "source_count": self.source_count,
-            "sources": list(self.sources), "terms": dict(self.terms), "names": dict(self.names),
-            "quotes": sorted(self.quotes),
+            "sources": list(self.sources), "centroid": dict(self.centroid), "name_centroid": dict(self.name_centroid),
+            "terms": dict(self.terms), "names": dict(self.names), "numbers": list(self.numbers),
+            "quotes": list(self.quotes),
         }
 
     @classmethod
@@ -250,40 +406,73 @@ class StoryState:
         return cls(
             story_id=state["story_id"], first_seen=state["first_seen"], last_seen=state["last_seen"],
             event_count=state["event_count"], source_count=state["source_count"],
-            sources=list(state["sources"]), terms=dict(state["terms"]), names=dict(state["names"]),
-            quotes=set(state["quotes"]),
+            sources=list(state["sources"]), centroid=dict(state["centroid"]),
+            name_centroid=dict(state["name_centroid"]), terms=dict(state["terms"]), names=dict(state["names"]),
+            numbers=list(state["numbers"]), quotes=list(state["quotes"]),
         )
+
+
+FEATURES = ("text_cos", "text_mass", "name_cos", "quote", "numbers", "numbers_differ", "log_gap_h")
+
+
+def cosine(vec: Mapping[str, float], centroid: Mapping[str, float]) -> float:
+    """Cosine between a unit vector and an (unnormalised) centroid."""
+    norm = math.sqrt(sum(v * v for v in centroid.values()))
+    return sum(v * centroid.get(t, 0.0) for t, v in vec.items()) / norm if norm else 0.0
+
+
+def evidence(features: StoryFeatures, vecs: EventVectors, ts: float, story: StoryState) -> tuple[float, ...]:
+    """The scorer's inputs (:data:`FEATURES`) for one event against one story. ``text_mass``:
+    log(1 + the raw TF-IDF weight the event shares with the story), how much rare vocabulary
+    agrees, which a cosine of two short texts cannot tell."""
+    shared_quotes = len(features.quotes & set(story.quotes))
+    nums = features.numbers
+    shared_nums = len(nums & set(story.numbers))
+    gap = max(0.0, story.first_seen - ts, ts - story.last_seen)
+    text_cos = cosine(vecs.text, story.centroid)
+    return (text_cos, math.log1p(text_cos * vecs.text_norm), cosine(vecs.names, story.name_centroid),
+            min(1.0, shared_quotes / 3.0), shared_nums / min(len(nums), 6) if nums else 0.0,
+            float(bool(nums) and bool(story.numbers) and not shared_nums), math.log1p(gap / 3600.0))
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """Logistic regression over :data:`FEATURES` (pipelines/data/story_scorer.json)."""
+
+    weights: tuple[float, ...]
+    bias: float
+
+    def probability(self, x: Sequence[float]) -> float:
+        z = self.bias + sum(w * v for w, v in zip(self.weights, x, strict=True))
+        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+
+@functools.cache
+def default_scorer() -> Scorer:
+    """The shipped coefficients."""
+    raw = orjson.loads((_DATA / "story_scorer.json").read_bytes())
+    if tuple(raw["features"]) != FEATURES:
+        raise ValueError(f"story_scorer.json: features {raw['features']} != {FEATURES}")
+    return Scorer(tuple(raw["weights"]), float(raw["bias"]))
 
 
 @dataclass(frozen=True)
 class StoryScore:
-    """How well an event fits a story, with the parts that made the score."""
+    """How well an event fits a story: the join probability and the evidence behind it."""
 
     story_id: str
     score: float
-    quote_sim: float
-    entity_sim: float
-    time_decay: float
+    evidence: tuple[float, ...] = ()
 
 
-def score_story(features: StoryFeatures, ts: float, story: StoryState, rarity: EntityRarity,
-                settings: StorySettings = DEFAULT_STORY_SETTINGS) -> StoryScore:
-    """Score one event against one story (pure; used per candidate story)."""
-    gap = max(0.0, ts - story.last_seen)
-    if gap > settings.max_gap_s:
-        return StoryScore(story.story_id, 0.0, 0.0, 0.0, 0.0)
-    decay = math.exp(-gap / settings.time_scale_s)
-    shared_quotes = len(features.quotes & story.quotes)
-    quote_sim = min(1.0, shared_quotes / settings.quote_shingles_for_full)
-    mass = shared = 0.0
-    for t, w in features.terms.items():
-        weight = w * rarity.idf(t)
-        mass += weight
-        if t in story.terms:
-            shared += weight
-    entity_sim = shared / max(mass, settings.min_entity_mass) if mass else 0.0
-    score = decay * (settings.quote_weight * quote_sim + settings.entity_weight * entity_sim)
-    return StoryScore(story.story_id, score, quote_sim, entity_sim, decay)
+def score_story(features: StoryFeatures, vecs: EventVectors, ts: float, story: StoryState, settings: StorySettings = DEFAULT_STORY_SETTINGS,
+                scorer: Scorer | None = None) -> StoryScore:
+    """Score one event against one story (pure; used per candidate story). A story unseen for
+    ``max_gap_s`` (in event time) scores 0."""
+    if ts - story.last_seen > settings.max_gap_s or story.first_seen - ts > settings.max_gap_s:
+        return StoryScore(story.story_id, 0.0)
+    x = evidence(features, vecs, ts, story)
+    return StoryScore(story.story_id, (scorer or default_scorer()).probability(x), x)
 
 
 def story_id_for(event_id: str) -> str:
@@ -302,47 +491,47 @@ class StoryAssignment:
     story: dict[str, Any]
 
 
-def choose_story(scores: Sequence[StoryScore], settings: StorySettings = DEFAULT_STORY_SETTINGS
-                 ) -> StoryScore | None:
-    """The best candidate over the join threshold (ties to the smaller story id), or None."""
-    ok = [s for s in scores if s.score >= settings.join_threshold]
-    return min(ok, key=lambda s: (-s.score, s.story_id)) if ok else None
-
-
-def pick_story(features: StoryFeatures, ts: float, candidates: Sequence[StoryState], rarity: EntityRarity,
-               settings: StorySettings = DEFAULT_STORY_SETTINGS, linked: StoryState | None = None
-               ) -> tuple[StoryScore | None, StoryState | None]:
+def pick_story(features: StoryFeatures, vecs: EventVectors, ts: float, candidates: Sequence[StoryState], settings: StorySettings = DEFAULT_STORY_SETTINGS,
+               linked: StoryState | None = None) -> tuple[StoryScore | None, StoryState | None]:
     """The story an event joins, with its score: the ``linked`` story (the one of an event it
-    repeats, or the one its source named) while that is open, else the best-scoring candidate
-    over the threshold; ``(None, None)`` when it starts a new story."""
+    repeats, or the one its source named) while that is open, else the most probable candidate
+    with ``p >= join_threshold`` (ties to the smaller id); ``(None, None)`` when it starts a new story."""
     if linked is not None and ts - linked.last_seen <= settings.max_gap_s:
-        return score_story(features, ts, linked, rarity, settings), linked
-    best = choose_story([score_story(features, ts, st, rarity, settings) for st in candidates], settings)
-    return best, next((st for st in candidates if best is not None and st.story_id == best.story_id), None)
+        return score_story(features, vecs, ts, linked, settings), linked
+    scores = [score_story(features, vecs, ts, st, settings) for st in candidates]
+    ok = [s for s in scores if s.score >= settings.join_threshold]
+    if not ok:
+        return None, None
+    best = min(ok, key=lambda s: (-s.score, s.story_id))
+    return best, next(st for st in candidates if st.story_id == best.story_id)
 
 
-IndexEntry = tuple[str, float]  # (story_id, last_seen)
+Posting = tuple[str, float]  # (story_id, last filed)
 
 
-def update_index_bucket(bucket: tuple[IndexEntry, ...], story_id: str, ts: float,
-                        settings: StorySettings = DEFAULT_STORY_SETTINGS) -> tuple[IndexEntry, ...]:
-    """One routing key's state after filing ``story_id`` under it: expired and surplus entries go."""
+def file_posting(postings: tuple[Posting, ...], story_id: str, ts: float,
+                 settings: StorySettings = DEFAULT_STORY_SETTINGS) -> tuple[Posting, ...]:
+    """One index key's postings after filing ``story_id``: expired and surplus (oldest) entries go."""
     horizon = ts - settings.max_gap_s
-    rest = [(sid, seen) for sid, seen in bucket if sid != story_id and seen >= horizon]
+    rest = [(sid, seen) for sid, seen in postings if sid != story_id and seen >= horizon]
     rest.append((story_id, ts))
-    rest.sort(key=lambda e: -e[1])  # most recently active stories first
-    return tuple(rest[: settings.max_index_entries])
+    rest.sort(key=lambda e: -e[1])
+    return tuple(rest[: settings.max_postings])
+
+
+def rank_candidates(hits: Mapping[str, float], settings: StorySettings = DEFAULT_STORY_SETTINGS) -> list[str]:
+    """The ``max_candidates`` stories with the most index weight shared with the event."""
+    return sorted(hits, key=lambda sid: (-hits[sid], sid))[: settings.max_candidates]
 
 
 class StoryClusterer:
-    """Single-process story clustering over explicit state (stories, routing index, rarity)."""
+    """Single-process story clustering over explicit state (stories, inverted index, counts)."""
 
-    def __init__(self, settings: StorySettings = DEFAULT_STORY_SETTINGS,
-                 rarity: EntityRarity | None = None) -> None:
+    def __init__(self, settings: StorySettings = DEFAULT_STORY_SETTINGS, rarity: Rarity | None = None) -> None:
         self.settings = settings
-        self.rarity = rarity if rarity is not None else EntityRarity()
+        self.rarity = rarity if rarity is not None else Rarity(prior_docs=settings.prior_docs)
         self.stories: dict[str, StoryState] = {}
-        self.index: dict[str, tuple[IndexEntry, ...]] = {}
+        self.index: dict[str, tuple[Posting, ...]] = {}
 
     def assign(self, item: StoryInput, join: str | None = None) -> StoryAssignment:
         """Put the event in its story (or a new one) and update all state.
@@ -353,20 +542,26 @@ class StoryClusterer:
         s = self.settings
         features = story_features(item, s)
         self.rarity.observe(features.terms)
-        keys = candidate_keys(features, self.rarity, s)
-        candidates = sorted({sid for k in keys for sid, _ in self.index.get(k, ())} & self.stories.keys())
-        best, story = pick_story(features, item.ts, [self.stories[sid] for sid in candidates], self.rarity, s,
+        vecs = vectors(features, self.rarity)
+        keys = index_keys(features, s)
+        hits: dict[str, float] = {}
+        for k, w in keys.items():
+            for sid, seen in self.index.get(k, ()):
+                if sid in self.stories and seen >= item.ts - s.max_gap_s:
+                    hits[sid] = hits.get(sid, 0.0) + w
+        candidates = [self.stories[sid] for sid in rank_candidates(hits, s)]
+        best, story = pick_story(features, vecs, item.ts, candidates, s,
                                  linked=self.stories.get(join) if join is not None else None)
         if story is None:
             best, story = None, StoryState(story_id_for(item.event_id), item.ts, item.ts)
             self.stories[story.story_id] = story
-        story.add(item, features, s)
+        story.add(item, features, vecs, s)
         for k in keys:
-            self.index[k] = update_index_bucket(self.index.get(k, ()), story.story_id, item.ts, s)
+            self.index[k] = file_posting(self.index.get(k, ()), story.story_id, item.ts, s)
         return StoryAssignment(item.event_id, story.story_id, best is None, best, story.summary(s))
 
     def expire(self, now: float) -> int:
-        """Drop stories and index entries unseen for ``max_gap_s``; returns stories dropped."""
+        """Drop stories and postings unseen for ``max_gap_s``; returns stories dropped."""
         horizon = now - self.settings.max_gap_s
         old = [sid for sid, st in self.stories.items() if st.last_seen < horizon]
         for sid in old:

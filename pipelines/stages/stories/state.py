@@ -1,44 +1,46 @@
-"""RedisStoryStore: story clustering and novelty with their state in Redis.
+"""RedisStoryStore: story clustering and novelty with their state in Redis, two round trips an event.
 
 The same decisions as :class:`pipelines.stages.stories.clustering.StoryClusterer` and
-:func:`pipelines.stages.stories.novelty.novelty_step` (it calls their pure parts: features, candidate keys,
-scoring, choice, ``StoryState.add``, ``assess_novelty``), with the state kept in Redis instead of
-one process, so that
+:func:`pipelines.stages.stories.novelty.novelty_step` (it calls their pure parts: features, index
+keys, scoring, choice, ``StoryState.add``, ``assess_novelty``), with the state kept in Redis, so it
+survives a pipeline restart and several workers or pipeline instances share it: two outlets'
+articles on different workers still meet, because index keys come from content.
 
-* it survives a pipeline restart (Redis' append-only file; the embedded server and docker-compose
-  both persist it), and
-* several workers or pipeline instances share it: two outlets' articles about one event that land
-  on different workers still meet, because routing keys come from content (quotes, rare entities).
+Per event, two script calls (``EVALSHA``):
 
-Concurrency: each event is one optimistic transaction (``WATCH`` the routing keys and links it
-reads and the candidate stories it scores, then ``MULTI``/``EXEC`` its writes; on a conflict it is
-re-read and re-decided). Two events that could join each other always share a routing key, so
-the second to commit sees the first's story, exactly as if they had run one after the other.
+1. **read** (:data:`_READ`): the event's earlier result if it has one; the story its links point
+   to; candidate stories from the inverted index (the event's index keys over the day buckets a
+   story can span, each story counted once per key with that key's weight, the
+   ``max_candidates`` best), their states and, for novelty, which of the event's sentence
+   hashes each already holds; the event's terms' document counts over those days; and a
+   fingerprint (SHA-1 of the candidates' ids and states).
+2. **commit** (:data:`_COMMIT`): re-runs the same retrieval; if the event has meanwhile got a
+   result, returns it; if the fingerprint changed (another worker filed a story under one of the
+   event's keys, or changed a candidate), returns ``retry`` and the event is decided again;
+   otherwise writes the result, the story, its novelty sets, links, postings and counts at once.
 
-Idempotency: the event's result is stored under ``a:<event_id>``; re-processing an event (a Beam
-retry, a restart that replays uncommitted Kafka offsets) returns its first result and changes
-nothing, so counts never double.
+So concurrent workers decide as if one after another (a Lua script runs alone), as the old
+``WATCH``/``MULTI`` transaction did, in 2 round trips instead of ~6. Idempotency: the result under
+``a:<event_id>`` is returned to any re-processing of the event, and counts never double.
 
-Layout (``p`` = namespace + ``st:``; every key expires ``max_gap_s`` after its last write, which
-is the story TTL: an idle story and everything pointing at it go together)::
+Layout (``p`` = namespace + ``st:``; every key expires ``max_gap_s`` after its last write)::
 
-    p a:<event_id>    string  the event's story fields (orjson)              idempotency
-    p s:<story_id>    string  StoryState without quotes (orjson)              story summary/terms
-    p q:<story_id>    set     quote-shingle hashes (capped: max_story_quotes) scoring
-    p r:<route key>   zset    story_id -> last_seen (capped: max_index_entries) candidate lookup
-    p l:<link key>    string  story_id (event id / source story_key)          re-posts, live blogs
-    p nk:<story_id>   set     sentence-key hashes (capped: max_sentences)     novelty
-    p nh:<story_id>   set     sentence shingle hashes (capped: max_shingles)   novelty
-    p df:<day>        hash    term -> events that day; "" -> events           entity rarity (IDF)
+    p a:<event_id>        string  the event's story fields (orjson)             idempotency
+    p s:<story_id>        string  StoryState (orjson: centroids, names, ...)    scoring, summary
+    p p:<day>:<index key> zset    story_id -> last filed (max_postings newest)   candidate lookup
+    p l:<link key>        string  story_id (event id / source story_key)         re-posts, live blogs
+    p nk:<story_id>       set     sentence-key hashes (capped: max_sentences)    novelty
+    p nh:<story_id>       set     sentence shingle hashes (capped: max_shingles)  novelty
+    p df:<day>            hash    term -> events that day; "" -> events          IDF (online part)
 
-Rarity is counted per UTC day and read over the days a story can span (``max_gap_s``), so it is a
-sliding window without any decay job.
+The scripts build story keys from the ids they read, so this layout needs one Redis server (or a
+cluster hash tag on the namespace), not a sharded cluster.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,15 +52,16 @@ from core.settings import NoveltySettings, StorySettings
 from pipelines.stages.dedup.logic import key_hash, sentences
 from pipelines.stages.stories.clustering import (
     DEFAULT_STORY_SETTINGS,
-    EntityRarity,
-    StoryFeatures,
+    Rarity,
     StoryInput,
     StoryScore,
     StoryState,
-    candidate_keys,
+    index_keys,
     pick_story,
+    small_hash,
     story_features,
     story_id_for,
+    vectors,
 )
 from pipelines.stages.stories.novelty import (
     DEFAULT_NOVELTY_SETTINGS,
@@ -70,67 +73,114 @@ from pipelines.stages.stories.novelty import (
 
 _DAY_S = 86400.0
 
-# Candidate stories under the event's routing keys, still open at the event's time: the union of
-# the zsets' members scored >= ARGV[1] (one command for all keys instead of one per key).
-_CANDIDATES = """
-local seen, out = {}, {}
-for _, key in ipairs(KEYS) do
-  for _, sid in ipairs(redis.call('ZRANGEBYSCORE', key, ARGV[1], '+inf')) do
-    if not seen[sid] then seen[sid] = true; out[#out + 1] = sid end
+# Shared by both scripts. A = cjson.decode(ARGV[1]): links (keys), posts ([key, group, weight]),
+# horizon, maxc, prefix. Returns the linked story id (or false), candidate ids (linked first),
+# their states ('' when expired) and the fingerprint.
+_RETRIEVE = """
+local function retrieve(A)
+  local linked = false
+  for _, key in ipairs(A.links) do
+    local sid = redis.call('GET', key)
+    if sid then linked = sid; break end
   end
-end
-return out
-"""
-
-# The candidate stories, one command for all. KEYS: (s:, q:, nk:, nh:) per story. ARGV: how many
-# quote hashes, how many sentence-key hashes, then the event's quote, sentence-key and shingle
-# hashes. Per story: its state ('' when it has expired), then for each of its three sets the set's
-# size and the (1-based) positions, within that section of ARGV, of the members it has.
-_LOAD = """
-local nq, nk = tonumber(ARGV[1]), tonumber(ARGV[2])
-local sections = {{3, 2 + nq}, {3 + nq, 2 + nq + nk}, {3 + nq + nk, #ARGV}}
-local out = {}
-for i = 1, #KEYS, 4 do
-  local state = redis.call('GET', KEYS[i]) or ''
-  out[#out + 1] = state
-  for s = 1, 3 do
-    local key, first, last = KEYS[i + s], sections[s][1], sections[s][2]
-    local n = redis.call('SCARD', key)
-    local hits = {}
-    if state ~= '' and n > 0 then
-      -- in chunks: unpack() of more than ~8000 values fails (a long article has that many shingles)
-      for from = first, last, 1000 do
-        local to = math.min(from + 999, last)
-        for j, flag in ipairs(redis.call('SMISMEMBER', key, unpack(ARGV, from, to))) do
-          if flag == 1 then hits[#hits + 1] = from - first + j end
-        end
+  local score, order, seen = {}, {}, {}
+  for _, post in ipairs(A.posts) do
+    for _, sid in ipairs(redis.call('ZRANGEBYSCORE', post[1], A.horizon, '+inf')) do
+      local mark = post[2] .. ' ' .. sid
+      if not seen[mark] then
+        seen[mark] = true
+        if not score[sid] then score[sid] = 0; order[#order + 1] = sid end
+        score[sid] = score[sid] + post[3]
       end
     end
-    out[#out + 1] = n
-    out[#out + 1] = hits
   end
+  table.sort(order, function(a, b) if score[a] ~= score[b] then return score[a] > score[b] end return a < b end)
+  local cands = {}
+  if linked then cands[1] = linked end
+  for _, sid in ipairs(order) do
+    if #cands >= A.maxc + (linked and 1 or 0) then break end
+    if sid ~= linked then cands[#cands + 1] = sid end
+  end
+  local states, parts = {}, {}
+  for i, sid in ipairs(cands) do
+    states[i] = redis.call('GET', A.prefix .. 's:' .. sid) or ''
+    parts[#parts + 1] = sid
+    parts[#parts + 1] = states[i]
+  end
+  return linked, cands, states, redis.sha1hex(table.concat(parts, '|'))
 end
-return out
 """
 
-# File the story under every routing key (KEYS[2..]) and count the event's terms in the day's
-# rarity hash (KEYS[1]). ARGV: story id, event time, horizon, max entries per key, TTL ms, day
-# hash TTL s, then the terms.
-_FILE = """
-local sid, ts, horizon = ARGV[1], ARGV[2], ARGV[3]
-local keep, ttl = tonumber(ARGV[4]), ARGV[5]
-for i = 2, #KEYS do
-  redis.call('ZADD', KEYS[i], ts, sid)
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. horizon)
-  redis.call('ZREMRANGEBYRANK', KEYS[i], 0, -(keep + 1))
-  redis.call('PEXPIRE', KEYS[i], ttl)
+# Reply: [meta JSON, state 1, state 2, ...], or ['{"done": true}', stored result]. meta: linked, cands,
+# fp, df (events, then per term), nov (per candidate: [n keys, key hits, n shingles, shingle hits],
+# hits as 1-based positions in A.nk / A.nh).
+_READ = _RETRIEVE + """
+local A = cjson.decode(ARGV[1])
+local done = redis.call('GET', A.done)
+if done then return {'{"done": true}', done} end
+local linked, cands, states, fp = retrieve(A)
+local df = {}
+for i = 0, #A.terms do df[i + 1] = 0 end
+for _, day in ipairs(A.days) do
+  local row = redis.call('HMGET', day, '', unpack(A.terms))
+  for i = 1, #row do df[i] = df[i] + (tonumber(row[i]) or 0) end
 end
-redis.call('HINCRBY', KEYS[1], '', 1)
-for i = 7, #ARGV do redis.call('HINCRBY', KEYS[1], ARGV[i], 1) end
-redis.call('EXPIRE', KEYS[1], ARGV[6])
-return 0
+local function hits(key, members)
+  local n, out = redis.call('SCARD', key), {}
+  if n > 0 then
+    for from = 1, #members, 1000 do
+      local to = math.min(from + 999, #members)
+      for j, flag in ipairs(redis.call('SMISMEMBER', key, unpack(members, from, to))) do
+        if flag == 1 then out[#out + 1] = from + j - 1 end
+      end
+    end
+  end
+  return n, out
+end
+local nov = {}
+for i, sid in ipairs(cands) do
+  local nk, kh, nh, hh = 0, {}, 0, {}
+  if states[i] ~= '' then
+    nk, kh = hits(A.prefix .. 'nk:' .. sid, A.nk)
+    nh, hh = hits(A.prefix .. 'nh:' .. sid, A.nh)
+  end
+  nov[i] = {nk, kh, nh, hh}
+end
+local reply = {cjson.encode({done = false, linked = linked or '', cands = cands, fp = fp, df = df, nov = nov})}
+for i = 1, #states do reply[#reply + 1] = states[i] end
+return reply
 """
-_DOCS = ""  # the df hash field counting events
+
+# ARGV: the read's JSON plus fp, sid, ts, ttl, keep, day_ttl, file (posting keys), own (link keys),
+# day (df hash), nk / nh (members to add, empty when the set is full); ARGV[2] the story state,
+# ARGV[3] the event's result. Reply: {'ok'} | {'retry'} | {'done', result}.
+_COMMIT = _RETRIEVE + """
+local A = cjson.decode(ARGV[1])
+local done = redis.call('GET', A.done)
+if done then return {'done', done} end
+local _, _, _, fp = retrieve(A)
+if fp ~= A.fp then return {'retry'} end
+local sid, ttl = A.sid, A.ttl
+redis.call('SET', A.done, ARGV[3], 'PX', ttl)
+redis.call('SET', A.prefix .. 's:' .. sid, ARGV[2], 'PX', ttl)
+for _, kind in ipairs({'nk', 'nh'}) do
+  local key, members = A.prefix .. kind .. ':' .. sid, A[kind]
+  for from = 1, #members, 1000 do
+    redis.call('SADD', key, unpack(members, from, math.min(from + 999, #members)))
+  end
+  redis.call('PEXPIRE', key, ttl)
+end
+for _, key in ipairs(A.own) do redis.call('SET', key, sid, 'PX', ttl) end
+for _, key in ipairs(A.file) do
+  redis.call('ZADD', key, A.ts, sid)
+  redis.call('ZREMRANGEBYRANK', key, 0, -(A.keep + 1))
+  redis.call('PEXPIRE', key, ttl)
+end
+redis.call('HINCRBY', A.day, '', 1)
+for _, term in ipairs(A.terms) do redis.call('HINCRBY', A.day, term, 1) end
+redis.call('EXPIRE', A.day, A.day_ttl)
+return {'ok'}
+"""
 
 
 class StoryContention(RuntimeError):
@@ -180,13 +230,6 @@ def link_keys(event: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     return follow, own
 
 
-def small_hash(h: int) -> int:
-    """A 64-bit hash cut to 31 bits: Redis keeps small sets of such integers as packed int32 arrays
-    (intset, 4 bytes a member instead of ~60 for a string). Sets hold at most tens of thousands of
-    members, so a false match stays under 1 in 30,000 lookups."""
-    return h >> 33
-
-
 @dataclass(frozen=True)
 class _SentenceMarks:
     """An event's sentences as novelty memory sees them, with the small hashes stored in Redis."""
@@ -214,12 +257,9 @@ class RedisStoryStore:
         self.max_retries = max_retries
         self._ttl_ms = max(1, round(settings.max_gap_s * 1000))
         self._days = math.ceil(settings.max_gap_s / _DAY_S) + 1
-        self.conflicts = 0  # optimistic-transaction retries, for metrics and tests
-        # Called on its own (EVALSHA, reloaded on NOSCRIPT). The scripts that run inside pipelines
-        # go as EVAL with their source: EVALSHA there would make redis-py ask SCRIPT EXISTS first
-        # (a round trip), and a NOSCRIPT inside MULTI (after a Redis restart) would fail that one
-        # command while the rest of the transaction still ran.
-        self._load_script = client.register_script(_LOAD)
+        self.conflicts = 0  # commits refused because a candidate changed, for metrics and tests
+        self._read = client.register_script(_READ)
+        self._commit = client.register_script(_COMMIT)
 
     def _k(self, kind: str, name: str) -> str:
         return f"{self.prefix}{kind}:{name}"
@@ -228,141 +268,85 @@ class RedisStoryStore:
 
     def assign(self, event: Mapping[str, Any], ts: float) -> StoryDecision:
         """The event's story and novelty; stores both. Re-processing an event returns its first result."""
+        s = self.settings
         event_id = str(event["event_id"])
         item = StoryInput.from_event(event, ts)
-        features = story_features(item, self.settings)
-        rarity = self._rarity(features.terms, ts)
-        routes = candidate_keys(features, rarity, self.settings)
+        features = story_features(item, s)
+        keys = index_keys(features, s)
         follow, own = link_keys(event)
         marks = _sentence_marks(item.text, self.novelty)
+        today = int(ts // _DAY_S)
+        days = range(int((ts - s.max_gap_s) // _DAY_S), today + 2)
+        terms = features.terms
+        args: dict[str, Any] = {
+            "done": self._k("a", event_id), "links": [self._k("l", f) for f in follow],
+            "posts": [[self._k("p", f"{d}:{k}"), g, w] for g, (k, w) in enumerate(keys.items()) for d in days],
+            "horizon": ts - s.max_gap_s, "maxc": s.max_candidates, "prefix": self.prefix,
+            "days": [self._k("df", str(d)) for d in range(today - self._days + 1, today + 1)], "terms": terms,
+            "nk": list(marks.keys.values()), "nh": list(marks.shingles.values()),
+        }
         for _ in range(self.max_retries):
-            with self.client.pipeline(transaction=True) as pipe:
-                try:
-                    decision = self._decide(pipe, event_id, item, features, rarity, routes, follow, own, marks)
-                    return decision
-                except redis.WatchError:
-                    self.conflicts += 1
-        raise StoryContention(f"stories: event {event_id} lost {self.max_retries} transaction races in a row; "
-                           "is another writer looping on the same keys?")
+            reply = self._read(args=[orjson.dumps(args)])
+            meta = orjson.loads(reply[0])
+            if meta["done"]:
+                return _decision_from_json(reply[1], item.text)
+            df = meta["df"]
+            rarity = Rarity(docs=df[0] + 1.0, df={t: df[i + 1] + 1.0 for i, t in enumerate(terms)},
+                            prior_docs=s.prior_docs)  # counting this event, as StoryClusterer does
+            vecs = vectors(features, rarity)
+            cands = meta["cands"] or []
+            states = {sid: StoryState.from_state(orjson.loads(raw)) for sid, raw in zip(cands, reply[1:], strict=True)
+                      if raw}
+            linked = states.get(meta["linked"]) if meta["linked"] else None
+            best, story = pick_story(features, vecs, ts, [st for sid, st in states.items()
+                                                                         if sid != meta["linked"]], s, linked)
+            if story is None:
+                best, story = None, StoryState(story_id_for(event_id), ts, ts)
+            sid = story.story_id
+            story.add(item, features, vecs, s)
+            memory, full = StoryMemory(), (False, False)
+            if sid in states:
+                n_k, k_hits, n_h, h_hits = meta["nov"][cands.index(sid)]
+                key_marks, sh_marks = list(marks.keys), list(marks.shingles)
+                memory = StoryMemory({key_marks[j - 1]: None for j in k_hits or []},
+                                     {sh_marks[j - 1]: None for j in h_hits or []})
+                full = (n_k >= self.novelty.max_sentences, n_h >= self.novelty.max_shingles)
+            novelty = assess_novelty(item.text, memory, self.novelty, marks.counted)
+            decision = StoryDecision(sid, best is None, best, _iso_summary(story, s),
+                                     novelty.new_sentences, len(novelty.repeated_sentences), novelty.novelty_ratio)
+            commit = {**args, "fp": meta["fp"], "sid": sid, "ts": ts, "ttl": self._ttl_ms, "keep": s.max_postings,
+                      "day_ttl": int(self._days * _DAY_S), "day": self._k("df", str(today)),
+                      "file": [self._k("p", f"{today}:{k}") for k in keys],
+                      "own": [self._k("l", o) for o in own],
+                      "nk": [] if full[0] else args["nk"], "nh": [] if full[1] else args["nh"]}
+            result = self._commit(args=[orjson.dumps(commit), orjson.dumps(story.to_state()),
+                                        _decision_to_json(decision, item.text)])
+            status = result[0].decode() if isinstance(result[0], bytes) else result[0]
+            if status == "ok":
+                return decision
+            if status == "done":
+                return _decision_from_json(result[1], item.text)
+            self.conflicts += 1
+        raise StoryContention(f"stories: event {event_id} lost {self.max_retries} commits in a row; "
+                              "is another writer looping on the same keys?")
 
     def story(self, story_id: str) -> dict[str, Any] | None:
         """A story's summary as stored now (None when unknown or expired)."""
         raw = self.client.get(self._k("s", story_id))
-        return None if raw is None else StoryState.from_state({**orjson.loads(raw), "quotes": []}).summary(
-            self.settings)
-
-    # ------------------------------------------------------------------ internals
-
-    def _day_keys(self, ts: float) -> list[str]:
-        today = int(ts // _DAY_S)
-        return [self._k("df", str(today - i)) for i in range(self._days)]
-
-    def _rarity(self, terms: Mapping[str, float], ts: float) -> EntityRarity:
-        """Document frequencies over the story window, counting this event (as StoryClusterer does)."""
-        fields = [_DOCS, *terms]
-        with self.client.pipeline(transaction=False) as pipe:
-            for key in self._day_keys(ts):
-                pipe.hmget(key, fields)
-            rows = pipe.execute()
-        totals = [sum(float(r[i] or 0) for r in rows) for i in range(len(fields))]
-        df = {t: totals[i + 1] + 1 for i, t in enumerate(terms)}
-        return EntityRarity(docs=totals[0] + 1, df=df)
-
-    def _decide(self, pipe: Any, event_id: str, item: StoryInput, features: StoryFeatures,
-                rarity: EntityRarity, routes: Sequence[str], follow: Sequence[str], own: Sequence[str],
-                marks: _SentenceMarks) -> StoryDecision:
-        """One optimistic transaction. WATCH sits on the transaction's connection; the reads after
-        it go through a plain pipeline (another connection, one round trip per batch): a write to a
-        watched key after the WATCH still aborts the EXEC, which is all the reads need."""
-        s = self.settings
-        done_key = self._k("a", event_id)
-        route_keys = [self._k("r", r) for r in routes]
-        link_keys_ = [self._k("l", f) for f in follow]
-        pipe.watch(done_key, *route_keys, *link_keys_)
-        with self.client.pipeline(transaction=False) as reads:
-            reads.get(done_key)
-            reads.mget(link_keys_ or [done_key])
-            reads.eval(_CANDIDATES, len(route_keys), *route_keys, item.ts - s.max_gap_s)
-            done, links, found = reads.execute()
-        if done is not None:  # another worker has just done this event
-            pipe.unwatch()
-            return _decision_from_json(done, item.text)
-        joined = [j.decode() for j in links if j is not None] if link_keys_ else []
-        candidates = joined[:1] if joined else sorted(m.decode() for m in found)
-        states, stored_quotes, memories = self._load(pipe, candidates, features, marks)
-        best, story = pick_story(features, item.ts, states, rarity, s, linked=states[0] if joined and states else None)
-        if story is None:
-            best, story = None, StoryState(story_id_for(event_id), item.ts, item.ts)
-        sid = story.story_id
-        # Quotes live in their own set: keep only the event's new ones for the write, within the cap.
-        shared = set(story.quotes)
-        story.add(item, features, s)
-        story.quotes = set(sorted(story.quotes - shared)[: max(0, s.max_story_quotes - stored_quotes.get(sid, 0))])
-        memory, memory_full = memories.get(sid, (StoryMemory(), (False, False)))
-        novelty = assess_novelty(item.text, memory, self.novelty, marks.counted)
-        decision = StoryDecision(sid, best is None, best, _iso_summary(story, s),
-                                 novelty.new_sentences, len(novelty.repeated_sentences), novelty.novelty_ratio)
-        self._write(pipe, event_id, item, features, story, routes, own, marks, memory_full, decision)
-        return decision
-
-    def _load(self, pipe: Any, story_ids: Sequence[str], features: StoryFeatures, marks: _SentenceMarks
-              ) -> tuple[list[StoryState], dict[str, int], dict[str, tuple[StoryMemory, tuple[bool, bool]]]]:
-        """Watch and read the candidate stories (one script call for all): each story with only the
-        quotes it shares with the event and how many it holds, and its novelty memory restricted to
-        this event's sentences (all assess_novelty needs) with whether each of its sets is full."""
-        if not story_ids:
-            return [], {}, {}
-        pipe.watch(*(self._k("s", sid) for sid in story_ids))
-        quotes = sorted(features.quotes)
-        key_marks, sh_marks = list(marks.keys.items()), list(marks.shingles.items())
-        keys = [self._k(kind, sid) for sid in story_ids for kind in ("s", "q", "nk", "nh")]
-        reply = self._load_script(keys=keys, args=[len(quotes), len(key_marks), *(small_hash(q) for q in quotes),
-                                                   *(v for _, v in key_marks), *(v for _, v in sh_marks)])
-        states, stored, memories = [], {}, {}
-        for i, sid in enumerate(story_ids):
-            raw, n_q, q_hits, n_k, k_hits, n_h, h_hits = reply[7 * i: 7 * i + 7]
-            if not raw:
-                continue  # expired between the routing read and now
-            states.append(StoryState.from_state({**orjson.loads(raw), "quotes": {quotes[j - 1] for j in q_hits}}))
-            stored[sid] = int(n_q)
-            memory = StoryMemory({key_marks[j - 1][0]: None for j in k_hits}, {sh_marks[j - 1][0]: None for j in h_hits})
-            memories[sid] = (memory, (int(n_k) >= self.novelty.max_sentences, int(n_h) >= self.novelty.max_shingles))
-        return states, stored, memories
-
-    def _write(self, pipe: Any, event_id: str, item: StoryInput, features: StoryFeatures, story: StoryState,
-               routes: Sequence[str], own: Sequence[str], marks: _SentenceMarks,
-               memory_full: tuple[bool, bool], decision: StoryDecision) -> None:
-        s, ttl = self.settings, self._ttl_ms
-        sid = story.story_id
-        pipe.multi()
-        pipe.set(self._k("a", event_id), _decision_to_json(decision, item.text), px=ttl)
-        state = story.to_state()
-        state["quotes"] = []
-        pipe.set(self._k("s", sid), orjson.dumps(state), px=ttl)
-        sets = ((self._k("q", sid), [small_hash(q) for q in story.quotes], False),
-                (self._k("nk", sid), list(marks.keys.values()), memory_full[0]),
-                (self._k("nh", sid), list(marks.shingles.values()), memory_full[1]))
-        for key, members, full in sets:
-            if members and not full:
-                pipe.sadd(key, *members)
-            pipe.pexpire(key, ttl)
-        for link in own:
-            pipe.set(self._k("l", link), sid, px=ttl)
-        day = self._day_keys(item.ts)[0]
-        keys = [day, *(self._k("r", r) for r in routes)]
-        pipe.eval(_FILE, len(keys), *keys, sid, item.ts, item.ts - s.max_gap_s, s.max_index_entries, ttl,
-                  int(self._days * _DAY_S), *features.terms)
-        pipe.execute()
+        return None if raw is None else StoryState.from_state(orjson.loads(raw)).summary(self.settings)
 
     def memory_usage(self, sample: int = 2000) -> dict[str, int]:
         """Bytes and keys per key kind (``MEMORY USAGE`` on up to ``sample`` keys of each), for the bench."""
         out: dict[str, int] = {}
-        for kind in ("a", "s", "q", "r", "l", "nk", "nh", "df"):
+        for kind in KEY_KINDS:
             keys = list(self.client.scan_iter(match=f"{self.prefix}{kind}:*", count=1000))
             sizes = [self.client.memory_usage(k) or 0 for k in keys[:sample]]
             out[f"{kind}_keys"] = len(keys)
             out[f"{kind}_bytes"] = int(sum(sizes) * (len(keys) / max(1, len(sizes))))
         return out
+
+
+KEY_KINDS = ("a", "s", "p", "l", "nk", "nh", "df")
 
 
 def _iso_summary(story: StoryState, settings: StorySettings) -> dict[str, Any]:
@@ -387,6 +371,6 @@ _SUMMARY_KEYS = ("event_count", "source_count", "first_seen", "last_seen", "top_
 def _decision_from_json(raw: bytes, text: str) -> StoryDecision:
     sid, is_new, score, summary, new_idx, repeated, ratio = orjson.loads(raw)
     all_sentences = sentences(text)
-    return StoryDecision(sid, is_new, None if score is None else StoryScore(sid, score, 0.0, 0.0, 0.0),
+    return StoryDecision(sid, is_new, None if score is None else StoryScore(sid, score),
                          dict(zip(_SUMMARY_KEYS, summary, strict=True)),
                          tuple(all_sentences[i] for i in new_idx), repeated, ratio)

@@ -22,6 +22,7 @@ earlier event with the same key, while that story is open.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import apache_beam as beam
@@ -36,8 +37,25 @@ from pipelines.stages.stories.state import StoryContention
 from pipelines.transforms.common import StageFn, run_stage
 
 
+def story_time_s(event: dict[str, Any], settings: StorySettings = DEFAULT_STORY_SETTINGS) -> float:
+    """The time stories score an event on: its own publication time (``published_at``) when that is
+    plausible (not more than an hour after the event reached Kafka), else the
+    event time (:func:`core.records.event_time_ms`). Two reports of one event published hours
+    apart stay hours apart however they arrive."""
+    arrived = event_time_ms(event) / 1000.0
+    published = event.get("published_at")
+    if published:
+        try:
+            ts = datetime.fromisoformat(str(published)).timestamp()
+        except ValueError:
+            return arrived
+        if ts <= arrived + 3600.0:
+            return ts
+    return arrived
+
+
 class _AssignWithRedis(StageFn):
-    """event -> event with :data:`STORY_FIELDS`; state in Redis (a few round trips per event).
+    """event -> event with :data:`STORY_FIELDS`; state in Redis (two round trips per event).
     Redis unavailable or a story too contended: retried in place (core/outage.py); an error of this event's
     own: a dead letter."""
 
@@ -60,7 +78,7 @@ class _AssignWithRedis(StageFn):
 
     def apply(self, event: dict[str, Any]) -> dict[str, Any]:
         before = self._store.conflicts
-        decision = self._store.assign(event, event_time_ms(event) / 1000.0)
+        decision = self._store.assign(event, story_time_s(event, self.settings))
         self.conflicts.inc(self._store.conflicts - before)
         (self.new_stories if decision.is_new else self.joined).inc()
         return {**event, **decision.to_fields()}

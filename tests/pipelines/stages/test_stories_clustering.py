@@ -9,11 +9,11 @@ import pytest
 
 from core.settings import StorySettings
 from pipelines.stages.stories.clustering import (
-    EntityRarity,
     StoryClusterer,
     StoryInput,
     StoryState,
-    candidate_keys,
+    distinctive_quote_shingles,
+    index_keys,
     quoted_spans,
     story_features,
 )
@@ -90,18 +90,24 @@ def test_shared_names_alone_without_time_proximity_do_not_join() -> None:
     assert clusterer.assign(later).story_id != first.story_id
 
 
-def test_candidate_keys_are_content_derived_and_bounded() -> None:
+def test_index_keys_are_content_derived_and_bounded() -> None:
     events = {e.event_id: e for e in load_events()}
-    rarity = EntityRarity()
     article = story_features(events["shared:russia-warns-finland-sweden.txt"])
     liveblog = story_features(events["shared:liveblog-fragment-2-26.txt"])
-    rarity.observe(article.terms)
-    rarity.observe(liveblog.terms)
-    a, b = candidate_keys(article, rarity), candidate_keys(liveblog, rarity)
+    a, b = index_keys(article), index_keys(liveblog)
     settings = StorySettings()
-    assert len(a) <= settings.max_quote_keys + settings.candidate_entities
+    assert len(a) <= settings.index_terms + settings.index_entities + settings.index_quotes
     assert set(a) & set(b)  # the two outlets meet under at least one key
-    assert candidate_keys(article, rarity) == a
+    assert index_keys(story_features(events["shared:russia-warns-finland-sweden.txt"])) == a
+
+
+def test_stock_quotes_are_not_distinctive_but_real_quotes_are() -> None:
+    for stock in ("I don't think anybody saw it coming", "We have to wait and see what happens next",
+                  "As far as I'm concerned it was going to be a difficult day",
+                  "Time and time again we have said the same thing"):
+        assert not distinctive_quote_shingles(f'The coach was asked about it. "{stock}," he said.')
+    liveblog = normalise_text((SAMPLES / "liveblog-fragment-2-26.txt").read_text(encoding="utf-8")).text
+    assert len(distinctive_quote_shingles(liveblog)) > 20
 
 
 def test_state_round_trips_through_json(assigned: tuple[StoryClusterer, dict[str, str]]) -> None:
@@ -109,8 +115,6 @@ def test_state_round_trips_through_json(assigned: tuple[StoryClusterer, dict[str
     for story in clusterer.stories.values():
         state = json.loads(json.dumps(story.to_state()))
         assert StoryState.from_state(state) == story
-    rarity = json.loads(json.dumps(clusterer.rarity.to_state()))
-    assert EntityRarity.from_state(rarity) == clusterer.rarity
 
 
 def test_expire_drops_stale_stories_and_index_entries() -> None:

@@ -1,0 +1,179 @@
+"""Story quality against gold events, and the story stage's cost per event.
+
+    .venv/bin/python bench/eval_stories.py [--basil PATH] [--no-enrich] [--only basil|stream]
+
+Feeds two event-labelled sets through gazetteer enrichment (entities, places) and
+``RedisStoryStore.assign`` (what the pipeline's AssignStories runs, on a real redis-server started
+here), in publication order, and prints pairwise and BCubed precision/recall/F1, the number of
+stories, milliseconds and Redis round trips per event, and Redis memory grown per event
+(extrapolated to 1M events: a small set, so per-process overheads weigh in):
+
+* ``basil``: ../shared/eval/stories/basil_events.jsonl (100 events x 3 outlets, 2010-2019, see its
+  README); measurement only, nothing is tuned on it;
+* ``stream``: bench/story_streams.py ``evaluation_stream()``: same-topic distractors close in time
+  (a football tournament's matches, one country's bills, daily market closes, stock quoted
+  phrases) and events that evolve over days. The scorer is trained on other topics
+  (``training_stream()``, bench/train_story_scorer.py).
+
+Event time is the article's publication time (``published_at``: BASIL has dates only, taken as
+noon UTC); the articles arrive 10 s apart. Deduplication is not run (none of these articles repeat
+another's text closely enough to matter for stories).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Self
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import redis.connection
+
+from bench.story_streams import evaluation_stream
+from connectors.process import free_port
+from connectors.redis import RedisServer, make_redis
+from pipelines.text.normalise import normalise_text
+
+DEFAULT_BASIL = ROOT.parent / "shared" / "eval" / "stories" / "basil_events.jsonl"
+
+
+def basil(path: Path) -> list[dict[str, Any]]:
+    """BASIL articles as {id, event, source, title, text, ts}, in date order."""
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        ts = datetime.fromisoformat(row["date"]).replace(hour=12, tzinfo=UTC).timestamp()
+        out.append({"id": row["id"], "event": row["event"], "source": row["source"], "title": row["title"],
+                    "text": row["text"], "ts": ts})
+    return sorted(out, key=lambda r: (r["ts"], r["id"]))
+
+
+def as_events(rows: list[dict[str, Any]], enrich: bool) -> list[dict[str, Any]]:
+    """Pipeline-shaped events: normalised text, title, publication time, entities and places."""
+    tagger = resolver = None
+    if enrich:
+        from pipelines.text.entities import EntityTagger
+        from pipelines.text.places import PlaceResolver
+        tagger, resolver = EntityTagger(mode="gazetteer"), PlaceResolver(demonyms=True)
+    events = []
+    for i, row in enumerate(rows):
+        text = normalise_text(row["text"]).text
+        published = datetime.fromtimestamp(row["ts"], UTC).isoformat().replace("+00:00", "Z")
+        event: dict[str, Any] = {"event_id": f"{i:08d}-{row['id']}", "source": row["source"], "title": row["title"],
+                                 "text": text, "published_at": published, "entities": [], "places": [],
+                                 "origin": {"timestamp_ms": int(rows[-1]["ts"] * 1000) + 10_000 * i}}
+        if tagger is not None and resolver is not None:
+            ents = tagger.tag(f"{row['title']}\n\n{text}", "en")
+            event["entities"] = [e.to_dict() for e in ents]
+            event["places"] = resolver.resolve(f"{row['title']}\n\n{text}", "en", ents).to_dict()["places"]
+        events.append(event)
+    return events
+
+
+def pairwise(gold: list[str], pred: list[str]) -> tuple[float, float, float]:
+    """Precision, recall, F1 over all pairs of items (same predicted story vs same gold event)."""
+    tp = fp = fn = 0
+    for (g1, p1), (g2, p2) in itertools.combinations(zip(gold, pred, strict=True), 2):
+        same_g, same_p = g1 == g2, p1 == p2
+        tp += same_g and same_p
+        fp += same_p and not same_g
+        fn += same_g and not same_p
+    p = tp / (tp + fp) if tp + fp else 1.0
+    r = tp / (tp + fn) if tp + fn else 1.0
+    return p, r, 2 * p * r / (p + r) if p + r else 0.0
+
+
+def bcubed(gold: list[str], pred: list[str]) -> tuple[float, float, float]:
+    """BCubed precision, recall, F1 (per item, averaged)."""
+    by_g, by_p, both = Counter(gold), Counter(pred), Counter(zip(gold, pred, strict=True))
+    p = statistics.fmean(both[(g, q)] / by_p[q] for g, q in zip(gold, pred, strict=True))
+    r = statistics.fmean(both[(g, q)] / by_g[g] for g, q in zip(gold, pred, strict=True))
+    return p, r, 2 * p * r / (p + r) if p + r else 0.0
+
+
+class _RoundTrips:
+    """Counts packets sent to Redis (one per command, one per pipeline or script call)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._orig = redis.connection.AbstractConnection.send_packed_command
+
+    def __enter__(self) -> Self:
+        orig, counter = self._orig, self
+
+        def send(conn: Any, *a: Any, **kw: Any) -> Any:
+            counter.count += 1
+            return orig(conn, *a, **kw)
+
+        redis.connection.AbstractConnection.send_packed_command = send  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        redis.connection.AbstractConnection.send_packed_command = self._orig  # type: ignore[method-assign]
+
+
+def story_time(event: dict[str, Any]) -> float:
+    """The time the stage scores on (the pipeline's own helper when it has one)."""
+    try:
+        from pipelines.stages.stories.transform import story_time_s
+    except ImportError:
+        return datetime.fromisoformat(event["published_at"]).timestamp()
+    return story_time_s(event)
+
+
+def evaluate(name: str, rows: list[dict[str, Any]], url: str, enrich: bool) -> dict[str, Any]:
+    from pipelines.stages.stories.state import RedisStoryStore
+
+    events = as_events(rows, enrich)
+    store = RedisStoryStore(make_redis(url), namespace=f"eval-{name}:")
+    store.assign(events[0], story_time(events[0]))  # warm up scripts and connections, then start afresh
+    store.client.flushdb()
+    pred, times = [], []
+    before = store.client.info("memory")["used_memory"]
+    with _RoundTrips() as trips:
+        for event in events:
+            t0 = time.perf_counter()
+            pred.append(store.assign(event, story_time(event)).story_id)
+            times.append(time.perf_counter() - t0)
+    grown = store.client.info("memory")["used_memory"] - before
+    gold = [r["event"] for r in rows]
+    p, r, f = pairwise(gold, pred)
+    bp, br, bf = bcubed(gold, pred)
+    sizes = defaultdict(set)
+    for g, q in zip(gold, pred, strict=True):
+        sizes[q].add(g)
+    return {"set": name, "articles": len(rows), "gold_events": len(set(gold)), "stories": len(set(pred)),
+            "mixed_stories": sum(len(v) > 1 for v in sizes.values()),
+            "pair_P": p, "pair_R": r, "pair_F1": f, "bcubed_P": bp, "bcubed_R": br, "bcubed_F1": bf,
+            "ms_per_event": 1000 * statistics.fmean(times), "round_trips_per_event": trips.count / len(events),
+            "state_MiB_per_1M": grown / len(events) * 1e6 / 2**20}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--basil", type=Path, default=DEFAULT_BASIL)
+    parser.add_argument("--no-enrich", action="store_true", help="no entities/places (text only)")
+    parser.add_argument("--only", choices=("basil", "stream"))
+    args = parser.parse_args(argv)
+    sets = {"basil": lambda: basil(args.basil), "stream": evaluation_stream}
+    with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp) / "redis", port=free_port(),
+                                                           enable_commands=("FLUSHALL", "FLUSHDB")) as server:
+        for name, load in sets.items():
+            if args.only and name != args.only:
+                continue
+            res = evaluate(name, load(), server.url, not args.no_enrich)
+            print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in res.items()))
+
+
+if __name__ == "__main__":
+    main()
