@@ -69,6 +69,7 @@ class Result:
     lat_max_ms: float
     rss_mb: float  # resident memory of the engine's processes after the run
     processes: int
+    cpu_ms_by_process: dict[str, float]
 
 
 def tree_pids(root: int) -> list[int]:
@@ -90,16 +91,18 @@ def tree_pids(root: int) -> list[int]:
     return out
 
 
-def tree_cpu_s(root: int) -> float:
-    """User + system CPU seconds of a process tree's live processes (their threads included)."""
-    total = 0
+def tree_cpu_s(root: int) -> dict[str, float]:
+    """User + system CPU seconds of a process tree's live processes (their threads included), by
+    process name (python, prism, ...)."""
+    out: dict[str, float] = {}
     for pid in tree_pids(root):
         try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / TICK
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / TICK
+    return out
 
 
 def tree_rss_mb(root: int) -> float:
@@ -133,7 +136,8 @@ def measure(name: str, stack: Stack, start: Callable[[], Any], values: list[byte
         producer.send(topic, value=v)
     producer.flush()
     got = collect(stack, {orjson.loads(v)["id"] for v in values}, 900)
-    cpu = tree_cpu_s(proc.pid) - cpu0
+    cpu1 = tree_cpu_s(proc.pid)
+    per_process = {k: (v - cpu0.get(k, 0.0)) / max(1, len(values)) * 1000 for k, v in cpu1.items()}
     last_ms = max(e for _, e in got.values())
     burst = [e - r for r, e in got.values()]
 
@@ -154,8 +158,8 @@ def measure(name: str, stack: Stack, start: Callable[[], Any], values: list[byte
     rss, nproc = tree_rss_mb(proc.pid), len(tree_pids(proc.pid))
     stack.kill(proc, signal.SIGTERM)
     return Result(name, startup, len(got), len(values), len(got) / (last_ms / 1000 - t0),
-                  percentile(burst, .5), percentile(burst, .99), cpu / max(1, len(got)) * 1000,
-                  len(got_l), len(values_l), percentile(lat, .5), percentile(lat, .99), max(lat), rss, nproc)
+                  percentile(burst, .5), percentile(burst, .99), sum(per_process.values()),
+                  len(got_l), len(values_l), percentile(lat, .5), percentile(lat, .99), max(lat), rss, nproc, per_process)
 
 
 def main() -> None:
@@ -228,7 +232,9 @@ def main() -> None:
               f"({r.arrived}/{r.n}), CPU {r.cpu_ms:.1f} ms per fragment, burst latency p50 {r.burst_p50_ms:.0f} ms "
               f"p99 {r.burst_p99_ms:.0f} ms; at {args.rate:.0f}/s for {args.seconds:.0f} s ({r.lat_arrived}/{r.lat_n}): "
               f"p50 {r.lat_p50_ms:.0f} ms, p99 {r.lat_p99_ms:.0f} ms, max {r.lat_max_ms:.0f} ms; "
-              f"memory {r.rss_mb:.0f} MB in {r.processes} processes {cfg}")
+              f"memory {r.rss_mb:.0f} MB in {r.processes} processes; CPU ms per fragment by process: "
+              + ", ".join(f"{k} {v:.1f}" for k, v in sorted(r.cpu_ms_by_process.items(), key=lambda kv: -kv[1]))
+              + f" {cfg}")
     print(f"plain    same stage chain in a loop, 1 core, no Kafka: {base_rate:.0f} fragments/s "
           f"({1000 / base_rate:.2f} ms each, CPU {base_cpu_ms:.1f} ms), {n_base} fragments {cfg}")
     print(f"ratio Newswire/Quix: throughput {nw.throughput / qx.throughput:.2f}x, CPU per fragment "
