@@ -139,7 +139,7 @@ def measure(name: str, stack: Stack, start: Callable[[], Any], values: list[byte
     cpu1 = tree_cpu_s(proc.pid)
     per_process = {k: (v - cpu0.get(k, 0.0)) / max(1, len(values)) * 1000 for k, v in cpu1.items()}
     last_ms = max(e for _, e in got.values())
-    burst = [e - r for r, e in got.values()]
+    burst = [float(e - r) for r, e in got.values()]
 
     # Latency at a fixed rate.
     interval = 1 / rate
@@ -154,7 +154,7 @@ def measure(name: str, stack: Stack, start: Callable[[], Any], values: list[byte
     producer.flush()
     producer.close()
     got_l = collect(stack, {orjson.loads(v)["id"] for v in values_l}, 600)
-    lat = [e - r for r, e in got_l.values()] or [float("nan")]
+    lat = [float(e - r) for r, e in got_l.values()] or [float("nan")]
     rss, nproc = tree_rss_mb(proc.pid), len(tree_pids(proc.pid))
     stack.kill(proc, signal.SIGTERM)
     return Result(name, startup, len(got), len(values), len(got) / (last_ms / 1000 - t0),
