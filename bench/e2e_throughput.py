@@ -34,16 +34,11 @@ import orjson
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.stage_chain import StageChain, StageClock
 from connectors.kafka import KafkaBroker, make_consumer, make_producer
 from connectors.redis import RedisServer
 from core.settings import load_settings
-from pipelines.io import KafkaRecord
-from pipelines.stages.dedup.exact import mark_duplicate
 from pipelines.text.normalise import split_sentences
-from pipelines.transforms.emit import finish_event
-from pipelines.transforms.language import detect_event_language
-from pipelines.transforms.normalise import normalise_event
-from pipelines.transforms.parse import start_event
 from tests.harness import Stack, free_port
 
 
@@ -91,97 +86,16 @@ def collect(stack: Stack, want: set[str], timeout_s: float) -> dict[str, tuple[i
     return got
 
 
-def make_redis_client(settings):
-    from connectors.redis import make_redis
-
-    return make_redis(settings.redis.url)
-
-
-class StageClock:
-    """CPU-wall time per stage over a loop: ``with clock("dedup"): ...``; ms per fragment at the end."""
-
-    def __init__(self) -> None:
-        self.total: dict[str, float] = {}
-        self._name = ""
-        self._t = 0.0
-
-    def __call__(self, name: str) -> StageClock:
-        self._name = name
-        return self
-
-    def __enter__(self) -> None:
-        self._t = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        self.total[self._name] = self.total.get(self._name, 0.0) + time.perf_counter() - self._t
-
-    def table(self, n: int) -> str:
-        whole = sum(self.total.values())
-        return "\n".join(f"  {name:<10} {secs / n * 1000:6.2f} ms  {secs / whole:5.1%}"
-                         for name, secs in sorted(self.total.items(), key=lambda kv: -kv[1]))
-
-
 def baseline(values: list[bytes], settings, clock: StageClock | None = None) -> float:
-    """Fragments/s of the same stage functions in a plain loop (one core, no Kafka, no Beam);
-    ``clock`` collects the time of each stage."""
-    clock = clock or StageClock()
-    first: dict[str, str] = {}
-    enrich = settings.pipeline.enrichment
-    if enrich.entities != "off":
-        from pipelines.text.entities import EntityTagger
-        from pipelines.text.places import PlaceResolver
-        from pipelines.transforms.enrich import enrich_event
-
-        tagger, resolver = EntityTagger(mode=enrich.entities), PlaceResolver(demonyms=enrich.demonyms)
-    near = settings.pipeline.dedup.mode == "near"
-    if near:
-        from connectors.redis import make_redis
-        from core.settings import DedupSettings
-        from pipelines.stages.dedup.state import RedisDedupStore
-        from pipelines.stages.dedup.transform import dedup_fields, event_fingerprint
-
-        dedup = DedupSettings()
-        store = RedisDedupStore(make_redis(settings.redis.url), dedup, b"baseline:")
-    if settings.pipeline.stories.enabled:
-        from pipelines.stages.stories.state import RedisStoryStore
-
-        stories = RedisStoryStore(make_redis_client(settings), namespace="baseline:")
-    if settings.alerts.enabled:
-        from core.alert_rules import load_rules
-        from pipelines.stages.alerts.logic import build_alert, matches
-        from pipelines.stages.alerts.state import AlertStateStore
-
-        rules = load_rules(settings.alerts.rules_path).rules
-        alert_state = AlertStateStore(make_redis_client(settings), namespace="baseline:")
+    """Fragments/s of the same stage functions in a plain loop (one core, no Kafka, no Beam):
+    bench/stage_chain.py, shared with the Quix Streams peer; ``clock`` collects the time of each stage."""
+    chain = StageChain(settings, namespace="baseline:", clock=clock or StageClock())
     t0 = time.perf_counter()
     for i, v in enumerate(values):
-        with clock("parse"):
-            event = start_event(KafkaRecord("t", 0, i, i, 0, None, v), settings.pipeline.max_fragment_bytes)
-        with clock("normalise"):
-            event = normalise_event(event)
-        with clock("language"):
-            event = detect_event_language(event, settings.pipeline.language)
-        if enrich.entities != "off":
-            with clock("enrich"):
-                event = enrich_event(event, tagger, resolver)
-        with clock("dedup"):
-            if near:
-                verdict = store.observe(event["event_id"], event_fingerprint(event, dedup, True, True), time.time())
-                event = {**event, **dedup_fields(verdict.match)}
-            else:
-                event = mark_duplicate(event, first.setdefault(event["content_hash"], event["event_id"]))
-        if settings.pipeline.stories.enabled:
-            with clock("stories"):
-                event = {**event, **stories.assign(event, time.time()).to_fields()}
-        if settings.alerts.enabled:
-            with clock("alerts"):
-                due = [r for r in rules if matches(r, event)]
-                for rule, result in zip(due, alert_state.evaluate(event, due) if due else [], strict=True):
-                    if result.facts is not None:
-                        build_alert(rule, result.facts, event)
-        with clock("emit"):
-            finish_event(event)
-    return len(values) / (time.perf_counter() - t0)
+        chain.process(v, i)
+    rate = len(values) / (time.perf_counter() - t0)
+    chain.close()
+    return rate
 
 
 def main() -> None:
