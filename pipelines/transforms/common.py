@@ -9,6 +9,7 @@ original record bytes, so a later stage can still dead-letter it with the origin
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -75,6 +76,9 @@ class StageFn(beam.DoFn):
         self.rejected = Metrics.counter(self.stage, "rejected")
         self.errors = Metrics.counter(self.stage, "internal_errors")
         self.unavailable = Metrics.counter(self.stage, "retried_unavailable")
+        # Wall time of one apply() in microseconds, outage waits included: the per-stage cost table
+        # of a running job (Beam distribution: count, sum, min, max).
+        self.latency_us = Metrics.distribution(self.stage, "latency_us")
 
     def apply(self, event: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
@@ -86,12 +90,15 @@ class StageFn(beam.DoFn):
         return False
 
     def process(self, event: dict[str, Any]) -> Iterator[Any]:
+        started = time.perf_counter_ns()
         try:
             if self.retry_on:
-                yield wait_out(lambda: self.apply(event), self._unavailable, f"{self.stage} state (Redis)",
+                out = wait_out(lambda: self.apply(event), self._unavailable, f"{self.stage} state (Redis)",
                                self.outage_max_wait_s)
             else:
-                yield self.apply(event)
+                out = self.apply(event)
+            self.latency_us.update((time.perf_counter_ns() - started) // 1000)
+            yield out
         except Rejected as exc:
             self.rejected.inc()
             yield TaggedOutput(DEAD_LETTERS, reject(event, exc.stage, exc.reason, str(exc)))

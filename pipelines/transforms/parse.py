@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -48,10 +49,14 @@ class _Parse(beam.DoFn):
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.rejected = Metrics.counter("parse", "rejected")
+        self.latency_us = Metrics.distribution("parse", "latency_us")  # as StageFn's
 
     def process(self, record: KafkaRecord) -> Iterator[Any]:
+        started = time.perf_counter_ns()
         try:
-            yield start_event(record, self.max_bytes)
+            event = start_event(record, self.max_bytes)
+            self.latency_us.update((time.perf_counter_ns() - started) // 1000)
+            yield event
         except Rejected as exc:
             self.rejected.inc()
             yield TaggedOutput(DEAD_LETTERS, Delivery(
