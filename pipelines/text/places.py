@@ -53,6 +53,11 @@ _SMALL_TOWN = 20_000
 _BIG_CITY = 100_000
 
 
+#: How every place id starts: GeoNames' own ids, and the project's where GeoNames has no row here
+#: (seas, regions, non-US first-level divisions). Entity ids never start so.
+PLACE_ID_PREFIXES = ("geonames:", "nw:")
+
+
 @dataclass(frozen=True)
 class Place:
     """A resolved place with every mention of it in one text."""

@@ -52,6 +52,7 @@ import orjson
 from core.records import analysis_text
 from core.settings import StorySettings
 from pipelines.stages.dedup.logic import key_hash, shingle_hashes, words
+from pipelines.text.places import PLACE_ID_PREFIXES
 
 # An opening quote starts a line or follows a space/bracket/colon/dash and is followed by text; a
 # closing one is not followed by a letter, so the apostrophe in "Finland's" never closes a quote.
@@ -367,16 +368,24 @@ class StoryState:
             self.terms[t] = self.terms.get(t, 0.0) + 1
             self.names[t] = features.labels.get(t, t)
         if len(self.terms) > settings.max_story_entities:
-            self.terms = _cap(self.terms, settings.max_story_entities)
-            self.names = {t: self.names[t] for t in self.terms if t in self.names}
+            # Entities and places capped apart: a text naming many places must not crowd out its people.
+            kept = [*self._ranked(False)[: settings.max_story_entities], *self._ranked(True)[: settings.max_story_entities]]
+            if len(kept) < len(self.terms):
+                self.terms = {t: self.terms[t] for t in kept}
+                self.names = {t: self.names[t] for t in self.terms if t in self.names}
         self.numbers = (self.numbers + sorted(features.numbers - set(self.numbers)))[: settings.max_story_numbers]
         self.quotes = (self.quotes + sorted(features.quotes - set(self.quotes)))[: settings.max_story_quotes]
 
-    def top(self, prefix_places: bool, n: int) -> list[dict[str, Any]]:
-        """Most-mentioned entities (or places, ids starting with ``geonames:``/``place:``)."""
-        is_place = [t for t in self.terms if t.startswith(("geonames:", "place:")) == prefix_places]
-        ranked = sorted(is_place, key=lambda t: (-self.terms[t], t))[:n]
-        return [{"id": t, "name": self.names.get(t, t), "events": int(self.terms[t])} for t in ranked]
+    def _ranked(self, places: bool) -> list[str]:
+        """Entity (or place) ids by mentions; among equals, watchlist entries before names the rules
+        found (``ner:...``)."""
+        chosen = [t for t in self.terms if t.startswith(PLACE_ID_PREFIXES) == places]
+        return sorted(chosen, key=lambda t: (-self.terms[t], t.startswith("ner:"), t))
+
+    def top(self, places: bool, n: int) -> list[dict[str, Any]]:
+        """The ``n`` most-mentioned entities, or places (ids ``geonames:...``, or ``nw:...`` where
+        GeoNames has no row, see pipelines/text/places.py)."""
+        return [{"id": t, "name": self.names.get(t, t), "events": int(self.terms[t])} for t in self._ranked(places)[:n]]
 
     def summary(self, settings: StorySettings = DEFAULT_STORY_SETTINGS) -> dict[str, Any]:
         """The story fields written on events and to the stories sink."""

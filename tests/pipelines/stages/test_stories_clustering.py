@@ -124,3 +124,27 @@ def test_expire_drops_stale_stories_and_index_entries() -> None:
     last = max(s.last_seen for s in clusterer.stories.values())
     assert clusterer.expire(now=last + 73 * 3600.0) > 0
     assert not clusterer.stories and not clusterer.index
+
+
+def test_top_names_split_places_by_id_and_put_the_watchlist_first_among_equals() -> None:
+    clusterer = StoryClusterer()
+    entities = ({"id": "ner:org:baltic-shipping-union", "name": "Baltic Shipping Union", "type": "org"},
+                {"id": "org:nato", "name": "NATO", "type": "org"})
+    places = ({"id": "nw:admin1:UA-43", "name": "Crimea", "country_code": "UA"},
+              {"id": "geonames:660013", "name": "Finland", "country_code": "FI"})
+    text = "The Baltic Shipping Union met NATO officials in Finland about Crimea on Monday."
+    story = clusterer.stories[clusterer.assign(StoryInput("a", 1000.0, "wire", text, entities, places)).story_id]
+    assert [e["id"] for e in story.top(False, 1)] == ["org:nato"]  # listed before found, at equal counts
+    assert [e["id"] for e in story.top(False, 5)] == ["org:nato", "ner:org:baltic-shipping-union"]
+    assert {p["id"] for p in story.top(True, 5)} == {"nw:admin1:UA-43", "geonames:660013"}
+
+
+def test_a_text_naming_many_places_keeps_its_people_in_the_story() -> None:
+    clusterer = StoryClusterer(StorySettings(max_story_entities=2))
+    entities = ({"id": "person:maria-zakharova", "name": "Maria Zakharova", "type": "person"},
+                {"id": "org:nato", "name": "NATO", "type": "org"})
+    places = tuple({"id": f"geonames:{660013 + i}", "name": f"Place {i}", "country_code": "FI"} for i in range(5))
+    text = "Maria Zakharova warned NATO about five places on Monday, the ministry said."
+    story = clusterer.stories[clusterer.assign(StoryInput("a", 1000.0, "wire", text, entities, places)).story_id]
+    assert {e["id"] for e in story.top(False, 5)} == {"person:maria-zakharova", "org:nato"}
+    assert len(story.top(True, 5)) == 2
