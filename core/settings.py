@@ -441,14 +441,37 @@ def _apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dic
     return raw
 
 
+def layered(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `changes` laid over it, section by section: a mapping merges key by key, any other
+    value (a list included) replaces; an empty section (``pipeline:`` with nothing under it) changes nothing."""
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(out.get(key), Mapping) and (value is None or isinstance(value, Mapping)):
+            out[key] = layered(out[key], value or {})
+        else:
+            out[key] = value
+    return out
+
+
 def load_settings(path: str | os.PathLike[str] | None = None,
                   environ: Mapping[str, str] | None = None,
                   overrides: Mapping[str, Any] | None = None) -> Settings:
-    """Read, override (environment, then `overrides` as dotted keys), validate and freeze the config."""
-    cfg_path = Path(path) if path else config_dir() / "newswire.yaml"
+    """Read, override (environment, then `overrides` as dotted keys), validate and freeze the config.
+
+    A file given as `path` names only what it changes: it is laid over the shipped defaults
+    (config/newswire.yaml), as the environment is laid over both.
+    """
+    defaults_path = config_dir() / "newswire.yaml"
+    cfg_path = Path(path) if path else defaults_path
     raw = read_config_file(cfg_path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{cfg_path}: must be a mapping of sections, got {type(raw).__name__}")
+    if cfg_path.resolve() != defaults_path.resolve():
+        defaults = read_config_file(defaults_path)
+        if "rules_path" not in (raw.get("alerts") or {}):
+            # the shipped default names a file beside the shipped config, not beside this one
+            defaults["alerts"]["rules_path"] = str(defaults_path.parent / defaults["alerts"]["rules_path"])
+        raw = layered(defaults, raw)
     raw = _apply_env_overrides(raw, os.environ if environ is None else environ)
     for dotted, value in (overrides or {}).items():
         node = raw

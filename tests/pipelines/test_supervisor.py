@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from redis import exceptions as redis_errors
 
 from connectors.process import free_port
@@ -104,12 +105,22 @@ def test_the_supervisor_gives_up_with_a_non_zero_exit() -> None:
     assert sup.gave_up and sup.state == "failed" and len(sup.failures) == 3
 
 
+class _JobServiceAway(_Job):
+    """A running job whose job service does not answer (what RunningPipeline raises then)."""
+
+    def live_state(self, timeout_s: float) -> str:
+        raise ConnectionError("job service unavailable")
+
+    def live_metrics(self, timeout_s: float) -> Any:
+        raise ConnectionError("job service unavailable")
+
+
 def test_readiness_reports_unreachable_dependencies() -> None:
     port = free_port()
     dead = f"127.0.0.1:{free_port()}"
     settings = _settings(**{"pipeline.health_port": port, "kafka.bootstrap_servers": dead,
                             "redis.url": f"redis://127.0.0.1:{free_port()}/0"})
-    sup = PipelineSupervisor(settings, lambda: _Job(None)).start()
+    sup = PipelineSupervisor(settings, lambda: _JobServiceAway(None)).start()
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as alive:
             assert alive.status == 200
@@ -119,5 +130,16 @@ def test_readiness_reports_unreachable_dependencies() -> None:
         assert err.value.code == 503 and body["ready"] is False and body["job"] == "running"
         assert "broker unavailable" in body["dependencies"]["kafka"]["detail"]
         assert body["dependencies"]["redis"]["ok"] is False
+        # /metrics still answers, saying which sources it could not read (and nothing made up)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=15) as scraped:
+            assert scraped.status == 200 and scraped.headers["Content-Type"].startswith("text/plain")
+            samples = {(s.name, tuple(s.labels.values())): s.value
+                       for f in text_string_to_metric_families(scraped.read().decode()) for s in f.samples}
+        assert samples[("newswire_pipeline_source_up", ("job_service",))] == 0
+        assert samples[("newswire_pipeline_source_up", ("kafka",))] == 0
+        assert samples[("newswire_pipeline_supervisor_state", ("running",))] == 1
+        assert samples[("newswire_pipeline_job_restarts_total", ())] == 0
+        assert not any(name.startswith(("newswire_pipeline_consumer_lag", "newswire_pipeline_job_state",
+                                        "newswire_pipeline_counter")) for name, _ in samples)
     finally:
         sup.stop()
