@@ -378,6 +378,9 @@ class AlertSettings:
     # to the dead-letter topic, and the longest wait between two attempts.
     notify_max_attempts: int = 8
     notify_max_backoff_s: float = 60.0
+    # GET /metrics of the notifier (None: no endpoint); 0 picks a free port.
+    notify_metrics_host: str = "127.0.0.1"
+    notify_metrics_port: int | None = 8082
 
 
 @dataclass(frozen=True)
@@ -486,6 +489,9 @@ def load_settings(path: str | os.PathLike[str] | None = None,
     storage_error = storage_url_error(raw["storage"]["url"])
     if storage_error:
         raise ConfigError(f"{cfg_path}: storage.url: {storage_error}")
+    port_error = _port_clash(raw)
+    if port_error:
+        raise ConfigError(f"{cfg_path}: {port_error}")
 
     k = raw["kafka"]
     p = raw.get("pipeline", {})
@@ -515,6 +521,22 @@ def load_settings(path: str | os.PathLike[str] | None = None,
         redis=RedisSettings(**raw.get("redis", {})),
         alerts=_alert_settings(raw.get("alerts") or {}, cfg_path),
     )
+
+
+def _port_clash(raw: Mapping[str, Any]) -> str | None:
+    """Two endpoints `newswire up` serves in one process on the same port: which, else None."""
+    http = (raw.get("connectors") or {}).get("http") or {}
+    ports = {"connectors.http.port": http.get("port", HttpSettings.port) if http.get("enabled", True) else None,
+             "pipeline.health_port": (raw.get("pipeline") or {}).get("health_port", PipelineSettings.health_port),
+             "alerts.notify_metrics_port": (raw.get("alerts") or {}).get("notify_metrics_port",
+                                                                         AlertSettings.notify_metrics_port)}
+    seen: dict[int, str] = {}
+    for key, port in ports.items():
+        if port:  # None: no endpoint; 0: a free port each
+            if port in seen:
+                return f"{key}: {port} is also {seen[port]}; `newswire up` serves both, choose another port"
+            seen[port] = key
+    return None
 
 
 def _story_settings(raw: dict[str, Any]) -> StorySettings:

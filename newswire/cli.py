@@ -189,7 +189,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     wait_for_broker(s.kafka.bootstrap_servers)
     ensure_topics(s)  # idempotent: creates missing topics, grows partition counts
     supervisor = supervise(s, args.beam_args)
-    health = f"; health on http://{s.pipeline.health_host}:{s.pipeline.health_port}/readyz" \
+    health = f"; health on http://{s.pipeline.health_host}:{s.pipeline.health_port}/readyz (and /metrics)" \
         if s.pipeline.health_port is not None else ""
     print(f"pipeline running on {s.pipeline.runner}{health}; Ctrl-C stops it.", flush=True)
     code = supervisor.wait(stop)

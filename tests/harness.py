@@ -97,6 +97,7 @@ class Stack:
         o["storage.url"] = f"sqlite:///{tmp / 'newswire.db'}"
         o["data_dir"] = str(tmp)
         o["pipeline.health_port"] = None  # many pipelines per test session: a test that reads it sets a port
+        o["alerts.notify_metrics_port"] = None  # likewise for the notifiers' /metrics
         o["alerts.rules_path"] = str(config_dir() / "alerts.yaml")  # the shipped rules, unless a test says
         o.update(overrides)
         self.overrides = o

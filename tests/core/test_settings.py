@@ -113,3 +113,15 @@ def test_webhook_retries_come_from_the_configuration_unless_the_command_line_say
     assert retry_policy(s, max_attempts=10).max_attempts == 10
     with pytest.raises(ConfigError, match="alerts.notify_max_attempts"):
         load_settings(overrides={"alerts.notify_max_attempts": 0}, environ={})
+
+
+def test_two_endpoints_on_one_port_are_refused_naming_both_keys() -> None:
+    with pytest.raises(ConfigError, match="alerts.notify_metrics_port: 8081 is also pipeline.health_port"):
+        load_settings(overrides={"alerts.notify_metrics_port": 8081}, environ={})
+    with pytest.raises(ConfigError, match="pipeline.health_port: 8080 is also connectors.http.port"):
+        load_settings(overrides={"pipeline.health_port": 8080}, environ={})
+    # no clash when one of them is off, or when each picks a free port
+    assert load_settings(overrides={"pipeline.health_port": 8080, "connectors.http.enabled": False}, environ={})
+    assert load_settings(overrides={"pipeline.health_port": 0, "alerts.notify_metrics_port": 0}, environ={})
+    with pytest.raises(ConfigError, match="alerts.notify_metrics_port: 70000 is greater than the maximum"):
+        load_settings(overrides={"alerts.notify_metrics_port": 70000}, environ={})
