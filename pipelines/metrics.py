@@ -146,10 +146,19 @@ class ConsumerLag:
                     lag[tp.partition] = max(0, ends[tp] - position)
                 return lag
             except Exception:
-                self.close()
+                self._close()  # a fresh client next time
                 raise
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 10) -> None:
+        """Close the client, after a scrape still using it (bounded by `timeout_s`)."""
+        locked = self._lock.acquire(timeout=timeout_s)
+        try:
+            self._close()
+        finally:
+            if locked:
+                self._lock.release()
+
+    def _close(self) -> None:
         if self._consumer is not None:
             try:
                 self._consumer.close()

@@ -178,6 +178,27 @@ class Stack:
         return out
 
 
+def parse_metrics(text: str) -> list[Any]:
+    """A Prometheus text exposition, parsed with prometheus_client's parser: every sample."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def scrape(url: str) -> list[Any]:
+    """GET a /metrics endpoint (it must answer 200 in the text format), parsed."""
+    import httpx
+
+    response = httpx.get(url, timeout=15)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain"), response
+    return parse_metrics(response.text)
+
+
+def series(samples: list[Any], name: str, *labels: str) -> dict[tuple[str, ...], float]:
+    """The samples called `name`, keyed by the values of `labels` in that order (``()`` for none)."""
+    return {tuple(s.labels[k] for k in labels): s.value for s in samples if s.name == name}
+
+
 @contextmanager
 def own_postgres_server(prefix: str = "newswire-pg-") -> Iterator[Any]:
     """A real PostgreSQL server on a free port in a folder the 'postgres' account can reach; stopped

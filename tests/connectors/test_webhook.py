@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,7 +18,6 @@ from typing import Any
 
 import orjson
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from connectors.kafka import make_producer
 from connectors.sinks.webhook import (
@@ -31,7 +29,7 @@ from connectors.sinks.webhook import (
 )
 from core.alert_rules import WebhookDestinationConfig
 from core.schemas import validate, validator
-from tests.harness import REPO, Stack, free_port
+from tests.harness import REPO, Stack, free_port, scrape, series
 
 FAST = RetryPolicy(max_attempts=5, initial_backoff_s=0.05, max_backoff_s=0.2)
 
@@ -250,17 +248,13 @@ def test_4xx_is_not_retried_and_5xx_body_is_kept(make_stack: Any, receivers: Any
     # The notifier's /metrics: per destination, what became of its alerts (and nothing of their text)
     wait_for(lambda: len(fine.accepted) == 1)
     assert notifier.metrics_server is not None
-    with urllib.request.urlopen(notifier.metrics_server.url, timeout=10) as scraped:
-        samples = [s for f in text_string_to_metric_families(scraped.read().decode()) for s in f.samples]
-    by_name: dict[str, dict[tuple[str, ...], float]] = {}
-    for s in samples:
-        by_name.setdefault(s.name, {})[tuple(s.labels[k] for k in sorted(s.labels))] = s.value
-    assert by_name["newswire_notify_delivered_total"] == {("bad",): 0, ("broken",): 0, ("fine",): 1}
-    assert by_name["newswire_notify_retries_total"] == {("bad",): 0, ("broken",): FAST.max_attempts - 1,
-                                                        ("fine",): 1}
-    assert by_name["newswire_notify_dead_letters_total"] == {("bad", "webhook_rejected"): 1,  # (destination, reason)
-                                                             ("broken", "webhook_gave_up"): 1}
-    assert by_name["newswire_notify_running"] == {("bad",): 1, ("broken",): 1, ("fine",): 1}
+    m = scrape(notifier.metrics_server.url)
+    assert series(m, "newswire_notify_delivered_total", "destination") == {("bad",): 0, ("broken",): 0, ("fine",): 1}
+    assert series(m, "newswire_notify_retries_total", "destination") == {
+        ("bad",): 0, ("broken",): FAST.max_attempts - 1, ("fine",): 1}
+    assert series(m, "newswire_notify_dead_letters_total", "destination", "reason") == {
+        ("bad", "webhook_rejected"): 1, ("broken", "webhook_gave_up"): 1}
+    assert series(m, "newswire_notify_running", "destination") == {("bad",): 1, ("broken",): 1, ("fine",): 1}
 
 
 @pytest.mark.e2e

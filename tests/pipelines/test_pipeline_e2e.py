@@ -6,17 +6,15 @@ from __future__ import annotations
 import itertools
 import sqlite3
 import time
-import urllib.request
 from collections import Counter
 from typing import Any
 
 import orjson
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from connectors.kafka import make_producer
 from connectors.sinks import open_store
-from tests.harness import Stack, free_port
+from tests.harness import Stack, free_port, scrape, series
 
 pytestmark = pytest.mark.e2e
 
@@ -44,18 +42,6 @@ def wait_rows(stack: Stack, n: int, timeout_s: float) -> list[tuple]:
         time.sleep(0.5)
         found = rows(stack)
     return found
-
-
-def scrape(url: str) -> list[Any]:
-    """GET /metrics, parsed: every sample."""
-    with urllib.request.urlopen(url, timeout=10) as response:
-        text = response.read().decode()
-    return [s for family in text_string_to_metric_families(text) for s in family.samples]
-
-
-def series(samples: list[Any], name: str, *labels: str) -> dict[tuple[str, ...], float]:
-    """The samples of one name, keyed by the values of `labels` (in that order)."""
-    return {tuple(s.labels[k] for k in labels): s.value for s in samples if s.name == name}
 
 
 def test_samples_and_bad_input_flow_to_enriched_dlq_and_sqlite(make_stack: Any, samples: dict[str, str]) -> None:

@@ -11,13 +11,13 @@ from typing import Any
 
 import orjson
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from redis import exceptions as redis_errors
 
 from connectors.process import free_port
 from core.outage import OUTAGES, OutageGaveUp, redis_unavailable, wait_out
 from core.settings import load_settings
 from pipelines.supervisor import PipelineSupervisor
+from tests.harness import scrape, series
 
 
 def _flaky(failures: int, error: Exception) -> Any:
@@ -131,15 +131,11 @@ def test_readiness_reports_unreachable_dependencies() -> None:
         assert "broker unavailable" in body["dependencies"]["kafka"]["detail"]
         assert body["dependencies"]["redis"]["ok"] is False
         # /metrics still answers, saying which sources it could not read (and nothing made up)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=15) as scraped:
-            assert scraped.status == 200 and scraped.headers["Content-Type"].startswith("text/plain")
-            samples = {(s.name, tuple(s.labels.values())): s.value
-                       for f in text_string_to_metric_families(scraped.read().decode()) for s in f.samples}
-        assert samples[("newswire_pipeline_source_up", ("job_service",))] == 0
-        assert samples[("newswire_pipeline_source_up", ("kafka",))] == 0
-        assert samples[("newswire_pipeline_supervisor_state", ("running",))] == 1
-        assert samples[("newswire_pipeline_job_restarts_total", ())] == 0
-        assert not any(name.startswith(("newswire_pipeline_consumer_lag", "newswire_pipeline_job_state",
-                                        "newswire_pipeline_counter")) for name, _ in samples)
+        samples = scrape(f"http://127.0.0.1:{port}/metrics")
+        assert series(samples, "newswire_pipeline_source_up", "source") == {("job_service",): 0, ("kafka",): 0}
+        assert series(samples, "newswire_pipeline_supervisor_state", "state")[("running",)] == 1
+        assert series(samples, "newswire_pipeline_job_restarts_total") == {(): 0}
+        assert not any(s.name.startswith(("newswire_pipeline_consumer_lag", "newswire_pipeline_job_state",
+                                          "newswire_pipeline_counter")) for s in samples)
     finally:
         sup.stop()
