@@ -242,6 +242,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         print(f"starting the streaming pipeline on {s.pipeline.runner} ...", flush=True)
         result = supervise(s)
+        if s.pipeline.health_port is not None:
+            print(f"pipeline: health on http://{s.pipeline.health_host}:{s.pipeline.health_port}/readyz, "
+                  "metrics on /metrics", flush=True)
         viewer = threading.Thread(target=tail, args=(s, ["enriched", "alerts", "dlq", "stats"], False, None, None, stop),
                                   daemon=True)
         viewer.start()

@@ -13,7 +13,7 @@ Everything is read when Prometheus scrapes (a custom collector), nothing is samp
   offset (pipelines/io.py commits only what every sink has), with kafka-python.
 * **Job state**: the supervisor's and the runner's.
 
-A source that does not answer (job service, broker) is reported with
+A source that does not answer (the job service's state or metrics, the broker) is reported with
 ``newswire_pipeline_source_up{source=...} 0`` and its series left out; /metrics itself still answers.
 """
 
@@ -175,12 +175,16 @@ class PipelineCollector(Collector):
         self.lag = ConsumerLag(supervisor.settings)
 
     def collect(self) -> Iterator[Metric]:
-        up = GaugeMetricFamily("newswire_pipeline_source_up", "1 when the last scrape could read the source "
-                               "(job_service: Beam metrics and job state; kafka: consumer lag), else 0",
-                               labels=["source"])
+        up = GaugeMetricFamily("newswire_pipeline_source_up", "1 when this scrape could read the source "
+                               "(job_service: the job's state; beam_metrics: its Beam metrics; kafka: consumer "
+                               "lag), else 0", labels=["source"])
         yield from self._supervisor()
-        beam = self._beam()
-        up.add_metric(["job_service"], 1 if beam is not None else 0)
+        job = self.supervisor.job
+        state = self._job_state(job)
+        up.add_metric(["job_service"], 1 if state is not None else 0)
+        yield from state or ()
+        beam = self._beam(job)
+        up.add_metric(["beam_metrics"], 1 if beam is not None else 0)
         yield from beam or ()
         lag = self._lag()
         up.add_metric(["kafka"], 1 if lag is not None else 0)
@@ -202,23 +206,26 @@ class PipelineCollector(Collector):
             outages.add_metric([_slug(name)], 1)
         yield outages
 
-    def _beam(self) -> list[Metric] | None:
-        job = self.supervisor.job
-        live_metrics = getattr(job, "live_metrics", None)
-        live_state = getattr(job, "live_state", None)
-        if live_metrics is None or live_state is None:
-            return None  # no job (stopped) or one that cannot report (a failed submission)
+    # No job (stopped) or one that cannot report (a failed submission) has no live_state/live_metrics.
+    def _job_state(self, job: Any) -> list[Metric] | None:
         try:
-            current = live_state(SOURCE_TIMEOUT_S)
-            results = live_metrics(SOURCE_TIMEOUT_S).query()
+            current = job.live_state(SOURCE_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001 - the job service is away; /metrics must still answer
-            log.debug("job service did not answer for /metrics: %s", exc)
+            log.debug("job state unavailable for /metrics: %s", exc)
             return None
         state = GaugeMetricFamily("newswire_pipeline_job_state", "The runner's state of the job (1 for the "
                                   "current one)", labels=["state"])
         for name in JOB_STATES:
             state.add_metric([name], 1 if current == name else 0)
-        return [state, *beam_families(results)]
+        return [state]
+
+    def _beam(self, job: Any) -> list[Metric] | None:
+        try:
+            results = job.live_metrics(SOURCE_TIMEOUT_S).query()
+        except Exception as exc:  # noqa: BLE001 - as above; a runner may also not serve metrics
+            log.debug("Beam metrics unavailable for /metrics: %s", exc)
+            return None
+        return beam_families(results)
 
     def _lag(self) -> list[Metric] | None:
         try:

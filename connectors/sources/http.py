@@ -310,7 +310,7 @@ class HttpSource(BaseSource):
     def describe(self) -> str:
         auth = "bearer token required" if self.token else "no token (loopback only)"
         return (f"http ingest: POST {self.url}/fragments -> {self.default_topic} ({auth}; "
-                f"API at {self.url}/openapi.json)")
+                f"API at {self.url}/openapi.json, metrics at {self.url}/metrics)")
 
     #: How long a broker probe's answer is reused by /health.
     BROKER_PROBE_TTL_S = 1.0

@@ -121,7 +121,8 @@ def test_samples_and_bad_input_flow_to_enriched_dlq_and_sqlite(make_stack: Any, 
         if (written == 7 and lag and not any(lag.values())) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    assert series(m, "newswire_pipeline_source_up", "source") == {("job_service",): 1, ("kafka",): 1}
+    assert series(m, "newswire_pipeline_source_up", "source") == {("job_service",): 1, ("beam_metrics",): 1,
+                                                                  ("kafka",): 1}
     assert series(m, "newswire_pipeline_job_state", "state")[("RUNNING",)] == 1
     assert series(m, "newswire_pipeline_supervisor_state", "state")[("running",)] == 1
     assert written == 7 and len(lag) == 4 and sum(lag.values()) == 0, lag
