@@ -378,6 +378,9 @@ class AlertSettings:
     # to the dead-letter topic, and the longest wait between two attempts.
     notify_max_attempts: int = 8
     notify_max_backoff_s: float = 60.0
+    # GET /metrics of the notifier (None: no endpoint); 0 picks a free port.
+    notify_metrics_host: str = "127.0.0.1"
+    notify_metrics_port: int | None = 8082
 
 
 @dataclass(frozen=True)
@@ -441,14 +444,37 @@ def _apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dic
     return raw
 
 
+def layered(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `changes` laid over it, section by section: a mapping merges key by key, any other
+    value (a list included) replaces; an empty section (``pipeline:`` with nothing under it) changes nothing."""
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(out.get(key), Mapping) and (value is None or isinstance(value, Mapping)):
+            out[key] = layered(out[key], value or {})
+        else:
+            out[key] = value
+    return out
+
+
 def load_settings(path: str | os.PathLike[str] | None = None,
                   environ: Mapping[str, str] | None = None,
                   overrides: Mapping[str, Any] | None = None) -> Settings:
-    """Read, override (environment, then `overrides` as dotted keys), validate and freeze the config."""
-    cfg_path = Path(path) if path else config_dir() / "newswire.yaml"
+    """Read, override (environment, then `overrides` as dotted keys), validate and freeze the config.
+
+    A file given as `path` names only what it changes: it is laid over the shipped defaults
+    (config/newswire.yaml), as the environment is laid over both.
+    """
+    defaults_path = config_dir() / "newswire.yaml"
+    cfg_path = Path(path) if path else defaults_path
     raw = read_config_file(cfg_path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{cfg_path}: must be a mapping of sections, got {type(raw).__name__}")
+    if cfg_path.resolve() != defaults_path.resolve():
+        defaults = read_config_file(defaults_path)
+        if "rules_path" not in (raw.get("alerts") or {}):
+            # the shipped default names a file beside the shipped config, not beside this one
+            defaults["alerts"]["rules_path"] = str(defaults_path.parent / defaults["alerts"]["rules_path"])
+        raw = layered(defaults, raw)
     raw = _apply_env_overrides(raw, os.environ if environ is None else environ)
     for dotted, value in (overrides or {}).items():
         node = raw
@@ -463,6 +489,9 @@ def load_settings(path: str | os.PathLike[str] | None = None,
     storage_error = storage_url_error(raw["storage"]["url"])
     if storage_error:
         raise ConfigError(f"{cfg_path}: storage.url: {storage_error}")
+    port_error = _port_clash(raw)
+    if port_error:
+        raise ConfigError(f"{cfg_path}: {port_error}")
 
     k = raw["kafka"]
     p = raw.get("pipeline", {})
@@ -492,6 +521,22 @@ def load_settings(path: str | os.PathLike[str] | None = None,
         redis=RedisSettings(**raw.get("redis", {})),
         alerts=_alert_settings(raw.get("alerts") or {}, cfg_path),
     )
+
+
+def _port_clash(raw: Mapping[str, Any]) -> str | None:
+    """Two endpoints `newswire up` serves in one process on the same port: which, else None."""
+    http = (raw.get("connectors") or {}).get("http") or {}
+    ports = {"connectors.http.port": http.get("port", HttpSettings.port) if http.get("enabled", True) else None,
+             "pipeline.health_port": (raw.get("pipeline") or {}).get("health_port", PipelineSettings.health_port),
+             "alerts.notify_metrics_port": (raw.get("alerts") or {}).get("notify_metrics_port",
+                                                                         AlertSettings.notify_metrics_port)}
+    seen: dict[int, str] = {}
+    for key, port in ports.items():
+        if port:  # None: no endpoint; 0: a free port each
+            if port in seen:
+                return f"{key}: {port} is also {seen[port]}; `newswire up` serves both, choose another port"
+            seen[port] = key
+    return None
 
 
 def _story_settings(raw: dict[str, Any]) -> StorySettings:

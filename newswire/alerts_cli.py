@@ -50,7 +50,8 @@ def retry_policy(settings: Settings, max_attempts: int | None = None, max_backof
 def describe(notifier: Any) -> str:
     """One line saying where alerts go (names and types only: webhook URLs can be secrets)."""
     names = ", ".join(f"{s.destination.name} ({s.destination.type})" for s in notifier.sinks)
-    return f"alerts: {notifier.settings.kafka.topics.alerts.name} -> {names}"
+    metrics = f"; metrics on {notifier.metrics_server.url}" if notifier.metrics_server else ""
+    return f"alerts: {notifier.settings.kafka.topics.alerts.name} -> {names}{metrics}"
 
 
 def cmd_notify(args: argparse.Namespace) -> int:

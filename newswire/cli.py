@@ -189,7 +189,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     wait_for_broker(s.kafka.bootstrap_servers)
     ensure_topics(s)  # idempotent: creates missing topics, grows partition counts
     supervisor = supervise(s, args.beam_args)
-    health = f"; health on http://{s.pipeline.health_host}:{s.pipeline.health_port}/readyz" \
+    health = f"; health on http://{s.pipeline.health_host}:{s.pipeline.health_port}/readyz (and /metrics)" \
         if s.pipeline.health_port is not None else ""
     print(f"pipeline running on {s.pipeline.runner}{health}; Ctrl-C stops it.", flush=True)
     code = supervisor.wait(stop)
@@ -242,6 +242,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         print(f"starting the streaming pipeline on {s.pipeline.runner} ...", flush=True)
         result = supervise(s)
+        if s.pipeline.health_port is not None:
+            print(f"pipeline: health on http://{s.pipeline.health_host}:{s.pipeline.health_port}/readyz, "
+                  "metrics on /metrics", flush=True)
         viewer = threading.Thread(target=tail, args=(s, ["enriched", "alerts", "dlq", "stats"], False, None, None, stop),
                                   daemon=True)
         viewer.start()
@@ -372,6 +375,8 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="newswire", description="Streaming ingestion for breaking-news monitoring.")
     ap.add_argument("--config", help="config file (default: config/newswire.yaml)")
     ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--log-format", choices=("text", "json"), default="text",
+                    help="log lines as text (default) or JSON objects (ts, level, logger, message, exc)")
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("setup", help="fetch Kafka jars and build Prism").set_defaults(fn=cmd_setup)
     sub.add_parser("config", help="validate and print the configuration").set_defaults(fn=cmd_config)
@@ -409,10 +414,35 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object a line: ts (UTC, ms), level, logger, message, and exc (the traceback) if any."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from datetime import UTC, datetime
+
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["exc"] = record.exc_text
+        return orjson.dumps(line, default=str).decode()
+
+
+def configure_logging(log_format: str, verbose: bool) -> None:
+    """Log to stderr as text (default) or JSON lines (``--log-format json``), for every module."""
+    handler = logging.StreamHandler()
+    if log_format == "json":
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_format, args.verbose)
     if not args.verbose:
         # kafka-python warns about transient states (coordinator moves, slow event-loop tasks) that
         # it recovers from; show only its errors unless asked.

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar, NamedTuple
 
@@ -42,6 +43,9 @@ from core.records import REPLAY_HEADER, Delivery, delivery_failed
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: Beam counter namespace of the dead letters per stage and reason (counter name "stage:reason").
+DEAD_LETTER_COUNTERS = "dead_letters"
 
 #: End of an open restriction: far beyond any real offset, small enough for OffsetRange arithmetic.
 UNBOUNDED_END = 2**62
@@ -414,6 +418,11 @@ class _WriteAndCommit(beam.DoFn):
         events = sum(1 for d in deliveries if d.kind == "event")
         self.events_written.inc(events)
         self.dead_letters.inc(len(deliveries) - events)
+        for (stage, reason), n in Counter((d.payload["stage"], d.payload["reason"]) for d in deliveries
+                                          if d.kind == "dead_letter").items():
+            # one counter per stage and reason code (both set by our code, never by a record):
+            # newswire_pipeline_dead_letters_total{stage, reason} on /metrics (pipelines/metrics.py)
+            Metrics.counter(DEAD_LETTER_COUNTERS, f"{stage}:{reason}").inc(n)
         self.alerts_sent.inc(sum(len(d.alerts) for d in deliveries))
         advanced = self._ledger.mark_done(
             ((d.topic, d.partition, d.start, d.next_offset) for d in deliveries), self._committed_position)

@@ -116,6 +116,26 @@ class RunningPipeline:
     def wait_until_finish(self) -> Any:
         return self.result.wait_until_finish()
 
+    # Beam's PortableRunner PipelineResult.metrics() keeps its first answer, and neither it nor
+    # ``state`` takes a timeout; a scrape (pipelines/metrics.py) asks the job service itself.
+    def live_metrics(self, timeout_s: float) -> Any:
+        """The job's Beam metrics now (MetricResults), asked afresh from the job service."""
+        from apache_beam.portability.api import beam_job_api_pb2
+        from apache_beam.runners.portability.portable_runner import PortableMetrics
+
+        result: Any = self.result  # a PortableRunner PipelineResult
+        request = beam_job_api_pb2.GetJobMetricsRequest(job_id=result._job_id)
+        return PortableMetrics(result._job_service.GetJobMetrics(request, timeout=timeout_s))
+
+    def live_state(self, timeout_s: float) -> str:
+        """The runner's state of the job now (a beam_job_api JobState name, e.g. RUNNING)."""
+        from apache_beam.portability.api import beam_job_api_pb2
+
+        result: Any = self.result
+        request = beam_job_api_pb2.GetJobStateRequest(job_id=result._job_id)
+        state = result._job_service.GetState(request, timeout=timeout_s).state
+        return str(beam_job_api_pb2.JobState.Enum.Name(state))
+
 
 def run(argv: Sequence[str] | None = None, settings: Settings | None = None) -> RunningPipeline:
     """Start the streaming pipeline and return its handle (it runs until cancelled)."""

@@ -11,7 +11,8 @@ A long-lived deployment needs three things the bare job handle does not give:
   a live process with a dead job.
 * **Health that reflects reality**: ``GET /healthz`` (the process and its job are alive) and
   ``GET /readyz`` (the job runs and the broker, Redis and the store answer; 503 with the reasons
-  otherwise), on ``pipeline.health_host:health_port`` (loopback by default).
+  otherwise), on ``pipeline.health_host:health_port`` (loopback by default); ``GET /metrics`` for
+  Prometheus on the same port (pipelines/metrics.py).
 """
 
 from __future__ import annotations
@@ -24,11 +25,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
 import orjson
+from prometheus_client import CollectorRegistry
 
+from connectors.metrics import exposition
 from connectors.process import port_open
 from core.outage import OUTAGES
 from core.settings import Settings
 from pipelines.io import reset_process_state
+from pipelines.metrics import PipelineCollector
 from pipelines.run import run
 
 log = logging.getLogger(__name__)
@@ -62,6 +66,9 @@ class PipelineSupervisor:
         self.last_error: str | None = None
         self._watcher: threading.Thread | None = None
         self._health: HealthServer | None = None
+        self.collector = PipelineCollector(self)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self.collector)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> PipelineSupervisor:
@@ -92,6 +99,7 @@ class PipelineSupervisor:
             job.cancel()
         if self._health is not None:
             self._health.stop()
+        self.collector.close()
 
     @property
     def job(self) -> JobHandle | None:
@@ -208,7 +216,8 @@ def _redis_check(url: str) -> dict[str, Any]:
 
 
 class HealthServer:
-    """``/healthz`` and ``/readyz`` as JSON on a small threaded HTTP server (stdlib)."""
+    """``/healthz`` and ``/readyz`` as JSON, and ``/metrics`` for Prometheus, on a small threaded HTTP
+    server (stdlib)."""
 
     def __init__(self, supervisor: PipelineSupervisor, host: str, port: int) -> None:
         self.supervisor = supervisor
@@ -222,13 +231,16 @@ class HealthServer:
                 elif self.path == "/readyz":
                     ready, details = sup.readiness()
                     self._answer(200 if ready else 503, details)
+                elif self.path == "/metrics":
+                    self._answer(200, *exposition(sup.registry))
                 else:
-                    self._answer(404, {"error": "not_found", "message": "GET /healthz or /readyz"})
+                    self._answer(404, {"error": "not_found", "message": "GET /healthz, /readyz or /metrics"})
 
-            def _answer(self, status: int, body: dict[str, Any]) -> None:
-                data = orjson.dumps(body)
+            def _answer(self, status: int, body: dict[str, Any] | bytes, content_type: str = "application/json"
+                        ) -> None:
+                data = body if isinstance(body, bytes) else orjson.dumps(body)
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

@@ -97,6 +97,7 @@ class Stack:
         o["storage.url"] = f"sqlite:///{tmp / 'newswire.db'}"
         o["data_dir"] = str(tmp)
         o["pipeline.health_port"] = None  # many pipelines per test session: a test that reads it sets a port
+        o["alerts.notify_metrics_port"] = None  # likewise for the notifiers' /metrics
         o["alerts.rules_path"] = str(config_dir() / "alerts.yaml")  # the shipped rules, unless a test says
         o.update(overrides)
         self.overrides = o
@@ -175,6 +176,27 @@ class Stack:
         finally:
             consumer.close()
         return out
+
+
+def parse_metrics(text: str) -> list[Any]:
+    """A Prometheus text exposition, parsed with prometheus_client's parser: every sample."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def scrape(url: str) -> list[Any]:
+    """GET a /metrics endpoint (it must answer 200 in the text format), parsed."""
+    import httpx
+
+    response = httpx.get(url, timeout=15)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain"), response
+    return parse_metrics(response.text)
+
+
+def series(samples: list[Any], name: str, *labels: str) -> dict[tuple[str, ...], float]:
+    """The samples called `name`, keyed by the values of `labels` in that order (``()`` for none)."""
+    return {tuple(s.labels[k] for k in labels): s.value for s in samples if s.name == name}
 
 
 @contextmanager

@@ -10,6 +10,10 @@ delivery is at-least-once and nothing is dropped silently. Receivers deduplicate
 
 Destinations come from ``destinations:`` in config/alerts.yaml (`pipelines.stages.alerts.logic.load_rules`);
 a destination's URL is never logged nor written to a dead letter (a Slack webhook URL is a secret).
+
+``GET /metrics`` on ``alerts.notify_metrics_host:notify_metrics_port`` (`AlertNotifier.start`, so
+both `newswire alerts notify` and `newswire up`): per destination name, alerts delivered, dead
+letters by reason, retries, and whether its loop runs (docs/deploy.md#metrics).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import email.utils
 import logging
 import random
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,8 +33,12 @@ import orjson
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CommitFailedError
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from connectors.kafka import make_consumer, make_producer
+from connectors.metrics import MetricsServer, label
 from core.alert_rules import WebhookDestinationConfig
 from core.records import dead_letter
 from core.settings import Settings
@@ -243,7 +252,8 @@ class WebhookSink:
     """Delivers the alerts that name `destination` from the alerts topic to its webhook.
 
     ``start()`` runs the loop in a thread, ``stop()`` ends it (an alert being retried is left
-    uncommitted and is sent again on the next start). Counters: ``delivered``, ``dead_lettered``.
+    uncommitted and is sent again on the next start). Counters: ``delivered``, ``dead_lettered`` (and
+    ``dead_letters`` by reason), ``retries`` (attempts after the first).
     """
 
     def __init__(self, settings: Settings, destination: WebhookDestinationConfig, policy: RetryPolicy | None = None,
@@ -256,8 +266,15 @@ class WebhookSink:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.delivered = 0
-        self.dead_lettered = 0
+        self.dead_letters: Counter[str] = Counter()
+        self.retries = 0
         self.crashed = False
+        self.running = False
+
+    @property
+    def dead_lettered(self) -> int:
+        """Alerts (or unreadable records) this destination sent to the dead-letter topic."""
+        return sum(self.dead_letters.values())
 
     @property
     def default_topic(self) -> str:
@@ -288,6 +305,7 @@ class WebhookSink:
         consumer = make_consumer(self.settings, group_id=self.group, max_poll_records=1,
                                  max_poll_interval_ms=poll_interval_ms, client_id=f"newswire-{self.group}")
         consumer.subscribe([self.default_topic])
+        self.running = True
         try:
             with httpx.Client(follow_redirects=False) as client:
                 while not self._stop.is_set():
@@ -301,6 +319,7 @@ class WebhookSink:
             log.exception("notifier for destination %s stopped", self.destination.name)
             raise
         finally:
+            self.running = False
             consumer.close()
 
     def handle(self, client: httpx.Client, record: ConsumerRecord) -> bool:
@@ -311,24 +330,26 @@ class WebhookSink:
             reason, error = alert
             self._send_dead_letter(dead_letter(f"notify:{self.destination.name}", reason, error, record.value,
                                                record.key, record.topic, record.partition, record.offset,
-                                               record.timestamp), record.key)
+                                               record.timestamp), record.key, reason)
             return True
         if self.destination.name not in alert["destinations"]:
             return True  # another destination's alert
         outcome = post_alert(client, self.destination, alert, self.policy, self._stop.wait)
+        self.retries += outcome.attempts - 1
         if not outcome.final:
             return False
         if outcome.result == "delivered":
             self.delivered += 1
             return True
-        self._send_dead_letter(failure_dead_letter(self.destination, outcome, record), record.key)
+        letter = failure_dead_letter(self.destination, outcome, record)
+        self._send_dead_letter(letter, record.key, letter["reason"])
         return True
 
-    def _send_dead_letter(self, letter: dict[str, Any], key: bytes | None) -> None:
+    def _send_dead_letter(self, letter: dict[str, Any], key: bytes | None, reason: str) -> None:
         log.warning("destination %s: %s", self.destination.name, letter["error"])
         # Wait for the broker's ack: the offset is committed right after, so the letter must exist.
         self._producer.send(self.settings.kafka.topics.dlq.name, key=key, value=orjson.dumps(letter)).get(timeout=60)
-        self.dead_lettered += 1
+        self.dead_letters[reason] += 1
 
 
 def _commit(consumer: KafkaConsumer, record: ConsumerRecord) -> None:
@@ -341,27 +362,63 @@ def _commit(consumer: KafkaConsumer, record: ConsumerRecord) -> None:
                     record.topic, record.partition, record.offset, exc)
 
 
+class NotifierCollector(Collector):
+    """The notifier's counters per destination, read from its sinks when Prometheus scrapes."""
+
+    def __init__(self, sinks: list[WebhookSink]) -> None:
+        self.sinks = sinks
+
+    def collect(self) -> Iterator[Metric]:
+        delivered = CounterMetricFamily("newswire_notify_delivered", "Alerts a destination accepted (2xx)",
+                                        labels=["destination"])
+        dead = CounterMetricFamily("newswire_notify_dead_letters", "Alerts (or unreadable records) sent to the "
+                                   "dead-letter topic, by reason", labels=["destination", "reason"])
+        retries = CounterMetricFamily("newswire_notify_retries", "Attempts after the first, over all alerts",
+                                      labels=["destination"])
+        running = GaugeMetricFamily("newswire_notify_running", "1 while the destination's delivery loop runs",
+                                    labels=["destination"])
+        for sink in self.sinks:
+            name = label(sink.destination.name)
+            delivered.add_metric([name], sink.delivered)
+            for reason, n in sorted(sink.dead_letters.items()):
+                dead.add_metric([name, label(reason)], n)
+            retries.add_metric([name], sink.retries)
+            running.add_metric([name], 1 if sink.running else 0)
+        yield from (delivered, dead, retries, running)
+
+
 class AlertNotifier:
     """The notifier service: one `WebhookSink` per webhook destination, one shared producer for
-    dead letters. ``start()`` / ``stop()``; ``failed`` names the sinks whose loop died."""
+    dead letters, and ``GET /metrics`` when ``alerts.notify_metrics_port`` is set. ``start()`` /
+    ``stop()``; ``failed`` names the sinks whose loop died."""
 
     def __init__(self, settings: Settings, destinations: Iterable[WebhookDestinationConfig],
                  policy: RetryPolicy | None = None) -> None:
         self.settings = settings
         self._producer = make_producer(settings)
         self.sinks = [WebhookSink(settings, d, policy, self._producer) for d in destinations]
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(NotifierCollector(self.sinks))
+        self.metrics_server: MetricsServer | None = None
 
     def start(self) -> AlertNotifier:
-        """Start every destination's loop."""
+        """Start every destination's loop, and the metrics endpoint."""
+        a = self.settings.alerts
+        if a.notify_metrics_port is not None:
+            self.metrics_server = MetricsServer(self.registry, a.notify_metrics_host, a.notify_metrics_port,
+                                                "alert notifier")
         for sink in self.sinks:
             sink.start()
         return self
 
     def stop(self) -> None:
-        """Stop every loop, then the shared producer."""
+        """Stop every loop, then the shared producer and the metrics endpoint."""
         for sink in self.sinks:
             sink.stop()
         self._producer.close(timeout=10)
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
+            self.metrics_server = None
 
     @property
     def failed(self) -> list[str]:

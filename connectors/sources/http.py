@@ -21,7 +21,9 @@ acknowledged every record of it (acks=all, idempotent producer). Refusals are JS
        not_acknowledged        ``ack_timeout_s``; the client should retry (``Retry-After``)
 =====  ======================  ===========================================================
 
-``GET /openapi.json`` describes the API; ``GET /health`` says whether the broker is reachable now.
+``GET /openapi.json`` describes the API; ``GET /health`` says whether the broker is reachable now;
+``GET /metrics`` counts requests by outcome and times the broker's acknowledgements, for Prometheus
+(names in docs/deploy.md#metrics). Neither needs the token: they carry no fragment data.
 
 What a client can hold of the server is bounded (:class:`HttpLimits`): a request head must arrive
 within ``header_timeout_s`` (else the connection is closed) and stay under ``max_header_bytes``
@@ -38,7 +40,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +48,7 @@ import h11
 import orjson
 import uvicorn
 from kafka.producer.future import RecordMetadata
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -54,6 +57,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from connectors.metrics import exposition
 from connectors.process import is_loopback
 from connectors.sources.base import BaseSource, BufferFull, FragmentWriter, complete_fragment, fragment_error
 from core.schemas import load_schema
@@ -146,8 +150,9 @@ def head_deadline_protocol(timeout_s: float) -> type[H11Protocol]:
     return H11WithHeadDeadline
 
 
-def limit_head_size(app: ASGIApp, max_bytes: int) -> ASGIApp:
-    """`app` behind a check of the request head's size: over `max_bytes`, 431 and the connection closed.
+def limit_head_size(app: ASGIApp, max_bytes: int, on_refusal: Callable[[Refusal], None] | None = None) -> ASGIApp:
+    """`app` behind a check of the request head's size: over `max_bytes`, 431 and the connection closed
+    (and ``on_refusal`` told).
 
     h11's limit (``h11_max_incomplete_event_size``) holds only while a head is incomplete: one that
     arrives in a single read passes whatever its size.
@@ -159,6 +164,8 @@ def limit_head_size(app: ASGIApp, max_bytes: int) -> ASGIApp:
             if size > max_bytes:
                 refusal = Refusal(431, "headers_too_large", f"request line and headers take {size} bytes, over the "
                                   f"{max_bytes}-byte limit", {"Connection": "close"})
+                if on_refusal is not None:
+                    on_refusal(refusal)
                 await refusal.response()(scope, receive, send)
                 return
         await app(scope, receive, send)
@@ -256,6 +263,30 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
     }
 
 
+class IngestMetrics:
+    """The endpoint's Prometheus metrics, in a registry of its own (one per HttpSource)."""
+
+    def __init__(self, source: HttpSource) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("newswire_http_requests", "POST /fragments requests by answer: HTTP status and "
+                                "reason (the refusal's error code, 'accepted' for 202)", ["status", "reason"],
+                                registry=self.registry)
+        self.fragments = Counter("newswire_http_fragments_accepted", "Fragments the broker acknowledged",
+                                 registry=self.registry)
+        self.produce_latency = Histogram("newswire_http_produce_latency_seconds", "From the first send of an "
+                                         "accepted request's fragments until the broker acknowledged all of them",
+                                         registry=self.registry)
+        connected = Gauge("newswire_http_broker_connected", "1 while the producer is connected to the broker",
+                          registry=self.registry)
+        connected.set_function(lambda: 0 if source.writer is None else 1)
+        in_flight = Gauge("newswire_http_in_flight", "Fragments sent and waiting for the broker's "
+                          "acknowledgement", registry=self.registry)
+        in_flight.set_function(lambda: source.writer.in_flight if source.writer is not None else 0)
+
+    def refused(self, refusal: Refusal) -> None:
+        self.requests.labels(str(refusal.status), refusal.code).inc()
+
+
 class HttpSource(BaseSource):
     """Serves the ingest app on ``connectors.http.host:port`` from a background thread.
 
@@ -279,7 +310,7 @@ class HttpSource(BaseSource):
     def describe(self) -> str:
         auth = "bearer token required" if self.token else "no token (loopback only)"
         return (f"http ingest: POST {self.url}/fragments -> {self.default_topic} ({auth}; "
-                f"API at {self.url}/openapi.json)")
+                f"API at {self.url}/openapi.json, metrics at {self.url}/metrics)")
 
     #: How long a broker probe's answer is reused by /health.
     BROKER_PROBE_TTL_S = 1.0
@@ -300,6 +331,7 @@ class HttpSource(BaseSource):
         self.requests = 0
         self.accepted = 0
         self._limiter = RateLimiter(self.config.rate_limit_per_s, self.config.rate_limit_burst)
+        self.metrics = IngestMetrics(self)
         self._stop = threading.Event()
         self._writer_lock = threading.Lock()
         self._server: uvicorn.Server | None = None
@@ -318,7 +350,8 @@ class HttpSource(BaseSource):
         connector = threading.Thread(target=self._connect, name="http-ingest-broker", daemon=True)
         connector.start()
         limits = self.limits
-        config = uvicorn.Config(limit_head_size(self.app, limits.max_header_bytes), host=self.host, port=self.port,
+        config = uvicorn.Config(limit_head_size(self.app, limits.max_header_bytes, self.metrics.refused),
+                                host=self.host, port=self.port,
                                 log_level="warning", access_log=False, lifespan="off", backlog=4096,
                                 timeout_graceful_shutdown=5, http=head_deadline_protocol(limits.header_timeout_s),
                                 # uvicorn answers 503 once connections (this one included) reach the limit
@@ -390,7 +423,12 @@ class HttpSource(BaseSource):
             Route("/fragments", self._post_fragments, methods=["POST"]),
             Route("/health", self._health, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
+            Route("/metrics", self._metrics, methods=["GET"]),
         ], exception_handlers={HTTPException: http_error})
+
+    async def _metrics(self, request: Request) -> Response:
+        body, content_type = exposition(self.metrics.registry)
+        return Response(body, media_type=content_type)
 
     async def _health(self, request: Request) -> Response:
         writer = self.writer
@@ -433,8 +471,11 @@ class HttpSource(BaseSource):
             fragments = await self._read(request)
             records = await self._deliver(fragments)
         except Refusal as refusal:
+            self.metrics.refused(refusal)
             return refusal.response()
         self.accepted += len(records)
+        self.metrics.requests.labels("202", "accepted").inc()
+        self.metrics.fragments.inc(len(records))
         return _json(202, {"accepted": len(records), "topic": self.default_topic,
                            "records": [{"partition": md.partition, "offset": md.offset} for md in records]})
 
@@ -506,6 +547,7 @@ class HttpSource(BaseSource):
             raise Refusal(503, "buffer_full", str(exc), retry) from None
         loop = asyncio.get_running_loop()
         waiting: list[asyncio.Future[RecordMetadata]] = []
+        started = time.perf_counter()
         for sent, fragment in enumerate(fragments):
             future: asyncio.Future[RecordMetadata] = loop.create_future()
             try:
@@ -516,7 +558,9 @@ class HttpSource(BaseSource):
                               retry) from None
             waiting.append(future)
         try:
-            return await asyncio.wait_for(asyncio.gather(*waiting), self.config.ack_timeout_s)
+            acknowledged = await asyncio.wait_for(asyncio.gather(*waiting), self.config.ack_timeout_s)
+            self.metrics.produce_latency.observe(time.perf_counter() - started)
+            return acknowledged
         except TimeoutError:
             raise Refusal(503, "not_acknowledged", f"the broker did not acknowledge within "
                           f"{self.config.ack_timeout_s:g}s; retry (records that arrive late share their event id, "

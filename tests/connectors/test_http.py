@@ -13,7 +13,7 @@ import pytest
 from bench.http_ingest import post_concurrently
 from connectors.sources.http import HttpSource
 from core.settings import load_settings
-from tests.harness import Stack, free_port, http_ingest, wait_connected, write_config
+from tests.harness import Stack, free_port, http_ingest, scrape, series, wait_connected, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -89,6 +89,16 @@ def test_each_bad_request_gets_its_status_and_a_json_reason(stack: Stack, ingest
     assert post(ingest, fragment(99)).status_code == 202
     records = stack.consume("fragments", lambda rs: any(r["id"] == "f-99" for r in rs), timeout_s=20)
     assert [r["id"] for r in records] == ["f-99"]
+
+    # GET /metrics (no token needed) counts each answer by status and reason, and times the one produce
+    m = scrape(f"{ingest.url}/metrics")
+    assert series(m, "newswire_http_requests_total", "status", "reason") == {
+        ("401", "unauthorized"): 2, ("413", "payload_too_large"): 1, ("415", "unsupported_media_type"): 1,
+        ("422", "invalid_json"): 1, ("422", "invalid_fragments"): 1, ("202", "accepted"): 1}
+    assert series(m, "newswire_http_fragments_accepted_total") == {(): 1}
+    assert series(m, "newswire_http_produce_latency_seconds_count") == {(): 1}
+    assert 0 < series(m, "newswire_http_produce_latency_seconds_sum")[()] < 30
+    assert series(m, "newswire_http_broker_connected") == {(): 1} and series(m, "newswire_http_in_flight") == {(): 0}
 
 
 def test_rate_limit_answers_429_with_retry_after(make_stack: Any) -> None:

@@ -29,7 +29,7 @@ from connectors.sinks.webhook import (
 )
 from core.alert_rules import WebhookDestinationConfig
 from core.schemas import validate, validator
-from tests.harness import REPO, Stack, free_port
+from tests.harness import REPO, Stack, free_port, scrape, series
 
 FAST = RetryPolicy(max_attempts=5, initial_backoff_s=0.05, max_backoff_s=0.2)
 
@@ -228,11 +228,14 @@ def test_receiver_down_for_good_goes_to_dlq_and_the_other_still_gets_it(
 
 
 @pytest.mark.e2e
-def test_4xx_is_not_retried_and_5xx_body_is_kept(stack: Stack, receivers: Any, notifiers: Any) -> None:
+def test_4xx_is_not_retried_and_5xx_body_is_kept(make_stack: Any, receivers: Any, notifiers: Any) -> None:
+    stack = make_stack(**{"alerts.notify_metrics_port": 0})  # and GET /metrics on a free port, at the end
     bad = receivers(lambda n: (400, {}))
     broken = receivers(lambda n: (502, {}))
-    notifiers(stack, WebhookDestinationConfig("bad", bad.url), WebhookDestinationConfig("broken", broken.url))
-    publish(stack, [alert(1, ["bad", "broken"])])
+    fine = receivers(lambda n: (503, {}) if n == 1 else (200, {}))
+    notifier = notifiers(stack, WebhookDestinationConfig("bad", bad.url), WebhookDestinationConfig("broken", broken.url),
+                         WebhookDestinationConfig("fine", fine.url))
+    publish(stack, [alert(1, ["bad", "broken"]), alert(2, ["fine"])])
     dlq = stack.consume("dlq", lambda r: len(r) >= 2, timeout_s=30)
     by_stage = {d["stage"]: d for d in dlq}
     assert by_stage["notify:bad"]["reason"] == "webhook_rejected"
@@ -241,6 +244,17 @@ def test_4xx_is_not_retried_and_5xx_body_is_kept(stack: Stack, receivers: Any, n
     assert by_stage["notify:broken"]["delivery"]["status"] == 502
     assert by_stage["notify:broken"]["delivery"]["body_excerpt"] == "failing with 502"
     assert len(broken.received) == FAST.max_attempts
+
+    # The notifier's /metrics: per destination, what became of its alerts (and nothing of their text)
+    wait_for(lambda: len(fine.accepted) == 1)
+    assert notifier.metrics_server is not None
+    m = scrape(notifier.metrics_server.url)
+    assert series(m, "newswire_notify_delivered_total", "destination") == {("bad",): 0, ("broken",): 0, ("fine",): 1}
+    assert series(m, "newswire_notify_retries_total", "destination") == {
+        ("bad",): 0, ("broken",): FAST.max_attempts - 1, ("fine",): 1}
+    assert series(m, "newswire_notify_dead_letters_total", "destination", "reason") == {
+        ("bad", "webhook_rejected"): 1, ("broken", "webhook_gave_up"): 1}
+    assert series(m, "newswire_notify_running", "destination") == {("bad",): 1, ("broken",): 1, ("fine",): 1}
 
 
 @pytest.mark.e2e

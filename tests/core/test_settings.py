@@ -56,10 +56,40 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
 
 def test_cli_reports_config_errors_and_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "newswire.yaml"
-    bad.write_text("data_dir: var\nkafka: {}\npipeline: {}\nstorage: {url: 'sqlite:///x.db'}\n")
+    bad.write_text("kafka: {bootstrap_servers: localhost}\npipeline: {}\n")
     assert main(["--config", str(bad), "config"]) == 2
     err = capsys.readouterr().err
-    assert "configuration error" in err and "kafka: 'bootstrap_servers' is a required property" in err
+    assert "configuration error" in err and f"{bad}: kafka.bootstrap_servers: 'localhost' does not match" in err
+
+
+def test_a_deployment_file_names_only_what_it_changes(tmp_path: Path) -> None:
+    partial = tmp_path / "deploy.yaml"
+    partial.write_text("kafka:\n  bootstrap_servers: kafka:9092\n  topics: {dlq: {name: ops.dlq, partitions: 3}}\n"
+                       "pipeline:\n  health_port: null\n  dedup: {mode: exact}\nconnectors:\n  rss:\n"
+                       "    feeds: [{name: bbc, url: 'https://example.org/rss'}]\nalerts:\n")
+    s = load_settings(partial, environ={"NEWSWIRE__PIPELINE__POLL_MAX_RECORDS": "7"})
+    assert s.origin == str(partial) and s.data_dir == Path("var")  # unnamed: the shipped defaults
+    assert s.kafka.bootstrap_servers == "kafka:9092" and s.kafka.consumer_group == "newswire-pipeline"
+    assert s.kafka.topics.dlq.name == "ops.dlq" and s.kafka.topics.fragments.name == "news.fragments"
+    assert s.pipeline.health_port is None and s.pipeline.dedup.mode == "exact"
+    assert s.pipeline.dedup.ttl_s == 259200 and s.pipeline.poll_max_records == 7  # default, environment
+    assert [f.name for f in s.connectors.rss.feeds] == ["bbc"] and s.connectors.http.port == 8080
+    # the shipped rules stay the default (beside the shipped config, not beside this file)
+    assert s.alerts.rules_path.resolve() == (Path(__file__).parents[2] / "config" / "alerts.yaml").resolve()
+    partial.write_text("alerts: {rules_path: mine.yaml}\n")
+    assert load_settings(partial, environ={}).alerts.rules_path == tmp_path / "mine.yaml"
+
+
+@pytest.mark.parametrize("text,message", [
+    ("pipeline: {health_prot: 1}\n", r"pipeline: Additional properties are not allowed \('health_prot' was unexpected\)"),
+    ("kafka: {topics: {dlq: {partitions: 0}}}\n", r"kafka.topics.dlq.partitions: 0 is less than the minimum"),
+    ("storage: {url: 'mysql://x'}\n", r"storage.url: 'mysql://x' does not match"),
+])
+def test_a_partial_file_still_names_the_bad_key(tmp_path: Path, text: str, message: str) -> None:
+    partial = tmp_path / "deploy.yaml"
+    partial.write_text(text)
+    with pytest.raises(ConfigError, match=f"deploy.yaml: {message}"):
+        load_settings(partial, environ={})
 
 
 def test_cli_config_checks_the_alert_rules_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -83,3 +113,15 @@ def test_webhook_retries_come_from_the_configuration_unless_the_command_line_say
     assert retry_policy(s, max_attempts=10).max_attempts == 10
     with pytest.raises(ConfigError, match="alerts.notify_max_attempts"):
         load_settings(overrides={"alerts.notify_max_attempts": 0}, environ={})
+
+
+def test_two_endpoints_on_one_port_are_refused_naming_both_keys() -> None:
+    with pytest.raises(ConfigError, match="alerts.notify_metrics_port: 8081 is also pipeline.health_port"):
+        load_settings(overrides={"alerts.notify_metrics_port": 8081}, environ={})
+    with pytest.raises(ConfigError, match="pipeline.health_port: 8080 is also connectors.http.port"):
+        load_settings(overrides={"pipeline.health_port": 8080}, environ={})
+    # no clash when one of them is off, or when each picks a free port
+    assert load_settings(overrides={"pipeline.health_port": 8080, "connectors.http.enabled": False}, environ={})
+    assert load_settings(overrides={"pipeline.health_port": 0, "alerts.notify_metrics_port": 0}, environ={})
+    with pytest.raises(ConfigError, match="alerts.notify_metrics_port: 70000 is greater than the maximum"):
+        load_settings(overrides={"alerts.notify_metrics_port": 70000}, environ={})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import sqlite3
 import time
+from collections import Counter
 from typing import Any
 
 import orjson
@@ -13,7 +14,7 @@ import pytest
 
 from connectors.kafka import make_producer
 from connectors.sinks import open_store
-from tests.harness import Stack
+from tests.harness import Stack, free_port, scrape, series
 
 pytestmark = pytest.mark.e2e
 
@@ -43,7 +44,8 @@ def wait_rows(stack: Stack, n: int, timeout_s: float) -> list[tuple]:
     return found
 
 
-def test_samples_and_bad_input_flow_to_enriched_dlq_and_sqlite(stack: Stack, samples: dict[str, str]) -> None:
+def test_samples_and_bad_input_flow_to_enriched_dlq_and_sqlite(make_stack: Any, samples: dict[str, str]) -> None:
+    stack = make_stack(**{"pipeline.health_port": free_port()})  # and GET /metrics on it, at the end
     bad = [
         b"this is not json",
         b'{"source": "x", "text": "caf\xff invalid utf-8"}',
@@ -107,6 +109,31 @@ def test_samples_and_bad_input_flow_to_enriched_dlq_and_sqlite(stack: Stack, sam
     assert {r[1] for r in stored} == {"russia-warns", "liveblog-2-26", *(f"a-{i}" for i in range(5))}
     body = orjson.loads(next(r[4] for r in stored if r[1] == "russia-warns"))
     assert body["event_id"] == art["event_id"] and body["text"] == art["text"]
+
+    # /metrics of the running job (pipelines/metrics.py): Prism answers live, so the counts of the
+    # records above show up while the job still runs, and the committed offsets catch up (lag 0).
+    url = f"http://127.0.0.1:{stack.settings.pipeline.health_port}/metrics"
+    deadline = time.monotonic() + 30
+    while True:
+        m = scrape(url)
+        lag = series(m, "newswire_pipeline_consumer_lag", "partition")
+        written = series(m, "newswire_pipeline_counter_total", "stage", "name").get(("sinks", "events_written"), 0)
+        if (written == 7 and lag and not any(lag.values())) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert series(m, "newswire_pipeline_source_up", "source") == {("job_service",): 1, ("beam_metrics",): 1,
+                                                                  ("kafka",): 1}
+    assert series(m, "newswire_pipeline_job_state", "state")[("RUNNING",)] == 1
+    assert series(m, "newswire_pipeline_supervisor_state", "state")[("running",)] == 1
+    assert written == 7 and len(lag) == 4 and sum(lag.values()) == 0, lag
+    dead = series(m, "newswire_pipeline_dead_letters_total", "stage", "reason")
+    assert dead == dict(Counter((d["stage"], d["reason"]) for d in dlq)), dead
+    latency = series(m, "newswire_pipeline_stage_latency_seconds_count", "stage")
+    assert latency[("normalise",)] == 7 and latency[("language",)] == 7, latency
+    total = series(m, "newswire_pipeline_stage_latency_seconds_sum", "stage")[("language",)]
+    fastest = series(m, "newswire_pipeline_stage_latency_min_seconds", "stage")[("language",)]
+    slowest = series(m, "newswire_pipeline_stage_latency_max_seconds", "stage")[("language",)]
+    assert 0 < fastest <= total / 7 <= slowest < 60
 
 
 def test_exact_duplicates_point_at_the_first_copy(stack: Stack) -> None:

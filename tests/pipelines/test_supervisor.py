@@ -17,6 +17,7 @@ from connectors.process import free_port
 from core.outage import OUTAGES, OutageGaveUp, redis_unavailable, wait_out
 from core.settings import load_settings
 from pipelines.supervisor import PipelineSupervisor
+from tests.harness import scrape, series
 
 
 def _flaky(failures: int, error: Exception) -> Any:
@@ -104,12 +105,22 @@ def test_the_supervisor_gives_up_with_a_non_zero_exit() -> None:
     assert sup.gave_up and sup.state == "failed" and len(sup.failures) == 3
 
 
+class _JobWithoutMetrics(_Job):
+    """A running job whose runner tells its state but whose metrics query fails."""
+
+    def live_state(self, timeout_s: float) -> str:
+        return "RUNNING"
+
+    def live_metrics(self, timeout_s: float) -> Any:
+        raise ConnectionError("GetJobMetrics: not served")
+
+
 def test_readiness_reports_unreachable_dependencies() -> None:
     port = free_port()
     dead = f"127.0.0.1:{free_port()}"
     settings = _settings(**{"pipeline.health_port": port, "kafka.bootstrap_servers": dead,
                             "redis.url": f"redis://127.0.0.1:{free_port()}/0"})
-    sup = PipelineSupervisor(settings, lambda: _Job(None)).start()
+    sup = PipelineSupervisor(settings, lambda: _JobWithoutMetrics(None)).start()
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as alive:
             assert alive.status == 200
@@ -119,5 +130,14 @@ def test_readiness_reports_unreachable_dependencies() -> None:
         assert err.value.code == 503 and body["ready"] is False and body["job"] == "running"
         assert "broker unavailable" in body["dependencies"]["kafka"]["detail"]
         assert body["dependencies"]["redis"]["ok"] is False
+        # /metrics still answers, saying which sources it could not read (and nothing made up for them)
+        samples = scrape(f"http://127.0.0.1:{port}/metrics")
+        assert series(samples, "newswire_pipeline_source_up", "source") == {
+            ("job_service",): 1, ("beam_metrics",): 0, ("kafka",): 0}
+        assert series(samples, "newswire_pipeline_job_state", "state")[("RUNNING",)] == 1
+        assert series(samples, "newswire_pipeline_supervisor_state", "state")[("running",)] == 1
+        assert series(samples, "newswire_pipeline_job_restarts_total") == {(): 0}
+        assert not any(s.name.startswith(("newswire_pipeline_consumer_lag", "newswire_pipeline_counter",
+                                          "newswire_pipeline_stage")) for s in samples)
     finally:
         sup.stop()
