@@ -302,8 +302,12 @@ class WebhookSink:
         # One alert per poll, and a poll interval longer than the worst case for one alert: a
         # receiver being retried must not make the group think this notifier died.
         poll_interval_ms = int(self.policy.worst_case_s(self.destination.timeout_s) * 1000) + 60_000
+        # Metadata refreshed every 10 s (default 5 min): a group leader that assigned before it had
+        # the topic's partitions (kafka-python logs "No partition metadata for topic") rejoins when
+        # the refresh shows them, so a restarted notifier is not left idle with no partitions.
         consumer = make_consumer(self.settings, group_id=self.group, max_poll_records=1,
-                                 max_poll_interval_ms=poll_interval_ms, client_id=f"newswire-{self.group}")
+                                 max_poll_interval_ms=poll_interval_ms, metadata_max_age_ms=10_000,
+                                 client_id=f"newswire-{self.group}")
         consumer.subscribe([self.default_topic])
         self.running = True
         try:

@@ -37,7 +37,7 @@ SEED = 20261202
 #: The issue's acceptance is 2 s from a good fragment's produce to its row; CI on a shared 2-core
 #: machine gets a generous bound (the measured figures are printed).
 NEXT_GOOD_STORED_WITHIN_S = 10.0
-PAIR_INTERVAL_S = 0.3  # between (poison, good) pairs: a steady stream, not a burst
+PAIR_INTERVAL_S = 0.15  # between (poison, good) pairs: a steady stream, not a burst
 
 
 # --------------------------------------------------------------------------- the corpus
