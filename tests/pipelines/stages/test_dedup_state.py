@@ -20,7 +20,7 @@ from apache_beam.testing.util import assert_that
 
 from connectors.redis import RedisServer, make_redis
 from core.settings import DedupSettings
-from pipelines.stages.dedup.logic import BucketEntry, DedupIndex, fingerprint
+from pipelines.stages.dedup.logic import BucketEntry, DedupIndex, fingerprint, source_tag
 from pipelines.stages.dedup.state import RedisDedupStore, decode_entries, encode_entry, key_slot
 from pipelines.stages.dedup.transform import (
     DEDUP_FIELDS,
@@ -281,3 +281,24 @@ def test_index_stays_compact_in_redis(client: redis.Redis, redis_namespace: str)
     keys = client.keys(redis_namespace.encode() + b"*")
     assert 0 < len(keys) <= 64
     assert {client.object("encoding", k) for k in keys} == {b"listpack"}
+
+
+def test_a_page_key_keeps_each_version_once_and_no_exact_copy(client: redis.Redis, redis_namespace: str) -> None:
+    """A live blog's versions go into its URL's bucket (so an update finds the one it supersedes),
+    tagged with their source; an exact copy does not, so a page costs 25 bytes per distinct version."""
+    settings = DedupSettings()
+    now = time.time()  # the wall clock picks the period hash (a past one would expire at once)
+    store = RedisDedupStore(client, settings, redis_namespace.encode(), clock=lambda: now)
+    url = "https://daily.example/live/storm"
+    blog = [ev(f"liveblog-storm.update-{n}.txt", m, m, url=url, source="daily") for n, m in (("1", 0), ("3", 1), ("2", 2))]
+    copy = ev("liveblog-storm.update-3.txt", 3, 3, url=url, source="aggregator")
+    verdicts = [store.observe(e["event_id"], event_fingerprint(e, settings, True, True), T0 + i).match
+                for i, e in enumerate([*blog, copy])]
+    assert [(m.kind, m.event_id) if m else None for m in verdicts] == [
+        None, ("update", blog[0]["event_id"]), ("exact", blog[0]["event_id"]), ("exact", blog[1]["event_id"])]
+    slot = key_slot(event_fingerprint(blog[0], settings, True, True).exact_keys[1], settings.index_shards)
+    period = int(now * 1000) // round(settings.ttl_s * 1000)
+    bucket = client.hget(redis_namespace.encode() + b"x" + period.to_bytes(4, "big") + slot[:3], slot[3:])
+    assert bucket is not None and len(bucket) == 2 * 25
+    assert [e.event_id for e in decode_entries(bucket)] == [blog[0]["event_id"], blog[1]["event_id"]]
+    assert {e.size for e in decode_entries(bucket)} == {source_tag("daily")}
