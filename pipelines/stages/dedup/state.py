@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 #
 # A bucket: entries concatenated, oldest first. An entry is
 #   ts: uint48 LE milliseconds | size: uint16 LE | tag: uint8 | event id
+# (size: logic.kind_entry_size, the source's 16-bit tag on a page key)
 # tag 0: the id is 32 lower-case hex chars (every id core.records makes), stored as 16 raw bytes
 # (25-byte entry); tag n > 0: the id is n bytes of UTF-8.
 _ENTRY_HEAD = struct.Struct("<6sHB")
