@@ -68,6 +68,7 @@ class EnrichedEvent(TypedDict, total=False):
     focus_place: str | None
     duplicate_of: str | None
     near_duplicate_of: str | None
+    update_of: str | None
     dedup_kind: str | None
     similarity: float | None
     containment: float | None
@@ -95,7 +96,7 @@ class InFlightEvent(EnrichedEvent, total=False):
 #: Keys of an in-flight event that never leave the pipeline as event fields.
 PRIVATE_KEYS: tuple[str, ...] = tuple(k for k in InFlightEvent.__annotations__ if k not in EnrichedEvent.__annotations__)
 #: What each stateful stage adds to an event.
-DEDUP_FIELDS = ("duplicate_of", "near_duplicate_of", "dedup_kind", "similarity", "containment")
+DEDUP_FIELDS = ("duplicate_of", "near_duplicate_of", "update_of", "dedup_kind", "similarity", "containment")
 STORY_FIELDS = ("story_id", "story", "novelty")
 ALERTS_KEY = "_alerts"
 

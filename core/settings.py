@@ -79,7 +79,8 @@ class DedupSettings:
     workers) or "exact" (content-hash only, Beam state, no Redis)."""
 
     mode: str = "near"
-    # Same canonical URL / same source+GUID count as duplicates.
+    # Same canonical URL / same source+GUID are the same page: a duplicate, or an update of it
+    # (pipelines/stages/dedup/logic.py, judge).
     match_url: bool = True
     match_guid: bool = True
 

@@ -56,6 +56,7 @@ def format_record(topic_role: str, value: bytes) -> str:
     if doc.get("schema", "").startswith("enriched-event"):
         lang = doc["language"]["code"]
         dup = f" duplicate_of={doc['duplicate_of'][:8]}" if doc.get("duplicate_of") else ""
+        dup += f" update_of={doc['update_of'][:8]}" if doc.get("update_of") else ""
         marker = f" part={doc['marker']['part']}/{doc['marker']['total']}" if doc.get("marker") else ""
         head = (doc.get("title") or doc["text"]).replace("\n", " ")[:70]
         story = ""

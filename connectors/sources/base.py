@@ -23,6 +23,7 @@ from connectors.sources.liveblog import link_parts
 from core.markup import html_to_text, looks_like_html
 from core.records import Rejected, check_fragment, dead_letter, utc_now_iso
 from core.settings import Settings
+from core.urls import canonical_url
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +139,22 @@ class WriteReport:
 
 
 def fragment_key(fragment: dict[str, Any]) -> bytes:
-    """Partition key: parts of one story (or one source item) land on one partition, in order."""
-    return (fragment.get("story_key") or f"{fragment['source']}:{fragment.get('id') or fragment.get('url') or ''}"
-            ).encode()
+    """Partition key: parts of one story, and every version of one page, land on one partition, in order.
+
+    ``story_key`` when set; else ``source:`` + the canonical URL (``core.urls``: what dedup calls the
+    same page, so a live blog's updates, whatever their ids, follow each other); else ``source:id``
+    (a feed GUID); else ``source:``. Deterministic: a key is a function of the fragment alone.
+    """
+    if fragment.get("story_key"):
+        return str(fragment["story_key"]).encode()
+    url = fragment.get("url")
+    page = None
+    if isinstance(url, str) and url.strip():
+        try:
+            page = canonical_url(url)
+        except ValueError:  # not a URL urllib can read ("http://[::1", a bad port): key by it as given
+            page = url.strip()
+    return f"{fragment['source']}:{page or fragment.get('id') or ''}".encode()
 
 
 class FragmentWriter:

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 import httpx
 import pytest
 
-from connectors.sources.base import complete_fragment, parse_datetime
+from connectors.sources.base import complete_fragment, fragment_key, parse_datetime
 from connectors.sources.http import HttpSource
 from connectors.sources.liveblog import link_parts, read_position
 from core.markers import FragmentMarker, parse_marker
@@ -48,6 +48,20 @@ def test_link_parts_gives_parts_of_one_post_one_story_key() -> None:
     assert link_parts(plain) == plain
     dated = link_parts({"source": "s", "text": "10/6\nx"}, JUNE_10)
     assert dated["metadata"] == {"dateline": "2025-06-10"} and "part" not in dated
+
+
+def test_every_version_of_a_live_blog_page_gets_one_partition_key() -> None:
+    """Keyed by the canonical page URL (what dedup calls one page), so its updates keep their order
+    whatever ids the source gave them; without a URL the feed GUID; without either, the source."""
+    page = "https://www.daily.example/live/storm/"
+    versions = [{"source": "rss:daily", "id": "entry-1", "url": page, "text": "a"},
+                {"source": "rss:daily", "id": "entry-2", "url": page + "?utm_source=rss#entry-2", "text": "b"},
+                {"source": "rss:daily", "url": "HTTPS://daily.example/live/storm", "text": "c"}]
+    assert {fragment_key(v) for v in versions} == {b"rss:daily:https://daily.example/live/storm"}
+    assert fragment_key({"source": "rss:daily", "id": "entry-1", "text": "a"}) == b"rss:daily:entry-1"
+    assert fragment_key({"source": "http", "text": "a"}) == b"http:"  # keyless: as before
+    assert fragment_key({"source": "s", "url": page, "story_key": "s|blog", "text": "a"}) == b"s|blog"
+    assert fragment_key({"source": "s", "url": "http://[::1", "text": "a"}) == b"s:http://[::1"  # unreadable: as given
 
 
 def test_html_to_text_keeps_paragraphs_and_drops_non_content() -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from connectors.kafka import make_producer
 from connectors.sinks import open_store
+from connectors.sources.base import fragment_key
 from tests.harness import Stack, free_port, scrape, series
 
 pytestmark = pytest.mark.e2e
@@ -150,6 +151,14 @@ def test_exact_duplicates_point_at_the_first_copy(stack: Stack) -> None:
     assert ids["1"]["duplicate_of"] is None
     stored = wait_rows(stack, 2, 20)
     assert len(stored) == 2  # the re-delivered original upserts onto its own row
+    # The item republished with new sentences (a live blog's update): not a duplicate but an update
+    # of it, in its story, with only the new sentences as its novelty (issue 15).
+    added = ["Traffic will use the old ferry until then.", "The council will decide on tolls next month."]
+    stack.produce([{**original, "text": " ".join([original["text"], *added])}], key=lambda i: fragment_key(original))
+    update = stack.consume("enriched", lambda r: len(r) >= 4, timeout_s=60)[-1]
+    assert (update["update_of"], update["duplicate_of"], update["dedup_kind"]) == (first[0]["event_id"], None, "update")
+    assert update["story_id"] == first[0]["story_id"]
+    assert update["novelty"]["new_sentences"] == added
 
 
 STORY = ("Rescue teams reached the flooded villages north of the river on Thursday morning after the "

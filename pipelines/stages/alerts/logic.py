@@ -165,9 +165,10 @@ def is_burst(x: int, b: Baseline, burst: Burst) -> bool:
 # --------------------------------------------------------------------------- events and alerts
 
 def story_member(event: Mapping[str, Any]) -> str:
-    """What the event counts as in story counts: its story, else the event it duplicates, else itself."""
+    """What the event counts as in story counts: its story, else the event it duplicates or the page
+    version it updates, else itself."""
     return str(event.get("story_id") or event.get("duplicate_of") or event.get("near_duplicate_of")
-               or event["event_id"])
+               or event.get("update_of") or event["event_id"])
 
 
 def evidence_item(event: Mapping[str, Any]) -> dict[str, Any]:

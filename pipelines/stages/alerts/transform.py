@@ -9,7 +9,7 @@ The Beam side of :mod:`pipelines.stages.alerts.logic` (rules, matching, alert do
 Why no Beam state or windows: the rules need state shared by every worker and kept across restarts
 (a six-hour baseline, a cooldown), and one atomic read-decide-write per rule; a Lua script in Redis
 gives both without a shuffle, like the near-duplicate stage. Run it after the stages whose fields
-the rules read: entities and places (Enrich), ``duplicate_of`` / ``near_duplicate_of`` (Dedup),
+the rules read: entities and places (Enrich), ``duplicate_of`` / ``near_duplicate_of`` / ``update_of`` (Dedup),
 ``story_id`` (AssignStories).
 
 Rules are loaded and validated when the transform is built (pipeline start-up), so a bad rules file
@@ -74,7 +74,7 @@ class EvaluateAlerts(beam.PTransform):
 
     In: in-flight event dicts (``event_id``, ``received_at``, ``source``; the rules read
     ``entities``, ``places``, ``language``, ``title``/``text``, ``story_id``, ``duplicate_of``,
-    ``near_duplicate_of`` when present). Out: the same dicts plus ``"_alerts"``: a list of alert
+    ``near_duplicate_of``, ``update_of`` when present). Out: the same dicts plus ``"_alerts"``: a list of alert
     documents (config/schemas/alert.v1.json), empty when nothing fired; and dead letters (an
     event whose evaluation failed on its own content). Nothing is dropped.
     A replayed event gets the same alerts again (same ``alert_id``): deliver them idempotently.

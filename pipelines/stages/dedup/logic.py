@@ -7,7 +7,7 @@ the event is looked up and stored under:
 
 * ``h:<content_hash>``          exact copy of the normalised text
 * ``u:<hash of canonical URL>`` same article URL (utm_* parameters, fragment, trailing slash ignored)
-* ``g:<hash of feed GUID>``     same feed item
+* ``g:<hash of feed GUID>``     same feed item (the GUID is scoped by source)
 * ``b<band>:<hash of band>``    MinHash LSH band (word 3-shingles, ``num_perm`` = bands x rows);
   a re-post with edits shares many bands with the original
 * ``s:<hash of sentence>``      one per sentence of at least ``min_sentence_words`` words
@@ -16,10 +16,14 @@ the event is looked up and stored under:
 
 A key's state is a :data:`Bucket`: a short tuple of :class:`BucketEntry` ``(event_id, ts, size)``,
 oldest first, at most ``max_bucket_entries`` long (the first events are kept: they are the ones a
-duplicate points at). ``size`` is the event's shingle count for band keys and its sentence-key count
-for sentence keys. No signature or text is stored anywhere: the verdict is computed from *how many*
-of an event's keys hit each earlier event (band hits give a Jaccard estimate, sentence hits give
-containment).
+duplicate points at). ``size`` is the event's shingle count for band keys, its sentence-key count
+for sentence keys and a 16-bit tag of its source for page keys (``u:``/``g:``). No signature or text
+is stored anywhere: the verdict is computed from *how many* of an event's keys hit each earlier
+event (band hits give a Jaccard estimate, sentence hits give containment).
+
+A content-hash key keeps its first event only. A page key (URL or GUID) keeps every version of
+the page that is not an exact copy of something seen, oldest first, so a live blog's revision finds
+the version it supersedes (see :func:`judge` for when a changed page is an update, not a copy).
 
 One event is processed in two steps, the same in memory, in Redis and in Beam keyed state:
 
@@ -50,11 +54,11 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 
 from core.settings import DedupSettings
+from core.urls import canonical_url
 
 _WORD = re.compile(r"\w+")
 _MASK64 = (1 << 64) - 1
@@ -187,20 +191,6 @@ def _sentence_keys(text: str, settings: DedupSettings) -> tuple[list[str], bool]
     return keys, cut
 
 
-_TRACKING_PARAM = re.compile(r"^(utm_\w+|fbclid|gclid|mc_cid|mc_eid|ocid|cmpid|at_\w+)$", re.IGNORECASE)
-
-
-def canonical_url(url: str) -> str:
-    """URL with scheme/host lower-cased, ``www.`` dropped, no fragment, tracking parameters or trailing slash."""
-    parts = urlsplit(url.strip())
-    host = (parts.hostname or "").lower().removeprefix("www.")
-    if parts.port and parts.port not in (80, 443):
-        host = f"{host}:{parts.port}"
-    query = urlencode(sorted((k, v) for k, v in parse_qsl(parts.query) if not _TRACKING_PARAM.match(k)))
-    path = parts.path.rstrip("/") or "/"
-    return urlunsplit(("https" if parts.scheme in ("http", "https") else parts.scheme, host, path, query, ""))
-
-
 @dataclass(frozen=True)
 class Fingerprint:
     """What dedup needs to know about one event; computed once, never stored in state."""
@@ -211,6 +201,7 @@ class Fingerprint:
     sentence_keys: tuple[str, ...]
     shingle_count: int
     truncated: bool = False  # the last sentence has no closing punctuation: a cut-off fragment
+    source_tag: int = 0  # 16-bit tag of the source (1..65535; 0: none given): who published the page
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -224,12 +215,14 @@ def fingerprint(
     url: str | None = None,
     guid: str | None = None,
     content_hash: str | None = None,
+    source: str | None = None,
     settings: DedupSettings = DEFAULT_SETTINGS,
 ) -> Fingerprint:
     """Fingerprint of a *normalised* text (see ``pipelines.text.normalise``) plus its URL / GUID.
 
     ``content_hash`` is the event's own field; when omitted it is computed with
-    ``pipelines.text.normalise.content_hash``.
+    ``pipelines.text.normalise.content_hash``. ``source`` tells a page's own revisions (same
+    source) from another source's copy of it (same URL).
     """
     if content_hash is None:
         from pipelines.text.normalise import content_hash as _content_hash
@@ -250,7 +243,13 @@ def fingerprint(
         sentence_keys=tuple(skeys),
         shingle_count=int(shingles.size),
         truncated=truncated,
+        source_tag=source_tag(source) if source else 0,
     )
+
+
+def source_tag(source: str) -> int:
+    """16 bits (1..65535) naming a source in page-key entries; two sources share one with p = 1/65535."""
+    return 1 + int(key_hash(source), 16) % 0xFFFF
 
 
 # --------------------------------------------------------------------------------------------------
@@ -269,10 +268,14 @@ class BucketEntry(NamedTuple):
 Bucket = tuple[BucketEntry, ...]
 
 
+#: Key kinds: content hash, URL / GUID (the page), LSH band, sentence.
+KEY_KINDS = ("exact", "page", "band", "sentence")
+
+
 def key_kind(key: str) -> str:
-    """``exact``, ``band`` or ``sentence``, from the key prefix."""
+    """``exact`` (``h:``), ``page`` (``u:``, ``g:``), ``band`` or ``sentence``, from the key prefix."""
     c = key[0]
-    return "band" if c == "b" else "sentence" if c == "s" else "exact"
+    return "band" if c == "b" else "sentence" if c == "s" else "page" if c in "ug" else "exact"
 
 
 def probe_bucket(
@@ -282,32 +285,47 @@ def probe_bucket(
     event_id: str,
     ts: float,
     settings: DedupSettings = DEFAULT_SETTINGS,
+    copy: bool = False,
 ) -> tuple[list[BucketEntry], Bucket]:
     """Read-modify-write of one key's state: ``(hits, new_bucket)``.
 
     ``hits`` are the live entries from other events (older than ``ts - ttl_s`` are dropped).
     The event is appended unless the bucket is full (the earliest events are the ones worth
     pointing at) or, for exact keys, unless the key already has an owner. Re-processing the same
-    event (a Beam retry) is idempotent.
+    event (a Beam retry) is idempotent. ``copy``: see :func:`probe_entry`.
     """
-    return probe_entry(bucket, key, BucketEntry(event_id, ts, entry_size(key, fp)), settings)
+    return probe_entry(bucket, key, BucketEntry(event_id, ts, entry_size(key, fp)), settings, copy)
 
 
 def entry_size(key: str, fp: Fingerprint) -> int:
-    """What an event stores as ``size`` under ``key``: shingle count (band), sentence-key count (sentence)."""
-    kind = key_kind(key)
-    return fp.shingle_count if kind == "band" else len(fp.sentence_keys) if kind == "sentence" else 0
+    """What an event stores as ``size`` under ``key`` (see :func:`kind_entry_size`)."""
+    return kind_entry_size(key_kind(key), fp)
 
 
-def probe_entry(bucket: Bucket, key: str, entry: BucketEntry, settings: DedupSettings = DEFAULT_SETTINGS
-                ) -> tuple[list[BucketEntry], Bucket]:
-    """:func:`probe_bucket` given the event's ready-made entry, so a keyed step needs no fingerprint."""
+def kind_entry_size(kind: str, fp: Fingerprint) -> int:
+    """``size`` of an entry under a key of ``kind``: shingle count (band), sentence-key count
+    (sentence), source tag (page), 0 (exact)."""
+    if kind == "band":
+        return fp.shingle_count
+    if kind == "sentence":
+        return len(fp.sentence_keys)
+    return fp.source_tag if kind == "page" else 0
+
+
+def probe_entry(bucket: Bucket, key: str, entry: BucketEntry, settings: DedupSettings = DEFAULT_SETTINGS,
+                copy: bool = False) -> tuple[list[BucketEntry], Bucket]:
+    """:func:`probe_bucket` given the event's ready-made entry, so a keyed step needs no fingerprint.
+
+    ``copy``: the event's content hash already had an owner (an exact copy); a page key does not
+    store it, so the versions a page key keeps are distinct texts.
+    """
     horizon = entry.ts - settings.ttl_s
     live = tuple(e for e in bucket if e.ts >= horizon)
     hits = [e for e in live if e.event_id != entry.event_id]
     if len(live) != len(hits) or len(live) >= settings.max_bucket_entries:
         return hits, live
-    if key_kind(key) == "exact" and hits:
+    kind = key_kind(key)
+    if (kind == "exact" and hits) or (kind == "page" and copy):
         return hits, live
     return hits, live + (entry,)
 
@@ -326,11 +344,14 @@ class KeyHits(NamedTuple):
 
 @dataclass(frozen=True)
 class DedupMatch:
-    """The earlier event this one repeats.
+    """The earlier event this one repeats, or, for ``update``, the page version it supersedes.
 
-    kind: ``exact`` (same normalised text), ``same_url`` (same URL or GUID), ``near_duplicate``
-    (a re-post with edits), ``contained`` (this event is an excerpt / truncation of the earlier one),
-    ``contains`` (the earlier event is an excerpt of this one, e.g. the full article arrived later).
+    kind: ``exact`` (same normalised text), ``same_url`` (same URL or GUID, nothing new: another
+    source's copy of the page, or a version of the page that only repeats, drops or rewords one
+    sentence of the one before), ``update`` (a new version of the same page from the same source
+    that adds to it: a live blog's update), ``near_duplicate`` (a re-post with edits),
+    ``contained`` (this event is an excerpt / truncation of the earlier one), ``contains`` (the
+    earlier event is an excerpt of this one, e.g. the full article arrived later).
     similarity: estimated Jaccard similarity of word 3-shingles (from the share of LSH bands in common).
     containment: share of this event's sentences found in the earlier one (``contains``: the reverse).
     """
@@ -342,11 +363,14 @@ class DedupMatch:
     first_seen: float
 
     def as_fields(self) -> dict[str, object]:
-        """Event fields: ``duplicate_of`` for exact kinds, ``near_duplicate_of`` + scores otherwise."""
+        """Event fields: ``duplicate_of`` for exact kinds, ``update_of`` for an update,
+        ``near_duplicate_of`` otherwise, and the scores."""
         exact = self.kind in ("exact", "same_url")
+        update = self.kind == "update"
         return {
             "duplicate_of": self.event_id if exact else None,
-            "near_duplicate_of": None if exact else self.event_id,
+            "near_duplicate_of": None if exact or update else self.event_id,
+            "update_of": self.event_id if update else None,
             "dedup": {"kind": self.kind, "similarity": round(self.similarity, 3),
                       "containment": round(self.containment, 3)},
         }
@@ -369,21 +393,51 @@ class _Candidate:
     sentence_hits: int = 0
     sentence_count: int = 0
     shingle_count: int = 0
-    exact: str | None = None
+    exact: str | None = None  # "exact" (same content hash) or "same_url" (another source's page)
+    version: tuple[float, int] | None = None  # a version of this event's page: (ts, place in the page key)
+
+
+def complete_sentences(fp: Fingerprint) -> int:
+    """The event's sentence keys that can match: a cut-off last sentence cannot."""
+    return len(fp.sentence_keys) - (1 if fp.truncated and len(fp.sentence_keys) > 1 else 0)
+
+
+def is_update(fp: Fingerprint, previous_sentences: int, shared: int, similarity: float,
+              settings: DedupSettings = DEFAULT_SETTINGS) -> bool:
+    """Whether a changed version of a page (not an exact copy) adds to the version before it.
+
+    It adds when it has two or more sentences that version lacked, or one while keeping all of that
+    version's sentences (a live blog's new entry). One new sentence in place of one of the old is
+    a correction ("sixty" -> "seventy firefighters"), and no new sentence means re-wrapped, reordered
+    or cut: both stay ``same_url`` duplicates. ``shared``: sentences found in the previous version,
+    ``previous_sentences``: its count (0: unknown, it shares none). A text with no sentence of
+    ``min_sentence_words`` words, or one sharing none, is an edit while its estimated Jaccard
+    ``similarity`` is at least ``near_duplicate_jaccard``.
+    """
+    new = max(0, complete_sentences(fp) - shared)
+    if not fp.sentence_keys:
+        return similarity < settings.near_duplicate_jaccard
+    if new != 1:
+        return new > 1
+    if shared and previous_sentences:
+        return previous_sentences <= shared
+    return similarity < settings.near_duplicate_jaccard
 
 
 def judge(fp: Fingerprint, key_hits: Iterable[KeyHits], settings: DedupSettings = DEFAULT_SETTINGS
           ) -> DedupMatch | None:
     """The verdict for one event from the hits of all its keys; ``None`` when it is new.
 
-    Exact and URL/GUID matches win (the earliest event). Otherwise each earlier event is scored
-    by its band hits (Jaccard estimate) and sentence hits (containment both ways); the strongest
-    qualifying relation wins, ties to the earliest event.
+    In order: the same content (the earliest such event: ``exact``); an earlier version of its
+    page (same URL or GUID, same source; the latest version: ``update`` when :func:`is_update`,
+    else ``same_url``); another source's event with its URL (the earliest: ``same_url``).
+    Otherwise each earlier event is scored by its band hits (Jaccard estimate) and sentence hits
+    (containment both ways); the strongest qualifying relation wins, ties to the earliest event.
     """
     cands: dict[str, _Candidate] = {}
     for key, hits in key_hits:
         kind = key_kind(key)
-        for e in hits:
+        for place, e in enumerate(hits):
             c = cands.get(e.event_id)
             if c is None:
                 c = cands[e.event_id] = _Candidate(first_seen=e.ts)
@@ -394,17 +448,31 @@ def judge(fp: Fingerprint, key_hits: Iterable[KeyHits], settings: DedupSettings 
             elif kind == "sentence":
                 c.sentence_hits += 1
                 c.sentence_count = e.size
-            elif c.exact is None or key.startswith("h:"):
-                c.exact = "exact" if key.startswith("h:") else "same_url"
-    exact = [(c.exact != "exact", c.first_seen, eid) for eid, c in cands.items() if c.exact]
-    if exact:
-        _, first, eid = min(exact)
+            elif kind == "exact":
+                c.exact = "exact"
+            elif key.startswith("g:") or e.size == fp.source_tag:  # a GUID is its source's own
+                c.version = max(c.version or (e.ts, place), (e.ts, place))
+            elif c.exact is None:
+                c.exact = "same_url"
+    copies = [(c.first_seen, eid) for eid, c in cands.items() if c.exact == "exact"]
+    if copies:
+        first, eid = min(copies)
+        return DedupMatch(eid, "exact", 1.0, 1.0, first)
+    versions = [(c.version, eid) for eid, c in cands.items() if c.version]
+    if versions:
+        _, eid = max(versions)
         c = cands[eid]
-        return DedupMatch(eid, c.exact or "exact", 1.0 if c.exact == "exact" else
-                          jaccard_from_band_hits(c.band_hits, settings), 1.0, first)
+        jac = jaccard_from_band_hits(c.band_hits, settings)
+        n_sent = complete_sentences(fp)
+        shared = min(c.sentence_hits, n_sent)
+        kind = "update" if is_update(fp, c.sentence_count, shared, jac, settings) else "same_url"
+        return DedupMatch(eid, kind, jac, shared / n_sent if n_sent else 0.0, c.first_seen)
+    pages = [(c.first_seen, eid) for eid, c in cands.items() if c.exact == "same_url"]
+    if pages:
+        first, eid = min(pages)
+        return DedupMatch(eid, "same_url", jaccard_from_band_hits(cands[eid].band_hits, settings), 1.0, first)
 
-    # A cut-off last sentence cannot match; containment is over the complete sentences.
-    n_sent = len(fp.sentence_keys) - (1 if fp.truncated and len(fp.sentence_keys) > 1 else 0)
+    n_sent = complete_sentences(fp)
     need = min(settings.min_sentence_hits, max(1, n_sent))
     best: tuple[tuple[float, float], DedupMatch] | None = None
     for eid, c in cands.items():
@@ -465,8 +533,10 @@ class DedupIndex:
               ) -> list[KeyHits]:
         """Run :func:`probe_bucket` on each of the event's keys; store the event when ``insert``."""
         out = []
+        copy = False  # the content hash (the first key) had an owner: page keys do not store a copy
         for key in fp.keys:
-            hits, bucket = probe_bucket(self.state.get(key, ()), key, fp, event_id or "", ts, self.settings)
+            hits, bucket = probe_bucket(self.state.get(key, ()), key, fp, event_id or "", ts, self.settings, copy)
+            copy = copy or (key_kind(key) == "exact" and bool(hits))
             if insert and event_id is not None:
                 self.state[key] = bucket
             if hits:
@@ -478,7 +548,7 @@ class DedupIndex:
         return DedupVerdict(event_id, judge(fp, self.probe(fp, event_id, ts), self.settings), fp)
 
     def add(self, event_id: str, text: str, ts: float, **fingerprint_kw: str) -> DedupVerdict:
-        """Fingerprint ``text`` and :meth:`observe` it (``url=``, ``guid=``, ``content_hash=`` optional)."""
+        """Fingerprint ``text`` and :meth:`observe` it (``url=``, ``guid=``, ``content_hash=``, ``source=`` optional)."""
         return self.observe(event_id, fingerprint(text, settings=self.settings, **fingerprint_kw), ts)
 
     def match(self, text: str, ts: float | None = None, **fingerprint_kw: str) -> DedupMatch | None:

@@ -20,14 +20,15 @@ import redis
 from core.settings import DedupSettings
 from pipelines.stages.dedup.logic import (
     DEFAULT_SETTINGS,
+    KEY_KINDS,
     BucketEntry,
     DedupVerdict,
     Fingerprint,
     KeyHits,
-    entry_size,
     fingerprint,
     judge,
     key_kind,
+    kind_entry_size,
 )
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 #
 # A bucket: entries concatenated, oldest first. An entry is
 #   ts: uint48 LE milliseconds | size: uint16 LE | tag: uint8 | event id
+# (size: logic.kind_entry_size, the source's 16-bit tag on a page key)
 # tag 0: the id is 32 lower-case hex chars (every id core.records makes), stored as 16 raw bytes
 # (25-byte entry); tag n > 0: the id is n bytes of UTF-8.
 _ENTRY_HEAD = struct.Struct("<6sHB")
@@ -64,21 +66,23 @@ _PERIODS = 2  # periods read per probe: the current one and the one before (a pe
 # the same steps as pipelines.stages.dedup.logic.probe_entry on each key's bucket, plus one rule for
 # replays (marked *). ARGV: 1 hash prefix, 2 current period, 3 expiry of the current period's hashes
 # (unix ms), 4 event id (tag + id bytes), 5 horizon (ms: ts - ttl), 6 one kind letter per key
-# (e exact, b band, s sentence), 7-9 this event's entry for e/b/s keys, 10 max_bucket_entries,
-# 11.. one shard (3 bytes) + field (6 bytes) per key.
+# (e exact, p page, b band, s sentence), 7-10 this event's entry for e/p/b/s keys,
+# 11 max_bucket_entries, 12.. one shard (3 bytes) + field (6 bytes) per key. The content-hash key
+# comes first: when it has hits the event is an exact copy, which page keys do not store (the
+# versions of a page they keep are distinct texts; `copy` in probe_entry).
 # Returns {key index, hits (entries concatenated)} pairs for the keys that have hits.
 _PROBE_SCRIPT = """
 local prefix, period, expire_at = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local own, horizon = ARGV[4], tonumber(ARGV[5])
-local kinds, entry_of = ARGV[6], {e = ARGV[7], b = ARGV[8], s = ARGV[9]}
-local max_entries = tonumber(ARGV[10])
+local kinds, entry_of = ARGV[6], {e = ARGV[7], p = ARGV[8], b = ARGV[9], s = ARGV[10]}
+local max_entries = tonumber(ARGV[11])
 local periods = {}
 for j = 0, %(periods)d - 1 do periods[j + 1] = prefix .. struct.pack('>I4', period - %(periods)d + 1 + j) end
 local current = periods[#periods]
-local out, touched = {}, {}
+local out, touched, copy = {}, {}, false
 for i = 1, #kinds do
   local kind = string.sub(kinds, i, i)
-  local slot = ARGV[10 + i]
+  local slot = ARGV[11 + i]
   local shard, field = string.sub(slot, 1, 3), string.sub(slot, 4)
   local live, hits, own_seen, kept = 0, {}, false, {}
   for j, p in ipairs(periods) do
@@ -103,11 +107,12 @@ for i = 1, #kinds do
       end
     end
   end
-  if not own_seen and live < max_entries and not (kind == 'e' and #hits > 0) then
+  if not own_seen and live < max_entries and not (kind == 'e' and #hits > 0) and not (kind == 'p' and copy) then
     kept[#kept + 1] = entry_of[kind]
     redis.call('HSET', current .. shard, field, table.concat(kept))
     touched[shard] = true
   end
+  if kind == 'e' and #hits > 0 then copy = true end
   if #hits > 0 then
     out[#out + 1] = i
     out[#out + 1] = table.concat(hits)
@@ -202,8 +207,7 @@ class RedisDedupStore:
         return [self._hits(fp, next(replies)) if fp.keys else [] for fp, _, _ in events]
 
     def _script_args(self, fp: Fingerprint, event_id: str, ts: float) -> list[Any]:
-        # entry_size() looks at the key's first letter only: e(xact), b(and), s(entence)
-        entries = [encode_entry(BucketEntry(event_id, ts, entry_size(kind, fp))) for kind in "ebs"]
+        entries = [encode_entry(BucketEntry(event_id, ts, kind_entry_size(kind, fp))) for kind in KEY_KINDS]
         kinds = "".join(key_kind(k)[0] for k in fp.keys)
         period = int(self.clock() * 1000) // self._period_ms
         expire_at = (period + 1) * self._period_ms + self._ttl_ms
@@ -221,5 +225,5 @@ class RedisDedupStore:
         return DedupVerdict(event_id, judge(fp, self.probe(fp, event_id, ts), self.settings), fp)
 
     def add(self, event_id: str, text: str, ts: float, **fingerprint_kw: str) -> DedupVerdict:
-        """Fingerprint ``text`` and :meth:`observe` it (``url=``, ``guid=``, ``content_hash=`` optional)."""
+        """Fingerprint ``text`` and :meth:`observe` it (``url=``, ``guid=``, ``content_hash=``, ``source=`` optional)."""
         return self.observe(event_id, fingerprint(text, settings=self.settings, **fingerprint_kw), ts)

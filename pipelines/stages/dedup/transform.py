@@ -13,11 +13,14 @@ Records, not event ids, get verdicts: the same fragment delivered twice (a repla
 a producer retry) has one event_id but two records, and each must get its own verdict; a replayed
 event sees only the entries stored before its own, so it gets its first verdict again.
 
-Output fields: ``duplicate_of`` (exact copy, same URL or same feed GUID: the first event's id),
-``near_duplicate_of`` (edited re-post, excerpt, or the full text of an earlier excerpt),
-``dedup_kind`` (exact | same_url | near_duplicate | contained | contains), ``similarity``
-(estimated Jaccard of word 3-shingles) and ``containment`` (share of sentences in common); all
-``None`` for a first sighting. Duplicates are marked, never dropped.
+Output fields: ``duplicate_of`` (exact copy, another source's copy of the URL, or a version of
+the same page that adds nothing: the event it repeats), ``update_of`` (a new version of the same
+page, URL or feed GUID, from the same source that adds to it, e.g. a live blog's update: the
+version it supersedes; not a duplicate), ``near_duplicate_of`` (edited re-post, excerpt, or the
+full text of an earlier excerpt), ``dedup_kind`` (exact | same_url | update | near_duplicate |
+contained | contains), ``similarity`` (estimated Jaccard of word 3-shingles) and ``containment``
+(share of sentences in common); all ``None`` for a first sighting. Duplicates are marked, never
+dropped. When a page's version is an update is :func:`~pipelines.stages.dedup.logic.is_update`.
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ def record_id(event: dict[str, Any]) -> str:
 
 def event_fingerprint(event: dict[str, Any], settings: DedupSettings, match_url: bool, match_guid: bool
                       ) -> Fingerprint:
-    """Fingerprint of an in-flight event. The GUID is the source's item id, scoped by source.
+    """Fingerprint of an in-flight event. The GUID is the source's item id, scoped by source; the
+    source also tells a page's own versions from another source's copy of its URL.
 
     A part of a multi-part item (``metadata.part``) shares the item's URL and id with its siblings,
     so it is keyed by ``id#part`` and not by URL: parts are not copies of each other.
@@ -55,13 +59,13 @@ def event_fingerprint(event: dict[str, Any], settings: DedupSettings, match_url:
     if match_guid and event.get("source_id"):
         guid = f"{event['source']}\x1f{event['source_id']}" + (f"#{part}" if part is not None else "")
     return fingerprint(analysis_text(event), url=url, guid=guid, content_hash=event.get("content_hash"),
-                       settings=settings)
+                       source=event.get("source"), settings=settings)
 
 
 def verdict_counters() -> dict[str, Any]:
     """One ``dedup`` counter per verdict kind, and ``new`` for first sightings."""
     return {kind: Metrics.counter("dedup", kind) for kind in
-            ("exact", "same_url", "near_duplicate", "contained", "contains", "new")}
+            ("exact", "same_url", "update", "near_duplicate", "contained", "contains", "new")}
 
 
 def dedup_fields(match: DedupMatch | None) -> dict[str, Any]:

@@ -217,11 +217,12 @@ class StoryDecision:
 def link_keys(event: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     """(keys this event can follow to a known story, keys it files its own story under).
 
-    Follow: the events it duplicates (``duplicate_of`` / ``near_duplicate_of``) and, when its source
-    named a story (``story_key``, e.g. a live blog's id), that source's story. Own: its event id and
-    that story key.
+    Follow: the events it duplicates (``duplicate_of`` / ``near_duplicate_of``), the earlier version
+    of its page it updates (``update_of``: a live blog's update is activity of the blog's story)
+    and, when its source named a story (``story_key``, e.g. a live blog's id), that source's story.
+    Own: its event id and that story key.
     """
-    follow = [f"e:{event[f]}" for f in ("duplicate_of", "near_duplicate_of") if event.get(f)]
+    follow = [f"e:{event[f]}" for f in ("duplicate_of", "near_duplicate_of", "update_of") if event.get(f)]
     own = [f"e:{event['event_id']}"]
     if event.get("story_key"):
         key = f"k:{event.get('source')}\x1f{event['story_key']}"

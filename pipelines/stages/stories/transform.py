@@ -16,8 +16,10 @@ event), which is also what bounds memory; scoring and candidate lookups addition
 anything older than ``max_gap_s`` in event time, so replaying old data behaves as it did live.
 
 Links: an event that Deduplicate marked (``duplicate_of`` / ``near_duplicate_of``) joins the story
-of the event it repeats, and one whose source gave a ``story_key`` joins the story of that source's
-earlier event with the same key, while that story is open.
+of the event it repeats, an update of a page (``update_of``: a live blog's new version) the story of
+the version it supersedes, with only what that version lacked as its novelty; one whose source gave
+a ``story_key`` joins the story of that source's earlier event with the same key, while that story
+is open.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ class AssignStories(beam.PTransform):
 
     In: in-flight event dicts with ``event_id``, ``source``, ``text`` (normalised), ``origin``;
     optional ``entities`` / ``places`` (enrichment; quotes alone work without them),
-    ``duplicate_of`` / ``near_duplicate_of`` (run deduplication first) and ``story_key``.
+    ``duplicate_of`` / ``near_duplicate_of`` / ``update_of`` (run deduplication first) and ``story_key``.
     Element timestamps are event time. Out: (the same dicts plus :data:`STORY_FIELDS`, dead letters).
     ``namespace`` prefixes every Redis key (pipelines or tests can share one server).
     """

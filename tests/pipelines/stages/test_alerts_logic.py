@@ -343,4 +343,6 @@ def test_story_member_collapses_duplicates() -> None:
     assert story_member(event(story_id="s9")) == "s9"
     assert story_member(event(duplicate_of="c" * 32)) == "c" * 32
     assert story_member(event(near_duplicate_of="d" * 32)) == "d" * 32
+    assert story_member(event(update_of="e" * 32)) == "e" * 32  # a page's update: the page's story
+    assert story_member(event(update_of="e" * 32, story_id="s9")) == "s9"
     assert story_member(event()) == "a" * 32

@@ -13,10 +13,12 @@ from pipelines.stages.dedup.logic import (
     KeyHits,
     canonical_url,
     fingerprint,
+    is_update,
     judge,
     minhash_signature,
     probe_bucket,
     sentence_keys,
+    sentences,
 )
 from pipelines.text.normalise import normalise_text
 from tests.paths import ARTICLES, SAMPLES
@@ -140,3 +142,95 @@ def test_two_workers_meet_in_keyed_state() -> None:
 
 def test_canonical_url_drops_tracking_and_fragment() -> None:
     assert canonical_url("HTTP://www.Example.com/a/b/?utm_medium=x&id=3#top") == "https://example.com/a/b?id=3"
+
+
+# ------------------------------------------------------------------ versions of one page (live blogs)
+
+BLOG = "https://www.daily.example/live/storm-aila/"
+
+
+def said(name: str) -> list[str]:
+    """The fixture's sentences that dedup keys (at least ``min_sentence_words`` words)."""
+    return [x for x in sentences(text(name)) if len(x.split()) >= DedupSettings().min_sentence_words]
+
+
+def page(idx: DedupIndex, event_id: str, body: str, ts: float, source: str = "daily", **kw: str) -> object:
+    """Add a version of the live blog (its URL, ``source``) and return its match."""
+    return idx.add(event_id, body, ts, url=kw.pop("url", BLOG), source=source, **kw).match
+
+
+def test_a_live_blog_update_is_an_update_of_the_version_it_supersedes() -> None:
+    idx = DedupIndex()
+    assert page(idx, "v1", text("liveblog-storm.update-1.txt"), 0.0) is None
+    m = page(idx, "v3", text("liveblog-storm.update-3.txt"), 600.0, url=BLOG + "?utm_source=rss#entry-3")
+    assert m is not None and (m.kind, m.event_id) == ("update", "v1")
+    assert round(m.containment, 3) == round(4 / 7, 3)  # 3 of its 7 sentences are new
+    fields = m.as_fields()
+    assert (fields["update_of"], fields["duplicate_of"], fields["near_duplicate_of"]) == ("v1", None, None)
+    # the next entry updates the latest version, not the first
+    v4 = text("liveblog-storm.update-3.txt") + "\n\n" + " ".join(sentences(text("kyiv-wheat-exports.txt"))[:2])
+    m4 = page(idx, "v4", v4, 1200.0)
+    assert m4 is not None and (m4.kind, m4.event_id) == ("update", "v3")
+
+
+def test_an_update_with_60_percent_new_sentences_is_not_a_duplicate() -> None:
+    """The case from issue 15: before, the same URL made it a ``same_url`` duplicate (and its estimated
+    Jaccard with the earlier version is above ``near_duplicate_jaccard``: a near-duplicate test
+    would call it one too)."""
+    lines = said("turku-port-fire.txt")
+    idx = DedupIndex()
+    page(idx, "before", " ".join(lines[:8]), 0.0)
+    m = page(idx, "after", " ".join(lines[:20]), 60.0)
+    assert m is not None and (m.kind, m.event_id) == ("update", "before")
+    assert m.containment == 0.4 and m.similarity >= DedupSettings().near_duplicate_jaccard
+
+
+def test_identical_or_nothing_new_at_the_same_page_stays_a_duplicate() -> None:
+    idx = DedupIndex()
+    page(idx, "v1", text("liveblog-storm.update-1.txt"), 0.0)
+    page(idx, "v3", text("liveblog-storm.update-3.txt"), 60.0)
+    rewrapped = page(idx, "v1-again", text("liveblog-storm.update-2.txt"), 120.0)  # v1 re-wrapped, new marker
+    assert rewrapped is not None and (rewrapped.kind, rewrapped.event_id) == ("exact", "v1")
+    fewer = page(idx, "v3-cut", " ".join(sentences(text("liveblog-storm.update-3.txt"))[:5]), 180.0)  # entries dropped, nothing added
+    assert fewer is not None and (fewer.kind, fewer.event_id) == ("same_url", "v3")
+    assert fewer.as_fields()["duplicate_of"] == "v3"
+    # the exact copy was not stored as a version of the page: the page key holds v1, v3, v3-cut
+    url_key = fingerprint("x", url=BLOG).exact_keys[1]
+    assert [e.event_id for e in idx.state[url_key]] == ["v1", "v3", "v3-cut"]
+
+
+def test_another_source_with_the_same_url_is_a_copy_not_an_update() -> None:
+    idx = DedupIndex()
+    page(idx, "theirs", text("liveblog-storm.update-1.txt"), 0.0, source="daily")
+    m = page(idx, "aggregated", text("liveblog-storm.update-3.txt"), 60.0, source="aggregator")
+    assert m is not None and (m.kind, m.event_id) == ("same_url", "theirs")
+
+
+def test_a_feed_item_with_new_text_under_its_guid_is_an_update() -> None:
+    idx = DedupIndex()
+    idx.add("item", text("liveblog-storm.update-1.txt"), 0.0, guid="rss:daily\x1fstorm", source="rss:daily")
+    m = idx.add("item-2", text("liveblog-storm.update-3.txt"), 60.0, guid="rss:daily\x1fstorm", source="rss:daily").match
+    assert m is not None and (m.kind, m.event_id) == ("update", "item")
+
+
+def test_is_update_counts_what_the_version_adds() -> None:
+    fp = fingerprint(" ".join(said("turku-port-fire.txt")[:10]))
+    assert len(fp.sentence_keys) == 10
+    assert is_update(fp, previous_sentences=8, shared=8, similarity=0.8)       # two new sentences
+    assert is_update(fp, previous_sentences=9, shared=9, similarity=0.9)       # one added, none dropped
+    assert not is_update(fp, previous_sentences=10, shared=9, similarity=0.9)  # one reworded: a correction
+    assert not is_update(fp, previous_sentences=12, shared=10, similarity=0.8)  # entries dropped only
+    one = fingerprint("Storm Aila has cut power to 40,000 homes in Finland.")
+    assert is_update(one, previous_sentences=0, shared=0, similarity=0.1)      # a different one-liner
+    assert not is_update(one, previous_sentences=0, shared=0, similarity=0.6)  # the same one, edited
+
+
+def test_a_full_page_key_points_updates_at_its_last_stored_version() -> None:
+    idx = DedupIndex(DedupSettings(max_bucket_entries=2))
+    lines = said("turku-port-fire.txt")
+    page(idx, "v1", " ".join(lines[:4]), 0.0)
+    page(idx, "v2", " ".join(lines[:8]), 60.0)
+    m = page(idx, "v3", " ".join(lines[:12]), 120.0)
+    assert m is not None and (m.kind, m.event_id) == ("update", "v2")
+    m = page(idx, "v4", " ".join(lines[:16]), 180.0)  # v3 did not fit: still an update, of v2
+    assert m is not None and (m.kind, m.event_id) == ("update", "v2")

@@ -20,7 +20,7 @@ from apache_beam.testing.util import assert_that
 
 from connectors.redis import RedisServer, make_redis
 from core.settings import DedupSettings
-from pipelines.stages.dedup.logic import BucketEntry, DedupIndex, fingerprint
+from pipelines.stages.dedup.logic import BucketEntry, DedupIndex, fingerprint, source_tag
 from pipelines.stages.dedup.state import RedisDedupStore, decode_entries, encode_entry, key_slot
 from pipelines.stages.dedup.transform import (
     DEDUP_FIELDS,
@@ -86,8 +86,11 @@ def event_stream(seed: int) -> list[tuple[str, str, float, dict[str, str]]]:
         paras = t.split("\n\n")
         if len(paras) > 2:
             out.append(("\n\n".join(paras[: len(paras) // 2]), {}))
-    out.append((texts[0] + " Updated.", {"url": "https://example.test/a/?utm_source=x"}))
-    out.append((texts[1] + " Corrected.", {"url": "https://www.example.test/a"}))
+    # one page: versions from its source (an update, nothing new), another source's copy of the URL
+    out.append((texts[0] + " Updated.", {"url": "https://example.test/a/?utm_source=x", "source": "daily"}))
+    out.append((texts[1] + " Corrected.", {"url": "https://www.example.test/a", "source": "daily"}))
+    out.append((texts[1] + " Checked.", {"url": "https://example.test/a#top", "source": "daily"}))
+    out.append((texts[2] + " Copied.", {"url": "https://example.test/a", "source": "aggregator"}))
     rng.shuffle(out)
     return [(f"{i:032x}", text, T0 + 60 * i, kw) for i, (text, kw) in enumerate(out)]
 
@@ -105,7 +108,7 @@ def test_same_verdicts_as_dedup_index(client: redis.Redis, redis_namespace: str,
         assert got == want, (eid, text[:60])
         kinds.add(want.kind if want else None)
     assert {None, "exact", "near_duplicate", "contained"} <= kinds
-    assert "same_url" in kinds or settings.ttl_s < 3600  # the two URL posts are far apart in the stream
+    assert {"same_url", "update"} <= kinds or settings.ttl_s < 3600  # the URL posts are far apart in the stream
 
 
 def test_replay_gets_its_first_verdict_and_never_matches_itself(client: redis.Redis, redis_namespace: str) -> None:
@@ -157,7 +160,8 @@ def test_two_workers_sharing_one_redis_catch_a_duplicate_across_them(redis_serve
     article = ev("turku-port-fire.txt", 0, 0, url="https://turku-daily.example/news/port-fire/")
     assert judged(a, article)["dedup_kind"] is None
     assert judged(b, ev("turku-port-fire.repost.txt", 1, 1))["duplicate_of"] == article["event_id"]
-    same_url = judged(b, ev("helsinki-tram-line.txt", 2, 2, url="https://www.turku-daily.example/news/port-fire"))
+    same_url = judged(b, ev("helsinki-tram-line.txt", 2, 2, url="https://www.turku-daily.example/news/port-fire",
+                            source="aggregator"))  # another source's event with its URL
     assert (same_url["dedup_kind"], same_url["duplicate_of"]) == ("same_url", article["event_id"])
     assert judged(a, ev("turku-port-fire.edited.txt", 3, 3))["near_duplicate_of"] == article["event_id"]
     a.teardown()
@@ -215,13 +219,13 @@ def test_state_survives_a_redis_restart(tmp_path: Path) -> None:
 
 
 def test_keys_expire_after_the_ttl(client: redis.Redis, redis_namespace: str) -> None:
-    store = RedisDedupStore(client, DedupSettings(ttl_s=2.0), redis_namespace.encode())
+    store = RedisDedupStore(client, DedupSettings(ttl_s=1.0), redis_namespace.encode())
     text = ev("turku-port-fire.txt", 0, 0)["text"]
     now = time.time()
     assert store.add("a" * 32, text, now).match is None
     assert store.add("b" * 32, text, now + 0.1).match.kind == "exact"  # type: ignore[union-attr]
     assert client.keys(redis_namespace.encode() + b"*")
-    time.sleep(3.2)  # a period's hashes expire ttl_s after the period (ttl_s / 2) ends
+    time.sleep(2.3)  # a period (ttl_s long) expires ttl_s after it ends: at most 2 x ttl_s after a write
     assert client.keys(redis_namespace.encode() + b"*") == []  # Redis dropped the keys: state stays bounded
     assert store.add("c" * 32, text, time.time()).match is None
 
@@ -277,3 +281,24 @@ def test_index_stays_compact_in_redis(client: redis.Redis, redis_namespace: str)
     keys = client.keys(redis_namespace.encode() + b"*")
     assert 0 < len(keys) <= 64
     assert {client.object("encoding", k) for k in keys} == {b"listpack"}
+
+
+def test_a_page_key_keeps_each_version_once_and_no_exact_copy(client: redis.Redis, redis_namespace: str) -> None:
+    """A live blog's versions go into its URL's bucket (so an update finds the one it supersedes),
+    tagged with their source; an exact copy does not, so a page costs 25 bytes per distinct version."""
+    settings = DedupSettings()
+    now = time.time()  # the wall clock picks the period hash (a past one would expire at once)
+    store = RedisDedupStore(client, settings, redis_namespace.encode(), clock=lambda: now)
+    url = "https://daily.example/live/storm"
+    blog = [ev(f"liveblog-storm.update-{n}.txt", m, m, url=url, source="daily") for n, m in (("1", 0), ("3", 1), ("2", 2))]
+    copy = ev("liveblog-storm.update-3.txt", 3, 3, url=url, source="aggregator")
+    verdicts = [store.observe(e["event_id"], event_fingerprint(e, settings, True, True), T0 + i).match
+                for i, e in enumerate([*blog, copy])]
+    assert [(m.kind, m.event_id) if m else None for m in verdicts] == [
+        None, ("update", blog[0]["event_id"]), ("exact", blog[0]["event_id"]), ("exact", blog[1]["event_id"])]
+    slot = key_slot(event_fingerprint(blog[0], settings, True, True).exact_keys[1], settings.index_shards)
+    period = int(now * 1000) // round(settings.ttl_s * 1000)
+    bucket = client.hget(redis_namespace.encode() + b"x" + period.to_bytes(4, "big") + slot[:3], slot[3:])
+    assert bucket is not None and len(bucket) == 2 * 25
+    assert [e.event_id for e in decode_entries(bucket)] == [blog[0]["event_id"], blog[1]["event_id"]]
+    assert {e.size for e in decode_entries(bucket)} == {source_tag("daily")}

@@ -79,19 +79,25 @@ def test_shared_samples_are_not_duplicates_of_each_other(dedup: Any) -> None:
     run_stream(dedup(), steps, check)
 
 
-def test_same_url_and_same_feed_item_are_duplicates_but_parts_are_not(dedup: Any) -> None:
+def test_same_url_and_same_feed_item_are_duplicates_or_updates_but_parts_are_not(dedup: Any) -> None:
     url = "https://www.turku-daily.example/news/port-fire/"
     steps = [ev("turku-port-fire.txt", 0, 0, url=url),
              ev("turku-port-fire.edited.txt", 1, 1, title="same url", url=url + "?utm_source=rss"),
              ev("helsinki-tram-line.txt", 2, 2, source_id="item-7"),
              ev("tallinn-ferry-strike.txt", 3, 3, title="same item", source_id="item-7"),
-             ev("stockholm-housing.txt", 4, 4, source_id="item-9", metadata={"part": 1}),
-             ev("kyiv-wheat-exports.txt", 5, 5, title="part 2", source_id="item-9", metadata={"part": 2})]
+             ev("helsinki-tram-line.txt", 4, 4, title="same item again", source_id="item-7"),
+             ev("stockholm-housing.txt", 5, 5, source_id="item-9", metadata={"part": 1}),
+             ev("kyiv-wheat-exports.txt", 6, 6, title="part 2", source_id="item-9", metadata={"part": 2})]
 
     def check(out: list[dict[str, Any]]) -> None:
         got = by_title(out)
+        # a one-sentence correction at the same URL is a duplicate
         assert (got["same url"]["dedup_kind"], got["same url"]["duplicate_of"]) == ("same_url", steps[0]["event_id"])
-        assert (got["same item"]["dedup_kind"], got["same item"]["duplicate_of"]) == ("same_url", steps[2]["event_id"])
+        # new content under the same GUID updates the item; its first text again is an exact duplicate
+        item = got["same item"]
+        assert (item["dedup_kind"], item["update_of"], item["duplicate_of"]) == ("update", steps[2]["event_id"], None)
+        again = got["same item again"]
+        assert (again["dedup_kind"], again["duplicate_of"], again["update_of"]) == ("exact", steps[2]["event_id"], None)
         assert got["part 2"]["dedup_kind"] is None
 
     run_stream(dedup(), steps, check)
