@@ -18,6 +18,7 @@ What the pipeline keeps in Redis, and how, lives with each stateful stage
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 from collections.abc import Iterable
@@ -81,14 +82,24 @@ DISABLED_COMMANDS = ("FLUSHALL", "FLUSHDB", "CONFIG", "DEBUG", "SHUTDOWN", "MODU
                      "SYNC", "PSYNC", "FAILOVER", "MIGRATE", "ACL", "FUNCTION")
 
 
+def resolve_maxmemory(value: str | None) -> str | None:
+    """``redis.maxmemory`` as redis-server takes it: ``"auto"`` is half of this machine's physical
+    memory (the other half for the broker, the pipeline and the OS), in MiB; other values as given."""
+    if value != "auto":
+        return value
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return f"{total // 2 // 2**20}mb"
+
+
 class RedisServer(EmbeddedServer):
     """The embedded ``redis-server`` on ``host:port`` with its state in ``data_dir``.
 
     Usage: ``with RedisServer(settings.data_dir / "redis", port=6379) as server: ...`` or
     ``start()`` / ``stop()``. The append-only file (fsync every second) is what makes state survive
     a restart; RDB snapshots are off (the AOF already holds everything). ``maxmemory`` (e.g.
-    ``"2gb"``) is off by default; when set, writes past it fail loudly (``noeviction``) rather than
-    silently forgetting dedup state.
+    ``"2gb"``, or ``"auto"``: half of this machine's memory, see :func:`resolve_maxmemory`) is off
+    when None; when set, writes past it fail loudly (``noeviction``) rather than silently forgetting
+    dedup state.
 
     ``password``: clients must AUTH with it (``requirepass``; :attr:`url` carries it). Required when
     ``host`` is not a loopback address. It goes into ``data_dir/redis.conf`` (mode 0600), never on
@@ -103,7 +114,7 @@ class RedisServer(EmbeddedServer):
                  enable_commands: Iterable[str] = ()) -> None:
         self.dir = Path(data_dir).resolve()
         self.host, self.port = host, port
-        self.maxmemory = maxmemory
+        self.maxmemory = resolve_maxmemory(maxmemory)
         self.password = password or None
         self.enable_commands = {c.upper() for c in enable_commands}
         self.proc: subprocess.Popen[bytes] | None = None

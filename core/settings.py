@@ -193,7 +193,9 @@ class RedisSettings:
     url: str = "redis://127.0.0.1:6390/0"
     embedded: bool = True
     namespace: str = "nd:"
-    maxmemory: str | None = None
+    # "auto": half of the machine's memory (connectors/redis.resolve_maxmemory); writes past it fail
+    # (noeviction), never evict state silently. None: no limit.
+    maxmemory: str | None = "auto"
 
     @property
     def password(self) -> str | None:

@@ -208,7 +208,14 @@ def _redis_check(url: str) -> dict[str, Any]:
     client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
     try:
         client.ping()
-        return {"ok": True, "detail": "PING answered"}
+        memory = client.info("memory")
+        used, limit = int(memory.get("used_memory", 0)), int(memory.get("maxmemory", 0))
+        if limit and used >= limit:
+            return {"ok": False, "detail": f"Redis full: {used / 2**20:.0f} MiB used of maxmemory "
+                    f"{limit / 2**20:.0f} MiB (noeviction): state writes fail until redis.maxmemory is "
+                    "raised or the windows (dedup ttl, stories max_gap_s) shorten"}
+        share = f", {used / limit:.0%} of maxmemory" if limit else ""
+        return {"ok": True, "detail": f"PING answered{share}"}
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
         return {"ok": False, "detail": f"Redis unavailable: {type(exc).__name__}: {exc}"[:300]}
     finally:

@@ -55,3 +55,35 @@ def test_a_password_is_enforced_and_kept_off_the_command_line(tmp_path: Path) ->
         assert stat.S_IMODE(server.config_file.stat().st_mode) == 0o600
         assert make_redis(server.url).flushall()  # kept on request (a bench's)
     assert set(DISABLED_COMMANDS) >= {"CONFIG", "MODULE", "REPLICAOF", "SLAVEOF", "DEBUG", "MIGRATE"}
+
+
+def test_maxmemory_auto_is_half_the_machine_and_settings_refuse_nonsense() -> None:
+    import os
+
+    from connectors.redis import resolve_maxmemory
+    from core.settings import load_settings
+
+    half_mib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2 // 2**20
+    assert resolve_maxmemory("auto") == f"{half_mib}mb"
+    assert resolve_maxmemory("3gb") == "3gb" and resolve_maxmemory(None) is None
+    assert load_settings(environ={}).redis.maxmemory == "auto"  # the shipped default is bounded
+    with pytest.raises(ValueError, match="maxmemory"):
+        load_settings(environ={}, overrides={"redis.maxmemory": "lots"})
+
+
+def test_a_full_redis_refuses_writes_loudly_and_readyz_says_why(tmp_path: Path) -> None:
+    from pipelines.supervisor import _redis_check
+
+    server = RedisServer(tmp_path / "r", port=free_port(), maxmemory="4mb").start()
+    try:
+        client = make_redis(server.url)
+        assert _redis_check(server.url)["ok"]
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            for i in range(10_000):  # ~10 MB of values against a 4 MB bound: nothing is evicted
+                client.set(f"k{i}", b"x" * 1000)
+        assert client.get("k0") == b"x" * 1000
+        check = _redis_check(server.url)
+        assert not check["ok"] and check["detail"].startswith("Redis full:") and "maxmemory" in check["detail"]
+        client.close()
+    finally:
+        server.stop()
