@@ -38,6 +38,7 @@ from bench.stage_chain import StageChain, StageClock
 from connectors.kafka import KafkaBroker, make_consumer, make_producer
 from connectors.redis import RedisServer
 from core.settings import load_settings
+from newswire.workers import PipelineWorkers
 from pipelines.text.normalise import split_sentences
 from tests.harness import Stack, free_port
 
@@ -113,6 +114,8 @@ def main() -> None:
                     help="pipeline.stories.enabled")
     ap.add_argument("--alerts", choices=["on", "off"], default="on" if shipped.alerts.enabled else "off",
                     help="alerts.enabled (config/alerts.yaml)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="pipeline jobs splitting the partitions, as `newswire up --workers N` starts them")
     ap.add_argument("--baseline-only", action="store_true",
                     help="only the plain loop and its per-stage cost table (no broker, no pipeline)")
     args = ap.parse_args()
@@ -139,9 +142,19 @@ def main() -> None:
                                     "pipeline.stories.enabled": args.stories == "on",
                                     "alerts.enabled": args.alerts == "on"})
         t_start = time.monotonic()
-        stack.start_pipeline()
-        stack.produce([orjson.dumps({"source": "bench", "id": "warmup", "text": "Warm-up fragment for the bench."})])
-        if not collect(stack, {"warmup"}, 120):
+        pool = None
+        if args.workers == 1:
+            stack.start_pipeline()
+        else:
+            pool = PipelineWorkers(stack.config_path, args.partitions, args.workers, tmp / "workers").start()
+        # One warm-up fragment per partition: every job is up before the clock starts.
+        warm = make_producer(stack.settings)
+        for p in range(args.partitions):
+            warm.send(stack.settings.kafka.topics.fragments.name, partition=p,
+                      value=orjson.dumps({"source": "bench", "id": f"warmup-{p}", "text": f"Warm-up fragment {p}."}))
+        warm.flush()
+        warm.close()
+        if len(collect(stack, {f"warmup-{p}" for p in range(args.partitions)}, 180)) < args.partitions:
             sys.exit("pipeline did not come up:\n" + stack.pipeline_log())
         startup = time.monotonic() - t_start
 
@@ -173,6 +186,8 @@ def main() -> None:
         got_l = collect(stack, {f"lat-{i}" for i in range(len(values_l))}, 300)
         lat = [e - r for r, e in got_l.values()]
         producer.close()
+        if pool is not None:
+            pool.stop()
         stack.stop_all()
 
     clock = StageClock()
@@ -180,7 +195,7 @@ def main() -> None:
     base_rate = baseline(make_fragments(n_base, 1, "tp"), stack.settings, clock)
     redis.stop()
     print(f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
-          f"runner: Prism, partitions: {args.partitions}, enrichment: {args.entities}, "
+          f"runner: Prism, jobs: {args.workers}, partitions: {args.partitions}, enrichment: {args.entities}, "
           f"dedup: {args.dedup}, stories: {args.stories}, alerts: {args.alerts}")
     print(f"pipeline startup (process start -> first enriched event): {startup:.1f} s")
     print(f"throughput: {len(got)}/{args.n} fragments of {size:.0f} B; produced in {produced_s:.2f} s; "

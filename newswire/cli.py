@@ -225,8 +225,15 @@ def start_embedded_postgres(settings: Settings) -> Any:
                           database=settings.storage.postgres_database, user=settings.storage.postgres_user).start()
 
 
+def _workers_arg(value: str) -> str:
+    if value == "auto" or (value.isdigit() and int(value) >= 1):
+        return value
+    raise argparse.ArgumentTypeError(f"--workers: 'auto' or a whole number >= 1, got {value!r}")
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from connectors.kafka import KafkaBroker, ensure_topics, wait_for_broker
+    from newswire.workers import PipelineWorkers, default_workers
     from pipelines.supervisor import supervise
 
     s = _settings(args)
@@ -241,11 +248,20 @@ def cmd_up(args: argparse.Namespace) -> int:
         wait_for_broker(s.kafka.bootstrap_servers)
         ensure_topics(s)
     try:
-        print(f"starting the streaming pipeline on {s.pipeline.runner} ...", flush=True)
-        result = supervise(s)
-        if s.pipeline.health_port is not None:
-            print(f"pipeline: health on http://{s.pipeline.health_host}:{s.pipeline.health_port}/readyz, "
-                  "metrics on /metrics", flush=True)
+        partitions = s.kafka.topics.fragments.partitions
+        workers = default_workers(partitions) if args.workers == "auto" else int(args.workers)
+        result: Any = None
+        pool: PipelineWorkers | None = None
+        if workers == 1:
+            print(f"starting the streaming pipeline on {s.pipeline.runner} ...", flush=True)
+            result = supervise(s)
+            if s.pipeline.health_port is not None:
+                print(f"pipeline: health on http://{s.pipeline.health_host}:{s.pipeline.health_port}/readyz, "
+                      "metrics on /metrics", flush=True)
+        else:
+            pool = PipelineWorkers(Path(args.config) if args.config else None, partitions, workers,
+                                   s.data_dir / "logs", s.pipeline.health_port).start()
+            print(f"starting the streaming pipeline on {s.pipeline.runner}: {pool.describe()}", flush=True)
         viewer = threading.Thread(target=tail, args=(s, ["enriched", "alerts", "dlq", "stats"], False, None, None, stop),
                                   daemon=True)
         viewer.start()
@@ -273,9 +289,13 @@ def cmd_up(args: argparse.Namespace) -> int:
         while not stop.wait(0.5):
             if deadline and time.monotonic() > deadline:
                 break
-            if result.gave_up:
+            if result is not None and result.gave_up:
                 print(f"newswire up: the pipeline job failed {len(result.failures)} times; giving up. Last error: "
                       f"{result.last_error}", file=sys.stderr, flush=True)
+                code = 1
+                break
+            if pool is not None and pool.failed:
+                print(f"newswire up: a pipeline worker gave up: {'; '.join(pool.failed)}", file=sys.stderr, flush=True)
                 code = 1
                 break
         stop.set()
@@ -283,7 +303,10 @@ def cmd_up(args: argparse.Namespace) -> int:
             source.stop()
         if notifier:
             notifier.stop()
-        _cancel(result, s)
+        if pool is not None:
+            pool.stop()
+        else:
+            _cancel(result, s)
         viewer.join(5)
         if s.sqlite_path.exists():
             print_events(s, 10)
@@ -385,6 +408,9 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--demo", action="store_true", help="ingest docs/examples/demo-fragments.jsonl once started")
     up.add_argument("--ingest", nargs="*", default=[], metavar="PATH", help="files to ingest once started")
     up.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (default: run until Ctrl-C)")
+    up.add_argument("--workers", type=_workers_arg, default="auto", metavar="N",
+                    help="pipeline jobs, each a process reading its share of the raw topic's partitions "
+                         "(default auto: one per core, at most one per partition; docs/deploy.md#scaling)")
     up.set_defaults(fn=cmd_up)
     sub.add_parser("broker", help="run only the embedded Kafka broker").set_defaults(fn=cmd_broker)
     pl = sub.add_parser("pipeline", help="run only the streaming pipeline; extra flags go to Beam")

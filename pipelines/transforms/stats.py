@@ -6,7 +6,7 @@ while the unbounded stream runs (tests/pipelines/test_streaming.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -19,17 +19,23 @@ from core.records import iso_from_millis, utc_now_iso
 from core.settings import Settings
 
 
-def window_count(source: str, count: int, start_s: float, end_s: float) -> dict[str, Any]:
-    """A stats record for one window and source."""
+def window_count(source: str, count: int, start_s: float, end_s: float,
+                 partitions: Sequence[int] | None = None) -> dict[str, Any]:
+    """A stats record for one window and source. ``partitions``: the raw-topic partitions the count
+    covers when this job reads only some (``pipeline.partitions``, e.g. one of `up --workers N`'s
+    jobs): each job then emits its share, and a consumer sums records of one source and window."""
     return {"schema": "fragment-count/1", "source": source, "fragments": count,
             "window_start": iso_from_millis(int(start_s * 1000)), "window_end": iso_from_millis(int(end_s * 1000)),
-            "emitted_at": utc_now_iso()}
+            "emitted_at": utc_now_iso(), "partitions": list(partitions) if partitions is not None else None}
 
 
 class _Format(beam.DoFn):
+    def __init__(self, partitions: Sequence[int] | None) -> None:
+        self.partitions = partitions
+
     def process(self, element: tuple[str, int], win: Any = beam.DoFn.WindowParam) -> Iterator[dict[str, Any]]:
         source, count = element
-        yield window_count(source, count, float(win.start), float(win.end))
+        yield window_count(source, count, float(win.start), float(win.end), self.partitions)
 
 
 class _Produce(beam.DoFn):
@@ -72,6 +78,6 @@ class FragmentCounts(beam.PTransform):
             | "Window" >> beam.WindowInto(window.FixedWindows(s.pipeline.stats_window_s))
             | "BySource" >> beam.Map(lambda e: (e["source"], 1))
             | "Count" >> beam.CombinePerKey(sum)
-            | "Format" >> beam.ParDo(_Format())
+            | "Format" >> beam.ParDo(_Format(s.pipeline.partitions))
             | "Produce" >> beam.ParDo(_Produce(s, s.kafka.topics.stats.name))
         )

@@ -15,6 +15,7 @@ import pytest
 from connectors.kafka import make_producer
 from connectors.sinks import open_store
 from connectors.sources.base import fragment_key
+from newswire.workers import PipelineWorkers
 from tests.harness import Stack, free_port, scrape, series
 
 pytestmark = pytest.mark.e2e
@@ -231,28 +232,31 @@ def test_sigkill_mid_stream_then_restart_keeps_every_fragment_exactly_once(
     assert len(stored_source_ids(url)) == total
 
 
-def test_two_pipeline_instances_splitting_the_partitions_share_dedup_and_stories(make_stack: Any) -> None:
-    """Instance A reads partitions 0-1, B 2-3 (pipeline.partitions): a copy that lands on the other
-    instance is still a duplicate, and joins the original's story, because both use one Redis."""
-    a = make_stack(**{"pipeline.partitions": [0, 1]})
-    b_config = a.variant_config("instance-b", **{"pipeline.partitions": [2, 3]})
-    a.start_pipeline()
-    b = a.start_pipeline(config_path=b_config)
-    producer = make_producer(a.settings)
-    edited = STORY.replace("about two hundred", "about three hundred").replace("About two", "About three")
-    producer.send(a.settings.kafka.topics.fragments.name, partition=0,
-                  value=orjson.dumps({"source": "wire:a", "id": "on-a", "text": STORY}))
-    producer.flush()
-    first = a.consume("enriched", lambda r: len(r) >= 1, timeout_s=90)
-    assert first, a.pipeline_log()
-    producer.send(a.settings.kafka.topics.fragments.name, partition=3,
-                  value=orjson.dumps({"source": "site:b", "id": "on-b", "text": edited}))
-    producer.flush()
-    producer.close()
-    events = {e["source_id"]: e for e in a.consume("enriched", lambda r: len(r) >= 2, timeout_s=90)}
-    assert set(events) == {"on-a", "on-b"}, a.pipeline_log()
-    assert events["on-a"]["origin"]["partition"] == 0 and events["on-b"]["origin"]["partition"] == 3
-    assert events["on-b"]["near_duplicate_of"] == events["on-a"]["event_id"]
-    assert events["on-b"]["story_id"] == events["on-a"]["story_id"]
-    assert events["on-b"]["story"]["event_count"] == 2
-    assert b.poll() is None  # instance B is the one that processed partition 3, and still runs
+def test_two_pipeline_workers_splitting_the_partitions_share_dedup_and_stories(make_stack: Any) -> None:
+    """`newswire up --workers 2`'s two jobs (newswire/workers.py): worker 0 reads partitions 0 and 2,
+    worker 1 reads 1 and 3. A copy that lands on the other worker is still a duplicate, and joins the
+    original's story, because both use one Redis."""
+    a = make_stack()
+    pool = PipelineWorkers(a.config_path, 4, 2, a.tmp / "workers").start()
+    logs = lambda: "\n".join(pool.log_path(i).read_text(errors="replace")[-3000:] for i in range(2))
+    try:
+        producer = make_producer(a.settings)
+        edited = STORY.replace("about two hundred", "about three hundred").replace("About two", "About three")
+        producer.send(a.settings.kafka.topics.fragments.name, partition=0,
+                      value=orjson.dumps({"source": "wire:a", "id": "on-a", "text": STORY}))
+        producer.flush()
+        first = a.consume("enriched", lambda r: len(r) >= 1, timeout_s=90)
+        assert first, logs()
+        producer.send(a.settings.kafka.topics.fragments.name, partition=3,
+                      value=orjson.dumps({"source": "site:b", "id": "on-b", "text": edited}))
+        producer.flush()
+        producer.close()
+        events = {e["source_id"]: e for e in a.consume("enriched", lambda r: len(r) >= 2, timeout_s=90)}
+        assert set(events) == {"on-a", "on-b"}, logs()
+        assert events["on-a"]["origin"]["partition"] == 0 and events["on-b"]["origin"]["partition"] == 3
+        assert events["on-b"]["near_duplicate_of"] == events["on-a"]["event_id"]
+        assert events["on-b"]["story_id"] == events["on-a"]["story_id"]
+        assert events["on-b"]["story"]["event_count"] == 2
+        assert not pool.failed, logs()
+    finally:
+        pool.stop()
