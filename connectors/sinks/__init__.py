@@ -150,6 +150,35 @@ class EventStore(Sink):
         ``stories`` table's columns, with top_entities / top_places decoded."""
 
     @abc.abstractmethod
+    def acknowledge_alert(self, alert_id: str, by: str) -> None:
+        """Record that `by` (a console role) acknowledged the alert; the first acknowledgement stays."""
+
+    @abc.abstractmethod
+    def alert_acks(self, alert_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Of `alert_ids`, those acknowledged: alert_id -> {"by": ..., "at": ISO-8601 UTC}."""
+
+    @abc.abstractmethod
+    def growing_stories(self, since: str, limit: int = 10) -> list[dict[str, Any]]:
+        """Stories with events received at or after `since`, most such events first: the
+        ``stories`` row (as :meth:`top_stories` gives it) plus ``recent_events``."""
+
+    @abc.abstractmethod
+    def story(self, story_id: str) -> dict[str, Any] | None:
+        """One ``stories`` row (as :meth:`top_stories` gives it), or None."""
+
+    @abc.abstractmethod
+    def story_events(self, story_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        """The story's stored EnrichedEvents, oldest received first (at most `limit`, the oldest)."""
+
+    @abc.abstractmethod
+    def event(self, event_id: str) -> dict[str, Any] | None:
+        """One stored EnrichedEvent, or None."""
+
+    @abc.abstractmethod
+    def size_bytes(self) -> int:
+        """What the store takes on disk (the database file and its WAL, or the database's size)."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Close the connection (unflushed rows are dropped: flush first)."""
 

@@ -76,6 +76,14 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX IF NOT EXISTS alerts_fired_at ON alerts (fired_at);
     CREATE INDEX IF NOT EXISTS alerts_rule ON alerts (rule, fired_at);
     """,
+    # 3: acknowledgements from the console (newswire/console/): one per alert, the first one stays.
+    """
+    CREATE TABLE IF NOT EXISTS alert_acks (
+        alert_id      TEXT PRIMARY KEY,
+        acked_by      TEXT NOT NULL,
+        acked_at      TEXT NOT NULL
+    );
+    """,
 )
 
 _UPSERT, _UPSERT_STORY, _UPSERT_ALERT = upserts("sqlite")
@@ -181,14 +189,56 @@ class SQLiteSink(EventStore):
         cur = self._conn.execute(
             f"SELECT {', '.join(_STORY_FIELDS)} FROM stories WHERE (? IS NULL OR last_seen >= ?)"
             " ORDER BY source_count DESC, event_count DESC, last_seen DESC LIMIT ?", (cutoff, cutoff, int(limit)))
-        return [{**dict(zip(_STORY_FIELDS, row, strict=True)), "top_entities": orjson.loads(row[5]),
-                 "top_places": orjson.loads(row[6])} for row in cur]
+        return [_story_dict(row) for row in cur]
+
+    def acknowledge_alert(self, alert_id: str, by: str) -> None:
+        self._conn.execute("INSERT INTO alert_acks (alert_id, acked_by, acked_at) VALUES (?, ?, ?)"
+                           " ON CONFLICT (alert_id) DO NOTHING", (alert_id, by, iso(datetime.now(UTC))))
+
+    def alert_acks(self, alert_ids: list[str]) -> dict[str, dict[str, Any]]:
+        if not alert_ids:
+            return {}
+        rows = self._conn.execute("SELECT alert_id, acked_by, acked_at FROM alert_acks WHERE alert_id IN"
+                                  f" ({', '.join('?' * len(alert_ids))})", alert_ids)
+        return {alert_id: {"by": by, "at": at} for alert_id, by, at in rows}
+
+    def growing_stories(self, since: str, limit: int = 10) -> list[dict[str, Any]]:
+        # stories_last_seen narrows to live stories first; their events come by events_story_id.
+        cur = self._conn.execute(
+            f"SELECT {', '.join('s.' + f for f in _STORY_FIELDS)}, count(*) AS recent FROM stories s"
+            " JOIN events e ON e.story_id = s.story_id WHERE s.last_seen >= ?"
+            " AND julianday(e.received_at) >= julianday(?) GROUP BY s.story_id"
+            " ORDER BY recent DESC, s.event_count DESC, s.last_seen DESC LIMIT ?",
+            (_stored_time(since), since, int(limit)))
+        return [{**_story_dict(row[:-1]), "recent_events": row[-1]} for row in cur]
+
+    def story(self, story_id: str) -> dict[str, Any] | None:
+        row = self._conn.execute(f"SELECT {', '.join(_STORY_FIELDS)} FROM stories WHERE story_id = ?",
+                                 (story_id,)).fetchone()
+        return _story_dict(row) if row else None
+
+    def story_events(self, story_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        rows = self._conn.execute("SELECT body FROM events WHERE story_id = ?"
+                                  " ORDER BY julianday(received_at), event_id LIMIT ?", (story_id, int(limit)))
+        return [orjson.loads(body) for (body,) in rows]
+
+    def event(self, event_id: str) -> dict[str, Any] | None:
+        row = self._conn.execute("SELECT body FROM events WHERE event_id = ?", (event_id,)).fetchone()
+        return orjson.loads(row[0]) if row else None
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
 
     def close(self) -> None:
         self._conn.close()
 
 
 _STORY_FIELDS = ("story_id", "first_seen", "last_seen", "event_count", "source_count", "top_entities", "top_places")
+
+
+def _story_dict(row: tuple[Any, ...]) -> dict[str, Any]:
+    return {**dict(zip(_STORY_FIELDS, row, strict=True)), "top_entities": orjson.loads(row[5]),
+            "top_places": orjson.loads(row[6])}
 
 
 def _stored_time(value: str | None) -> str | None:

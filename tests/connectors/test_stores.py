@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from connectors.sinks import EventStore, open_store
+from connectors.sinks.postgres import MIGRATIONS as POSTGRES_MIGRATIONS
 from connectors.sinks.rows import parse_time
 from connectors.sinks.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
 from connectors.sinks.sqlite import SQLiteSink
@@ -175,7 +176,8 @@ def test_migrations_rerun_without_change(store_url: str) -> None:
         s.flush()
         s.close()
     if store_url.startswith("postgresql://"):
-        assert query(store_url, "SELECT version FROM schema_migrations") == [(1,)]
+        assert query(store_url, "SELECT version FROM schema_migrations ORDER BY version") == [
+            (n,) for n in range(1, len(POSTGRES_MIGRATIONS) + 1)]
     else:
         assert query(store_url, "PRAGMA user_version") == [(len(SQLITE_MIGRATIONS),)]
     assert query(store_url, "SELECT count(*) FROM events") == [(1,)]

@@ -1,0 +1,434 @@
+"""The console's web app (Starlette, Jinja2 templates) and the server that runs it (uvicorn).
+
+Pages: alerts (live over SSE), stories, a story's timeline, an event, dead letters, health. Every
+page needs a session with a role (:mod:`newswire.console.auth`); the one action, acknowledging an
+alert, needs an operator and the session's CSRF token. Every response carries a strict
+Content-Security-Policy: scripts and styles only from ``/static`` (no inline code), nothing from
+another origin, no framing. Data reaches the script only through ``data-`` attributes and the
+JSON of the live stream; it sets ``textContent``, never markup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qs
+
+import jinja2
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from connectors.process import is_loopback
+from connectors.sinks import EventStore, open_store
+from connectors.sources.http import RateLimiter
+from core.settings import ConfigError, Settings
+from newswire.console import health, views
+from newswire.console.auth import COOKIE, OPERATOR, VIEWER, Credentials, Session, SessionSigner
+from newswire.console.feed import TopicFeed
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+T = TypeVar("T")
+
+#: No inline script or style, nothing from elsewhere, no framing, forms post only here.
+CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+                           "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+SECURITY_HEADERS = [
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+]
+
+
+def with_security_headers(app: ASGIApp) -> ASGIApp:
+    """`app` with SECURITY_HEADERS on every HTTP response (static files and errors included)."""
+    async def secured(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+
+        async def send_secured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                message["headers"] = [*message.get("headers", []),
+                                      *((n, v) for n, v in SECURITY_HEADERS if n not in present)]
+            await send(message)
+        await app(scope, receive, send_secured)
+    return secured
+
+
+def templates() -> jinja2.Environment:
+    """The page templates, autoescaped (every template, whatever its name), with the view helpers."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(visible=views.visible, safe_href=views.safe_href, size=health.size)
+    return env
+
+
+class StoreReader:
+    """The store the console reads, opened on first use and reopened after it went away; one
+    connection, so calls take turns (in Starlette's thread pool, off the event loop)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._store: EventStore | None = None
+        self._lock = threading.Lock()
+
+    async def read(self, query: Callable[[EventStore], T]) -> T:
+        return await run_in_threadpool(self._read, query)
+
+    def _read(self, query: Callable[[EventStore], T]) -> T:
+        with self._lock:
+            if self._store is None:
+                self._store = open_store(self.url)
+            try:
+                return query(self._store)
+            except Exception as exc:
+                if self._store.unavailable(exc):
+                    self._close()
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        if self._store is not None:
+            try:
+                self._store.close()
+            except Exception as exc:  # noqa: BLE001 - it is being dropped either way
+                log.debug("console: closing the store: %s", exc)
+            self._store = None
+
+
+class Console:
+    """Serves the console on ``console.host:port`` from a background thread (``port`` 0: any free
+    one; read ``self.port`` after ``start()``). ``credentials`` default to the environment."""
+
+    #: Keep-alive comment on an idle live stream (proxies close silent connections).
+    HEARTBEAT_S = 15.0
+    #: Alerts a new live stream gets first (the page may have rendered before they were stored).
+    STREAM_REPLAY = 20
+
+    def __init__(self, settings: Settings, host: str | None = None, port: int | None = None,
+                 credentials: Credentials | None = None) -> None:
+        self.settings = settings
+        self.config = settings.console
+        self.host = host or self.config.host
+        self.port = self.config.port if port is None else port
+        self.credentials = credentials or Credentials.from_environment(self.config.viewer_token_env,
+                                                                       self.config.operator_token_env)
+        self.sessions = SessionSigner(self.config.session_ttl_s)
+        self.feed = TopicFeed(settings, self.config.alert_backlog, self.config.dead_letter_backlog)
+        self.store = StoreReader(settings.storage_url)
+        self.templates = templates()
+        self._logins = RateLimiter(1.0, 10)  # per client address: guessing tokens stays slow
+        self._stopping = threading.Event()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.app = self._app()
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, timeout_s: float = 30) -> None:
+        if self.credentials.open and not is_loopback(self.host):
+            raise ConfigError(f"console: refusing to serve {self.host} without a login token; set "
+                              f"{self.config.operator_token_env} (and {self.config.viewer_token_env} for viewers)")
+        if self.credentials.open:
+            log.warning("console on %s:%s has no login (loopback only); set %s to require one",
+                        self.host, self.port, self.config.operator_token_env)
+        self._stopping.clear()
+        self.feed.start()
+        config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning", access_log=False,
+                                lifespan="off", timeout_graceful_shutdown=2)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="console", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"console could not listen on {self.host}:{self.port} (in use?)")
+            time.sleep(0.02)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(10)
+        self._server = self._thread = None
+        self.feed.stop()
+        self.store.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def describe(self) -> str:
+        login = "no login: loopback only" if self.credentials.open else "login with a viewer or operator token"
+        return f"console: {self.url}/ ({login})"
+
+    # ------------------------------------------------------------------ the app
+    def _app(self) -> ASGIApp:
+        routes = [
+            Route("/", lambda request: RedirectResponse("/alerts", 303)),
+            Route("/login", self._login_page, methods=["GET"]),
+            Route("/login", self._login, methods=["POST"]),
+            Route("/logout", self._logout, methods=["POST"]),
+            Route("/alerts", self._alerts, methods=["GET"]),
+            Route("/alerts/stream", self._alert_stream, methods=["GET"]),
+            Route("/alerts/{alert_id}/ack", self._acknowledge, methods=["POST"]),
+            Route("/stories", self._stories, methods=["GET"]),
+            Route("/stories/{story_id}", self._story, methods=["GET"]),
+            Route("/events/{event_id}", self._event, methods=["GET"]),
+            Route("/dead-letters", self._dead_letters, methods=["GET"]),
+            Route("/health", self._health, methods=["GET"]),
+            Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+        ]
+        return with_security_headers(Starlette(routes=routes))
+
+    # -- sessions
+    def _session(self, request: Request) -> tuple[Session, bool]:
+        """The request's session, and whether it is new (its cookie must be set). An open console
+        gives every visitor an operator's session."""
+        session = self.sessions.load(request.cookies.get(COOKIE))
+        if session is not None and (session.role is not None or not self.credentials.open):
+            return session, False
+        return self.sessions.new(OPERATOR if self.credentials.open else None), True
+
+    def _set_cookie(self, response: Response, session: Session) -> None:
+        response.set_cookie(COOKIE, self.sessions.dump(session), max_age=int(self.config.session_ttl_s),
+                            httponly=True, samesite="strict", path="/")
+
+    def _denied(self, request: Request, session: Session, role: str) -> Response | None:
+        """None if `session` may see a page that needs `role`; else where to go (login) or 403."""
+        if session.may(role):
+            return None
+        if session.role is None:
+            if request.headers.get("accept", "").startswith("text/event-stream"):
+                return Response("log in first", 401, media_type="text/plain")
+            return RedirectResponse("/login", 303)
+        return self._error(session, 403, f"this needs the {role} role; you are logged in as {session.role}")
+
+    def _forged(self, request: Request, session: Session, form: Any) -> Response | None:
+        """403 unless a POST carries the session's CSRF token and, if it says, comes from this origin."""
+        origin = request.headers.get("origin")
+        own = f"{request.url.scheme}://{request.headers.get('host', '')}"
+        if (origin is not None and origin != own) or not session.csrf_matches(form.get("csrf")):
+            return self._error(session, 403, "the form's security token is missing or stale (CSRF check); "
+                               "reload the page and try again")
+        return None
+
+    def _page(self, session: Session, fresh: bool, template: str, status: int = 200, **context: Any) -> Response:
+        body = self.templates.get_template(template).render(
+            session=session, open_console=self.credentials.open, **context)
+        response = HTMLResponse(body, status, headers={"Cache-Control": "no-store"})
+        if fresh:
+            self._set_cookie(response, session)
+        return response
+
+    def _error(self, session: Session, status: int, message: str) -> Response:
+        return self._page(session, False, "error.html", status, message=message, title=f"Error {status}")
+
+    async def _viewer_page(self, request: Request) -> tuple[Session, bool, Response | None]:
+        session, fresh = self._session(request)
+        return session, fresh, self._denied(request, session, VIEWER)
+
+    # -- login
+    async def _login_page(self, request: Request) -> Response:
+        session, fresh = self._session(request)
+        if session.role is not None:
+            return RedirectResponse("/alerts", 303)
+        return self._page(session, fresh, "login.html", title="Log in", message=None)
+
+    async def _login(self, request: Request) -> Response:
+        session, fresh = self._session(request)
+        form = await _form(request)
+        if (refusal := self._forged(request, session, form)) is not None:
+            return refusal
+        wait = self._logins.check(request.client.host if request.client else "?")
+        if wait:
+            return self._page(session, fresh, "login.html", 429, title="Log in",
+                              message=f"too many attempts; wait {wait:.0f}s")
+        role = self.credentials.role_for(str(form.get("token") or ""))
+        if role is None:
+            return self._page(session, fresh, "login.html", 401, title="Log in", message="that token is not valid")
+        response = RedirectResponse("/alerts", 303)
+        self._set_cookie(response, self.sessions.new(role))  # a new CSRF token with the new role
+        return response
+
+    async def _logout(self, request: Request) -> Response:
+        session, _ = self._session(request)
+        form = await _form(request)
+        if (refusal := self._forged(request, session, form)) is not None:
+            return refusal
+        response = RedirectResponse("/login", 303)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    # -- alerts
+    async def _alerts(self, request: Request) -> Response:
+        session, fresh, denied = await self._viewer_page(request)
+        if denied:
+            return denied
+        limit = self.config.alert_backlog
+
+        def read(store: EventStore) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+            alerts = store.alerts(limit=limit)
+            return alerts, store.alert_acks([a["alert_id"] for a in alerts])
+        try:
+            alerts, acks = await self.store.read(read)
+            error = None
+        except Exception as exc:  # noqa: BLE001 - the live stream still works without the store
+            alerts, acks, error = [], {}, f"{type(exc).__name__}: {exc}"
+        return self._page(session, fresh, "alerts.html", title="Alerts", alerts=[views.alert_view(a) for a in alerts],
+                          acks=acks, store_error=error, feed_error=self.feed.error)
+
+    async def _alert_stream(self, request: Request) -> Response:
+        session, _ = self._session(request)
+        if (denied := self._denied(request, session, VIEWER)) is not None:
+            return denied if denied.status_code != 303 else Response("log in first", 401, media_type="text/plain")
+        queue = self.feed.subscribe()
+        recent = list(self.feed.alerts)[-self.STREAM_REPLAY:]
+
+        async def events() -> AsyncIterator[bytes]:
+            try:
+                yield b"retry: 2000\n\n"
+                for alert in recent:
+                    yield _sse("alert", views.alert_view(alert))
+                while not self._stopping.is_set():
+                    try:
+                        alert = await asyncio.wait_for(queue.get(), self.HEARTBEAT_S)
+                    except TimeoutError:
+                        yield b": keep-alive\n\n"
+                        continue
+                    yield _sse("alert", views.alert_view(alert))
+            finally:
+                self.feed.unsubscribe(queue)
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    async def _acknowledge(self, request: Request) -> Response:
+        session, _ = self._session(request)
+        if (denied := self._denied(request, session, OPERATOR)) is not None:
+            return denied
+        form = await _form(request)
+        if (refusal := self._forged(request, session, form)) is not None:
+            return refusal
+        alert_id = request.path_params["alert_id"]
+        await self.store.read(lambda store: store.acknowledge_alert(alert_id, session.role or OPERATOR))
+        return RedirectResponse("/alerts", 303)
+
+    # -- stories and events
+    async def _stories(self, request: Request) -> Response:
+        session, fresh, denied = await self._viewer_page(request)
+        if denied:
+            return denied
+        now = datetime.now(UTC)
+        hour, day = (now - timedelta(hours=1)).isoformat(), (now - timedelta(hours=24)).isoformat()
+        growing, biggest = await self.store.read(lambda s: (s.growing_stories(hour, 20), s.top_stories(day, 20)))
+        return self._page(session, fresh, "stories.html", title="Stories", growing=growing, biggest=biggest,
+                          names=views.names)
+
+    async def _story(self, request: Request) -> Response:
+        session, fresh, denied = await self._viewer_page(request)
+        if denied:
+            return denied
+        story_id = request.path_params["story_id"]
+        story, events = await self.store.read(lambda s: (s.story(story_id), s.story_events(story_id)))
+        if story is None:
+            return self._error(session, 404, "no such story in the store")
+        return self._page(session, fresh, "story.html", title="Story", story=story, names=views.names,
+                          events=[_event_view(e) for e in events])
+
+    async def _event(self, request: Request) -> Response:
+        session, fresh, denied = await self._viewer_page(request)
+        if denied:
+            return denied
+        event_id = request.path_params["event_id"]
+        event = await self.store.read(lambda s: s.event(event_id))
+        if event is None:
+            return self._error(session, 404, "no such event in the store")
+        return self._page(session, fresh, "event.html", title="Event", event=_event_view(event))
+
+    # -- dead letters and health
+    async def _dead_letters(self, request: Request) -> Response:
+        session, fresh, denied = await self._viewer_page(request)
+        if denied:
+            return denied
+        letters = [{"stage": d.get("stage"), "reason": d.get("reason"), "error": d.get("error"),
+                    "failed_at": d.get("failed_at"), "origin": d.get("origin") or {},
+                    "size": d.get("original_size"), "payload": views.payload_preview(d)}
+                   for d in reversed(self.feed.dead_letters)]
+        return self._page(session, fresh, "dead_letters.html", title="Dead letters", letters=letters,
+                          feed_error=self.feed.error, topic=self.settings.kafka.topics.dlq.name)
+
+    async def _health(self, request: Request) -> Response:
+        session, fresh, denied = await self._viewer_page(request)
+        if denied:
+            return denied
+        s = self.settings
+        lag = await run_in_threadpool(health.measure, lambda: health.consumer_lag(s))
+        redis = await run_in_threadpool(health.measure, lambda: health.redis_memory(s))
+        try:
+            store: dict[str, Any] = {"value": await self.store.read(lambda st: st.size_bytes())}
+        except Exception as exc:  # noqa: BLE001 - shown as the figure's error
+            store = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        counts = sorted(self.feed.dead_letter_counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        return self._page(session, fresh, "health.html", title="Health", lag=lag, redis=redis, store=store,
+                          counts=counts, feed_error=self.feed.error, settings=s)
+
+
+def _event_view(event: dict[str, Any]) -> dict[str, Any]:
+    """An EnrichedEvent as the story and event pages show it: text with its new sentences marked."""
+    novelty = event.get("novelty") or {}
+    return {"event_id": event.get("event_id"), "title": event.get("title"), "source": event.get("source"),
+            "url": event.get("url"), "received_at": event.get("received_at"), "story_id": event.get("story_id"),
+            "language": (event.get("language") or {}).get("code"),
+            "duplicate_of": event.get("duplicate_of") or event.get("near_duplicate_of"),
+            "pieces": views.highlight(str(event.get("text") or ""), novelty.get("new_sentences") or ()),
+            "novelty_ratio": novelty.get("ratio"),
+            "entities": views.names(event.get("entities") or (), 8), "places": views.names(event.get("places") or (), 8)}
+
+
+#: A console form holds a CSRF token and at most a login token.
+MAX_FORM_BYTES = 4096
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """The fields of a url-encoded form POST (first value of each); {} for anything else or too big."""
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
+        return {}
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            return {}
+    try:
+        fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=8)
+    except ValueError:  # more fields than any console form has
+        return {}
+    return {name: values[0] for name, values in fields.items()}
+
+
+def _sse(event: str, data: Any) -> bytes:
+    """One server-sent event; the JSON is one line, so it needs one ``data:`` field."""
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"

@@ -1,0 +1,69 @@
+"""The health page's figures, each cheap to read and each allowed to fail on its own.
+
+Consumer lag is the pipeline group's committed offset against the end of each raw-topic partition
+(the pipeline commits only what every sink has flushed, so lag is what is not yet stored); Redis
+memory is ``INFO memory``; the store's size comes from the store. A figure that cannot be read
+shows why instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from kafka import KafkaAdminClient, TopicPartition
+
+from connectors.kafka import make_consumer
+from connectors.redis import make_redis
+from core.settings import Settings
+
+
+def consumer_lag(settings: Settings) -> list[dict[str, Any]]:
+    """Per partition of the raw topic: end offset, the pipeline group's committed offset, lag."""
+    topic = settings.kafka.topics.fragments.name
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers.split(","),
+                             client_id="newswire-console", request_timeout_ms=5000)
+    consumer = make_consumer(settings, group_id=None, request_timeout_ms=5000)
+    try:
+        committed = {tp.partition: meta.offset for tp, meta in
+                     admin.list_consumer_group_offsets(settings.kafka.consumer_group).items() if tp.topic == topic}
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        ends = consumer.end_offsets(partitions)
+    finally:
+        consumer.close()
+        admin.close()
+    rows = []
+    for tp in partitions:
+        done = committed.get(tp.partition)
+        rows.append({"partition": tp.partition, "end": ends[tp], "committed": done,
+                     "lag": ends[tp] - (done if done is not None and done >= 0 else 0)})
+    return rows
+
+
+def redis_memory(settings: Settings) -> dict[str, Any]:
+    """Redis ``INFO memory``: used and peak memory, the maxmemory limit (0: none)."""
+    client = make_redis(settings.redis.url, retries=0, socket_timeout_s=2.0)
+    try:
+        info = client.info("memory")
+    finally:
+        client.close()
+    return {"used": int(info["used_memory"]), "peak": int(info["used_memory_peak"]),
+            "maxmemory": int(info.get("maxmemory") or 0)}
+
+
+def measure(read: Callable[[], Any]) -> dict[str, Any]:
+    """``{"value": read()}``, or ``{"error": why}`` when it failed."""
+    try:
+        return {"value": read()}
+    except Exception as exc:  # noqa: BLE001 - shown on the page as the figure's error
+        return {"error": f"{type(exc).__name__}: {exc}"[:300]}
+
+
+def size(num_bytes: int) -> str:
+    """Bytes for people: 1.5 MB."""
+    value = float(num_bytes)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"

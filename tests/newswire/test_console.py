@@ -1,0 +1,188 @@
+"""The console without a browser: login, roles, CSRF, security headers and escaping of hostile
+records (Starlette's TestClient against a real SQLite store), and the pure view helpers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from starlette.testclient import TestClient
+
+from connectors.sinks import open_store
+from core.settings import ConfigError, Settings, load_settings
+from newswire.console import views
+from newswire.console.app import CONTENT_SECURITY_POLICY, Console
+from newswire.console.auth import COOKIE, Credentials, SessionSigner
+from tests.newswire import hostile
+
+# Starlette's TestClient warns that it prefers httpx2; httpx is what the project pins.
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+
+VIEWER, OPERATOR = "viewer-token-1", "operator-token-2"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(overrides={"storage.url": f"sqlite:///{tmp_path / 'store.db'}", "data_dir": str(tmp_path)},
+                         environ={})
+
+
+@pytest.fixture
+def console(settings: Settings) -> Iterator[Console]:
+    store = open_store(settings.storage_url)
+    store.add_many([hostile.event(0), hostile.event(1)])
+    store.add_alerts([hostile.alert()])
+    store.flush()
+    store.close()
+    made = Console(settings, credentials=Credentials(VIEWER, OPERATOR))
+    made.feed.take("dlq", orjson.dumps(hostile.dead_letter()))
+    yield made
+    made.store.close()
+
+
+def csrf_of(page: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert match, "the page has no CSRF field"
+    return match.group(1)
+
+
+def login(client: TestClient, token: str) -> None:
+    page = client.get("/login")
+    reply = client.post("/login", data={"csrf": csrf_of(page.text), "token": token}, follow_redirects=False)
+    assert reply.status_code == 303, reply.text
+
+
+def test_pages_need_a_login_and_the_stream_says_401(console: Console) -> None:
+    client = TestClient(console.app)
+    for path in ("/alerts", "/stories", "/dead-letters", "/health", f"/stories/{hostile.STORY_ID}"):
+        reply = client.get(path, follow_redirects=False)
+        assert (reply.status_code, reply.headers["location"]) == (303, "/login"), path
+    assert client.get("/alerts/stream", headers={"accept": "text/event-stream"}).status_code == 401
+
+
+def test_a_wrong_token_is_refused_and_a_forged_cookie_is_no_session(console: Console) -> None:
+    client = TestClient(console.app)
+    page = client.get("/login")
+    reply = client.post("/login", data={"csrf": csrf_of(page.text), "token": "guess"}, follow_redirects=False)
+    assert reply.status_code == 401
+    other = SessionSigner(3600)  # another key: what an attacker can sign
+    client.cookies.set(COOKIE, other.dump(other.new("operator")))
+    assert client.get("/alerts", follow_redirects=False).status_code == 303
+
+
+def test_login_without_the_csrf_token_is_refused(console: Console) -> None:
+    client = TestClient(console.app)
+    client.get("/login")
+    assert client.post("/login", data={"token": OPERATOR}, follow_redirects=False).status_code == 403
+    assert client.get("/alerts", follow_redirects=False).status_code == 303  # still not logged in
+
+
+def test_viewer_sees_pages_but_may_not_acknowledge(console: Console) -> None:
+    client = TestClient(console.app)
+    login(client, VIEWER)
+    page = client.get("/alerts")
+    assert page.status_code == 200 and "Acknowledge" not in page.text
+    reply = client.post(f"/alerts/{'a' * 32}/ack", data={"csrf": csrf_of(page.text)}, follow_redirects=False)
+    assert reply.status_code == 403
+    assert 'class="acked"' not in client.get("/alerts").text
+
+
+def test_operator_acknowledges_only_with_the_csrf_token_from_this_origin(console: Console) -> None:
+    client = TestClient(console.app)
+    login(client, OPERATOR)
+    page = client.get("/alerts")
+    token = csrf_of(page.text)
+    ack = f"/alerts/{'a' * 32}/ack"
+    assert client.post(ack, data={}, follow_redirects=False).status_code == 403
+    assert client.post(ack, data={"csrf": "x" + token}, follow_redirects=False).status_code == 403
+    assert client.post(ack, data={"csrf": token}, headers={"origin": "https://evil.example"},
+                       follow_redirects=False).status_code == 403
+    assert 'class="acked"' not in client.get("/alerts").text
+    assert client.post(ack, data={"csrf": token}, follow_redirects=False).status_code == 303
+    assert "acknowledged by operator" in client.get("/alerts").text
+
+
+def test_logout_ends_the_session(console: Console) -> None:
+    client = TestClient(console.app)
+    login(client, VIEWER)
+    token = csrf_of(client.get("/alerts").text)
+    assert client.post("/logout", data={"csrf": token}, follow_redirects=False).status_code == 303
+    assert client.get("/alerts", follow_redirects=False).status_code == 303
+
+
+def test_every_response_has_the_strict_security_headers(console: Console) -> None:
+    client = TestClient(console.app)
+    login(client, VIEWER)
+    for path in ("/login", "/alerts", "/static/console.js", "/static/console.css", "/no-such-page"):
+        headers = client.get(path).headers
+        assert headers["content-security-policy"] == CONTENT_SECURITY_POLICY, path
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["x-frame-options"] == "DENY"
+    assert "'unsafe-inline'" not in CONTENT_SECURITY_POLICY and "script-src 'self'" in CONTENT_SECURITY_POLICY
+
+
+@pytest.mark.parametrize("path", ["/alerts", "/stories", f"/stories/{hostile.STORY_ID}", f"/events/{0:032x}",
+                                  f"/events/{1:032x}", "/dead-letters"])
+def test_hostile_text_is_escaped_and_links_are_http_only(console: Console, path: str) -> None:
+    client = TestClient(console.app)
+    login(client, OPERATOR)
+    page = client.get(path)
+    assert page.status_code == 200, page.text
+    html = page.text
+    # the only <script> is the console's own file; no event handler or script URL got through
+    assert re.findall(r"<script[^>]*>", html) == ['<script src="/static/console.js" defer>']
+    assert "<img" not in html and "onerror=" not in html.replace("onerror=&#34;", "")
+    assert not re.search(r"""href\s*=\s*["']?\s*javascript:""", html, re.IGNORECASE)
+    assert not re.search(r"\sstyle=", html)  # the CSP would block inline styles anyway
+    assert "\u202e" not in html and "\u200b" not in html
+    assert "&lt;script&gt;" in html or path == "/stories"
+
+
+def test_story_page_marks_new_sentences_and_shows_hidden_characters(console: Console) -> None:
+    client = TestClient(console.app)
+    login(client, VIEWER)
+    html = client.get(f"/stories/{hostile.STORY_ID}").text
+    assert f"<mark>{hostile.NEW_SENTENCE}</mark>" in html
+    assert "invoice[U+202E]txt.exe" in html and "Sto[U+200B]ltenberg" in html
+    assert 'href="https://example.org/a/1?q=&#34;&gt;&lt;script&gt;"' in html
+    assert 'class="unsafe-url"' in html  # the javascript: URL, as text
+
+
+def test_an_open_console_serves_loopback_only(settings: Settings) -> None:
+    with pytest.raises(ConfigError, match="without a login token"):
+        Console(settings, host="0.0.0.0", credentials=Credentials(None, None)).start()
+
+
+def test_an_open_console_makes_everyone_on_loopback_an_operator(console: Console, settings: Settings) -> None:
+    client = TestClient(Console(settings, credentials=Credentials(None, None)).app)
+    assert "Acknowledge" in client.get("/alerts").text
+
+
+def test_one_variable_for_both_tokens_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="must differ"):
+        load_settings(overrides={"console.viewer_token_env": "X", "console.operator_token_env": "X"}, environ={})
+
+
+@pytest.mark.parametrize("url, href", [
+    ("https://example.org/a?b=1", "https://example.org/a?b=1"), ("http://example.org", "http://example.org"),
+    ("javascript:alert(1)", None), ("JaVaScRiPt:alert(1)", None), (" javascript:alert(1)", None),
+    ("java\tscript:alert(1)", None), ("data:text/html,<script>", None), ("//evil.example/x", None),
+    ("/relative", None), ("https://exa\u202emple.org", None), ("https:alert(1)", None), (None, None), (42, None),
+])
+def test_safe_href_allows_only_absolute_http_urls(url: object, href: str | None) -> None:
+    assert views.safe_href(url) == href
+
+
+def test_highlight_marks_each_new_sentence_once() -> None:
+    text = "One. Two is new. Three. Two is new."
+    assert views.highlight(text, ["Two is new.", "missing"]) == [
+        ("One. ", False), ("Two is new.", True), (" Three. Two is new.", False)]
+
+
+def test_payload_preview_decodes_without_trusting() -> None:
+    preview = views.payload_preview(hostile.dead_letter())
+    assert preview["not_utf8"] and "[U+202E]" in preview["text"] and "<script>" in preview["text"]
+    assert views.payload_preview({"original_b64": "@@"})["invalid"]
