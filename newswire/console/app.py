@@ -36,7 +36,7 @@ from connectors.sinks import EventStore, open_store
 from connectors.sources.http import RateLimiter
 from core.settings import ConfigError, Settings
 from newswire.console import health, views
-from newswire.console.auth import COOKIE, OPERATOR, VIEWER, Credentials, Session, SessionSigner
+from newswire.console.auth import COOKIE, LOGIN_COOKIE, OPERATOR, VIEWER, Credentials, Session, SessionSigner
 from newswire.console.feed import TopicFeed
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,8 @@ SECURITY_HEADERS = [
     (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
+    # same-origin, not no-referrer: under no-referrer a browser posts forms with "Origin: null"
+    (b"referrer-policy", b"same-origin"),
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"cross-origin-resource-policy", b"same-origin"),
 ]
@@ -210,13 +211,19 @@ class Console:
         """The request's session, and whether it is new (its cookie must be set). An open console
         gives every visitor an operator's session."""
         session = self.sessions.load(request.cookies.get(COOKIE))
-        if session is not None and (session.role is not None or not self.credentials.open):
+        if session is not None and session.role is not None:
             return session, False
-        return self.sessions.new(OPERATOR if self.credentials.open else None), True
+        if self.credentials.open:
+            return self.sessions.new(OPERATOR), True
+        session = self.sessions.load(request.cookies.get(LOGIN_COOKIE))
+        if session is not None and session.role is None:
+            return session, False
+        return self.sessions.new(None), True
 
     def _set_cookie(self, response: Response, session: Session) -> None:
-        response.set_cookie(COOKIE, self.sessions.dump(session), max_age=int(self.config.session_ttl_s),
-                            httponly=True, samesite="strict", path="/")
+        """Set `session`'s cookie: the session cookie once it has a role, else the login form's."""
+        response.set_cookie(COOKIE if session.role else LOGIN_COOKIE, self.sessions.dump(session),
+                            max_age=int(self.config.session_ttl_s), httponly=True, samesite="lax", path="/")
 
     def _denied(self, request: Request, session: Session, role: str) -> Response | None:
         """None if `session` may see a page that needs `role`; else where to go (login) or 403."""
@@ -273,6 +280,7 @@ class Console:
             return self._page(session, fresh, "login.html", 401, title="Log in", message="that token is not valid")
         response = RedirectResponse("/alerts", 303)
         self._set_cookie(response, self.sessions.new(role))  # a new CSRF token with the new role
+        response.delete_cookie(LOGIN_COOKIE, path="/")
         return response
 
     async def _logout(self, request: Request) -> Response:

@@ -4,7 +4,8 @@ A login is one token: the viewer's (``console.viewer_token_env``) or the operato
 (``console.operator_token_env``). With neither variable set the console is open, and then it
 refuses to serve beyond loopback (like HTTP ingest without its token): everyone on this machine is
 an operator. A session is a cookie signed with a key made when the console starts (a restart logs
-everyone out), ``HttpOnly`` and ``SameSite=Strict``, holding the role, an expiry and the session's
+everyone out), ``HttpOnly`` and ``SameSite=Lax`` (a link from a chat or an alert webhook opens the
+page logged in; a cross-site POST goes without it), holding the role, an expiry and the session's
 CSRF token. Every POST must carry that CSRF token in its form and, when the browser sends an
 ``Origin``, come from the console's own origin.
 """
@@ -25,7 +26,9 @@ import orjson
 VIEWER, OPERATOR = "viewer", "operator"
 #: What each role may do, lowest first: an operator may do everything a viewer may.
 ROLES = (VIEWER, OPERATOR)
-COOKIE = "newswire_console"
+#: The logged-in session's cookie, and the one that only carries the login form's CSRF token (apart,
+#: so that a visit without the session cookie, e.g. a cross-site redirect, never overwrites a login).
+COOKIE, LOGIN_COOKIE = "newswire_console", "newswire_console_login"
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,39 @@ def test_ops_queries_list_alerts_since_and_top_stories(store: EventStore) -> Non
     assert [t["story_id"] for t in store.top_stories(limit=1)] == ["story:cccccccccccccccc"]
 
 
+def test_console_queries_growing_stories_a_story_its_events_and_size(store: EventStore) -> None:
+    a, b = "story:aaaaaaaaaaaaaaaa", "story:bbbbbbbbbbbbbbbb"
+    # event(i) is received at 10:<i>; story a has 3 events from 10:05 on, story b 5 events, 2 of them since 10:05
+    store.add_many([event(i, story_id=a, story=story(n, "2026-03-01T10:05:00Z", f"2026-03-01T10:{i:02d}:00Z", "org:a"))
+                    for n, i in enumerate((5, 6, 7), start=1)]
+                   + [event(i, story_id=b, story=story(n, "2026-03-01T10:00:00Z", f"2026-03-01T10:{i:02d}:00Z", "org:b"))
+                      for n, i in enumerate((1, 2, 3, 8, 9), start=1)])
+    store.flush()
+    growing = store.growing_stories("2026-03-01T10:05:00Z")
+    assert [(g["story_id"], g["recent_events"], g["event_count"]) for g in growing] == [(a, 3, 3), (b, 2, 5)]
+    assert growing[0]["top_entities"][0]["id"] == "org:a"
+    assert store.growing_stories("2026-03-01T11:00:00Z") == []
+    assert store.story(b) is not None and store.story(b)["event_count"] == 5  # type: ignore[index]
+    assert store.story("story:none") is None
+    assert [e["source_id"] for e in store.story_events(b)] == ["a-1", "a-2", "a-3", "a-8", "a-9"]
+    assert [e["source_id"] for e in store.story_events(b, limit=2)] == ["a-1", "a-2"]
+    assert store.event(f"{7:032x}")["story_id"] == a  # type: ignore[index]
+    assert store.event("nope") is None
+    assert store.size_bytes() > 0
+
+
+def test_alert_acknowledgements_keep_the_first(store: EventStore) -> None:
+    store.add_alerts([alert("a1", "one"), alert("a2", "two")])
+    store.flush()
+    assert store.alert_acks(["a1", "a2"]) == {}
+    store.acknowledge_alert("a1", "operator")
+    store.acknowledge_alert("a1", "someone else")
+    acks = store.alert_acks(["a1", "a2", "a3"])
+    assert list(acks) == ["a1"] and acks["a1"]["by"] == "operator"
+    assert parse_time(acks["a1"]["at"]) is not None
+    assert store.alert_acks([]) == {}
+
+
 def test_events_read_back_for_replay(store: EventStore) -> None:
     store.add_many([event(i) for i in range(5)] + [event(9, source="wire:b")])
     store.flush()

@@ -18,9 +18,6 @@ from newswire.console.app import CONTENT_SECURITY_POLICY, Console
 from newswire.console.auth import COOKIE, Credentials, SessionSigner
 from tests.newswire import hostile
 
-# Starlette's TestClient warns that it prefers httpx2; httpx is what the project pins.
-pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
-
 VIEWER, OPERATOR = "viewer-token-1", "operator-token-2"
 
 
