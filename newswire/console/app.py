@@ -59,17 +59,21 @@ SECURITY_HEADERS = [
 
 
 def with_security_headers(app: ASGIApp) -> ASGIApp:
-    """`app` with SECURITY_HEADERS on every HTTP response (static files and errors included)."""
+    """`app` with SECURITY_HEADERS on every HTTP response (static files and errors included), and
+    its cookies marked ``Secure`` when the request came over https (uvicorn reads a loopback
+    proxy's ``X-Forwarded-Proto``)."""
     async def secured(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
+        https = scope.get("scheme") == "https"
 
         async def send_secured(message: Message) -> None:
             if message["type"] == "http.response.start":
-                present = {name.lower() for name, _ in message.get("headers", [])}
-                message["headers"] = [*message.get("headers", []),
-                                      *((n, v) for n, v in SECURITY_HEADERS if n not in present)]
+                headers = [(n, v + b"; Secure" if https and n.lower() == b"set-cookie" else v)
+                           for n, v in message.get("headers", [])]
+                present = {name.lower() for name, _ in headers}
+                message["headers"] = [*headers, *((n, v) for n, v in SECURITY_HEADERS if n not in present)]
             await send(message)
         await app(scope, receive, send_secured)
     return secured

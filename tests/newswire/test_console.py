@@ -102,6 +102,12 @@ def test_operator_acknowledges_only_with_the_csrf_token_from_this_origin(console
     assert "acknowledged by operator" in client.get("/alerts").text
 
 
+def test_session_cookies_are_httponly_lax_and_secure_over_https(console: Console) -> None:
+    for base, secure in (("http://testserver", False), ("https://testserver", True)):
+        cookie = TestClient(console.app, base_url=base).get("/login").headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=lax" in cookie and ("Secure" in cookie) is secure
+
+
 def test_logout_ends_the_session(console: Console) -> None:
     client = TestClient(console.app)
     login(client, VIEWER)
