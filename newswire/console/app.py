@@ -175,12 +175,12 @@ class Console:
 
     def stop(self) -> None:
         self._stopping.set()
+        self.feed.stop()  # first: it ends the open live streams, which the server would wait for
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(10)
         self._server = self._thread = None
-        self.feed.stop()
         self.store.close()
 
     @property
@@ -324,14 +324,16 @@ class Console:
         async def events() -> AsyncIterator[bytes]:
             try:
                 yield b"retry: 2000\n\n"
-                for alert in recent:
-                    yield _sse("alert", views.alert_view(alert))
+                for earlier in recent:
+                    yield _sse("alert", views.alert_view(earlier))
                 while not self._stopping.is_set():
                     try:
                         alert = await asyncio.wait_for(queue.get(), self.HEARTBEAT_S)
                     except TimeoutError:
                         yield b": keep-alive\n\n"
                         continue
+                    if alert is None:  # the console is stopping
+                        return
                     yield _sse("alert", views.alert_view(alert))
             finally:
                 self.feed.unsubscribe(queue)
@@ -401,9 +403,9 @@ class Console:
         lag = await run_in_threadpool(health.measure, lambda: health.consumer_lag(s))
         redis = await run_in_threadpool(health.measure, lambda: health.redis_memory(s))
         try:
-            store: dict[str, Any] = {"value": await self.store.read(lambda st: st.size_bytes())}
+            store: dict[str, Any] = {"value": await self.store.read(lambda st: st.size_bytes()), "error": None}
         except Exception as exc:  # noqa: BLE001 - shown as the figure's error
-            store = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+            store = {"value": None, "error": f"{type(exc).__name__}: {exc}"[:300]}
         counts = sorted(self.feed.dead_letter_counts.items(), key=lambda kv: (-kv[1], kv[0]))
         return self._page(session, fresh, "health.html", title="Health", lag=lag, redis=redis, store=store,
                           counts=counts, feed_error=self.feed.error, settings=s)

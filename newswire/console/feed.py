@@ -37,7 +37,7 @@ class TopicFeed:
         self.dead_letter_counts: Counter[tuple[str, str]] = Counter()
         self.error: str | None = "not connected yet"
         self._backlog = {"alert": alert_backlog, "dlq": dead_letter_backlog}
-        self._subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[dict[str, Any]]]] = set()
+        self._subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[dict[str, Any] | None]]] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -48,23 +48,25 @@ class TopicFeed:
         self._thread.start()
 
     def stop(self) -> None:
+        self._publish(None)  # open live streams end now instead of at their next heartbeat
         self._stop.set()
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
 
-    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
-        """A queue on the running event loop that receives every alert from now on."""
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self.QUEUE_SIZE)
+    def subscribe(self) -> asyncio.Queue[dict[str, Any] | None]:
+        """A queue on the running event loop that receives every alert from now on, and None when
+        the feed stops."""
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(self.QUEUE_SIZE)
         with self._lock:
             self._subscribers.add((asyncio.get_running_loop(), queue))
         return queue
 
-    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
         with self._lock:
             self._subscribers = {s for s in self._subscribers if s[1] is not queue}
 
-    def _publish(self, alert: dict[str, Any]) -> None:
+    def _publish(self, alert: dict[str, Any] | None) -> None:
         with self._lock:
             subscribers = list(self._subscribers)
         for loop, queue in subscribers:
@@ -83,7 +85,8 @@ class TopicFeed:
                 self._stop.wait(2)
 
     def _consume(self) -> None:
-        consumer = make_consumer(self.settings, group_id=None, enable_auto_commit=False)
+        # A short bootstrap wait keeps stop() prompt while the broker is away (the loop retries anyway).
+        consumer = make_consumer(self.settings, group_id=None, enable_auto_commit=False, bootstrap_timeout_ms=2000)
         try:
             partitions = []
             for topic in self.topics:
@@ -120,7 +123,7 @@ class TopicFeed:
             self.dead_letter_counts[(str(doc.get("stage")), str(doc.get("reason")))] += 1
 
 
-def _put_latest(queue: asyncio.Queue[dict[str, Any]], item: dict[str, Any]) -> None:
+def _put_latest(queue: asyncio.Queue[dict[str, Any] | None], item: dict[str, Any] | None) -> None:
     if queue.full():
         queue.get_nowait()
     queue.put_nowait(item)

@@ -12,21 +12,30 @@ from collections.abc import Callable
 from typing import Any
 
 from kafka import KafkaAdminClient, TopicPartition
+from kafka.errors import CoordinatorNotAvailableError, NotCoordinatorError
 
 from connectors.kafka import make_consumer
 from connectors.redis import make_redis
 from core.settings import Settings
 
 
-def consumer_lag(settings: Settings) -> list[dict[str, Any]]:
-    """Per partition of the raw topic: end offset, the pipeline group's committed offset, lag."""
+def consumer_lag(settings: Settings) -> dict[str, Any]:
+    """Per partition of the raw topic (``partitions``): end offset, the pipeline group's committed
+    offset, lag; ``note`` says why no committed offsets were known (None when they were)."""
     topic = settings.kafka.topics.fragments.name
+    # A page waits for these: a broker that does not answer costs 2 s, not kafka-python's 30 s.
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers.split(","),
-                             client_id="newswire-console", request_timeout_ms=5000)
-    consumer = make_consumer(settings, group_id=None, request_timeout_ms=5000)
+                             client_id="newswire-console", request_timeout_ms=5000, bootstrap_timeout_ms=2000)
+    consumer = make_consumer(settings, group_id=None, request_timeout_ms=5000, bootstrap_timeout_ms=2000)
     try:
-        committed = {tp.partition: meta.offset for tp, meta in
-                     admin.list_consumer_group_offsets(settings.kafka.consumer_group).items() if tp.topic == topic}
+        group = settings.kafka.consumer_group
+        note = None
+        try:
+            offsets = admin.list_group_offsets({group: None}).get(group, {})
+        except (CoordinatorNotAvailableError, NotCoordinatorError) as exc:
+            # on a cluster where no group has committed yet, the offsets topic is still being made
+            offsets, note = {}, f"no committed offsets known ({type(exc).__name__}): the pipeline has not committed yet"
+        committed = {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         ends = consumer.end_offsets(partitions)
     finally:
@@ -37,7 +46,7 @@ def consumer_lag(settings: Settings) -> list[dict[str, Any]]:
         done = committed.get(tp.partition)
         rows.append({"partition": tp.partition, "end": ends[tp], "committed": done,
                      "lag": ends[tp] - (done if done is not None and done >= 0 else 0)})
-    return rows
+    return {"partitions": rows, "note": note}
 
 
 def redis_memory(settings: Settings) -> dict[str, Any]:
@@ -52,11 +61,11 @@ def redis_memory(settings: Settings) -> dict[str, Any]:
 
 
 def measure(read: Callable[[], Any]) -> dict[str, Any]:
-    """``{"value": read()}``, or ``{"error": why}`` when it failed."""
+    """``{"value": read(), "error": None}``, or ``{"value": None, "error": why}`` when it failed."""
     try:
-        return {"value": read()}
+        return {"value": read(), "error": None}
     except Exception as exc:  # noqa: BLE001 - shown on the page as the figure's error
-        return {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        return {"value": None, "error": f"{type(exc).__name__}: {exc}"[:300]}
 
 
 def size(num_bytes: int) -> str:

@@ -3,10 +3,15 @@ records (Starlette's TestClient against a real SQLite store), and the pure view 
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 from starlette.testclient import TestClient
@@ -16,6 +21,7 @@ from core.settings import ConfigError, Settings, load_settings
 from newswire.console import views
 from newswire.console.app import CONTENT_SECURITY_POLICY, Console
 from newswire.console.auth import COOKIE, Credentials, SessionSigner
+from tests.harness import REPO, write_config
 from tests.newswire import hostile
 
 VIEWER, OPERATOR = "viewer-token-1", "operator-token-2"
@@ -128,7 +134,7 @@ def test_every_response_has_the_strict_security_headers(console: Console) -> Non
 
 
 @pytest.mark.parametrize("path", ["/alerts", "/stories", f"/stories/{hostile.STORY_ID}", f"/events/{0:032x}",
-                                  f"/events/{1:032x}", "/dead-letters"])
+                                  f"/events/{1:032x}", "/dead-letters", "/health"])
 def test_hostile_text_is_escaped_and_links_are_http_only(console: Console, path: str) -> None:
     client = TestClient(console.app)
     login(client, OPERATOR)
@@ -141,7 +147,7 @@ def test_hostile_text_is_escaped_and_links_are_http_only(console: Console, path:
     assert not re.search(r"""href\s*=\s*["']?\s*javascript:""", html, re.IGNORECASE)
     assert not re.search(r"\sstyle=", html)  # the CSP would block inline styles anyway
     assert "\u202e" not in html and "\u200b" not in html
-    assert "&lt;script&gt;" in html or path == "/stories"
+    assert "&lt;script&gt;" in html or path in ("/stories", "/health")
 
 
 def test_story_page_marks_new_sentences_and_shows_hidden_characters(console: Console) -> None:
@@ -189,3 +195,27 @@ def test_payload_preview_decodes_without_trusting() -> None:
     preview = views.payload_preview(hostile.dead_letter())
     assert preview["not_utf8"] and "[U+202E]" in preview["text"] and "<script>" in preview["text"]
     assert views.payload_preview({"original_b64": "@@"})["invalid"]
+
+
+def test_newswire_console_serves_until_sigterm(tmp_path: Path) -> None:
+    """The command alone: prints its URL, serves the login page, stops on SIGTERM with status 0."""
+    config = write_config(tmp_path / "newswire.yaml", {"storage.url": f"sqlite:///{tmp_path / 'store.db'}",
+                                                        "data_dir": str(tmp_path), "console.port": 0})
+    proc = subprocess.Popen([sys.executable, "-m", "newswire.cli", "--config", str(config), "console"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={k: v for k, v in os.environ.items() if not k.startswith("NEWSWIRE")})
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.search(r"console: (http://127\.0\.0\.1:\d+)/ \(no login: loopback only\)", line)
+        assert match, line
+        reply = httpx.get(match.group(1) + "/login", follow_redirects=False)
+        # an open console: everyone on loopback is an operator, so the login page sends them on
+        assert (reply.status_code, reply.headers["location"]) == (303, "/alerts")
+        assert reply.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -17,8 +17,10 @@ from typing import Any
 
 import orjson
 import pytest
+from kafka import TopicPartition
+from kafka.structs import OffsetAndMetadata
 
-from connectors.kafka import make_producer
+from connectors.kafka import make_consumer, make_producer
 from connectors.sinks import open_store
 from newswire.console.app import Console
 from newswire.console.auth import Credentials
@@ -129,8 +131,22 @@ def test_hostile_records_render_inert_on_every_page(browser: Any, console: Conso
     try:
         for path in ("/alerts", "/stories", f"/stories/{hostile.STORY_ID}", f"/events/{0:032x}", f"/events/{1:032x}",
                      "/health"):
-            page.goto(path)
+            reply = page.goto(path)
+            assert reply is not None and reply.status == 200, path
             assert_inert(page, dialogs)
+        # the health page's figures come from the real broker, Redis and store: 3 fragments on
+        # partition 0, the pipeline's group committed 1 of them
+        fragments = TopicPartition(console.settings.kafka.topics.fragments.name, 0)
+        producer = make_producer(console.settings)
+        for n in range(3):
+            producer.send(fragments.topic, b"{}", partition=0)
+        producer.close()
+        group = make_consumer(console.settings, group_id=console.settings.kafka.consumer_group)
+        group.commit({fragments: OffsetAndMetadata(1, "", -1)})
+        group.close()
+        assert page.goto("/health") is not None and page.locator("table.lag tbody tr").count() == 4
+        assert page.locator("table.lag tbody tr").first.inner_text().split() == ["0", "3", "1", "2"]
+        assert "used" in page.inner_text(".redis-memory") and "on disk" in page.inner_text(".store-size")
         timeline = page.goto(f"/stories/{hostile.STORY_ID}")
         assert timeline is not None and "script-src 'self'" in timeline.headers["content-security-policy"]
         assert page.locator("mark", has_text=hostile.NEW_SENTENCE).count() == 2
