@@ -83,7 +83,7 @@ def templates() -> jinja2.Environment:
     """The page templates, autoescaped (every template, whatever its name), with the view helpers."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(visible=views.visible, safe_href=views.safe_href, size=health.size)
+    env.filters.update(visible=views.visible, safe_href=views.safe_href, size=health.size, when=views.short_time)
     return env
 
 
@@ -358,9 +358,18 @@ class Console:
             return denied
         now = datetime.now(UTC)
         hour, day = (now - timedelta(hours=1)).isoformat(), (now - timedelta(hours=24)).isoformat()
-        growing, biggest = await self.store.read(lambda s: (s.growing_stories(hour, 20), s.top_stories(day, 20)))
+        def read(store: EventStore) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, str | None]]:
+            growing, biggest = store.growing_stories(hour, 20), store.top_stories(day, 20)
+            # a story is named by its first event's title (one indexed read each)
+            headlines = {}
+            for story in (*growing, *biggest):
+                if story["story_id"] not in headlines:
+                    first = store.story_events(story["story_id"], limit=1)
+                    headlines[story["story_id"]] = first[0].get("title") if first else None
+            return growing, biggest, headlines
+        growing, biggest, headlines = await self.store.read(read)
         return self._page(session, fresh, "stories.html", title="Stories", growing=growing, biggest=biggest,
-                          names=views.names)
+                          headlines=headlines, names=views.names)
 
     async def _story(self, request: Request) -> Response:
         session, fresh, denied = await self._viewer_page(request)
@@ -371,7 +380,7 @@ class Console:
         if story is None:
             return self._error(session, 404, "no such story in the store")
         return self._page(session, fresh, "story.html", title="Story", story=story, names=views.names,
-                          events=[_event_view(e) for e in events])
+                          headline=events[0].get("title") if events else None, events=[_event_view(e) for e in events])
 
     async def _event(self, request: Request) -> Response:
         session, fresh, denied = await self._viewer_page(request)

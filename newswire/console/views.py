@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
+from connectors.sinks.rows import parse_time
+
 #: Characters that change the direction of the text after them (bidi embeddings, overrides and
 #: isolates) or take no room (zero-width spaces and joiners, the BOM, the word joiner, soft hyphen):
 #: in a title they can disguise a URL or a name, so they are shown as [U+XXXX].
@@ -105,6 +107,12 @@ def alert_view(alert: dict[str, Any]) -> dict[str, Any]:
                       "received_at": visible(e.get("received_at"))}
                      for e in alert.get("evidence") or () if isinstance(e, dict)],
     }
+
+
+def short_time(value: Any) -> str:
+    """A stored time as ``2026-03-01 10:05:00`` (UTC), or the value as text when it is not a time."""
+    moment = parse_time(value)
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else visible(value)
 
 
 def names(terms: Iterable[Any], limit: int = 5) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 SCRIPT = "<script>window.__pwned = 1; alert(1)</script>"
@@ -16,6 +17,8 @@ TEXT = (f"Troops moved near the border today. {SCRIPT} The ministry confirmed it
         f"A new detail emerged {IMG} overnight.")
 NEW_SENTENCE = "The ministry confirmed it."
 STORY_ID = "story:hostile0001"
+#: Received minutes ago, so the story is among the growing and the biggest on the stories page.
+RECEIVED = (datetime.now(UTC) - timedelta(minutes=5)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def event(i: int, **extra: Any) -> dict[str, Any]:
@@ -23,11 +26,11 @@ def event(i: int, **extra: Any) -> dict[str, Any]:
     return {
         "schema": "enriched-event/1", "event_id": f"{i:032x}", "source": f"wire:{IMG}", "source_id": f"h-{i}",
         "url": JS_URL if i % 2 == 0 else f"https://example.org/a/{i}?q=\"><script>", "title": TITLE,
-        "published_at": None, "received_at": "2026-03-01T10:00:00.000Z", "processed_at": "2026-03-01T10:00:01.000Z",
+        "published_at": None, "received_at": RECEIVED, "processed_at": RECEIVED,
         "text": TEXT, "content_hash": f"{i:032x}", "language": {"code": "en", "confidence": 0.99},
         "duplicate_of": None, "story_key": None, "story_id": STORY_ID,
         "story": {"is_new": i == 0, "score": None, "event_count": i + 1, "source_count": 1,
-                  "first_seen": "2026-03-01T10:00:00Z", "last_seen": "2026-03-01T10:00:00Z",
+                  "first_seen": RECEIVED, "last_seen": RECEIVED,
                   "top_entities": [{"id": "person:x", "name": f"{ZERO_WIDTH} {SCRIPT}", "events": 1}],
                   "top_places": [{"id": "geonames:1", "name": RTL, "events": 1}]},
         "novelty": {"ratio": 0.5, "new_sentences": [NEW_SENTENCE], "repeated": 1},

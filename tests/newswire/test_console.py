@@ -33,8 +33,8 @@ def settings(tmp_path: Path) -> Settings:
                          environ={})
 
 
-@pytest.fixture
-def console(settings: Settings) -> Iterator[Console]:
+def hostile_console(settings: Settings) -> Console:
+    """A console (not started) over a store holding the hostile events and alert, and a hostile dead letter."""
     store = open_store(settings.storage_url)
     store.add_many([hostile.event(0), hostile.event(1)])
     store.add_alerts([hostile.alert()])
@@ -42,6 +42,12 @@ def console(settings: Settings) -> Iterator[Console]:
     store.close()
     made = Console(settings, credentials=Credentials(VIEWER, OPERATOR))
     made.feed.take("dlq", orjson.dumps(hostile.dead_letter()))
+    return made
+
+
+@pytest.fixture
+def console(settings: Settings) -> Iterator[Console]:
+    made = hostile_console(settings)
     yield made
     made.store.close()
 
@@ -133,11 +139,36 @@ def test_every_response_has_the_strict_security_headers(console: Console) -> Non
     assert "'unsafe-inline'" not in CONTENT_SECURITY_POLICY and "script-src 'self'" in CONTENT_SECURITY_POLICY
 
 
-@pytest.mark.parametrize("path", ["/alerts", "/stories", f"/stories/{hostile.STORY_ID}", f"/events/{0:032x}",
-                                  f"/events/{1:032x}", "/dead-letters", "/health"])
+PAGES = ["/alerts", "/stories", f"/stories/{hostile.STORY_ID}", f"/events/{0:032x}", f"/events/{1:032x}",
+         "/dead-letters", "/health"]
+
+
+@pytest.mark.parametrize("path", PAGES)
 def test_hostile_text_is_escaped_and_links_are_http_only(console: Console, path: str) -> None:
     client = TestClient(console.app)
     login(client, OPERATOR)
+    assert_inert(client, path)
+
+
+def test_every_page_renders_from_postgresql(postgres_url: str, tmp_path: Path) -> None:
+    settings = load_settings(overrides={"storage.url": postgres_url, "data_dir": str(tmp_path)}, environ={})
+    console = hostile_console(settings)
+    try:
+        client = TestClient(console.app)
+        login(client, OPERATOR)
+        for path in PAGES:
+            assert_inert(client, path)
+        assert f"<mark>{hostile.NEW_SENTENCE}</mark>" in client.get(f"/stories/{hostile.STORY_ID}").text
+        assert client.get("/stories").text.count(f'href="/stories/{hostile.STORY_ID.replace(":", "%3A")}"') == 2
+        token = csrf_of(client.get("/alerts").text)
+        assert client.post(f"/alerts/{'a' * 32}/ack", data={"csrf": token}, follow_redirects=False).status_code == 303
+        assert "acknowledged by operator" in client.get("/alerts").text
+    finally:
+        console.store.close()
+
+
+def assert_inert(client: TestClient, path: str) -> None:
+    """The page at `path` renders (200) with every hostile value escaped and no script URL linked."""
     page = client.get(path)
     assert page.status_code == 200, page.text
     html = page.text
@@ -147,7 +178,15 @@ def test_hostile_text_is_escaped_and_links_are_http_only(console: Console, path:
     assert not re.search(r"""href\s*=\s*["']?\s*javascript:""", html, re.IGNORECASE)
     assert not re.search(r"\sstyle=", html)  # the CSP would block inline styles anyway
     assert "\u202e" not in html and "\u200b" not in html
-    assert "&lt;script&gt;" in html or path in ("/stories", "/health")
+    assert "&lt;script&gt;" in html or path == "/health", path
+
+
+def test_stories_page_lists_the_story_as_growing_and_biggest(console: Console) -> None:
+    client = TestClient(console.app)
+    login(client, VIEWER)
+    html = client.get("/stories").text
+    assert html.count(f'href="/stories/{hostile.STORY_ID.replace(":", "%3A")}"') == 2
+    assert "invoice[U+202E]txt.exe" in html
 
 
 def test_story_page_marks_new_sentences_and_shows_hidden_characters(console: Console) -> None:
