@@ -11,6 +11,7 @@ JSON of the live stream; it sets ``textContent``, never markup.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import threading
 import time
@@ -23,6 +24,7 @@ from urllib.parse import parse_qs
 import jinja2
 import orjson
 import uvicorn
+from kafka import KafkaProducer
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -31,6 +33,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from connectors.kafka import make_producer
 from connectors.process import is_loopback
 from connectors.sinks import EventStore, open_store
 from connectors.sources.http import RateLimiter
@@ -145,6 +148,10 @@ class Console:
         self.store = StoreReader(settings.storage_url)
         self.templates = templates()
         self._logins = RateLimiter(1.0, 10)  # per client address: guessing tokens stays slow
+        #: (dlq partition, offset) -> when an operator re-submitted that dead letter (this process)
+        self.resubmitted: dict[tuple[int, int], str] = {}
+        self._producer: KafkaProducer | None = None
+        self._producer_lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -182,6 +189,10 @@ class Console:
             self._thread.join(10)
         self._server = self._thread = None
         self.store.close()
+        with self._producer_lock:
+            if self._producer is not None:
+                self._producer.close()
+                self._producer = None
 
     @property
     def url(self) -> str:
@@ -205,6 +216,7 @@ class Console:
             Route("/stories/{story_id}", self._story, methods=["GET"]),
             Route("/events/{event_id}", self._event, methods=["GET"]),
             Route("/dead-letters", self._dead_letters, methods=["GET"]),
+            Route("/dead-letters/{partition:int}/{offset:int}/resubmit", self._resubmit, methods=["POST"]),
             Route("/health", self._health, methods=["GET"]),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
@@ -397,12 +409,44 @@ class Console:
         session, fresh, denied = await self._viewer_page(request)
         if denied:
             return denied
+        fragments = self.settings.kafka.topics.fragments.name
         letters = [{"stage": d.get("stage"), "reason": d.get("reason"), "error": d.get("error"),
                     "failed_at": d.get("failed_at"), "origin": d.get("origin") or {},
-                    "size": d.get("original_size"), "payload": views.payload_preview(d)}
+                    "size": d.get("original_size"), "payload": views.payload_preview(d),
+                    "position": (d["dlq_partition"], d["dlq_offset"]),
+                    "resubmitted": self.resubmitted.get((d["dlq_partition"], d["dlq_offset"])),
+                    "not_resubmittable": resubmit_refusal(d, fragments)}
                    for d in reversed(self.feed.dead_letters)]
         return self._page(session, fresh, "dead_letters.html", title="Dead letters", letters=letters,
                           feed_error=self.feed.error, topic=self.settings.kafka.topics.dlq.name)
+
+    async def _resubmit(self, request: Request) -> Response:
+        """Operator: produce a dead letter's original record to the raw topic again (after a fix)."""
+        session, _ = self._session(request)
+        if (denied := self._denied(request, session, OPERATOR)) is not None:
+            return denied
+        form = await _form(request)
+        if (refusal := self._forged(request, session, form)) is not None:
+            return refusal
+        position = (request.path_params["partition"], request.path_params["offset"])
+        letter = self.feed.dead_letter(*position)
+        if letter is None:
+            return self._error(session, 404, "that dead letter is no longer kept by the console")
+        why = resubmit_refusal(letter, self.settings.kafka.topics.fragments.name)
+        if why:
+            return self._error(session, 409, f"cannot re-submit: {why}")
+        await run_in_threadpool(self._produce_original, letter)
+        self.resubmitted[position] = datetime.now(UTC).isoformat(timespec="seconds")
+        log.info("console: dead letter %s re-submitted to %s", position, letter["origin"]["topic"])
+        return RedirectResponse("/dead-letters", 303)
+
+    def _produce_original(self, letter: dict[str, Any]) -> None:
+        key = letter.get("original_key_b64")
+        with self._producer_lock:
+            if self._producer is None:
+                self._producer = make_producer(self.settings)
+            self._producer.send(letter["origin"]["topic"], base64.b64decode(letter["original_b64"]),
+                                key=base64.b64decode(key) if key else None).get(30)
 
     async def _health(self, request: Request) -> Response:
         session, fresh, denied = await self._viewer_page(request)
@@ -418,6 +462,20 @@ class Console:
         counts = sorted(self.feed.dead_letter_counts.items(), key=lambda kv: (-kv[1], kv[0]))
         return self._page(session, fresh, "health.html", title="Health", lag=lag, redis=redis, store=store,
                           counts=counts, feed_error=self.feed.error, settings=s)
+
+
+def resubmit_refusal(letter: dict[str, Any], fragments_topic: str) -> str | None:
+    """Why a dead letter cannot be re-submitted to the raw topic, or None when it can: only a
+    fragment that failed in the pipeline (not an alert a webhook refused), kept whole."""
+    if (letter.get("origin") or {}).get("topic") != fragments_topic:
+        return f"it did not come from the raw topic {fragments_topic} (an alert a webhook refused?)"
+    if letter.get("original_truncated"):
+        return "only the start of the record was kept; replay it from the raw topic at its origin"
+    try:
+        base64.b64decode(letter.get("original_b64") or "", validate=True)
+    except (ValueError, TypeError):
+        return "its original bytes are not valid base64"
+    return None
 
 
 def _event_view(event: dict[str, Any]) -> dict[str, Any]:

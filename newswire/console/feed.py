@@ -32,6 +32,7 @@ class TopicFeed:
         self.settings = settings
         self.topics = {settings.kafka.topics.alerts.name: "alert", settings.kafka.topics.dlq.name: "dlq"}
         self.alerts: deque[dict[str, Any]] = deque(maxlen=alert_backlog)
+        #: the newest dead letters, each with ``dlq_partition`` and ``dlq_offset`` (where it is on the topic) added
         self.dead_letters: deque[dict[str, Any]] = deque(maxlen=dead_letter_backlog)
         #: (stage, reason) -> dead letters seen since the console started (its backlog included)
         self.dead_letter_counts: Counter[tuple[str, str]] = Counter()
@@ -103,11 +104,11 @@ class TopicFeed:
             while not self._stop.is_set():
                 for tp, records in consumer.poll(timeout_ms=100).items():
                     for record in records:
-                        self.take(self.topics[tp.topic], record.value)
+                        self.take(self.topics[tp.topic], record.value, tp.partition, record.offset)
         finally:
             consumer.close()
 
-    def take(self, role: str, value: bytes) -> None:
+    def take(self, role: str, value: bytes, partition: int, offset: int) -> None:
         """Keep one record of the alerts (`role` "alert") or dead-letter ("dlq") topic."""
         try:
             doc = orjson.loads(value)
@@ -119,8 +120,14 @@ class TopicFeed:
             self.alerts.append(doc)
             self._publish(doc)
         else:
-            self.dead_letters.append(doc)
+            self.dead_letters.append({**doc, "dlq_partition": partition, "dlq_offset": offset})
             self.dead_letter_counts[(str(doc.get("stage")), str(doc.get("reason")))] += 1
+
+
+    def dead_letter(self, partition: int, offset: int) -> dict[str, Any] | None:
+        """The kept dead letter at `partition` and `offset` of the dead-letter topic, or None."""
+        return next((d for d in self.dead_letters if (d["dlq_partition"], d["dlq_offset"]) == (partition, offset)),
+                    None)
 
 
 def _put_latest(queue: asyncio.Queue[dict[str, Any] | None], item: dict[str, Any] | None) -> None:

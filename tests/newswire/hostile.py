@@ -57,10 +57,10 @@ def alert(alert_id: str = "a" * 32, **extra: Any) -> dict[str, Any]:
     }
 
 
-def dead_letter() -> dict[str, Any]:
+def dead_letter(origin_topic: str = "news.fragments") -> dict[str, Any]:
     """A DeadLetter whose error and original payload are hostile (and not all UTF-8)."""
     original = f'{{"title": "{SCRIPT}", "url": "{JS_URL}", "name": "{RTL}"}}'.encode() + b"\xff\xfe"
     return {"schema": "dead-letter/1", "stage": "parse", "reason": "not_json", "error": f"bad {IMG}",
             "original_b64": base64.b64encode(original).decode(), "original_size": len(original),
-            "origin": {"topic": "news.fragments", "partition": 0, "offset": 7, "timestamp_ms": None},
+            "origin": {"topic": origin_topic, "partition": 0, "offset": 7, "timestamp_ms": None},
             "failed_at": "2026-03-01T10:00:00Z"}

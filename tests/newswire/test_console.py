@@ -41,7 +41,7 @@ def hostile_console(settings: Settings) -> Console:
     store.flush()
     store.close()
     made = Console(settings, credentials=Credentials(VIEWER, OPERATOR))
-    made.feed.take("dlq", orjson.dumps(hostile.dead_letter()))
+    made.feed.take("dlq", orjson.dumps(hostile.dead_letter()), 0, 0)
     return made
 
 
@@ -118,6 +118,28 @@ def test_session_cookies_are_httponly_lax_and_secure_over_https(console: Console
     for base, secure in (("http://testserver", False), ("https://testserver", True)):
         cookie = TestClient(console.app, base_url=base).get("/login").headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=lax" in cookie and ("Secure" in cookie) is secure
+
+
+def test_resubmitting_a_dead_letter_needs_an_operator_and_a_whole_raw_record(console: Console) -> None:
+    """What is refused before anything is produced (the produce itself: test_console_browser.py)."""
+    alerts_topic = console.settings.kafka.topics.alerts.name
+    console.feed.take("dlq", orjson.dumps(hostile.dead_letter(alerts_topic)), 0, 1)
+    console.feed.take("dlq", orjson.dumps({**hostile.dead_letter(), "original_truncated": True}), 0, 2)
+    viewer, operator = TestClient(console.app), TestClient(console.app)
+    login(viewer, VIEWER)
+    login(operator, OPERATOR)
+    assert "Re-submit" not in viewer.get("/dead-letters").text
+    page = operator.get("/dead-letters").text
+    assert page.count("Re-submit to the raw topic") == 1  # the whole raw record (offset 0), not the other two
+    assert page.count("not re-submittable") == 2
+    token = csrf_of(page)
+    viewer_token = csrf_of(viewer.get("/dead-letters").text)
+    assert viewer.post("/dead-letters/0/0/resubmit", data={"csrf": viewer_token},
+                       follow_redirects=False).status_code == 403
+    assert operator.post("/dead-letters/0/0/resubmit", data={}, follow_redirects=False).status_code == 403
+    for offset, status in ((1, 409), (2, 409), (99, 404)):
+        reply = operator.post(f"/dead-letters/0/{offset}/resubmit", data={"csrf": token}, follow_redirects=False)
+        assert reply.status_code == status, offset
 
 
 def test_logout_ends_the_session(console: Console) -> None:

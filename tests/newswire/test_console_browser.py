@@ -7,6 +7,7 @@ render inert on every page (no script runs, no javascript: link), and login, rol
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import time
@@ -205,3 +206,36 @@ def test_login_roles_and_csrf_are_enforced(browser: Any, console: Console) -> No
         assert "acknowledged by operator" in page.locator(f"article[data-alert-id='{'b' * 32}']").inner_text()
     finally:
         context.close()
+
+
+def test_an_operator_resubmits_a_dead_letter_to_the_raw_topic(browser: Any, console: Console) -> None:
+    raw = console.settings.kafka.topics.fragments.name
+    letter = hostile.dead_letter(raw)
+    produce(console, "dlq", letter)
+    context, page, dialogs = logged_in(browser, console, OPERATOR)
+    try:
+        deadline = time.monotonic() + 10
+        page.goto("/dead-letters")
+        while page.locator("form.resubmit").count() == 0:
+            assert time.monotonic() < deadline, "no re-submittable dead letter showed"
+            time.sleep(0.2)
+            page.goto("/dead-letters")
+        page.locator("form.resubmit button").first.click()
+        page.wait_for_url("**/dead-letters")
+        assert "re-submitted at" in page.inner_text("main")
+        assert_inert(page, dialogs)
+    finally:
+        context.close()
+    original = base64.b64decode(letter["original_b64"])
+    consumer = make_consumer(console.settings, group_id=None)
+    partitions = [TopicPartition(raw, p) for p in sorted(consumer.partitions_for_topic(raw) or ())]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning()
+    values: list[bytes] = []
+    deadline = time.monotonic() + 10
+    try:
+        while original not in values and time.monotonic() < deadline:
+            values += [r.value for records in consumer.poll(timeout_ms=200).values() for r in records]
+    finally:
+        consumer.close()
+    assert original in values
