@@ -1,8 +1,8 @@
 """The console's web app (Starlette, Jinja2 templates) and the server that runs it (uvicorn).
 
 Pages: alerts (live over SSE), stories, a story's timeline, an event, dead letters, health. Every
-page needs a session with a role (:mod:`newswire.console.auth`); the one action, acknowledging an
-alert, needs an operator and the session's CSRF token. Every response carries a strict
+page needs a session with a role (:mod:`newswire.console.auth`); the actions, acknowledging an
+alert and re-submitting a dead letter, need an operator and the session's CSRF token. Every response carries a strict
 Content-Security-Policy: scripts and styles only from ``/static`` (no inline code), nothing from
 another origin, no framing. Data reaches the script only through ``data-`` attributes and the
 JSON of the live stream; it sets ``textContent``, never markup.
