@@ -36,7 +36,7 @@ def settings(tmp_path: Path) -> Settings:
 def hostile_console(settings: Settings) -> Console:
     """A console (not started) over a store holding the hostile events and alert, and a hostile dead letter."""
     store = open_store(settings.storage_url)
-    store.add_many([hostile.event(0), hostile.event(1)])
+    store.add_many([hostile.event(0), hostile.event(1), hostile.event(2, duplicate_of=f"{0:032x}")])
     store.add_alerts([hostile.alert()])
     store.flush()
     store.close()
@@ -219,6 +219,8 @@ def test_story_page_marks_new_sentences_and_shows_hidden_characters(console: Con
     assert "invoice[U+202E]txt.exe" in html and "Sto[U+200B]ltenberg" in html
     assert 'href="https://example.org/a/1?q=&#34;&gt;&lt;script&gt;"' in html
     assert 'class="unsafe-url"' in html  # the javascript: URL, as text
+    folded = re.findall(r'<li class="event duplicate" data-event-id="(\w+)"><details><summary>duplicate from', html)
+    assert folded == [f"{2:032x}"]
 
 
 def test_an_open_console_serves_loopback_only(settings: Settings) -> None:
