@@ -158,9 +158,11 @@ class EventStore(Sink):
         """Of `alert_ids`, those acknowledged: alert_id -> {"by": ..., "at": ISO-8601 UTC}."""
 
     @abc.abstractmethod
-    def growing_stories(self, since: str, limit: int = 10) -> list[dict[str, Any]]:
-        """Stories with events received at or after `since`, most such events first: the
-        ``stories`` row (as :meth:`top_stories` gives it) plus ``recent_events``."""
+    def active_stories(self, since: str, limit: int = 10, order: str = "growing") -> list[dict[str, Any]]:
+        """Stories with events received at or after `since` (arrival, not the story's publication
+        times): the ``stories`` row (as :meth:`top_stories` gives it) plus ``recent_events``, those
+        events' count. ``order`` "growing": most recent events first; "biggest": most sources,
+        then events."""
 
     @abc.abstractmethod
     def story(self, story_id: str) -> dict[str, Any] | None:
@@ -206,6 +208,11 @@ SINKS = {
     "sqlite": "connectors.sinks.sqlite:SQLiteSink",
     "postgresql": "connectors.sinks.postgres:PostgresSink",
 }
+
+
+#: ORDER BY of :meth:`EventStore.active_stories` per ``order`` (both stores; ``recent`` is the count).
+ACTIVE_ORDER = {"growing": "recent DESC, s.event_count DESC, s.last_seen DESC",
+                "biggest": "s.source_count DESC, s.event_count DESC, recent DESC"}
 
 
 def store_class(url: str) -> type[EventStore]:

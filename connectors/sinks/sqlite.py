@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from connectors.sinks import EventStore
+from connectors.sinks import ACTIVE_ORDER, EventStore
 from connectors.sinks.rows import alert_row, event_row, iso, parse_time, story_rows, upserts
 
 #: Schema migrations, applied in order; PRAGMA user_version records how many ran.
@@ -202,14 +202,18 @@ class SQLiteSink(EventStore):
                                   f" ({', '.join('?' * len(alert_ids))})", alert_ids)
         return {alert_id: {"by": by, "at": at} for alert_id, by, at in rows}
 
-    def growing_stories(self, since: str, limit: int = 10) -> list[dict[str, Any]]:
-        # stories_last_seen narrows to live stories first; their events come by events_story_id.
+    def active_stories(self, since: str, limit: int = 10, order: str = "growing") -> list[dict[str, Any]]:
+        # received_at is text as the connector wrote it (ISO-8601, any offset): the index narrows to
+        # a day more than asked (covers every UTC offset), julianday() then compares times.
+        cutoff = parse_time(since)
+        if cutoff is None:
+            raise ValueError(f"active_stories: since must be an ISO-8601 time, got {since!r}")
         cur = self._conn.execute(
-            f"SELECT {', '.join('s.' + f for f in _STORY_FIELDS)}, count(*) AS recent FROM stories s"
-            " JOIN events e ON e.story_id = s.story_id WHERE s.last_seen >= ?"
+            f"SELECT {', '.join('s.' + f for f in _STORY_FIELDS)}, count(*) AS recent FROM events e"
+            " JOIN stories s ON s.story_id = e.story_id WHERE e.received_at >= ?"
             " AND julianday(e.received_at) >= julianday(?) GROUP BY s.story_id"
-            " ORDER BY recent DESC, s.event_count DESC, s.last_seen DESC LIMIT ?",
-            (_stored_time(since), since, int(limit)))
+            f" ORDER BY {ACTIVE_ORDER[order]} LIMIT ?",
+            ((cutoff - timedelta(days=1)).strftime("%Y-%m-%d"), iso(cutoff), int(limit)))
         return [{**_story_dict(row[:-1]), "recent_events": row[-1]} for row in cur]
 
     def story(self, story_id: str) -> dict[str, Any] | None:

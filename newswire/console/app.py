@@ -371,7 +371,7 @@ class Console:
         now = datetime.now(UTC)
         hour, day = (now - timedelta(hours=1)).isoformat(), (now - timedelta(hours=24)).isoformat()
         def read(store: EventStore) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, str | None]]:
-            growing, biggest = store.growing_stories(hour, 20), store.top_stories(day, 20)
+            growing, biggest = store.active_stories(hour, 20), store.active_stories(day, 20, order="biggest")
             # a story is named by its first event's title (one indexed read each)
             headlines = {}
             for story in (*growing, *biggest):

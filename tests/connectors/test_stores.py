@@ -159,18 +159,23 @@ def test_ops_queries_list_alerts_since_and_top_stories(store: EventStore) -> Non
     assert [t["story_id"] for t in store.top_stories(limit=1)] == ["story:cccccccccccccccc"]
 
 
-def test_console_queries_growing_stories_a_story_its_events_and_size(store: EventStore) -> None:
-    a, b = "story:aaaaaaaaaaaaaaaa", "story:bbbbbbbbbbbbbbbb"
-    # event(i) is received at 10:<i>; story a has 3 events from 10:05 on, story b 5 events, 2 of them since 10:05
+def test_console_queries_active_stories_a_story_its_events_and_size(store: EventStore) -> None:
+    a, b, c = "story:aaaaaaaaaaaaaaaa", "story:bbbbbbbbbbbbbbbb", "story:cccccccccccccccc"
+    # event(i) is received at 10:<i>; story a has 3 events from 10:05 on, story b 5 events, 2 of them
+    # since 10:05; story c's one event arrived at 10:09 but was published (story time) a month before
     store.add_many([event(i, story_id=a, story=story(n, "2026-03-01T10:05:00Z", f"2026-03-01T10:{i:02d}:00Z", "org:a"))
                     for n, i in enumerate((5, 6, 7), start=1)]
                    + [event(i, story_id=b, story=story(n, "2026-03-01T10:00:00Z", f"2026-03-01T10:{i:02d}:00Z", "org:b"))
-                      for n, i in enumerate((1, 2, 3, 8, 9), start=1)])
+                      for n, i in enumerate((1, 2, 3, 8, 9), start=1)]
+                   + [event(69, story_id=c, story=story(1, "2026-02-01T10:00:00Z", "2026-02-01T10:00:00Z", "org:c"))])
     store.flush()
-    growing = store.growing_stories("2026-03-01T10:05:00Z")
-    assert [(g["story_id"], g["recent_events"], g["event_count"]) for g in growing] == [(a, 3, 3), (b, 2, 5)]
+    growing = store.active_stories("2026-03-01T10:05:00Z")
+    assert [(g["story_id"], g["recent_events"], g["event_count"]) for g in growing] == [(a, 3, 3), (b, 2, 5), (c, 1, 1)]
     assert growing[0]["top_entities"][0]["id"] == "org:a"
-    assert store.growing_stories("2026-03-01T11:00:00Z") == []
+    biggest = store.active_stories("2026-03-01T10:05:00+01:00", order="biggest")  # 09:05 UTC: all of them
+    assert [(g["story_id"], g["recent_events"]) for g in biggest] == [(b, 5), (a, 3), (c, 1)]
+    assert [g["story_id"] for g in store.active_stories("2026-03-01T10:05:00Z", limit=1)] == [a]
+    assert store.active_stories("2026-03-01T11:00:00Z") == []
     assert store.story(b) is not None and store.story(b)["event_count"] == 5  # type: ignore[index]
     assert store.story("story:none") is None
     assert [e["source_id"] for e in store.story_events(b)] == ["a-1", "a-2", "a-3", "a-8", "a-9"]
