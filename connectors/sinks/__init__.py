@@ -165,6 +165,11 @@ class EventStore(Sink):
         then events."""
 
     @abc.abstractmethod
+    def story_volume(self, story_ids: list[str], since: str, bucket_s: int, buckets: int) -> dict[str, list[int]]:
+        """Per story, its events received in each of `buckets` periods of `bucket_s` seconds from
+        `since` on (a sparkline's values; an event past the last period counts in the last)."""
+
+    @abc.abstractmethod
     def story(self, story_id: str) -> dict[str, Any] | None:
         """One ``stories`` row (as :meth:`top_stories` gives it), or None."""
 
@@ -213,6 +218,15 @@ SINKS = {
 #: ORDER BY of :meth:`EventStore.active_stories` per ``order`` (both stores; ``recent`` is the count).
 ACTIVE_ORDER = {"growing": "recent DESC, s.event_count DESC, s.last_seen DESC",
                 "biggest": "s.source_count DESC, s.event_count DESC, recent DESC"}
+
+
+def volume_series(rows: Iterable[tuple[str, int, int]], story_ids: list[str], buckets: int) -> dict[str, list[int]]:
+    """(story_id, period, events) rows as one list of `buckets` counts per story (periods clamped)."""
+    series = {story_id: [0] * buckets for story_id in story_ids}
+    for story_id, period, count in rows:
+        if story_id in series and buckets:
+            series[story_id][min(max(int(period), 0), buckets - 1)] += int(count)
+    return series
 
 
 def store_class(url: str) -> type[EventStore]:

@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from connectors.sinks import ACTIVE_ORDER, EventStore
+from connectors.sinks import ACTIVE_ORDER, EventStore, volume_series
 from connectors.sinks.rows import alert_row, event_row, iso, parse_time, story_rows, upserts
 
 #: Schema migrations, applied in order; schema_migrations records each version that ran.
@@ -214,6 +214,12 @@ class PostgresSink(EventStore):
                  f" GROUP BY s.story_id ORDER BY {ACTIVE_ORDER[order]} LIMIT %(limit)s")
         return [{**_story_dict(row[:-1]), "recent_events": row[-1]}
                 for row in self._fetch(query, {"since": since, "limit": limit})]
+
+    def story_volume(self, story_ids: list[str], since: str, bucket_s: int, buckets: int) -> dict[str, list[int]]:
+        query = ("SELECT story_id, floor(extract(epoch FROM received_at - %(since)s::timestamptz) / %(bucket)s)::int,"
+                 " count(*) FROM events WHERE story_id = ANY(%(ids)s) AND received_at >= %(since)s GROUP BY 1, 2")
+        rows = self._fetch(query, {"since": since, "bucket": bucket_s, "ids": list(story_ids)}) if story_ids else []
+        return volume_series(((r[0], r[1], r[2]) for r in rows), story_ids, buckets)
 
     def story(self, story_id: str) -> dict[str, Any] | None:
         rows = self._fetch(f"SELECT {', '.join(_STORY_FIELDS)} FROM stories WHERE story_id = %(id)s",

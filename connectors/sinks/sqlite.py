@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from connectors.sinks import ACTIVE_ORDER, EventStore
+from connectors.sinks import ACTIVE_ORDER, EventStore, volume_series
 from connectors.sinks.rows import alert_row, event_row, iso, parse_time, story_rows, upserts
 
 #: Schema migrations, applied in order; PRAGMA user_version records how many ran.
@@ -215,6 +215,17 @@ class SQLiteSink(EventStore):
             f" ORDER BY {ACTIVE_ORDER[order]} LIMIT ?",
             ((cutoff - timedelta(days=1)).strftime("%Y-%m-%d"), iso(cutoff), int(limit)))
         return [{**_story_dict(row[:-1]), "recent_events": row[-1]} for row in cur]
+
+    def story_volume(self, story_ids: list[str], since: str, bucket_s: int, buckets: int) -> dict[str, list[int]]:
+        cutoff = parse_time(since)
+        if not story_ids or cutoff is None:
+            return volume_series((), story_ids, buckets)
+        rows = self._conn.execute(
+            "SELECT story_id, CAST((julianday(received_at) - julianday(?)) * 86400 / ? AS INTEGER), count(*)"
+            f" FROM events WHERE story_id IN ({', '.join('?' * len(story_ids))})"
+            " AND julianday(received_at) >= julianday(?) GROUP BY 1, 2",
+            (iso(cutoff), int(bucket_s), *story_ids, iso(cutoff)))
+        return volume_series(rows, story_ids, buckets)
 
     def story(self, story_id: str) -> dict[str, Any] | None:
         row = self._conn.execute(f"SELECT {', '.join(_STORY_FIELDS)} FROM stories WHERE story_id = ?",

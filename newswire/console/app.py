@@ -370,7 +370,8 @@ class Console:
             return denied
         now = datetime.now(UTC)
         hour, day = (now - timedelta(hours=1)).isoformat(), (now - timedelta(hours=24)).isoformat()
-        def read(store: EventStore) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, str | None]]:
+        def read(store: EventStore) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, str | None],
+                                         dict[str, str]]:
             growing, biggest = store.active_stories(hour, 20), store.active_stories(day, 20, order="biggest")
             # a story is named by its first event's title (one indexed read each)
             headlines = {}
@@ -378,10 +379,11 @@ class Console:
                 if story["story_id"] not in headlines:
                     first = store.story_events(story["story_id"], limit=1)
                     headlines[story["story_id"]] = first[0].get("title") if first else None
-            return growing, biggest, headlines
-        growing, biggest, headlines = await self.store.read(read)
+            volume = store.story_volume(list(headlines), day, 3600, 24)
+            return growing, biggest, headlines, {sid: views.sparkline(v) for sid, v in volume.items()}
+        growing, biggest, headlines, sparklines = await self.store.read(read)
         return self._page(session, fresh, "stories.html", title="Stories", growing=growing, biggest=biggest,
-                          headlines=headlines, names=views.names)
+                          headlines=headlines, sparklines=sparklines, names=views.names)
 
     async def _story(self, request: Request) -> Response:
         session, fresh, denied = await self._viewer_page(request)

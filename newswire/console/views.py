@@ -115,6 +115,16 @@ def short_time(value: Any) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else visible(value)
 
 
+def sparkline(counts: list[int], width: int = 120, height: int = 24) -> str:
+    """The ``points`` of an SVG polyline drawing `counts` left to right in a width x height box
+    (numbers only; the tallest count touches the top, zero the bottom)."""
+    if not counts:
+        return ""
+    top = max(max(counts), 1)
+    step = width / max(len(counts) - 1, 1)
+    return " ".join(f"{i * step:.1f},{height - 1 - (height - 2) * c / top:.1f}" for i, c in enumerate(counts))
+
+
 def names(terms: Iterable[Any], limit: int = 5) -> list[str]:
     """The names of a story's top entities or places (the stories table's JSON), made visible."""
     return [visible(t.get("name") or t.get("id")) for t in list(terms)[:limit] if isinstance(t, dict)]

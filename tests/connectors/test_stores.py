@@ -176,6 +176,11 @@ def test_console_queries_active_stories_a_story_its_events_and_size(store: Event
     assert [(g["story_id"], g["recent_events"]) for g in biggest] == [(b, 5), (a, 3), (c, 1)]
     assert [g["story_id"] for g in store.active_stories("2026-03-01T10:05:00Z", limit=1)] == [a]
     assert store.active_stories("2026-03-01T11:00:00Z") == []
+    # events per 5-minute period from 10:00, three periods: b has 10:01-10:03, 10:08, 10:09; c 10:09
+    volume = store.story_volume([b, c, "story:none"], "2026-03-01T10:00:00Z", 300, 3)
+    assert volume == {b: [3, 2, 0], c: [0, 1, 0], "story:none": [0, 0, 0]}
+    assert store.story_volume([b], "2026-03-01T10:00:00Z", 300, 1) == {b: [5]}  # later periods fold into the last
+    assert store.story_volume([], "2026-03-01T10:00:00Z", 300, 3) == {}
     assert store.story(b) is not None and store.story(b)["event_count"] == 5  # type: ignore[index]
     assert store.story("story:none") is None
     assert [e["source_id"] for e in store.story_events(b)] == ["a-1", "a-2", "a-3", "a-8", "a-9"]

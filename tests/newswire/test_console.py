@@ -209,6 +209,14 @@ def test_stories_page_lists_the_story_as_growing_and_biggest(console: Console) -
     html = client.get("/stories").text
     assert html.count(f'href="/stories/{hostile.STORY_ID.replace(":", "%3A")}"') == 2
     assert "invoice[U+202E]txt.exe" in html
+    # its volume: 3 events in the hour before now (the 24th point, at the top), none before
+    points = re.findall(r'<polyline points="([^"]*)"/>', html)
+    assert len(points) == 2 and points[0].split()[-1] == "120.0,1.0" and points[0].split()[0] == "0.0,23.0"
+
+
+def test_sparkline_spans_the_box() -> None:
+    assert views.sparkline([0, 2, 1], width=10, height=12) == "0.0,11.0 5.0,1.0 10.0,6.0"
+    assert views.sparkline([]) == "" and views.sparkline([0]) == "0.0,23.0"
 
 
 def test_story_page_marks_new_sentences_and_shows_hidden_characters(console: Console) -> None:
