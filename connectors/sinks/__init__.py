@@ -158,11 +158,16 @@ class EventStore(Sink):
         """Of `alert_ids`, those acknowledged: alert_id -> {"by": ..., "at": ISO-8601 UTC}."""
 
     @abc.abstractmethod
-    def active_stories(self, since: str, limit: int = 10, order: str = "growing") -> list[dict[str, Any]]:
+    def growing_stories(self, since: str, limit: int = 10) -> list[dict[str, Any]]:
         """Stories with events received at or after `since` (arrival, not the story's publication
-        times): the ``stories`` row (as :meth:`top_stories` gives it) plus ``recent_events``, those
-        events' count. ``order`` "growing": most recent events first; "biggest": most sources,
-        then events."""
+        times), most such events first: the ``stories`` row (as :meth:`top_stories` gives it) plus
+        ``recent_events``, those events' count."""
+
+    @abc.abstractmethod
+    def biggest_stories(self, since: str, limit: int = 10) -> list[dict[str, Any]]:
+        """Stories stored (``updated_at``: an event of theirs arrived) at or after `since`, most
+        sources first, then events: ``stories`` rows as :meth:`top_stories` gives them. Reads only
+        the stories table, so it stays cheap however many events arrived."""
 
     @abc.abstractmethod
     def story_volume(self, story_ids: list[str], since: str, bucket_s: int, buckets: int) -> dict[str, list[int]]:
@@ -213,11 +218,6 @@ SINKS = {
     "sqlite": "connectors.sinks.sqlite:SQLiteSink",
     "postgresql": "connectors.sinks.postgres:PostgresSink",
 }
-
-
-#: ORDER BY of :meth:`EventStore.active_stories` per ``order`` (both stores; ``recent`` is the count).
-ACTIVE_ORDER = {"growing": "recent DESC, s.event_count DESC, s.last_seen DESC",
-                "biggest": "s.source_count DESC, s.event_count DESC, recent DESC"}
 
 
 def volume_series(rows: Iterable[tuple[str, int, int]], story_ids: list[str], buckets: int) -> dict[str, list[int]]:

@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from connectors.sinks import ACTIVE_ORDER, EventStore, volume_series
+from connectors.sinks import EventStore, volume_series
 from connectors.sinks.rows import alert_row, event_row, iso, parse_time, story_rows, upserts
 
 #: Schema migrations, applied in order; schema_migrations records each version that ran.
@@ -208,12 +208,17 @@ class PostgresSink(EventStore):
                            {"ids": list(alert_ids)})
         return {alert_id: {"by": by, "at": iso(at)} for alert_id, by, at in rows}
 
-    def active_stories(self, since: str, limit: int = 10, order: str = "growing") -> list[dict[str, Any]]:
+    def growing_stories(self, since: str, limit: int = 10) -> list[dict[str, Any]]:
         query = (f"SELECT {', '.join('s.' + f for f in _STORY_FIELDS)}, count(*) AS recent FROM events e"
-                 " JOIN stories s ON s.story_id = e.story_id WHERE e.received_at >= %(since)s"
-                 f" GROUP BY s.story_id ORDER BY {ACTIVE_ORDER[order]} LIMIT %(limit)s")
+                 " JOIN stories s ON s.story_id = e.story_id WHERE e.received_at >= %(since)s GROUP BY s.story_id"
+                 " ORDER BY recent DESC, s.event_count DESC, s.last_seen DESC LIMIT %(limit)s")
         return [{**_story_dict(row[:-1]), "recent_events": row[-1]}
                 for row in self._fetch(query, {"since": since, "limit": limit})]
+
+    def biggest_stories(self, since: str, limit: int = 10) -> list[dict[str, Any]]:
+        query = (f"SELECT {', '.join(_STORY_FIELDS)} FROM stories WHERE updated_at >= %(since)s"
+                 " ORDER BY source_count DESC, event_count DESC, last_seen DESC LIMIT %(limit)s")
+        return [_story_dict(row) for row in self._fetch(query, {"since": since, "limit": limit})]
 
     def story_volume(self, story_ids: list[str], since: str, bucket_s: int, buckets: int) -> dict[str, list[int]]:
         query = ("SELECT story_id, floor(extract(epoch FROM received_at - %(since)s::timestamptz) / %(bucket)s)::int,"

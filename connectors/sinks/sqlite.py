@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from connectors.sinks import ACTIVE_ORDER, EventStore, volume_series
+from connectors.sinks import EventStore, volume_series
 from connectors.sinks.rows import alert_row, event_row, iso, parse_time, story_rows, upserts
 
 #: Schema migrations, applied in order; PRAGMA user_version records how many ran.
@@ -202,19 +202,25 @@ class SQLiteSink(EventStore):
                                   f" ({', '.join('?' * len(alert_ids))})", alert_ids)
         return {alert_id: {"by": by, "at": at} for alert_id, by, at in rows}
 
-    def active_stories(self, since: str, limit: int = 10, order: str = "growing") -> list[dict[str, Any]]:
+    def growing_stories(self, since: str, limit: int = 10) -> list[dict[str, Any]]:
         # received_at is text as the connector wrote it (ISO-8601, any offset): the index narrows to
         # a day more than asked (covers every UTC offset), julianday() then compares times.
         cutoff = parse_time(since)
         if cutoff is None:
-            raise ValueError(f"active_stories: since must be an ISO-8601 time, got {since!r}")
+            raise ValueError(f"growing_stories: since must be an ISO-8601 time, got {since!r}")
         cur = self._conn.execute(
             f"SELECT {', '.join('s.' + f for f in _STORY_FIELDS)}, count(*) AS recent FROM events e"
             " JOIN stories s ON s.story_id = e.story_id WHERE e.received_at >= ?"
             " AND julianday(e.received_at) >= julianday(?) GROUP BY s.story_id"
-            f" ORDER BY {ACTIVE_ORDER[order]} LIMIT ?",
+            " ORDER BY recent DESC, s.event_count DESC, s.last_seen DESC LIMIT ?",
             ((cutoff - timedelta(days=1)).strftime("%Y-%m-%d"), iso(cutoff), int(limit)))
         return [{**_story_dict(row[:-1]), "recent_events": row[-1]} for row in cur]
+
+    def biggest_stories(self, since: str, limit: int = 10) -> list[dict[str, Any]]:
+        cur = self._conn.execute(
+            f"SELECT {', '.join(_STORY_FIELDS)} FROM stories WHERE updated_at >= ?"
+            " ORDER BY source_count DESC, event_count DESC, last_seen DESC LIMIT ?", (_stored_time(since), int(limit)))
+        return [_story_dict(row) for row in cur]
 
     def story_volume(self, story_ids: list[str], since: str, bucket_s: int, buckets: int) -> dict[str, list[int]]:
         cutoff = parse_time(since)

@@ -372,7 +372,7 @@ class Console:
         hour, day = (now - timedelta(hours=1)).isoformat(), (now - timedelta(hours=24)).isoformat()
         def read(store: EventStore) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, str | None],
                                          dict[str, str]]:
-            growing, biggest = store.active_stories(hour, 20), store.active_stories(day, 20, order="biggest")
+            growing, biggest = store.growing_stories(hour, 20), store.biggest_stories(day, 20)
             # a story is named by its first event's title (one indexed read each)
             headlines = {}
             for story in (*growing, *biggest):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +160,7 @@ def test_ops_queries_list_alerts_since_and_top_stories(store: EventStore) -> Non
     assert [t["story_id"] for t in store.top_stories(limit=1)] == ["story:cccccccccccccccc"]
 
 
-def test_console_queries_active_stories_a_story_its_events_and_size(store: EventStore) -> None:
+def test_console_queries_stories_a_story_its_events_and_size(store: EventStore) -> None:
     a, b, c = "story:aaaaaaaaaaaaaaaa", "story:bbbbbbbbbbbbbbbb", "story:cccccccccccccccc"
     # event(i) is received at 10:<i>; story a has 3 events from 10:05 on, story b 5 events, 2 of them
     # since 10:05; story c's one event arrived at 10:09 but was published (story time) a month before
@@ -169,13 +170,16 @@ def test_console_queries_active_stories_a_story_its_events_and_size(store: Event
                       for n, i in enumerate((1, 2, 3, 8, 9), start=1)]
                    + [event(69, story_id=c, story=story(1, "2026-02-01T10:00:00Z", "2026-02-01T10:00:00Z", "org:c"))])
     store.flush()
-    growing = store.active_stories("2026-03-01T10:05:00Z")
+    growing = store.growing_stories("2026-03-01T10:05:00Z")
     assert [(g["story_id"], g["recent_events"], g["event_count"]) for g in growing] == [(a, 3, 3), (b, 2, 5), (c, 1, 1)]
     assert growing[0]["top_entities"][0]["id"] == "org:a"
-    biggest = store.active_stories("2026-03-01T10:05:00+01:00", order="biggest")  # 09:05 UTC: all of them
-    assert [(g["story_id"], g["recent_events"]) for g in biggest] == [(b, 5), (a, 3), (c, 1)]
-    assert [g["story_id"] for g in store.active_stories("2026-03-01T10:05:00Z", limit=1)] == [a]
-    assert store.active_stories("2026-03-01T11:00:00Z") == []
+    assert [g["story_id"] for g in store.growing_stories("2026-03-01T10:05:00+01:00")] == [b, a, c]  # 09:05 UTC
+    assert [g["story_id"] for g in store.growing_stories("2026-03-01T10:05:00Z", limit=1)] == [a]
+    assert store.growing_stories("2026-03-01T11:00:00Z") == []
+    # biggest: every story written since (updated_at is the time of the write), most sources first
+    written = datetime.now(UTC) - timedelta(minutes=1)
+    assert [g["story_id"] for g in store.biggest_stories(written.isoformat())] == [b, a, c]
+    assert store.biggest_stories((written + timedelta(hours=1)).isoformat()) == []
     # events per 5-minute period from 10:00, three periods: b has 10:01-10:03, 10:08, 10:09; c 10:09
     volume = store.story_volume([b, c, "story:none"], "2026-03-01T10:00:00Z", 300, 3)
     assert volume == {b: [3, 2, 0], c: [0, 1, 0], "story:none": [0, 0, 0]}
