@@ -463,7 +463,8 @@ class Console:
             store = {"value": None, "error": f"{type(exc).__name__}: {exc}"[:300]}
         counts = sorted(self.feed.dead_letter_counts.items(), key=lambda kv: (-kv[1], kv[0]))
         return self._page(session, fresh, "health.html", title="Health", lag=lag, redis=redis, store=store,
-                          counts=counts, feed_error=self.feed.error, settings=s)
+                          counts=counts, feed_error=self.feed.error, settings=s,
+                          throughput=health.throughput(dict(self.feed.windows)))
 
 
 def resubmit_refusal(letter: dict[str, Any], fragments_topic: str) -> str | None:

@@ -1,8 +1,9 @@
-"""The console's live view of the alerts and dead-letter topics: one background consumer.
+"""The console's live view of the alerts, dead-letter and stats topics: one background consumer.
 
-It reads both topics from ``backlog`` records before their end, keeps the newest alerts and dead
+It reads the topics from ``backlog`` records before their end, keeps the newest alerts and dead
 letters in memory (the dead-letter page reads them: the store keeps no dead letters) with counts
-per stage and reason, and hands each new alert to every open live stream (SSE) on its event loop.
+per stage and reason, and the pipeline's fragment counts per window (throughput on the health
+page), and hands each new alert to every open live stream (SSE) on its event loop.
 """
 
 from __future__ import annotations
@@ -27,17 +28,23 @@ class TopicFeed:
 
     #: Live streams further behind than this many alerts lose the oldest (a stalled browser tab).
     QUEUE_SIZE = 1000
+    #: Fragment-count windows kept, and stats records read back at start (one per source and window).
+    STATS_WINDOWS = 60
+    STATS_BACKLOG = 2000
 
     def __init__(self, settings: Settings, alert_backlog: int, dead_letter_backlog: int) -> None:
         self.settings = settings
-        self.topics = {settings.kafka.topics.alerts.name: "alert", settings.kafka.topics.dlq.name: "dlq"}
+        self.topics = {settings.kafka.topics.alerts.name: "alert", settings.kafka.topics.dlq.name: "dlq",
+                       settings.kafka.topics.stats.name: "stats"}
         self.alerts: deque[dict[str, Any]] = deque(maxlen=alert_backlog)
         #: the newest dead letters, each with ``dlq_partition`` and ``dlq_offset`` (where it is on the topic) added
         self.dead_letters: deque[dict[str, Any]] = deque(maxlen=dead_letter_backlog)
         #: (stage, reason) -> dead letters seen since the console started (its backlog included)
         self.dead_letter_counts: Counter[tuple[str, str]] = Counter()
+        #: (window start, window end) -> fragments per source, the newest STATS_WINDOWS windows
+        self.windows: dict[tuple[str, str], dict[str, int]] = {}
         self.error: str | None = "not connected yet"
-        self._backlog = {"alert": alert_backlog, "dlq": dead_letter_backlog}
+        self._backlog = {"alert": alert_backlog, "dlq": dead_letter_backlog, "stats": self.STATS_BACKLOG}
         self._subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[dict[str, Any] | None]]] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -119,6 +126,12 @@ class TopicFeed:
         if role == "alert":
             self.alerts.append(doc)
             self._publish(doc)
+        elif role == "stats":
+            window = (str(doc.get("window_start")), str(doc.get("window_end")))
+            counts = self.windows.setdefault(window, {})
+            counts[str(doc.get("source"))] = int(doc.get("fragments") or 0)  # a late refiring replaces
+            for old in sorted(self.windows)[:-self.STATS_WINDOWS]:
+                del self.windows[old]
         else:
             self.dead_letters.append({**doc, "dlq_partition": partition, "dlq_offset": offset})
             self.dead_letter_counts[(str(doc.get("stage")), str(doc.get("reason")))] += 1

@@ -1,6 +1,7 @@
 """The health page's figures, each cheap to read and each allowed to fail on its own.
 
-Consumer lag is the pipeline group's committed offset against the end of each raw-topic partition
+Throughput is the pipeline's own fragment counts per event-time window (the stats topic, tailed by
+the console's feed); consumer lag is the pipeline group's committed offset against the end of each raw-topic partition
 (the pipeline commits only what every sink has flushed, so lag is what is not yet stored); Redis
 memory is ``INFO memory``; the store's size comes from the store. A figure that cannot be read
 shows why instead.
@@ -16,6 +17,7 @@ from kafka.errors import CoordinatorNotAvailableError, NotCoordinatorError
 
 from connectors.kafka import make_consumer
 from connectors.redis import make_redis
+from connectors.sinks.rows import parse_time
 from core.settings import Settings
 
 
@@ -47,6 +49,20 @@ def consumer_lag(settings: Settings) -> dict[str, Any]:
         rows.append({"partition": tp.partition, "end": ends[tp], "committed": done,
                      "lag": ends[tp] - (done if done is not None and done >= 0 else 0)})
     return {"partitions": rows, "note": note}
+
+
+def throughput(windows: dict[tuple[str, str], dict[str, int]], last: int = 10) -> list[dict[str, Any]]:
+    """The newest `last` fragment-count windows (the pipeline's stats topic), newest first: start,
+    end, fragments, fragments per second and the busiest sources."""
+    rows = []
+    for (start, end), by_source in sorted(windows.items(), reverse=True)[:last]:
+        begun, ended = parse_time(start), parse_time(end)
+        seconds = (ended - begun).total_seconds() if begun and ended and ended > begun else 0.0
+        total = sum(by_source.values())
+        rows.append({"start": start, "end": end, "fragments": total,
+                     "per_s": total / seconds if seconds else None,
+                     "sources": sorted(by_source.items(), key=lambda kv: (-kv[1], kv[0]))[:3]})
+    return rows
 
 
 def redis_memory(settings: Settings) -> dict[str, Any]:

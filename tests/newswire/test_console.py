@@ -214,6 +214,21 @@ def test_stories_page_lists_the_story_as_growing_and_biggest(console: Console) -
     assert len(points) == 2 and points[0].split()[-1] == "120.0,1.0" and points[0].split()[0] == "0.0,23.0"
 
 
+def test_health_shows_throughput_from_the_pipelines_window_counts(console: Console) -> None:
+    def count(start: str, end: str, source: str, fragments: int) -> bytes:
+        return orjson.dumps({"schema": "fragment-count/1", "source": source, "fragments": fragments,
+                             "window_start": start, "window_end": end})
+    for n, (source, fragments) in enumerate([("wire:a", 90), (hostile.RTL, 30), ("wire:a", 120)]):
+        console.feed.take("stats", count("2026-03-01T10:00:00.000Z", "2026-03-01T10:01:00.000Z", source, fragments), 0, n)
+    console.feed.take("stats", count("2026-03-01T10:01:00.000Z", "2026-03-01T10:02:00.000Z", "wire:b", 6), 0, 9)
+    client = TestClient(console.app)
+    login(client, VIEWER)
+    html = client.get("/health").text
+    rows = re.findall(r'<td class="num">(\d+)</td>\s*<td class="num">([\d.]+)</td>', html)
+    assert rows == [("6", "0.10"), ("150", "2.50")]  # newest first; a refired window replaced, not added
+    assert "<bdi>wire:a</bdi> 120, <bdi>invoice[U+202E]txt.exe</bdi> 30" in html
+
+
 def test_sparkline_spans_the_box() -> None:
     assert views.sparkline([0, 2, 1], width=10, height=12) == "0.0,11.0 5.0,1.0 10.0,6.0"
     assert views.sparkline([]) == "" and views.sparkline([0]) == "0.0,23.0"
