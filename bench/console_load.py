@@ -156,6 +156,13 @@ def main() -> None:
         producer = make_producer(stack.settings)
         for n in range(3):
             producer.send(stack.settings.kafka.topics.dlq.name, orjson.dumps(dead_letter(n)))
+        # The pipeline's fragment counts of the last ten minutes, for the health page's throughput.
+        minute = now.replace(second=0, microsecond=0)
+        for m in range(10, 0, -1):
+            for k, source in enumerate(SOURCES):
+                producer.send(stack.settings.kafka.topics.stats.name, orjson.dumps({
+                    "schema": "fragment-count/1", "source": source, "fragments": 40 + 7 * k + m,
+                    "window_start": iso(minute - timedelta(minutes=m)), "window_end": iso(minute - timedelta(minutes=m - 1))}))
         # Fragments on the raw topic and a commit by the pipeline's group, so the health page has lag to show.
         raw = stack.settings.kafka.topics.fragments
         for n in range(40):
