@@ -158,6 +158,15 @@ class EventStore(Sink):
         """Of `alert_ids`, those acknowledged: alert_id -> {"by": ..., "at": ISO-8601 UTC}."""
 
     @abc.abstractmethod
+    def snooze_rule(self, rule: str, until: str, by: str) -> None:
+        """Record that `by` (a console role) snoozed alert rule `rule` until `until` (ISO-8601; a
+        time already past ends a snooze). The latest snooze of a rule wins."""
+
+    @abc.abstractmethod
+    def rule_snoozes(self, now: str) -> dict[str, dict[str, Any]]:
+        """Rules snoozed past `now`: rule -> {"until": ISO-8601 UTC, "by": ...}."""
+
+    @abc.abstractmethod
     def growing_stories(self, since: str, limit: int = 10) -> list[dict[str, Any]]:
         """Stories with events received at or after `since` (arrival, not the story's publication
         times), most such events first: the ``stories`` row (as :meth:`top_stories` gives it) plus

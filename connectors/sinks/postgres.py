@@ -84,12 +84,19 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX IF NOT EXISTS alerts_fired_at ON alerts (fired_at);
     CREATE INDEX IF NOT EXISTS alerts_rule ON alerts (rule, fired_at);
     """,
-    # 2: acknowledgements from the console (newswire/console/): one per alert, the first one stays.
+    # 2: the console's actions (newswire/console/): acknowledgements, one per alert (the first one
+    # stays), and rules snoozed until a time (the latest snooze wins).
     """
     CREATE TABLE IF NOT EXISTS alert_acks (
         alert_id      TEXT PRIMARY KEY,
         acked_by      TEXT NOT NULL,
         acked_at      TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS rule_snoozes (
+        rule          TEXT PRIMARY KEY,
+        until         TIMESTAMPTZ NOT NULL,
+        snoozed_by    TEXT NOT NULL,
+        snoozed_at    TIMESTAMPTZ NOT NULL
     );
     """,
 )
@@ -207,6 +214,17 @@ class PostgresSink(EventStore):
         rows = self._fetch("SELECT alert_id, acked_by, acked_at FROM alert_acks WHERE alert_id = ANY(%(ids)s)",
                            {"ids": list(alert_ids)})
         return {alert_id: {"by": by, "at": iso(at)} for alert_id, by, at in rows}
+
+    def snooze_rule(self, rule: str, until: str, by: str) -> None:
+        self._fetch("INSERT INTO rule_snoozes (rule, until, snoozed_by, snoozed_at) VALUES (%(rule)s, %(until)s,"
+                    " %(by)s, now()) ON CONFLICT (rule) DO UPDATE SET until = excluded.until,"
+                    " snoozed_by = excluded.snoozed_by, snoozed_at = excluded.snoozed_at RETURNING rule",
+                    {"rule": rule, "until": until, "by": by})
+
+    def rule_snoozes(self, now: str) -> dict[str, dict[str, Any]]:
+        rows = self._fetch("SELECT rule, until, snoozed_by FROM rule_snoozes WHERE until > %(now)s ORDER BY rule",
+                           {"now": now})
+        return {rule: {"until": iso(until), "by": by} for rule, until, by in rows}
 
     def growing_stories(self, since: str, limit: int = 10) -> list[dict[str, Any]]:
         query = (f"SELECT {', '.join('s.' + f for f in _STORY_FIELDS)}, count(*) AS recent FROM events e"

@@ -76,12 +76,19 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX IF NOT EXISTS alerts_fired_at ON alerts (fired_at);
     CREATE INDEX IF NOT EXISTS alerts_rule ON alerts (rule, fired_at);
     """,
-    # 3: acknowledgements from the console (newswire/console/): one per alert, the first one stays.
+    # 3: the console's actions (newswire/console/): acknowledgements, one per alert (the first one
+    # stays), and rules snoozed until a time (the latest snooze wins).
     """
     CREATE TABLE IF NOT EXISTS alert_acks (
         alert_id      TEXT PRIMARY KEY,
         acked_by      TEXT NOT NULL,
         acked_at      TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS rule_snoozes (
+        rule          TEXT PRIMARY KEY,
+        until         TEXT NOT NULL,
+        snoozed_by    TEXT NOT NULL,
+        snoozed_at    TEXT NOT NULL
     );
     """,
 )
@@ -201,6 +208,16 @@ class SQLiteSink(EventStore):
         rows = self._conn.execute("SELECT alert_id, acked_by, acked_at FROM alert_acks WHERE alert_id IN"
                                   f" ({', '.join('?' * len(alert_ids))})", alert_ids)
         return {alert_id: {"by": by, "at": at} for alert_id, by, at in rows}
+
+    def snooze_rule(self, rule: str, until: str, by: str) -> None:
+        self._conn.execute("INSERT INTO rule_snoozes (rule, until, snoozed_by, snoozed_at) VALUES (?, ?, ?, ?)"
+                           " ON CONFLICT (rule) DO UPDATE SET until = excluded.until, snoozed_by = excluded.snoozed_by,"
+                           " snoozed_at = excluded.snoozed_at", (rule, _stored_time(until), by, iso(datetime.now(UTC))))
+
+    def rule_snoozes(self, now: str) -> dict[str, dict[str, Any]]:
+        rows = self._conn.execute("SELECT rule, until, snoozed_by FROM rule_snoozes WHERE until > ? ORDER BY rule",
+                                  (_stored_time(now),))
+        return {rule: {"until": until, "by": by} for rule, until, by in rows}
 
     def growing_stories(self, since: str, limit: int = 10) -> list[dict[str, Any]]:
         # received_at is text as the connector wrote it (ISO-8601, any offset): the index narrows to

@@ -2,7 +2,7 @@
 
 Pages: alerts (live over SSE), stories, a story's timeline, an event, dead letters, health. Every
 page needs a session with a role (:mod:`newswire.console.auth`); the actions, acknowledging an
-alert and re-submitting a dead letter, need an operator and the session's CSRF token. Every response carries a strict
+alert, snoozing a rule and re-submitting a dead letter, need an operator and the session's CSRF token. Every response carries a strict
 Content-Security-Policy: scripts and styles only from ``/static`` (no inline code), nothing from
 another origin, no framing. Data reaches the script only through ``data-`` attributes and the
 JSON of the live stream; it sets ``textContent``, never markup.
@@ -212,6 +212,7 @@ class Console:
             Route("/alerts", self._alerts, methods=["GET"]),
             Route("/alerts/stream", self._alert_stream, methods=["GET"]),
             Route("/alerts/{alert_id}/ack", self._acknowledge, methods=["POST"]),
+            Route("/alerts/snooze", self._snooze, methods=["POST"]),
             Route("/stories", self._stories, methods=["GET"]),
             Route("/stories/{story_id}", self._story, methods=["GET"]),
             Route("/events/{event_id}", self._event, methods=["GET"]),
@@ -315,16 +316,28 @@ class Console:
             return denied
         limit = self.config.alert_backlog
 
-        def read(store: EventStore) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+        now = datetime.now(UTC).isoformat()
+
+        def read(store: EventStore) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
             alerts = store.alerts(limit=limit)
-            return alerts, store.alert_acks([a["alert_id"] for a in alerts])
+            return alerts, store.alert_acks([a["alert_id"] for a in alerts]), store.rule_snoozes(now)
         try:
-            alerts, acks = await self.store.read(read)
+            alerts, acks, snoozes = await self.store.read(read)
             error = None
         except Exception as exc:  # noqa: BLE001 - the live stream still works without the store
-            alerts, acks, error = [], {}, f"{type(exc).__name__}: {exc}"
-        return self._page(session, fresh, "alerts.html", title="Alerts", alerts=[views.alert_view(a) for a in alerts],
-                          acks=acks, store_error=error, feed_error=self.feed.error)
+            alerts, acks, snoozes, error = [], {}, {}, f"{type(exc).__name__}: {exc}"
+        shown = [views.alert_view(a, snoozes.get(a["rule"], {}).get("until")) for a in alerts]
+        return self._page(session, fresh, "alerts.html", title="Alerts", alerts=shown, acks=acks, store_error=error,
+                          feed_error=self.feed.error, snoozes=snoozes, snooze_minutes=SNOOZE_MINUTES)
+
+    async def _snoozed_view(self, alert: dict[str, Any]) -> dict[str, Any]:
+        """An alert as the live stream sends it, marked when its rule is snoozed now."""
+        try:
+            snoozes = await self.store.read(lambda store: store.rule_snoozes(datetime.now(UTC).isoformat()))
+        except Exception as exc:  # noqa: BLE001 - the alert still goes out, unmarked
+            log.warning("console: cannot read snoozes: %s", exc)
+            snoozes = {}
+        return views.alert_view(alert, snoozes.get(str(alert.get("rule")), {}).get("until"))
 
     async def _alert_stream(self, request: Request) -> Response:
         session, _ = self._session(request)
@@ -337,7 +350,7 @@ class Console:
             try:
                 yield b"retry: 2000\n\n"
                 for earlier in recent:
-                    yield _sse("alert", views.alert_view(earlier))
+                    yield _sse("alert", await self._snoozed_view(earlier))
                 while not self._stopping.is_set():
                     try:
                         alert = await asyncio.wait_for(queue.get(), self.HEARTBEAT_S)
@@ -346,11 +359,27 @@ class Console:
                         continue
                     if alert is None:  # the console is stopping
                         return
-                    yield _sse("alert", views.alert_view(alert))
+                    yield _sse("alert", await self._snoozed_view(alert))
             finally:
                 self.feed.unsubscribe(queue)
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    async def _snooze(self, request: Request) -> Response:
+        """Operator: snooze a rule for `minutes` (0 ends its snooze); its alerts show muted meanwhile."""
+        session, _ = self._session(request)
+        if (denied := self._denied(request, session, OPERATOR)) is not None:
+            return denied
+        form = await _form(request)
+        if (refusal := self._forged(request, session, form)) is not None:
+            return refusal
+        rule, minutes = form.get("rule", ""), form.get("minutes", "")
+        if not rule or len(rule) > 200 or not minutes.isdigit() or int(minutes) not in (0, *SNOOZE_MINUTES):
+            return self._error(session, 400, f"snooze: a rule and minutes, one of 0 (end), "
+                               f"{', '.join(map(str, SNOOZE_MINUTES))}")
+        until = (datetime.now(UTC) + timedelta(minutes=int(minutes))).isoformat()
+        await self.store.read(lambda store: store.snooze_rule(rule, until, session.role or OPERATOR))
+        return RedirectResponse("/alerts", 303)
 
     async def _acknowledge(self, request: Request) -> Response:
         session, _ = self._session(request)
@@ -492,6 +521,9 @@ def _event_view(event: dict[str, Any]) -> dict[str, Any]:
             "novelty_ratio": novelty.get("ratio"),
             "entities": views.names(event.get("entities") or (), 8), "places": views.names(event.get("places") or (), 8)}
 
+
+#: How long an operator may snooze a rule, in minutes (the buttons on the alerts page).
+SNOOZE_MINUTES = (60, 240, 1440)
 
 #: A console form holds a CSRF token and at most a login token.
 MAX_FORM_BYTES = 4096

@@ -91,13 +91,16 @@ def payload_preview(dead_letter: dict[str, Any]) -> dict[str, Any]:
     return {"text": visible(text[:PAYLOAD_PREVIEW_CHARS]), "not_utf8": not_utf8, "cut": cut, "invalid": False}
 
 
-def alert_view(alert: dict[str, Any]) -> dict[str, Any]:
+def alert_view(alert: dict[str, Any], snoozed_until: str | None = None) -> dict[str, Any]:
     """What the alerts page shows of an Alert (the same for the first render and for the live
-    stream): strings made visible, each evidence link kept only when it is http(s)."""
+    stream): strings made visible, each evidence link kept only when it is http(s); ``rule_value``
+    is the rule's name as it is (only ever a form field's value), ``snoozed_until`` when its rule
+    is snoozed."""
     counts = alert.get("counts") or {}
     window = alert.get("window") or {}
     return {
         "alert_id": visible(alert.get("alert_id")), "rule": visible(alert.get("rule")),
+        "rule_value": str(alert.get("rule") or ""), "snoozed_until": short_time(snoozed_until) if snoozed_until else None,
         "severity": visible(alert.get("severity")), "kind": visible(alert.get("kind")),
         "summary": visible(alert.get("summary")), "fired_at": visible(alert.get("fired_at")),
         "window": f"{visible(window.get('start'))} .. {visible(window.get('end'))}",

@@ -206,6 +206,16 @@ def test_alert_acknowledgements_keep_the_first(store: EventStore) -> None:
     assert store.alert_acks([]) == {}
 
 
+def test_rule_snoozes_last_until_their_time_and_the_latest_wins(store: EventStore) -> None:
+    store.snooze_rule("nordics", "2026-03-01T11:00:00Z", "operator")
+    store.snooze_rule("kyiv", "2026-03-01T10:30:00+01:00", "operator")  # 09:30 UTC
+    snoozes = store.rule_snoozes("2026-03-01T10:00:00Z")
+    assert list(snoozes) == ["nordics"] and parse_time(snoozes["nordics"]["until"]) == parse_time("2026-03-01T11:00:00Z")
+    store.snooze_rule("nordics", "2026-03-01T10:00:00Z", "operator")  # ended
+    assert store.rule_snoozes("2026-03-01T10:00:00Z") == {}
+    assert list(store.rule_snoozes("2026-03-01T09:00:00Z")) == ["kyiv", "nordics"]  # both still on at 09:00
+
+
 def test_events_read_back_for_replay(store: EventStore) -> None:
     store.add_many([event(i) for i in range(5)] + [event(9, source="wire:b")])
     store.flush()

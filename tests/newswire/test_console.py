@@ -142,6 +142,30 @@ def test_resubmitting_a_dead_letter_needs_an_operator_and_a_whole_raw_record(con
         assert reply.status_code == status, offset
 
 
+def test_operator_snoozes_a_rule_and_ends_the_snooze(console: Console) -> None:
+    rule = hostile.alert()["rule"]  # markup in the rule's name, too
+    viewer, operator = TestClient(console.app), TestClient(console.app)
+    login(viewer, VIEWER)
+    login(operator, OPERATOR)
+    page = operator.get("/alerts").text
+    assert 'class="inline snooze"' in page and 'value="nordics &lt;script&gt;' in page
+    token, viewer_token = csrf_of(page), csrf_of(viewer.get("/alerts").text)
+    assert viewer.post("/alerts/snooze", data={"csrf": viewer_token, "rule": rule, "minutes": "60"},
+                       follow_redirects=False).status_code == 403
+    assert operator.post("/alerts/snooze", data={"rule": rule, "minutes": "60"}, follow_redirects=False).status_code == 403
+    assert operator.post("/alerts/snooze", data={"csrf": token, "rule": rule, "minutes": "7"},
+                         follow_redirects=False).status_code == 400
+    assert operator.post("/alerts/snooze", data={"csrf": token, "rule": rule, "minutes": "60"},
+                         follow_redirects=False).status_code == 303
+    page = operator.get("/alerts").text
+    assert 'class="alert severity-critical snoozed"' in page and "rule snoozed until" in page
+    assert '<ul class="snoozes">' in page and "&lt;script&gt;" in page and 'class="inline snooze"' not in page
+    assert "rule snoozed until" in viewer.get("/alerts").text  # everyone sees it muted
+    assert operator.post("/alerts/snooze", data={"csrf": token, "rule": rule, "minutes": "0"},
+                         follow_redirects=False).status_code == 303
+    assert "snoozed" not in operator.get("/alerts").text.split("<main>")[1]
+
+
 def test_logout_ends_the_session(console: Console) -> None:
     client = TestClient(console.app)
     login(client, VIEWER)

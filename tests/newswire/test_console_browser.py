@@ -204,6 +204,16 @@ def test_login_roles_and_csrf_are_enforced(browser: Any, console: Console) -> No
         card.locator("form.ack button").click()
         page.wait_for_url("**/alerts")
         assert "acknowledged by operator" in page.locator(f"article[data-alert-id='{'b' * 32}']").inner_text()
+        # snoozing the rule mutes its alerts, the stored ones and the next one that arrives live
+        page.locator(f"article[data-alert-id='{'b' * 32}'] form.snooze button").first.click()
+        page.wait_for_url("**/alerts")
+        assert page.locator(f"article.snoozed[data-alert-id='{'b' * 32}']").count() == 1
+        page.wait_for_selector("#live[data-state='live']")
+        alert_id = uuid.uuid4().hex
+        produce(console, "alerts", hostile.alert(alert_id))
+        live = page.wait_for_selector(f"article[data-alert-id='{alert_id}']", timeout=5_000)
+        assert live is not None and "snoozed" in (live.get_attribute("class") or "")
+        assert live.query_selector("form.snooze") is None and live.query_selector("form.ack") is not None
     finally:
         context.close()
 

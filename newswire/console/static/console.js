@@ -56,6 +56,10 @@
       list.append(li);
     });
     article.append(h2, summary, meta, list);
+    if (a.snoozed_until) {
+      article.classList.add("snoozed");
+      article.append(el("p", "snoozed-note", "rule snoozed until " + a.snoozed_until));
+    }
     if (section.dataset.operator === "yes") {
       var form = el("form", "inline ack");
       form.method = "post";
@@ -68,6 +72,25 @@
       button.type = "submit";
       form.append(csrf, button);
       article.append(form);
+      if (!a.snoozed_until) {
+        var snooze = el("form", "inline snooze");
+        snooze.method = "post";
+        snooze.action = "/alerts/snooze";
+        [["csrf", section.dataset.csrf], ["rule", a.rule_value]].forEach(function (field) {
+          var input = el("input");
+          input.type = "hidden";
+          input.name = field[0];
+          input.value = field[1];
+          snooze.append(input);
+        });
+        var minutes = Number(section.dataset.snoozeMinutes);
+        var snoozeButton = el("button", null, "Snooze rule " + (minutes / 60) + " h");
+        snoozeButton.type = "submit";
+        snoozeButton.name = "minutes";
+        snoozeButton.value = String(minutes);
+        snooze.append(snoozeButton);
+        article.append(snooze);
+      }
     }
     return article;
   }
