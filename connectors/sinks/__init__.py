@@ -20,6 +20,7 @@ from __future__ import annotations
 import abc
 import importlib
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,21 @@ from core.records import Delivery
 
 if TYPE_CHECKING:
     from core.settings import Settings
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    """Filters for :meth:`EventStore.search_events`; None: any. ``entity`` and ``place`` match an
+    id exactly or a name case-insensitively as a substring; ``country`` is a place's ISO code;
+    ``since``/``until`` bound received_at (ISO-8601, until exclusive)."""
+
+    entity: str | None = None
+    place: str | None = None
+    country: str | None = None
+    language: str | None = None
+    source: str | None = None
+    since: str | None = None
+    until: str | None = None
 
 
 class Sink(abc.ABC):
@@ -156,6 +172,10 @@ class EventStore(Sink):
     @abc.abstractmethod
     def alert_acks(self, alert_ids: list[str]) -> dict[str, dict[str, Any]]:
         """Of `alert_ids`, those acknowledged: alert_id -> {"by": ..., "at": ISO-8601 UTC}."""
+
+    @abc.abstractmethod
+    def search_events(self, query: EventQuery, limit: int = 100) -> list[dict[str, Any]]:
+        """Stored EnrichedEvents matching every filter `query` sets, newest received first."""
 
     @abc.abstractmethod
     def snooze_rule(self, rule: str, until: str, by: str) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from connectors.sinks import EventStore, volume_series
+from connectors.sinks import EventQuery, EventStore, volume_series
 from connectors.sinks.rows import alert_row, event_row, iso, parse_time, story_rows, upserts
 
 #: Schema migrations, applied in order; schema_migrations records each version that ran.
@@ -214,6 +214,29 @@ class PostgresSink(EventStore):
         rows = self._fetch("SELECT alert_id, acked_by, acked_at FROM alert_acks WHERE alert_id = ANY(%(ids)s)",
                            {"ids": list(alert_ids)})
         return {alert_id: {"by": by, "at": iso(at)} for alert_id, by, at in rows}
+
+    def search_events(self, query: EventQuery, limit: int = 100) -> list[dict[str, Any]]:
+        clauses: list[str] = []
+        args: dict[str, Any] = {"limit": limit}
+        for column, value in (("entities", query.entity), ("places", query.place)):
+            if value:
+                clauses.append(f"EXISTS (SELECT 1 FROM jsonb_array_elements(events.{column}) t WHERE"
+                               f" t->>'id' = %({column})s OR strpos(lower(t->>'name'), lower(%({column})s)) > 0)")
+                args[column] = value
+        if query.country:
+            clauses.append("EXISTS (SELECT 1 FROM jsonb_array_elements(events.places) t WHERE"
+                           " upper(t->>'country_code') = upper(%(country)s))")
+            args["country"] = query.country
+        for name, clause, value in (("language", "language = %(language)s", query.language),
+                                    ("source", "source = %(source)s", query.source),
+                                    ("since", "received_at >= %(since)s", query.since),
+                                    ("until", "received_at < %(until)s", query.until)):
+            if value:
+                clauses.append(clause)
+                args[name] = value
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self._fetch(f"SELECT body FROM events {where} ORDER BY received_at DESC, event_id LIMIT %(limit)s", args)
+        return [body for (body,) in rows]
 
     def snooze_rule(self, rule: str, until: str, by: str) -> None:
         self._fetch("INSERT INTO rule_snoozes (rule, until, snoozed_by, snoozed_at) VALUES (%(rule)s, %(until)s,"

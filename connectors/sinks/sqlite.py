@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from connectors.sinks import EventStore, volume_series
+from connectors.sinks import EventQuery, EventStore, volume_series
 from connectors.sinks.rows import alert_row, event_row, iso, parse_time, story_rows, upserts
 
 #: Schema migrations, applied in order; PRAGMA user_version records how many ran.
@@ -208,6 +208,29 @@ class SQLiteSink(EventStore):
         rows = self._conn.execute("SELECT alert_id, acked_by, acked_at FROM alert_acks WHERE alert_id IN"
                                   f" ({', '.join('?' * len(alert_ids))})", alert_ids)
         return {alert_id: {"by": by, "at": at} for alert_id, by, at in rows}
+
+    def search_events(self, query: EventQuery, limit: int = 100) -> list[dict[str, Any]]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        for column, value in (("entities", query.entity), ("places", query.place)):
+            if value:
+                clauses.append(f"EXISTS (SELECT 1 FROM json_each(events.{column}) WHERE"
+                               " json_extract(value, '$.id') = ? OR instr(lower(json_extract(value, '$.name')), ?) > 0)")
+                args += [value, value.lower()]
+        if query.country:
+            clauses.append("EXISTS (SELECT 1 FROM json_each(events.places) WHERE"
+                           " upper(json_extract(value, '$.country_code')) = ?)")
+            args.append(query.country.upper())
+        for clause, value in (("language = ?", query.language), ("source = ?", query.source),
+                              ("julianday(received_at) >= julianday(?)", query.since),
+                              ("julianday(received_at) < julianday(?)", query.until)):
+            if value:
+                clauses.append(clause)
+                args.append(value)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self._conn.execute(f"SELECT body FROM events {where} ORDER BY julianday(received_at) DESC, event_id"
+                                  " LIMIT ?", (*args, int(limit)))
+        return [orjson.loads(body) for (body,) in rows]
 
     def snooze_rule(self, rule: str, until: str, by: str) -> None:
         self._conn.execute("INSERT INTO rule_snoozes (rule, until, snoozed_by, snoozed_at) VALUES (?, ?, ?, ?)"

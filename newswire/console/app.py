@@ -1,6 +1,6 @@
 """The console's web app (Starlette, Jinja2 templates) and the server that runs it (uvicorn).
 
-Pages: alerts (live over SSE), stories, a story's timeline, an event, dead letters, health. Every
+Pages: alerts (live over SSE), stories, a story's timeline, an event, search, dead letters, health. Every
 page needs a session with a role (:mod:`newswire.console.auth`); the actions, acknowledging an
 alert, snoozing a rule and re-submitting a dead letter, need an operator and the session's CSRF token. Every response carries a strict
 Content-Security-Policy: scripts and styles only from ``/static`` (no inline code), nothing from
@@ -35,8 +35,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from connectors.kafka import make_producer
 from connectors.process import is_loopback
-from connectors.sinks import EventStore, open_store
+from connectors.sinks import EventQuery, EventStore, open_store
 from connectors.sources.http import RateLimiter
+from core.alert_rules import parse_duration
 from core.settings import ConfigError, Settings
 from newswire.console import health, views
 from newswire.console.auth import COOKIE, LOGIN_COOKIE, OPERATOR, VIEWER, Credentials, Session, SessionSigner
@@ -215,6 +216,7 @@ class Console:
             Route("/alerts/snooze", self._snooze, methods=["POST"]),
             Route("/stories", self._stories, methods=["GET"]),
             Route("/stories/{story_id}", self._story, methods=["GET"]),
+            Route("/events", self._search, methods=["GET"]),
             Route("/events/{event_id}", self._event, methods=["GET"]),
             Route("/dead-letters", self._dead_letters, methods=["GET"]),
             Route("/dead-letters/{partition:int}/{offset:int}/resubmit", self._resubmit, methods=["POST"]),
@@ -425,6 +427,26 @@ class Console:
         return self._page(session, fresh, "story.html", title="Story", story=story, names=views.names,
                           headline=events[0].get("title") if events else None, events=[_event_view(e) for e in events])
 
+    async def _search(self, request: Request) -> Response:
+        """Stored events filtered by entity, place, country, language, source and how far back."""
+        session, fresh, denied = await self._viewer_page(request)
+        if denied:
+            return denied
+        params = {name: request.query_params.get(name, "").strip()[:200] for name in SEARCH_FIELDS}
+        message, events = None, None
+        try:
+            since = (datetime.now(UTC) - timedelta(seconds=parse_duration(params["since"]))).isoformat() \
+                if params["since"] else None
+        except ValueError as exc:
+            message, since = f"since: {exc}", None
+        if message is None and any(params.values()):
+            query = EventQuery(entity=params["entity"] or None, place=params["place"] or None,
+                               country=params["country"] or None, language=params["language"] or None,
+                               source=params["source"] or None, since=since)
+            events = [_event_view(e) for e in await self.store.read(lambda s: s.search_events(query, SEARCH_LIMIT))]
+        return self._page(session, fresh, "search.html", 400 if message else 200, title="Search", params=params,
+                          events=events, message=message, limit=SEARCH_LIMIT)
+
     async def _event(self, request: Request) -> Response:
         session, fresh, denied = await self._viewer_page(request)
         if denied:
@@ -521,6 +543,10 @@ def _event_view(event: dict[str, Any]) -> dict[str, Any]:
             "novelty_ratio": novelty.get("ratio"),
             "entities": views.names(event.get("entities") or (), 8), "places": views.names(event.get("places") or (), 8)}
 
+
+#: The search form's fields (query parameters), and the most events one search lists.
+SEARCH_FIELDS = ("entity", "place", "country", "language", "source", "since")
+SEARCH_LIMIT = 100
 
 #: How long an operator may snooze a rule, in minutes (the buttons on the alerts page).
 SNOOZE_MINUTES = (60, 240, 1440)

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from connectors.sinks import EventStore, open_store
+from connectors.sinks import EventQuery, EventStore, open_store
 from connectors.sinks.postgres import MIGRATIONS as POSTGRES_MIGRATIONS
 from connectors.sinks.rows import parse_time
 from connectors.sinks.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
@@ -204,6 +204,25 @@ def test_alert_acknowledgements_keep_the_first(store: EventStore) -> None:
     assert list(acks) == ["a1"] and acks["a1"]["by"] == "operator"
     assert parse_time(acks["a1"]["at"]) is not None
     assert store.alert_acks([]) == {}
+
+
+def test_search_events_by_entity_place_country_language_source_and_time(store: EventStore) -> None:
+    sweden = [{"id": "geonames:2661886", "name": "Sweden", "country_code": "SE", "lat": 62.0, "lon": 15.0,
+               "feature": "country", "mentions": []}]
+    store.add_many([event(1), event(2, source="wire:b"), event(3, language={"code": "fi", "confidence": 0.9}),
+                    event(4, entities=[], places=sweden)])
+    store.flush()
+
+    def ids(**filters: str) -> list[int]:
+        return [int(e["event_id"], 16) for e in store.search_events(EventQuery(**filters))]
+    assert ids() == [4, 3, 2, 1]  # newest received first
+    assert ids(entity="person:jens-stoltenberg") == ids(entity="STOLTEN") == [3, 2, 1]
+    assert ids(place="swed") == ids(country="se") == [4]
+    assert ids(place="geonames:660013", language="fi") == [3]
+    assert ids(source="wire:b") == [2]
+    assert ids(since="2026-03-01T10:02:00Z", until="2026-03-01T10:04:00Z") == [3, 2]
+    assert ids(entity="%") == [] and ids(entity="nobody") == []  # no wildcards: a name is a substring
+    assert len(store.search_events(EventQuery(), limit=2)) == 2
 
 
 def test_rule_snoozes_last_until_their_time_and_the_latest_wins(store: EventStore) -> None:

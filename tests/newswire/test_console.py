@@ -186,7 +186,7 @@ def test_every_response_has_the_strict_security_headers(console: Console) -> Non
 
 
 PAGES = ["/alerts", "/stories", f"/stories/{hostile.STORY_ID}", f"/events/{0:032x}", f"/events/{1:032x}",
-         "/dead-letters", "/health"]
+         "/dead-letters", "/health", "/events?entity=ltenberg&since=1h"]
 
 
 @pytest.mark.parametrize("path", PAGES)
@@ -251,6 +251,19 @@ def test_health_shows_throughput_from_the_pipelines_window_counts(console: Conso
     rows = re.findall(r'<td class="num">(\d+)</td>\s*<td class="num">([\d.]+)</td>', html)
     assert rows == [("6", "0.10"), ("150", "2.50")]  # newest first; a refired window replaced, not added
     assert "<bdi>wire:a</bdi> 120, <bdi>invoice[U+202E]txt.exe</bdi> 30" in html
+
+
+def test_search_finds_events_by_entity_and_source_and_refuses_a_bad_duration(console: Console) -> None:
+    client = TestClient(console.app)
+    login(client, VIEWER)
+    assert "<ol" not in client.get("/events").text  # the form alone
+    found = re.findall(r'<li class="event" data-event-id="(\w+)">', client.get("/events?entity=person:x&since=1h").text)
+    assert found == [f"{n:032x}" for n in (0, 1, 2)]  # one received_at: by event id
+    html = client.get("/events", params={"source": f"wire:{hostile.IMG}", "language": "en"}).text
+    assert len(re.findall(r'<li class="event"', html)) == 3 and 'value="wire:&lt;img' in html
+    assert "no stored event matches" in client.get("/events?entity=nobody").text
+    bad = client.get("/events?since=yesterday")
+    assert bad.status_code == 400 and "must be a duration" in bad.text
 
 
 def test_sparkline_spans_the_box() -> None:

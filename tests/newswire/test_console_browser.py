@@ -131,7 +131,7 @@ def test_hostile_records_render_inert_on_every_page(browser: Any, console: Conso
     context, page, dialogs = logged_in(browser, console, VIEWER)
     try:
         for path in ("/alerts", "/stories", f"/stories/{hostile.STORY_ID}", f"/events/{0:032x}", f"/events/{1:032x}",
-                     "/health"):
+                     "/events?entity=ltenberg", "/health"):
             reply = page.goto(path)
             assert reply is not None and reply.status == 200, path
             assert_inert(page, dialogs)
