@@ -26,8 +26,9 @@ setup: $(STAMP) system-deps
 # as command:package pairs; only missing commands are installed. kcat: the command-line Kafka client
 # of docs/consumers.md and tests/connectors/test_consumer_contract.py. postgresql: the embedded
 # PostgreSQL store (connectors/postgres.py); its server binaries are off PATH, so the check is
-# pg_ctlcluster, which the package brings along.
-SYSTEM_DEPS := redis-server:redis-server kcat:kcat pg_ctlcluster:postgresql
+# pg_ctlcluster, which the package brings along. chromium: the browser the console's tests drive
+# (Playwright with executable_path; tests/newswire/test_console_browser.py).
+SYSTEM_DEPS := redis-server:redis-server kcat:kcat pg_ctlcluster:postgresql chromium:chromium
 system-deps:
 	@missing=""; for dep in $(SYSTEM_DEPS); do \
 	  command -v $${dep%%:*} >/dev/null || missing="$$missing $${dep#*:}"; done; \

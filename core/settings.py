@@ -387,6 +387,26 @@ class AlertSettings:
 
 
 @dataclass(frozen=True)
+class ConsoleSettings:
+    """console: the web console (newswire/console/, docs/console.md). Tokens come from the environment
+    variables named here; with neither set it serves only a loopback host, to anyone there."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8090
+    viewer_token_env: str = "NEWSWIRE_CONSOLE_VIEWER_TOKEN"
+    operator_token_env: str = "NEWSWIRE_CONSOLE_OPERATOR_TOKEN"
+    session_ttl_s: float = 12 * 3600.0
+    alert_backlog: int = 100
+    dead_letter_backlog: int = 200
+
+    def __post_init__(self) -> None:
+        if self.viewer_token_env == self.operator_token_env:
+            raise ConfigError(f"console: viewer_token_env and operator_token_env must differ (both "
+                              f"'{self.viewer_token_env}'), else a viewer's token would make an operator")
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything configurable, validated. Picklable, so Beam workers receive it as is."""
 
@@ -399,6 +419,7 @@ class Settings:
     connectors: ConnectorSettings = field(default_factory=ConnectorSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
     @property
     def inbox_path(self) -> Path:
@@ -523,6 +544,7 @@ def load_settings(path: str | os.PathLike[str] | None = None,
         connectors=_connector_settings(raw.get("connectors", {})),
         redis=RedisSettings(**raw.get("redis", {})),
         alerts=_alert_settings(raw.get("alerts") or {}, cfg_path),
+        console=_console_settings(raw.get("console") or {}, cfg_path),
     )
 
 
@@ -554,6 +576,13 @@ def _alert_settings(raw: dict[str, Any], cfg_path: Path) -> AlertSettings:
     rest = {k: v for k, v in raw.items() if k not in ("enabled", "rules_path")}
     return AlertSettings(enabled=raw.get("enabled", True),
                          rules_path=rules_path if rules_path.is_absolute() else cfg_path.parent / rules_path, **rest)
+
+
+def _console_settings(raw: dict[str, Any], cfg_path: Path) -> ConsoleSettings:
+    try:
+        return ConsoleSettings(**raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{cfg_path}: {exc}") from None
 
 
 def _connector_settings(raw: dict[str, Any]) -> ConnectorSettings:

@@ -10,6 +10,7 @@
     newswire alerts tail           print alerts live as they reach the alerts topic
     newswire alerts list [--since 1h]   stored alerts, newest first
     newswire stories top [--since 24h]  the biggest stories (most sources) in the store
+    newswire console               the web console alone (alerts live, stories, dead letters, health)
     newswire replay                re-run stored events (or --file archives) through the pipeline, no new rows
     newswire events                latest events in the SQLite store
     newswire config                validate the configuration and print it
@@ -276,6 +277,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         notifier = start_configured_notifier(s)  # None when config/alerts.yaml names no webhooks
         if notifier:
             print(describe_notifier(notifier), flush=True)
+        console = start_console(s) if s.console.enabled else None
         if args.demo or args.ingest:
             time.sleep(1.0)  # let the live view subscribe before the first records arrive
             paths = [Path(p) for p in args.ingest] or [DEMO_FRAGMENTS]
@@ -303,6 +305,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             source.stop()
         if notifier:
             notifier.stop()
+        if console:
+            console.stop()
         if pool is not None:
             pool.stop()
         else:
@@ -318,6 +322,28 @@ def cmd_up(args: argparse.Namespace) -> int:
             redis.stop()
         if postgres:
             postgres.stop()
+    return 0
+
+
+def start_console(settings: Settings, host: str | None = None, port: int | None = None) -> Any:
+    """Start the web console (console.host:port) in the background and print its URL."""
+    from newswire.console.app import Console
+
+    console = Console(settings, host=host, port=port)
+    console.start()
+    print(console.describe(), flush=True)
+    return console
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    """Serve the web console alone until stopped."""
+    s = _settings(args)
+    stop = _wait_for_signal()
+    console = start_console(s, args.host, args.port)
+    try:
+        stop.wait()
+    finally:
+        console.stop()
     return 0
 
 
@@ -421,6 +447,10 @@ def parser() -> argparse.ArgumentParser:
     ing.add_argument("--source", help="source name for fragments that do not carry one")
     ing.set_defaults(fn=cmd_ingest)
     add_source_commands(sub)
+    con = sub.add_parser("console", help="serve the web console alone (docs/console.md)")
+    con.add_argument("--host", default=None, help="listen address (default: console.host)")
+    con.add_argument("--port", type=int, default=None, help="port (default: console.port; 0: any free)")
+    con.set_defaults(fn=cmd_console)
     add_replay_command(sub)
     add_alerts_commands(sub)
     stories = sub.add_parser("stories", help="stories in the store").add_subparsers(dest="stories_command",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import abc
 import importlib
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,21 @@ from core.records import Delivery
 
 if TYPE_CHECKING:
     from core.settings import Settings
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    """Filters for :meth:`EventStore.search_events`; None: any. ``entity`` and ``place`` match an
+    id exactly or a name case-insensitively as a substring; ``country`` is a place's ISO code;
+    ``since``/``until`` bound received_at (ISO-8601, until exclusive)."""
+
+    entity: str | None = None
+    place: str | None = None
+    country: str | None = None
+    language: str | None = None
+    source: str | None = None
+    since: str | None = None
+    until: str | None = None
 
 
 class Sink(abc.ABC):
@@ -150,6 +166,60 @@ class EventStore(Sink):
         ``stories`` table's columns, with top_entities / top_places decoded."""
 
     @abc.abstractmethod
+    def acknowledge_alert(self, alert_id: str, by: str) -> None:
+        """Record that `by` (a console role) acknowledged the alert; the first acknowledgement stays."""
+
+    @abc.abstractmethod
+    def alert_acks(self, alert_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Of `alert_ids`, those acknowledged: alert_id -> {"by": ..., "at": ISO-8601 UTC}."""
+
+    @abc.abstractmethod
+    def search_events(self, query: EventQuery, limit: int = 100) -> list[dict[str, Any]]:
+        """Stored EnrichedEvents matching every filter `query` sets, newest received first."""
+
+    @abc.abstractmethod
+    def snooze_rule(self, rule: str, until: str, by: str) -> None:
+        """Record that `by` (a console role) snoozed alert rule `rule` until `until` (ISO-8601; a
+        time already past ends a snooze). The latest snooze of a rule wins."""
+
+    @abc.abstractmethod
+    def rule_snoozes(self, now: str) -> dict[str, dict[str, Any]]:
+        """Rules snoozed past `now`: rule -> {"until": ISO-8601 UTC, "by": ...}."""
+
+    @abc.abstractmethod
+    def growing_stories(self, since: str, limit: int = 10) -> list[dict[str, Any]]:
+        """Stories with events received at or after `since` (arrival, not the story's publication
+        times), most such events first: the ``stories`` row (as :meth:`top_stories` gives it) plus
+        ``recent_events``, those events' count."""
+
+    @abc.abstractmethod
+    def biggest_stories(self, since: str, limit: int = 10) -> list[dict[str, Any]]:
+        """Stories stored (``updated_at``: an event of theirs arrived) at or after `since`, most
+        sources first, then events: ``stories`` rows as :meth:`top_stories` gives them. Reads only
+        the stories table, so it stays cheap however many events arrived."""
+
+    @abc.abstractmethod
+    def story_volume(self, story_ids: list[str], since: str, bucket_s: int, buckets: int) -> dict[str, list[int]]:
+        """Per story, its events received in each of `buckets` periods of `bucket_s` seconds from
+        `since` on (a sparkline's values; an event past the last period counts in the last)."""
+
+    @abc.abstractmethod
+    def story(self, story_id: str) -> dict[str, Any] | None:
+        """One ``stories`` row (as :meth:`top_stories` gives it), or None."""
+
+    @abc.abstractmethod
+    def story_events(self, story_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        """The story's stored EnrichedEvents, oldest received first (at most `limit`, the oldest)."""
+
+    @abc.abstractmethod
+    def event(self, event_id: str) -> dict[str, Any] | None:
+        """One stored EnrichedEvent, or None."""
+
+    @abc.abstractmethod
+    def size_bytes(self) -> int:
+        """What the store takes on disk (the database file and its WAL, or the database's size)."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Close the connection (unflushed rows are dropped: flush first)."""
 
@@ -177,6 +247,15 @@ SINKS = {
     "sqlite": "connectors.sinks.sqlite:SQLiteSink",
     "postgresql": "connectors.sinks.postgres:PostgresSink",
 }
+
+
+def volume_series(rows: Iterable[tuple[str, int, int]], story_ids: list[str], buckets: int) -> dict[str, list[int]]:
+    """(story_id, period, events) rows as one list of `buckets` counts per story (periods clamped)."""
+    series = {story_id: [0] * buckets for story_id in story_ids}
+    for story_id, period, count in rows:
+        if story_id in series and buckets:
+            series[story_id][min(max(int(period), 0), buckets - 1)] += int(count)
+    return series
 
 
 def store_class(url: str) -> type[EventStore]:

@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from connectors.sinks import EventStore
+from connectors.sinks import EventQuery, EventStore, volume_series
 from connectors.sinks.rows import alert_row, event_row, iso, parse_time, story_rows, upserts
 
 #: Schema migrations, applied in order; schema_migrations records each version that ran.
@@ -84,6 +84,21 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX IF NOT EXISTS alerts_fired_at ON alerts (fired_at);
     CREATE INDEX IF NOT EXISTS alerts_rule ON alerts (rule, fired_at);
     """,
+    # 2: the console's actions (newswire/console/): acknowledgements, one per alert (the first one
+    # stays), and rules snoozed until a time (the latest snooze wins).
+    """
+    CREATE TABLE IF NOT EXISTS alert_acks (
+        alert_id      TEXT PRIMARY KEY,
+        acked_by      TEXT NOT NULL,
+        acked_at      TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS rule_snoozes (
+        rule          TEXT PRIMARY KEY,
+        until         TIMESTAMPTZ NOT NULL,
+        snoozed_by    TEXT NOT NULL,
+        snoozed_at    TIMESTAMPTZ NOT NULL
+    );
+    """,
 )
 
 #: Any constant works: it only has to be the same for every process migrating this database.
@@ -104,6 +119,13 @@ def migrate(conn: psycopg.Connection[Any]) -> int:
             conn.execute(ddl)
             conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (number,))
     return max(version, len(MIGRATIONS))
+
+
+_STORY_FIELDS = ("story_id", "first_seen", "last_seen", "event_count", "source_count", "top_entities", "top_places")
+
+
+def _story_dict(row: tuple[Any, ...]) -> dict[str, Any]:
+    return {**dict(zip(_STORY_FIELDS, row, strict=True)), "first_seen": iso(row[1]), "last_seen": iso(row[2])}
 
 
 def _row(event: dict[str, Any]) -> dict[str, Any]:
@@ -179,14 +201,94 @@ class PostgresSink(EventStore):
             return [body for (body,) in cur.fetchall()]
 
     def top_stories(self, since: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
-        fields = ("story_id", "first_seen", "last_seen", "event_count", "source_count", "top_entities", "top_places")
-        query = (f"SELECT {', '.join(fields)} FROM stories WHERE (%(since)s::timestamptz IS NULL OR last_seen >= %(since)s)"
+        query = (f"SELECT {', '.join(_STORY_FIELDS)} FROM stories"
+                 " WHERE (%(since)s::timestamptz IS NULL OR last_seen >= %(since)s)"
                  " ORDER BY source_count DESC, event_count DESC, last_seen DESC LIMIT %(limit)s")
+        return [_story_dict(row) for row in self._fetch(query, {"since": since, "limit": limit})]
+
+    def acknowledge_alert(self, alert_id: str, by: str) -> None:
+        self._fetch("INSERT INTO alert_acks (alert_id, acked_by, acked_at) VALUES (%(id)s, %(by)s, now())"
+                    " ON CONFLICT (alert_id) DO NOTHING RETURNING alert_id", {"id": alert_id, "by": by})
+
+    def alert_acks(self, alert_ids: list[str]) -> dict[str, dict[str, Any]]:
+        rows = self._fetch("SELECT alert_id, acked_by, acked_at FROM alert_acks WHERE alert_id = ANY(%(ids)s)",
+                           {"ids": list(alert_ids)})
+        return {alert_id: {"by": by, "at": iso(at)} for alert_id, by, at in rows}
+
+    def search_events(self, query: EventQuery, limit: int = 100) -> list[dict[str, Any]]:
+        clauses: list[str] = []
+        args: dict[str, Any] = {"limit": limit}
+        for column, value in (("entities", query.entity), ("places", query.place)):
+            if value:
+                clauses.append(f"EXISTS (SELECT 1 FROM jsonb_array_elements(events.{column}) t WHERE"
+                               f" t->>'id' = %({column})s OR strpos(lower(t->>'name'), lower(%({column})s)) > 0)")
+                args[column] = value
+        if query.country:
+            clauses.append("EXISTS (SELECT 1 FROM jsonb_array_elements(events.places) t WHERE"
+                           " upper(t->>'country_code') = upper(%(country)s))")
+            args["country"] = query.country
+        for name, clause, value in (("language", "language = %(language)s", query.language),
+                                    ("source", "source = %(source)s", query.source),
+                                    ("since", "received_at >= %(since)s", query.since),
+                                    ("until", "received_at < %(until)s", query.until)):
+            if value:
+                clauses.append(clause)
+                args[name] = value
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self._fetch(f"SELECT body FROM events {where} ORDER BY received_at DESC, event_id LIMIT %(limit)s", args)
+        return [body for (body,) in rows]
+
+    def snooze_rule(self, rule: str, until: str, by: str) -> None:
+        self._fetch("INSERT INTO rule_snoozes (rule, until, snoozed_by, snoozed_at) VALUES (%(rule)s, %(until)s,"
+                    " %(by)s, now()) ON CONFLICT (rule) DO UPDATE SET until = excluded.until,"
+                    " snoozed_by = excluded.snoozed_by, snoozed_at = excluded.snoozed_at RETURNING rule",
+                    {"rule": rule, "until": until, "by": by})
+
+    def rule_snoozes(self, now: str) -> dict[str, dict[str, Any]]:
+        rows = self._fetch("SELECT rule, until, snoozed_by FROM rule_snoozes WHERE until > %(now)s ORDER BY rule",
+                           {"now": now})
+        return {rule: {"until": iso(until), "by": by} for rule, until, by in rows}
+
+    def growing_stories(self, since: str, limit: int = 10) -> list[dict[str, Any]]:
+        query = (f"SELECT {', '.join('s.' + f for f in _STORY_FIELDS)}, count(*) AS recent FROM events e"
+                 " JOIN stories s ON s.story_id = e.story_id WHERE e.received_at >= %(since)s GROUP BY s.story_id"
+                 " ORDER BY recent DESC, s.event_count DESC, s.last_seen DESC LIMIT %(limit)s")
+        return [{**_story_dict(row[:-1]), "recent_events": row[-1]}
+                for row in self._fetch(query, {"since": since, "limit": limit})]
+
+    def biggest_stories(self, since: str, limit: int = 10) -> list[dict[str, Any]]:
+        query = (f"SELECT {', '.join(_STORY_FIELDS)} FROM stories WHERE updated_at >= %(since)s"
+                 " ORDER BY source_count DESC, event_count DESC, last_seen DESC LIMIT %(limit)s")
+        return [_story_dict(row) for row in self._fetch(query, {"since": since, "limit": limit})]
+
+    def story_volume(self, story_ids: list[str], since: str, bucket_s: int, buckets: int) -> dict[str, list[int]]:
+        query = ("SELECT story_id, floor(extract(epoch FROM received_at - %(since)s::timestamptz) / %(bucket)s)::int,"
+                 " count(*) FROM events WHERE story_id = ANY(%(ids)s) AND received_at >= %(since)s GROUP BY 1, 2")
+        rows = self._fetch(query, {"since": since, "bucket": bucket_s, "ids": list(story_ids)}) if story_ids else []
+        return volume_series(((r[0], r[1], r[2]) for r in rows), story_ids, buckets)
+
+    def story(self, story_id: str) -> dict[str, Any] | None:
+        rows = self._fetch(f"SELECT {', '.join(_STORY_FIELDS)} FROM stories WHERE story_id = %(id)s",
+                           {"id": story_id})
+        return _story_dict(rows[0]) if rows else None
+
+    def story_events(self, story_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        query = "SELECT body FROM events WHERE story_id = %(id)s ORDER BY received_at, event_id LIMIT %(limit)s"
+        return [body for (body,) in self._fetch(query, {"id": story_id, "limit": limit})]
+
+    def event(self, event_id: str) -> dict[str, Any] | None:
+        rows = self._fetch("SELECT body FROM events WHERE event_id = %(id)s", {"id": event_id})
+        return rows[0][0] if rows else None
+
+    def size_bytes(self) -> int:
+        return int(self._fetch("SELECT pg_database_size(current_database())", {})[0][0])
+
+    def _fetch(self, query: str, args: dict[str, Any]) -> list[tuple[Any, ...]]:
+        if self._conn.closed or self._conn.broken:
+            self._conn = self._connect()
         with self._conn.transaction(), self._conn.cursor() as cur:
-            cur.execute(query, {"since": since, "limit": limit})
-            rows = cur.fetchall()
-        return [{**dict(zip(fields, row, strict=True)), "first_seen": iso(row[1]), "last_seen": iso(row[2])}
-                for row in rows]
+            cur.execute(query, args)
+            return cur.fetchall()
 
     def close(self) -> None:
         self._conn.close()

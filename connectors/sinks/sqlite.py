@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from connectors.sinks import EventStore
+from connectors.sinks import EventQuery, EventStore, volume_series
 from connectors.sinks.rows import alert_row, event_row, iso, parse_time, story_rows, upserts
 
 #: Schema migrations, applied in order; PRAGMA user_version records how many ran.
@@ -75,6 +75,21 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX IF NOT EXISTS alerts_fired_at ON alerts (fired_at);
     CREATE INDEX IF NOT EXISTS alerts_rule ON alerts (rule, fired_at);
+    """,
+    # 3: the console's actions (newswire/console/): acknowledgements, one per alert (the first one
+    # stays), and rules snoozed until a time (the latest snooze wins).
+    """
+    CREATE TABLE IF NOT EXISTS alert_acks (
+        alert_id      TEXT PRIMARY KEY,
+        acked_by      TEXT NOT NULL,
+        acked_at      TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS rule_snoozes (
+        rule          TEXT PRIMARY KEY,
+        until         TEXT NOT NULL,
+        snoozed_by    TEXT NOT NULL,
+        snoozed_at    TEXT NOT NULL
+    );
     """,
 )
 
@@ -181,14 +196,110 @@ class SQLiteSink(EventStore):
         cur = self._conn.execute(
             f"SELECT {', '.join(_STORY_FIELDS)} FROM stories WHERE (? IS NULL OR last_seen >= ?)"
             " ORDER BY source_count DESC, event_count DESC, last_seen DESC LIMIT ?", (cutoff, cutoff, int(limit)))
-        return [{**dict(zip(_STORY_FIELDS, row, strict=True)), "top_entities": orjson.loads(row[5]),
-                 "top_places": orjson.loads(row[6])} for row in cur]
+        return [_story_dict(row) for row in cur]
+
+    def acknowledge_alert(self, alert_id: str, by: str) -> None:
+        self._conn.execute("INSERT INTO alert_acks (alert_id, acked_by, acked_at) VALUES (?, ?, ?)"
+                           " ON CONFLICT (alert_id) DO NOTHING", (alert_id, by, iso(datetime.now(UTC))))
+
+    def alert_acks(self, alert_ids: list[str]) -> dict[str, dict[str, Any]]:
+        if not alert_ids:
+            return {}
+        rows = self._conn.execute("SELECT alert_id, acked_by, acked_at FROM alert_acks WHERE alert_id IN"
+                                  f" ({', '.join('?' * len(alert_ids))})", alert_ids)
+        return {alert_id: {"by": by, "at": at} for alert_id, by, at in rows}
+
+    def search_events(self, query: EventQuery, limit: int = 100) -> list[dict[str, Any]]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        for column, value in (("entities", query.entity), ("places", query.place)):
+            if value:
+                clauses.append(f"EXISTS (SELECT 1 FROM json_each(events.{column}) WHERE"
+                               " json_extract(value, '$.id') = ? OR instr(lower(json_extract(value, '$.name')), ?) > 0)")
+                args += [value, value.lower()]
+        if query.country:
+            clauses.append("EXISTS (SELECT 1 FROM json_each(events.places) WHERE"
+                           " upper(json_extract(value, '$.country_code')) = ?)")
+            args.append(query.country.upper())
+        for clause, value in (("language = ?", query.language), ("source = ?", query.source),
+                              ("julianday(received_at) >= julianday(?)", query.since),
+                              ("julianday(received_at) < julianday(?)", query.until)):
+            if value:
+                clauses.append(clause)
+                args.append(value)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self._conn.execute(f"SELECT body FROM events {where} ORDER BY julianday(received_at) DESC, event_id"
+                                  " LIMIT ?", (*args, int(limit)))
+        return [orjson.loads(body) for (body,) in rows]
+
+    def snooze_rule(self, rule: str, until: str, by: str) -> None:
+        self._conn.execute("INSERT INTO rule_snoozes (rule, until, snoozed_by, snoozed_at) VALUES (?, ?, ?, ?)"
+                           " ON CONFLICT (rule) DO UPDATE SET until = excluded.until, snoozed_by = excluded.snoozed_by,"
+                           " snoozed_at = excluded.snoozed_at", (rule, _stored_time(until), by, iso(datetime.now(UTC))))
+
+    def rule_snoozes(self, now: str) -> dict[str, dict[str, Any]]:
+        rows = self._conn.execute("SELECT rule, until, snoozed_by FROM rule_snoozes WHERE until > ? ORDER BY rule",
+                                  (_stored_time(now),))
+        return {rule: {"until": until, "by": by} for rule, until, by in rows}
+
+    def growing_stories(self, since: str, limit: int = 10) -> list[dict[str, Any]]:
+        # received_at is text as the connector wrote it (ISO-8601, any offset): the index narrows to
+        # a day more than asked (covers every UTC offset), julianday() then compares times.
+        cutoff = parse_time(since)
+        if cutoff is None:
+            raise ValueError(f"growing_stories: since must be an ISO-8601 time, got {since!r}")
+        cur = self._conn.execute(
+            f"SELECT {', '.join('s.' + f for f in _STORY_FIELDS)}, count(*) AS recent FROM events e"
+            " JOIN stories s ON s.story_id = e.story_id WHERE e.received_at >= ?"
+            " AND julianday(e.received_at) >= julianday(?) GROUP BY s.story_id"
+            " ORDER BY recent DESC, s.event_count DESC, s.last_seen DESC LIMIT ?",
+            ((cutoff - timedelta(days=1)).strftime("%Y-%m-%d"), iso(cutoff), int(limit)))
+        return [{**_story_dict(row[:-1]), "recent_events": row[-1]} for row in cur]
+
+    def biggest_stories(self, since: str, limit: int = 10) -> list[dict[str, Any]]:
+        cur = self._conn.execute(
+            f"SELECT {', '.join(_STORY_FIELDS)} FROM stories WHERE updated_at >= ?"
+            " ORDER BY source_count DESC, event_count DESC, last_seen DESC LIMIT ?", (_stored_time(since), int(limit)))
+        return [_story_dict(row) for row in cur]
+
+    def story_volume(self, story_ids: list[str], since: str, bucket_s: int, buckets: int) -> dict[str, list[int]]:
+        cutoff = parse_time(since)
+        if not story_ids or cutoff is None:
+            return volume_series((), story_ids, buckets)
+        rows = self._conn.execute(
+            "SELECT story_id, CAST((julianday(received_at) - julianday(?)) * 86400 / ? AS INTEGER), count(*)"
+            f" FROM events WHERE story_id IN ({', '.join('?' * len(story_ids))})"
+            " AND julianday(received_at) >= julianday(?) GROUP BY 1, 2",
+            (iso(cutoff), int(bucket_s), *story_ids, iso(cutoff)))
+        return volume_series(rows, story_ids, buckets)
+
+    def story(self, story_id: str) -> dict[str, Any] | None:
+        row = self._conn.execute(f"SELECT {', '.join(_STORY_FIELDS)} FROM stories WHERE story_id = ?",
+                                 (story_id,)).fetchone()
+        return _story_dict(row) if row else None
+
+    def story_events(self, story_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        rows = self._conn.execute("SELECT body FROM events WHERE story_id = ?"
+                                  " ORDER BY julianday(received_at), event_id LIMIT ?", (story_id, int(limit)))
+        return [orjson.loads(body) for (body,) in rows]
+
+    def event(self, event_id: str) -> dict[str, Any] | None:
+        row = self._conn.execute("SELECT body FROM events WHERE event_id = ?", (event_id,)).fetchone()
+        return orjson.loads(row[0]) if row else None
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
 
     def close(self) -> None:
         self._conn.close()
 
 
 _STORY_FIELDS = ("story_id", "first_seen", "last_seen", "event_count", "source_count", "top_entities", "top_places")
+
+
+def _story_dict(row: tuple[Any, ...]) -> dict[str, Any]:
+    return {**dict(zip(_STORY_FIELDS, row, strict=True)), "top_entities": orjson.loads(row[5]),
+            "top_places": orjson.loads(row[6])}
 
 
 def _stored_time(value: str | None) -> str | None:

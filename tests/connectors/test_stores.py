@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from connectors.sinks import EventStore, open_store
+from connectors.sinks import EventQuery, EventStore, open_store
+from connectors.sinks.postgres import MIGRATIONS as POSTGRES_MIGRATIONS
 from connectors.sinks.rows import parse_time
 from connectors.sinks.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
 from connectors.sinks.sqlite import SQLiteSink
@@ -158,6 +160,81 @@ def test_ops_queries_list_alerts_since_and_top_stories(store: EventStore) -> Non
     assert [t["story_id"] for t in store.top_stories(limit=1)] == ["story:cccccccccccccccc"]
 
 
+def test_console_queries_stories_a_story_its_events_and_size(store: EventStore) -> None:
+    a, b, c = "story:aaaaaaaaaaaaaaaa", "story:bbbbbbbbbbbbbbbb", "story:cccccccccccccccc"
+    # event(i) is received at 10:<i>; story a has 3 events from 10:05 on, story b 5 events, 2 of them
+    # since 10:05; story c's one event arrived at 10:09 but was published (story time) a month before
+    store.add_many([event(i, story_id=a, story=story(n, "2026-03-01T10:05:00Z", f"2026-03-01T10:{i:02d}:00Z", "org:a"))
+                    for n, i in enumerate((5, 6, 7), start=1)]
+                   + [event(i, story_id=b, story=story(n, "2026-03-01T10:00:00Z", f"2026-03-01T10:{i:02d}:00Z", "org:b"))
+                      for n, i in enumerate((1, 2, 3, 8, 9), start=1)]
+                   + [event(69, story_id=c, story=story(1, "2026-02-01T10:00:00Z", "2026-02-01T10:00:00Z", "org:c"))])
+    store.flush()
+    growing = store.growing_stories("2026-03-01T10:05:00Z")
+    assert [(g["story_id"], g["recent_events"], g["event_count"]) for g in growing] == [(a, 3, 3), (b, 2, 5), (c, 1, 1)]
+    assert growing[0]["top_entities"][0]["id"] == "org:a"
+    assert [g["story_id"] for g in store.growing_stories("2026-03-01T10:05:00+01:00")] == [b, a, c]  # 09:05 UTC
+    assert [g["story_id"] for g in store.growing_stories("2026-03-01T10:05:00Z", limit=1)] == [a]
+    assert store.growing_stories("2026-03-01T11:00:00Z") == []
+    # biggest: every story written since (updated_at is the time of the write), most sources first
+    written = datetime.now(UTC) - timedelta(minutes=1)
+    assert [g["story_id"] for g in store.biggest_stories(written.isoformat())] == [b, a, c]
+    assert store.biggest_stories((written + timedelta(hours=1)).isoformat()) == []
+    # events per 5-minute period from 10:00, three periods: b has 10:01-10:03, 10:08, 10:09; c 10:09
+    volume = store.story_volume([b, c, "story:none"], "2026-03-01T10:00:00Z", 300, 3)
+    assert volume == {b: [3, 2, 0], c: [0, 1, 0], "story:none": [0, 0, 0]}
+    assert store.story_volume([b], "2026-03-01T10:00:00Z", 300, 1) == {b: [5]}  # later periods fold into the last
+    assert store.story_volume([], "2026-03-01T10:00:00Z", 300, 3) == {}
+    assert store.story(b) is not None and store.story(b)["event_count"] == 5  # type: ignore[index]
+    assert store.story("story:none") is None
+    assert [e["source_id"] for e in store.story_events(b)] == ["a-1", "a-2", "a-3", "a-8", "a-9"]
+    assert [e["source_id"] for e in store.story_events(b, limit=2)] == ["a-1", "a-2"]
+    assert store.event(f"{7:032x}")["story_id"] == a  # type: ignore[index]
+    assert store.event("nope") is None
+    assert store.size_bytes() > 0
+
+
+def test_alert_acknowledgements_keep_the_first(store: EventStore) -> None:
+    store.add_alerts([alert("a1", "one"), alert("a2", "two")])
+    store.flush()
+    assert store.alert_acks(["a1", "a2"]) == {}
+    store.acknowledge_alert("a1", "operator")
+    store.acknowledge_alert("a1", "someone else")
+    acks = store.alert_acks(["a1", "a2", "a3"])
+    assert list(acks) == ["a1"] and acks["a1"]["by"] == "operator"
+    assert parse_time(acks["a1"]["at"]) is not None
+    assert store.alert_acks([]) == {}
+
+
+def test_search_events_by_entity_place_country_language_source_and_time(store: EventStore) -> None:
+    sweden = [{"id": "geonames:2661886", "name": "Sweden", "country_code": "SE", "lat": 62.0, "lon": 15.0,
+               "feature": "country", "mentions": []}]
+    store.add_many([event(1), event(2, source="wire:b"), event(3, language={"code": "fi", "confidence": 0.9}),
+                    event(4, entities=[], places=sweden)])
+    store.flush()
+
+    def ids(**filters: str) -> list[int]:
+        return [int(e["event_id"], 16) for e in store.search_events(EventQuery(**filters))]
+    assert ids() == [4, 3, 2, 1]  # newest received first
+    assert ids(entity="person:jens-stoltenberg") == ids(entity="STOLTEN") == [3, 2, 1]
+    assert ids(place="swed") == ids(country="se") == [4]
+    assert ids(place="geonames:660013", language="fi") == [3]
+    assert ids(source="wire:b") == [2]
+    assert ids(since="2026-03-01T10:02:00Z", until="2026-03-01T10:04:00Z") == [3, 2]
+    assert ids(entity="%") == [] and ids(entity="nobody") == []  # no wildcards: a name is a substring
+    assert len(store.search_events(EventQuery(), limit=2)) == 2
+
+
+def test_rule_snoozes_last_until_their_time_and_the_latest_wins(store: EventStore) -> None:
+    store.snooze_rule("nordics", "2026-03-01T11:00:00Z", "operator")
+    store.snooze_rule("kyiv", "2026-03-01T10:30:00+01:00", "operator")  # 09:30 UTC
+    snoozes = store.rule_snoozes("2026-03-01T10:00:00Z")
+    assert list(snoozes) == ["nordics"] and parse_time(snoozes["nordics"]["until"]) == parse_time("2026-03-01T11:00:00Z")
+    store.snooze_rule("nordics", "2026-03-01T10:00:00Z", "operator")  # ended
+    assert store.rule_snoozes("2026-03-01T10:00:00Z") == {}
+    assert list(store.rule_snoozes("2026-03-01T09:00:00Z")) == ["kyiv", "nordics"]  # both still on at 09:00
+
+
 def test_events_read_back_for_replay(store: EventStore) -> None:
     store.add_many([event(i) for i in range(5)] + [event(9, source="wire:b")])
     store.flush()
@@ -175,7 +252,8 @@ def test_migrations_rerun_without_change(store_url: str) -> None:
         s.flush()
         s.close()
     if store_url.startswith("postgresql://"):
-        assert query(store_url, "SELECT version FROM schema_migrations") == [(1,)]
+        assert query(store_url, "SELECT version FROM schema_migrations ORDER BY version") == [
+            (n,) for n in range(1, len(POSTGRES_MIGRATIONS) + 1)]
     else:
         assert query(store_url, "PRAGMA user_version") == [(len(SQLITE_MIGRATIONS),)]
     assert query(store_url, "SELECT count(*) FROM events") == [(1,)]
