@@ -554,7 +554,9 @@ def _port_clash(raw: Mapping[str, Any]) -> str | None:
     ports = {"connectors.http.port": http.get("port", HttpSettings.port) if http.get("enabled", True) else None,
              "pipeline.health_port": (raw.get("pipeline") or {}).get("health_port", PipelineSettings.health_port),
              "alerts.notify_metrics_port": (raw.get("alerts") or {}).get("notify_metrics_port",
-                                                                         AlertSettings.notify_metrics_port)}
+                                                                         AlertSettings.notify_metrics_port),
+             "console.port": (raw.get("console") or {}).get("port", ConsoleSettings.port)
+             if (raw.get("console") or {}).get("enabled", True) else None}
     seen: dict[int, str] = {}
     for key, port in ports.items():
         if port:  # None: no endpoint; 0: a free port each

@@ -11,7 +11,8 @@ import yaml
 from core.settings import load_settings
 from tests.paths import REPO
 
-EXPORTERS = ("pipelines/metrics.py", "connectors/sources/http.py", "connectors/sinks/webhook.py")
+EXPORTERS = ("pipelines/metrics.py", "connectors/sources/http.py", "connectors/sinks/webhook.py",
+             "newswire/console/metrics.py")
 SUFFIXES = ("_bucket", "_count", "_sum", "_total")
 
 
@@ -56,7 +57,8 @@ def test_prometheus_scrapes_each_compose_service_on_its_configured_port() -> Non
     s = load_settings(environ={})
     assert targets == {"newswire-pipeline": f"pipeline:{s.pipeline.health_port}",
                        "newswire-http-ingest": f"http-ingest:{s.connectors.http.port}",
-                       "newswire-notifier": f"notifier:{s.alerts.notify_metrics_port}"}
+                       "newswire-notifier": f"notifier:{s.alerts.notify_metrics_port}",
+                       "newswire-console": f"console:{s.console.port}"}
     services = compose["services"]
     assert services["pipeline"]["environment"]["NEWSWIRE__PIPELINE__HEALTH_HOST"] == "0.0.0.0"
     assert services["notifier"]["environment"]["NEWSWIRE__ALERTS__NOTIFY_METRICS_HOST"] == "0.0.0.0"

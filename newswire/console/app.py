@@ -28,12 +28,13 @@ from kafka import KafkaProducer
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from connectors.kafka import make_producer
+from connectors.metrics import exposition
 from connectors.process import is_loopback
 from connectors.sinks import EventQuery, EventStore, open_store
 from connectors.sources.http import RateLimiter
@@ -42,6 +43,7 @@ from core.settings import ConfigError, Settings
 from newswire.console import health, views
 from newswire.console.auth import COOKIE, LOGIN_COOKIE, OPERATOR, VIEWER, Credentials, Session, SessionSigner
 from newswire.console.feed import TopicFeed
+from newswire.console.metrics import ConsoleMetrics
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +158,7 @@ class Console:
         self._stopping = threading.Event()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self.metrics = ConsoleMetrics(lambda: self.feed.live_streams)
         self.app = self._app()
 
     # ------------------------------------------------------------------ lifecycle
@@ -221,9 +224,28 @@ class Console:
             Route("/dead-letters", self._dead_letters, methods=["GET"]),
             Route("/dead-letters/{partition:int}/{offset:int}/resubmit", self._resubmit, methods=["POST"]),
             Route("/health", self._health, methods=["GET"]),
+            # For Prometheus and orchestrators: counts and status only, no login (no record content).
+            Route("/metrics", self._metrics, methods=["GET"]),
+            Route("/healthz", lambda request: JSONResponse({"alive": True}), methods=["GET"]),
+            Route("/readyz", self._readyz, methods=["GET"]),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
-        return with_security_headers(Starlette(routes=routes))
+        return with_security_headers(self.metrics.counted(Starlette(routes=routes)))
+
+    async def _metrics(self, request: Request) -> Response:
+        body, content_type = exposition(self.metrics.registry)
+        return Response(body, media_type=content_type)
+
+    async def _readyz(self, request: Request) -> Response:
+        """200 when the store answers and the topic feed is connected; 503 with the reasons otherwise."""
+        try:
+            await self.store.read(lambda store: store.size_bytes())
+            store = {"ok": True, "detail": "answered"}
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            store = {"ok": False, "detail": f"store unavailable: {type(exc).__name__}"}
+        checks = {"store": store, "feed": {"ok": self.feed.error is None, "detail": self.feed.error or "connected"}}
+        ready = all(c["ok"] for c in checks.values())
+        return JSONResponse({"ready": ready, "checks": checks}, 200 if ready else 503)
 
     # -- sessions
     def _session(self, request: Request) -> tuple[Session, bool]:
@@ -292,11 +314,14 @@ class Console:
             return refusal
         wait = self._logins.check(request.client.host if request.client else "?")
         if wait:
+            self.metrics.logins.labels("limited").inc()
             return self._page(session, fresh, "login.html", 429, title="Log in",
                               message=f"too many attempts; wait {wait:.0f}s")
         role = self.credentials.role_for(str(form.get("token") or ""))
         if role is None:
+            self.metrics.logins.labels("invalid").inc()
             return self._page(session, fresh, "login.html", 401, title="Log in", message="that token is not valid")
+        self.metrics.logins.labels("ok").inc()
         response = RedirectResponse("/alerts", 303)
         self._set_cookie(response, self.sessions.new(role))  # a new CSRF token with the new role
         response.delete_cookie(LOGIN_COOKIE, path="/")
@@ -381,6 +406,7 @@ class Console:
                                f"{', '.join(map(str, SNOOZE_MINUTES))}")
         until = (datetime.now(UTC) + timedelta(minutes=int(minutes))).isoformat()
         await self.store.read(lambda store: store.snooze_rule(rule, until, session.role or OPERATOR))
+        self.metrics.actions.labels("snooze").inc()
         return RedirectResponse("/alerts", 303)
 
     async def _acknowledge(self, request: Request) -> Response:
@@ -392,6 +418,7 @@ class Console:
             return refusal
         alert_id = request.path_params["alert_id"]
         await self.store.read(lambda store: store.acknowledge_alert(alert_id, session.role or OPERATOR))
+        self.metrics.actions.labels("ack").inc()
         return RedirectResponse("/alerts", 303)
 
     # -- stories and events
@@ -491,6 +518,7 @@ class Console:
         await run_in_threadpool(self._produce_original, letter)
         self.resubmitted[position] = datetime.now(UTC).isoformat(timespec="seconds")
         log.info("console: dead letter %s re-submitted to %s", position, letter["origin"]["topic"])
+        self.metrics.actions.labels("resubmit").inc()
         return RedirectResponse("/dead-letters", 303)
 
     def _produce_original(self, letter: dict[str, Any]) -> None:

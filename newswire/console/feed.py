@@ -62,6 +62,12 @@ class TopicFeed:
             self._thread.join(10)
             self._thread = None
 
+    @property
+    def live_streams(self) -> int:
+        """Open live streams (subscribed queues)."""
+        with self._lock:
+            return len(self._subscribers)
+
     def subscribe(self) -> asyncio.Queue[dict[str, Any] | None]:
         """A queue on the running event loop that receives every alert from now on, and None when
         the feed stops."""

@@ -120,6 +120,9 @@ def test_two_endpoints_on_one_port_are_refused_naming_both_keys() -> None:
         load_settings(overrides={"alerts.notify_metrics_port": 8081}, environ={})
     with pytest.raises(ConfigError, match="pipeline.health_port: 8080 is also connectors.http.port"):
         load_settings(overrides={"pipeline.health_port": 8080}, environ={})
+    with pytest.raises(ConfigError, match="console.port: 8081 is also pipeline.health_port"):
+        load_settings(overrides={"console.port": 8081}, environ={})
+    assert load_settings(overrides={"console.port": 8081, "console.enabled": False}, environ={})
     # no clash when one of them is off, or when each picks a free port
     assert load_settings(overrides={"pipeline.health_port": 8080, "connectors.http.enabled": False}, environ={})
     assert load_settings(overrides={"pipeline.health_port": 0, "alerts.notify_metrics_port": 0}, environ={})

@@ -342,3 +342,29 @@ def test_newswire_console_serves_until_sigterm(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_metrics_count_pages_logins_and_actions_without_visitor_text(console: Console) -> None:
+    client = TestClient(console.app)
+    page = client.get("/login")
+    client.post("/login", data={"csrf": csrf_of(page.text), "token": "guess"}, follow_redirects=False)
+    login(client, OPERATOR)
+    client.get("/alerts")
+    client.get("/%3Cscript%3Ealert(1)%3C/script%3E")  # a visitor's path is never a label value
+    body = client.get("/metrics").text  # no login: counts only
+    assert 'newswire_console_logins_total{outcome="invalid"} 1.0' in body
+    assert 'newswire_console_logins_total{outcome="ok"} 1.0' in body
+    assert 'newswire_console_requests_total{page="alerts",status="200"} 1.0' in body
+    assert 'newswire_console_requests_total{page="other",status="404"} 1.0' in body
+    assert "script" not in body and "newswire_console_live_streams 0.0" in body
+    csrf = csrf_of(client.get("/alerts").text)
+    client.post("/alerts/snooze", data={"csrf": csrf, "rule": "nato-finland", "minutes": "60"}, follow_redirects=False)
+    assert 'newswire_console_actions_total{action="snooze"} 1.0' in client.get("/metrics").text
+
+
+def test_readyz_names_what_is_not_ready_and_healthz_needs_no_login(console: Console) -> None:
+    client = TestClient(console.app)
+    assert client.get("/healthz").json() == {"alive": True}
+    reply = client.get("/readyz")  # the feed was never started here: not connected
+    assert reply.status_code == 503
+    assert reply.json()["checks"]["store"]["ok"] and not reply.json()["checks"]["feed"]["ok"]
