@@ -8,8 +8,10 @@ Matching events against rules, the burst math and alert documents are the alert 
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -372,3 +374,56 @@ def describe(cond: Condition) -> str:
 def _nested(cond: Condition) -> str:
     text = describe(cond)
     return f"({text})" if isinstance(cond, AllOf | AnyOf) and len(cond.parts) > 1 else text
+
+
+log = logging.getLogger(__name__)
+
+
+class RulesFile:
+    """An alerts file's rules, reloaded when the file changes, so ops edit rules without a restart.
+
+    ``current()`` looks at the file (modification time and size) at most every ``interval_s``; a
+    changed file is loaded and validated, and its rules replace the old ones. A file that fails
+    validation (or vanishes) keeps the rules in force: ``error`` says why, the failure is logged
+    once per version of the file, and ``failures`` counts it; the next good version clears it."""
+
+    def __init__(self, path: str | Path, rules: AlertRules, interval_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.path = Path(path)
+        self.rules = rules
+        self.interval_s = interval_s
+        self.clock = clock
+        self.error: str | None = None
+        self.reloads = 0
+        self.failures = 0
+        self._seen = self._version()
+        self._next_check = clock() + interval_s
+
+    def _version(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def current(self) -> AlertRules:
+        """The rules in force, after reloading the file if it changed since the last look."""
+        now = self.clock()
+        if now < self._next_check:
+            return self.rules
+        self._next_check = now + self.interval_s
+        version = self._version()
+        if version == self._seen:
+            return self.rules
+        self._seen = version
+        try:
+            if version is None:
+                raise AlertConfigError(f"{self.path}: the alerts file is gone")
+            rules = load_rules(self.path)
+        except ConfigError as exc:
+            self.error, self.failures = str(exc), self.failures + 1
+            log.warning("alert rules not reloaded, the previous %d rule(s) stay in force: %s", len(self.rules.rules), exc)
+            return self.rules
+        self.rules, self.error, self.reloads = rules, None, self.reloads + 1
+        log.info("alert rules reloaded from %s: %d rule(s)", self.path, len(rules.rules))
+        return self.rules

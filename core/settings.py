@@ -377,6 +377,8 @@ class AlertSettings:
 
     enabled: bool = True
     rules_path: Path = Path("config/alerts.yaml")
+    # The running pipeline reloads a changed rules file, looking at most this often (seconds).
+    reload_interval_s: float = 5.0
     # Webhook delivery (`newswire alerts notify`, `newswire up`): attempts per alert before it goes
     # to the dead-letter topic, and the longest wait between two attempts.
     notify_max_attempts: int = 8

@@ -14,6 +14,10 @@ the rules read: entities and places (Enrich), ``duplicate_of`` / ``near_duplicat
 
 Rules are loaded and validated when the transform is built (pipeline start-up), so a bad rules file
 stops the pipeline before it reads anything, and workers receive the parsed rules with the graph.
+While it runs, each worker reloads the file when it changes (``core.alert_rules.RulesFile``, at most
+every ``alerts.reload_interval_s``): a bad edit keeps the rules in force and says why (a warning in
+the log, the Beam counter ``alerts/rules_reload_failed``, i.e. ``newswire_pipeline_counter_total``).
+A worker that cannot see the file (another machine) keeps the rules it was given.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from core.alert_rules import AlertRules, load_rules
+from core.alert_rules import AlertRules, RulesFile, load_rules
 from core.outage import REDIS_UNAVAILABLE
 from core.records import ALERTS_KEY
 from core.settings import Settings
@@ -39,11 +43,14 @@ class _Evaluate(StageFn):
     stage = "alerts"
     retry_on = REDIS_UNAVAILABLE
 
-    def __init__(self, redis_url: str, rules: AlertRules, namespace: str) -> None:
+    def __init__(self, redis_url: str, rules: AlertRules, namespace: str, rules_path: str | None = None,
+                 reload_interval_s: float = 5.0) -> None:
         super().__init__()
         self.redis_url, self.rules, self.namespace = redis_url, rules, namespace
+        self.rules_path, self.reload_interval_s = rules_path, reload_interval_s
         self.counts = {status: Metrics.counter("alerts", status)
-                       for status in ("matched", "counted", "fired", "refired", "replayed", "late")}
+                       for status in ("matched", "counted", "fired", "refired", "replayed", "late",
+                                      "rules_reloaded", "rules_reload_failed")}
 
     def setup(self) -> None:
         from connectors.redis import make_redis
@@ -51,9 +58,19 @@ class _Evaluate(StageFn):
 
         self._client = make_redis(self.redis_url)
         self._store = AlertStateStore(self._client, namespace=self.namespace)
+        self._file = RulesFile(self.rules_path, self.rules, self.reload_interval_s) if self.rules_path else None
+
+    def _rules(self) -> AlertRules:
+        if self._file is None:
+            return self.rules
+        reloads, failures = self._file.reloads, self._file.failures
+        rules = self._file.current()
+        self.counts["rules_reloaded"].inc(self._file.reloads - reloads)
+        self.counts["rules_reload_failed"].inc(self._file.failures - failures)
+        return rules
 
     def apply(self, event: dict[str, Any]) -> dict[str, Any]:
-        due = [rule for rule in self.rules.rules if matches(rule, event)]
+        due = [rule for rule in self._rules().rules if matches(rule, event)]
         alerts: list[dict[str, Any]] = []
         if due:
             self.counts["matched"].inc(len(due))
@@ -87,13 +104,16 @@ class EvaluateAlerts(beam.PTransform):
 
     def __init__(self, settings: Settings, rules: AlertRules | None = None) -> None:
         super().__init__()
+        self.rules_path: str | None = None
         if rules is None:
             rules = load_rules(settings.alerts.rules_path) if settings.alerts.enabled else AlertRules()
+            self.rules_path = str(settings.alerts.rules_path) if settings.alerts.enabled else None
         self.rules = rules
+        self.reload_interval_s = settings.alerts.reload_interval_s
         self.redis_url, self.namespace = settings.redis.url, settings.redis.namespace
         self.outage_max_wait_s = settings.pipeline.outage_max_wait_s
 
     def expand(self, events: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        fn = _Evaluate(self.redis_url, self.rules, self.namespace)
+        fn = _Evaluate(self.redis_url, self.rules, self.namespace, self.rules_path, self.reload_interval_s)
         fn.outage_max_wait_s = self.outage_max_wait_s
         return run_stage(events, "Evaluate", fn)

@@ -100,3 +100,24 @@ def test_redis_down_longer_than_the_allowed_wait_fails_the_bundle() -> None:
         assert next(iter(fn.process(event(2, 0, entities=[], places=[]))))[ALERTS_KEY] == []
     finally:
         fn.teardown()
+
+
+def test_a_running_stage_picks_up_an_edited_rules_file(redis_server: RedisServer, redis_namespace: str,
+                                                       tmp_path: Any) -> None:
+    import os
+
+    from core.alert_rules import load_rules
+
+    path = tmp_path / "alerts.yaml"
+    path.write_text("version: 1\nrules: []\n")
+    fn = _Evaluate(redis_server.url, load_rules(path), redis_namespace, str(path), reload_interval_s=0.01)
+    fn.setup()
+    try:
+        assert next(iter(fn.process(event(1, 0))))[ALERTS_KEY] == []
+        path.write_text("version: 1\nrules:\n  - {name: nato, match: {entity: NATO}, window: 10m, threshold: {count: 1}}\n")
+        os.utime(path, ns=(10**18, 10**18))
+        import time
+        time.sleep(0.02)
+        assert [a["rule"] for a in next(iter(fn.process(event(2, 1))))[ALERTS_KEY]] == ["nato"]
+    finally:
+        fn.teardown()
