@@ -252,7 +252,9 @@ def describe(outcome: list[tuple[str, dict[str, Any]]]) -> str:
 
 # --------------------------------------------------------------------------- the tests
 
-@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+# SQLite (the default store) here; PostgreSQL gets the hostile shapes that matter to it (NUL, huge and
+# deep records) in tests/pipelines/test_poison_e2e.py, which runs on it (suite time).
+@pytest.mark.parametrize("store", ["sqlite"])
 def test_every_hostile_record_ends_as_an_event_or_a_dead_letter_and_good_input_keeps_flowing(
         make_stack: Any, store: str, request: pytest.FixtureRequest) -> None:
     overrides = {"storage.url": request.getfixturevalue("postgres_url")} if store == "postgresql" else {}

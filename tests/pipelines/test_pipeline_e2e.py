@@ -200,7 +200,8 @@ def stored_source_ids(url: str) -> list[str]:
         store.close()
 
 
-@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+# PostgreSQL only: the same kill on the SQLite store is tests/test_chaos.py's SIGKILL test (suite time).
+@pytest.mark.parametrize("store", ["postgresql"])
 def test_sigkill_mid_stream_then_restart_keeps_every_fragment_exactly_once(
         make_stack: Any, store: str, request: pytest.FixtureRequest) -> None:
     overrides = {"storage.url": request.getfixturevalue("postgres_url")} if store == "postgresql" else {}
