@@ -392,14 +392,22 @@ class Console:
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
-    async def _snooze(self, request: Request) -> Response:
-        """Operator: snooze a rule for `minutes` (0 ends its snooze); its alerts show muted meanwhile."""
+    async def _operator_post(self, request: Request) -> tuple[Session, Any] | Response:
+        """An operator's action: (session, form), or the answer that refuses it (login, 403, CSRF)."""
         session, _ = self._session(request)
         if (denied := self._denied(request, session, OPERATOR)) is not None:
             return denied
         form = await _form(request)
         if (refusal := self._forged(request, session, form)) is not None:
             return refusal
+        return session, form
+
+    async def _snooze(self, request: Request) -> Response:
+        """Operator: snooze a rule for `minutes` (0 ends its snooze); its alerts show muted meanwhile."""
+        checked = await self._operator_post(request)
+        if isinstance(checked, Response):
+            return checked
+        session, form = checked
         rule, minutes = form.get("rule", ""), form.get("minutes", "")
         if not rule or len(rule) > 200 or not minutes.isdigit() or int(minutes) not in (0, *SNOOZE_MINUTES):
             return self._error(session, 400, f"snooze: a rule and minutes, one of 0 (end), "
@@ -410,12 +418,10 @@ class Console:
         return RedirectResponse("/alerts", 303)
 
     async def _acknowledge(self, request: Request) -> Response:
-        session, _ = self._session(request)
-        if (denied := self._denied(request, session, OPERATOR)) is not None:
-            return denied
-        form = await _form(request)
-        if (refusal := self._forged(request, session, form)) is not None:
-            return refusal
+        checked = await self._operator_post(request)
+        if isinstance(checked, Response):
+            return checked
+        session, _ = checked
         alert_id = request.path_params["alert_id"]
         await self.store.read(lambda store: store.acknowledge_alert(alert_id, session.role or OPERATOR))
         self.metrics.actions.labels("ack").inc()
@@ -502,12 +508,10 @@ class Console:
 
     async def _resubmit(self, request: Request) -> Response:
         """Operator: produce a dead letter's original record to the raw topic again (after a fix)."""
-        session, _ = self._session(request)
-        if (denied := self._denied(request, session, OPERATOR)) is not None:
-            return denied
-        form = await _form(request)
-        if (refusal := self._forged(request, session, form)) is not None:
-            return refusal
+        checked = await self._operator_post(request)
+        if isinstance(checked, Response):
+            return checked
+        session, _ = checked
         position = (request.path_params["partition"], request.path_params["offset"])
         letter = self.feed.dead_letter(*position)
         if letter is None:

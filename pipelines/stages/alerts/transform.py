@@ -65,8 +65,10 @@ class _Evaluate(StageFn):
             return self.rules
         reloads, failures = self._file.reloads, self._file.failures
         rules = self._file.current()
-        self.counts["rules_reloaded"].inc(self._file.reloads - reloads)
-        self.counts["rules_reload_failed"].inc(self._file.failures - failures)
+        if self._file.reloads != reloads:
+            self.counts["rules_reloaded"].inc()
+        if self._file.failures != failures:
+            self.counts["rules_reload_failed"].inc()
         return rules
 
     def apply(self, event: dict[str, Any]) -> dict[str, Any]:
