@@ -81,20 +81,29 @@ def assign_stories(settings: Settings) -> beam.PTransform:
                          namespace=settings.redis.namespace, outage_max_wait_s=settings.pipeline.outage_max_wait_s)
 
 
+#: PortableRunner opens the job's state and message streams with ``--job_server_timeout`` as their
+#: gRPC deadline (Beam's default 300 s): a streaming job's streams then end with DEADLINE_EXCEEDED
+#: after five minutes, wait_until_finish raises, and the supervisor resubmitted a healthy job every
+#: five minutes until it gave up (seen with `newswire up --demo`). A streaming job runs for good:
+#: ten years. The same value bounds the prepare/run calls, which answer at once from a live server.
+JOB_SERVER_TIMEOUT_S = 10 * 365 * 24 * 3600
+
+
 def runner_options(settings: Settings, job_endpoint: str | None = None, worker_endpoint: str | None = None
                    ) -> list[str]:
     """Beam flags for the configured runner (more can be given on the command line)."""
     runner = settings.pipeline.runner
+    timeout = f"--job_server_timeout={JOB_SERVER_TIMEOUT_S}"
     if runner == "prism":
         # Prism runs as a job server we own (connectors.toolchain.PrismServer); workers run in-process, in
         # the pool PrismServer serves on 127.0.0.1 (LOOPBACK's own pool would listen on every interface).
         return ["--runner=PortableRunner", f"--job_endpoint={job_endpoint}", "--environment_type=EXTERNAL",
-                f"--environment_config={worker_endpoint}"]
+                f"--environment_config={worker_endpoint}", timeout]
     if runner == "flink":
         p = settings.pipeline.portable
         return ["--runner=PortableRunner", f"--job_endpoint={p.job_endpoint}",
                 f"--environment_type={p.environment_type}", f"--environment_config={p.environment_config}",
-                f"--parallelism={p.parallelism}"]
+                f"--parallelism={p.parallelism}", timeout]
     raise ValueError(f"unknown runner '{runner}'")
 
 
