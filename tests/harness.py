@@ -178,6 +178,12 @@ class Stack:
         return out
 
 
+def has_sources(*source_ids: str) -> Callable[[list[dict[str, Any]]], bool]:
+    """A `consume` condition: every one of these source ids has arrived. Counting records is not
+    enough after a restart, because at-least-once delivery may replay an event already read."""
+    return lambda records: set(source_ids) <= {r.get("source_id") for r in records}
+
+
 def parse_metrics(text: str) -> list[Any]:
     """A Prometheus text exposition, parsed with prometheus_client's parser: every sample."""
     from prometheus_client.parser import text_string_to_metric_families

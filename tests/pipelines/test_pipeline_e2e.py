@@ -16,7 +16,7 @@ from connectors.kafka import make_producer
 from connectors.sinks import open_store
 from connectors.sources.base import fragment_key
 from newswire.workers import PipelineWorkers
-from tests.harness import Stack, free_port, scrape, series
+from tests.harness import Stack, free_port, has_sources, scrape, series
 
 pytestmark = pytest.mark.e2e
 
@@ -183,7 +183,7 @@ def test_near_duplicates_across_pipeline_restarts(stack: Stack) -> None:
     excerpt = "2/5\n" + " ".join(STORY.split(". ")[1:4]) + "."
     stack.produce([{"source": "site:b", "id": "b-77", "text": edited},
                    {"source": "blog:c", "id": "c-2", "text": excerpt}])
-    events = {e["source_id"]: e for e in stack.consume("enriched", lambda r: len(r) >= 3, timeout_s=90)}
+    events = {e["source_id"]: e for e in stack.consume("enriched", has_sources("b-77", "c-2"), timeout_s=90)}
     assert events["b-77"]["near_duplicate_of"] == first["event_id"], events["b-77"]
     assert events["b-77"]["dedup_kind"] == "near_duplicate" and events["b-77"]["similarity"] > 0.6
     assert events["c-2"]["near_duplicate_of"] == first["event_id"], events["c-2"]
