@@ -40,7 +40,7 @@ from connectors.sinks import EventQuery, EventStore, open_store
 from connectors.sources.http import RateLimiter
 from core.alert_rules import parse_duration
 from core.settings import ConfigError, Settings
-from newswire.console import health, views
+from newswire.console import health, views, worldmap
 from newswire.console.auth import COOKIE, LOGIN_COOKIE, OPERATOR, VIEWER, Credentials, Session, SessionSigner
 from newswire.console.feed import TopicFeed
 from newswire.console.metrics import ConsoleMetrics
@@ -224,6 +224,8 @@ class Console:
             Route("/dead-letters", self._dead_letters, methods=["GET"]),
             Route("/dead-letters/{partition:int}/{offset:int}/resubmit", self._resubmit, methods=["POST"]),
             Route("/health", self._health, methods=["GET"]),
+            # The map's outlines (public-domain shapes, no record content), cached by the browser.
+            Route("/map/world.svg", self._world_map, methods=["GET"]),
             # For Prometheus and orchestrators: counts and status only, no login (no record content).
             Route("/metrics", self._metrics, methods=["GET"]),
             Route("/healthz", lambda request: JSONResponse({"alive": True}), methods=["GET"]),
@@ -231,6 +233,10 @@ class Console:
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
         return with_security_headers(self.metrics.counted(Starlette(routes=routes)))
+
+    async def _world_map(self, request: Request) -> Response:
+        body = await run_in_threadpool(worldmap.base_map_svg)  # decoded and projected once per process
+        return Response(body, media_type="image/svg+xml", headers={"Cache-Control": "public, max-age=86400"})
 
     async def _metrics(self, request: Request) -> Response:
         body, content_type = exposition(self.metrics.registry)
@@ -458,7 +464,8 @@ class Console:
         if story is None:
             return self._error(session, 404, "no such story in the store")
         return self._page(session, fresh, "story.html", title="Story", story=story, names=views.names,
-                          headline=events[0].get("title") if events else None, events=[_event_view(e) for e in events])
+                          headline=events[0].get("title") if events else None, events=[_event_view(e) for e in events],
+                          markers=worldmap.place_markers(events), map_box=(worldmap.VIEW_W, worldmap.VIEW_H))
 
     async def _search(self, request: Request) -> Response:
         """Stored events filtered by entity, place, country, language, source and how far back."""

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: First path segments that name a page; any other path counts as "other".
-PAGES = frozenset({"", "login", "logout", "alerts", "stories", "events", "dead-letters", "health", "static",
+PAGES = frozenset({"", "login", "logout", "alerts", "stories", "events", "dead-letters", "health", "static", "map",
                    "metrics", "healthz", "readyz"})
 
 

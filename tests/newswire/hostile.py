@@ -21,6 +21,16 @@ STORY_ID = "story:hostile0001"
 RECEIVED = (datetime.now(UTC) - timedelta(minutes=5)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+#: Places with hostile names and feature, one at Helsinki's coordinates, one with coordinates that
+#: are no numbers (a stored record is not trusted to be well formed: it is left off the map).
+PLACES = [
+    {"id": "geonames:658225", "geonameid": 658225, "name": f"{RTL} {SCRIPT}", "country_code": "FI", "admin1": None,
+     "lat": 60.16952, "lon": 24.93545, "feature": f"city {IMG}", "mentions": []},
+    {"id": f"nw:region:{IMG}", "geonameid": None, "name": f"Nowhere {IMG}", "country_code": None, "admin1": None,
+     "lat": "60", "lon": None, "feature": "region", "mentions": []},
+]
+
+
 def event(i: int, **extra: Any) -> dict[str, Any]:
     """An EnrichedEvent whose title, text, URL and names are hostile."""
     return {
@@ -35,7 +45,7 @@ def event(i: int, **extra: Any) -> dict[str, Any]:
                   "top_places": [{"id": "geonames:1", "name": RTL, "events": 1}]},
         "novelty": {"ratio": 0.5, "new_sentences": [NEW_SENTENCE], "repeated": 1},
         "entities": [{"id": "person:x", "name": f"{ZERO_WIDTH} {SCRIPT}", "type": "person", "mentions": []}],
-        "places": [],
+        "places": PLACES,
         "origin": {"topic": "news.fragments", "partition": 0, "offset": i, "timestamp_ms": 1_772_359_200_000},
         **extra,
     }

@@ -213,7 +213,7 @@ def test_every_page_renders_from_postgresql(postgres_url: str, tmp_path: Path) -
         console.store.close()
 
 
-def assert_inert(client: TestClient, path: str) -> None:
+def assert_inert(client: TestClient, path: str) -> str:
     """The page at `path` renders (200) with every hostile value escaped and no script URL linked."""
     page = client.get(path)
     assert page.status_code == 200, page.text
@@ -225,6 +225,7 @@ def assert_inert(client: TestClient, path: str) -> None:
     assert not re.search(r"\sstyle=", html)  # the CSP would block inline styles anyway
     assert "\u202e" not in html and "\u200b" not in html
     assert "&lt;script&gt;" in html or path == "/health", path
+    return html
 
 
 def test_stories_page_lists_the_story_as_growing_and_biggest(console: Console) -> None:

@@ -1,0 +1,50 @@
+"""Vendor the console's world map: newswire/console/data/countries-110m.json from npm ``world-atlas``.
+
+    .venv/bin/python bench/build_world_map.py
+
+Runs ``npm pack world-atlas@2.0.2`` (the npm registry; only needed to rebuild this file), checks
+the file's SHA-256 against the one pinned here, and copies ``countries-110m.json`` as it is: Natural
+Earth's 1:110m admin-0 countries (public domain) as quantized TopoJSON, packaged by Mike Bostock
+(ISC licence). newswire/console/worldmap.py decodes and projects it when the console starts; the
+console fetches nothing at run time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "newswire" / "console" / "data" / "countries-110m.json"
+PACKAGE = "world-atlas@2.0.2"
+MEMBER = "package/countries-110m.json"
+SHA256 = "2516c915867c7baf18ddec727aec46c315541a07cfb3d79a6559b05d5e94eee8"
+
+
+def main() -> None:
+    if shutil.which("npm") is None:
+        sys.exit("npm is needed to rebuild the world map (apt-get install npm)")
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["npm", "pack", PACKAGE, "--silent", "--pack-destination", tmp], check=True,
+                       stdout=subprocess.DEVNULL)
+        (archive,) = Path(tmp).glob("world-atlas-*.tgz")
+        with tarfile.open(archive) as tar:
+            member = tar.extractfile(MEMBER)
+            if member is None:
+                sys.exit(f"{PACKAGE} has no {MEMBER}")
+            data = member.read()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != SHA256:
+        sys.exit(f"{PACKAGE} {MEMBER}: SHA-256 {digest}, expected {SHA256}; check the package and update the pin")
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_bytes(data)
+    print(f"wrote {OUT.relative_to(ROOT)} ({len(data):,} bytes, sha256 {digest[:12]}...)")
+
+
+if __name__ == "__main__":
+    main()
