@@ -184,6 +184,18 @@ def has_sources(*source_ids: str) -> Callable[[list[dict[str, Any]]], bool]:
     return lambda records: set(source_ids) <= {r.get("source_id") for r in records}
 
 
+def status_records(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The status hash's records (connectors/status.py) in this settings' Redis namespace."""
+    from connectors.redis import make_redis
+    from connectors.status import read_status
+
+    client = make_redis(settings.redis.url, retries=0)
+    try:
+        return read_status(client, settings.redis.namespace)
+    finally:
+        client.close()
+
+
 def parse_metrics(text: str) -> list[Any]:
     """A Prometheus text exposition, parsed with prometheus_client's parser: every sample."""
     from prometheus_client.parser import text_string_to_metric_families

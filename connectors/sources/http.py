@@ -60,6 +60,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from connectors.metrics import exposition
 from connectors.process import is_loopback
 from connectors.sources.base import BaseSource, BufferFull, FragmentWriter, complete_fragment, fragment_error
+from connectors.status import ConnectorStatus, StatusBoard
 from core.schemas import load_schema
 from core.settings import ConfigError, Settings
 
@@ -330,6 +331,9 @@ class HttpSource(BaseSource):
         self.broker_error: str | None = "not connected yet"
         self.requests = 0
         self.accepted = 0
+        #: for the status board: last accepted post, last refusal of ours (5xx) with its message, counts
+        self.status = ConnectorStatus("http", self.config.source, "")
+        self._board: StatusBoard | None = None
         self._limiter = RateLimiter(self.config.rate_limit_per_s, self.config.rate_limit_burst)
         self.metrics = IngestMetrics(self)
         self._stop = threading.Event()
@@ -347,6 +351,7 @@ class HttpSource(BaseSource):
             log.warning("http ingest on %s:%s accepts posts without a token (loopback only); set %s to require one",
                         self.host, self.port, self.config.token_env)
         self._stop.clear()
+        self._board = StatusBoard(self.settings).start()
         connector = threading.Thread(target=self._connect, name="http-ingest-broker", daemon=True)
         connector.start()
         limits = self.limits
@@ -368,6 +373,8 @@ class HttpSource(BaseSource):
                 raise RuntimeError(f"http ingest could not listen on {self.host}:{self.port} (in use?)")
             time.sleep(0.02)
         self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        self.status.target = f"{self.url}/fragments"
+        self._board.report(self.status)
 
     def _connect(self) -> None:
         """Connect to the broker, retrying until it answers; posts get 503 meanwhile."""
@@ -401,6 +408,9 @@ class HttpSource(BaseSource):
             if self.writer is not None:
                 self.writer.close()
                 self.writer = None
+        if self._board is not None:
+            self._board.stop()
+            self._board = None
 
     @property
     def url(self) -> str:
@@ -472,12 +482,29 @@ class HttpSource(BaseSource):
             records = await self._deliver(fragments)
         except Refusal as refusal:
             self.metrics.refused(refusal)
+            self._report_refusal(refusal)
             return refusal.response()
         self.accepted += len(records)
         self.metrics.requests.labels("202", "accepted").inc()
         self.metrics.fragments.inc(len(records))
+        self.status.succeeded()
+        self.status.count("accepted_posts")
+        self.status.count("fragments", len(records))
+        if self._board is not None:
+            self._board.report(self.status)
         return _json(202, {"accepted": len(records), "topic": self.default_topic,
                            "records": [{"partition": md.partition, "offset": md.offset} for md in records]})
+
+    def _report_refusal(self, refusal: Refusal) -> None:
+        """Count a refusal; one of ours (5xx: broker away, buffer full) is the connector's last error,
+        a client's (4xx) only a count."""
+        if refusal.status >= 500:
+            self.status.count("refused_5xx")
+            self.status.failed(f"{refusal.status} {refusal.code}: {refusal.message}")
+        else:
+            self.status.count("refused_4xx")
+        if self._board is not None:
+            self._board.report(self.status)
 
     def _check_auth(self, request: Request) -> None:
         if self.token is None:

@@ -29,6 +29,7 @@ from typing import Any
 
 from connectors.sources.base import BaseSource, FragmentWriter, complete_fragment, fragment_error
 from connectors.sources.files import read_fragments
+from connectors.status import ConnectorStatus, StatusBoard
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,9 @@ class InboxSource(BaseSource):
         self._settling: dict[Path, tuple[int, int, float]] = {}
         self._retry_at: dict[Path, tuple[float, int]] = {}
         self.last_error: str | None = None
+        #: files done, failed and retried, fragments written: reported to the status board
+        self.status = ConnectorStatus("inbox", self.config.source, str(self.inbox))
+        self._board: StatusBoard | None = None
 
     def open(self) -> InboxSource:
         """Create the folders and connect to the broker, without starting the watch thread."""
@@ -145,6 +149,8 @@ class InboxSource(BaseSource):
             folder.mkdir(parents=True, exist_ok=True)
         if self._writer is None:
             self._writer = FragmentWriter(self.settings)
+            self._board = StatusBoard(self.settings).start()
+            self._report()
         return self
 
     def start(self) -> None:
@@ -161,13 +167,23 @@ class InboxSource(BaseSource):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        if self._board is not None:
+            self._board.stop()
+            self._board = None
+
+    def _report(self, error: str | None = None) -> None:
+        if error is not None:
+            self.last_error = error
+            self.status.failed(error)
+        if self._board is not None:
+            self._board.report(self.status)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 self.scan()
             except Exception as exc:  # an unreadable folder must not end the watch
-                self.last_error = f"{type(exc).__name__}: {exc}"
+                self._report(f"{type(exc).__name__}: {exc}")
                 log.exception("inbox %s: scan failed", self.inbox)
             self._stop.wait(self.config.poll_interval_s)
 
@@ -231,12 +247,17 @@ class InboxSource(BaseSource):
             failures = self._retry_at.get(path, (0.0, 0))[1] + 1
             delay = min(300.0, self.config.poll_interval_s * 2 ** failures)
             self._retry_at[path] = (time.monotonic() + delay, failures)
-            self.last_error = f"{path.name}: {type(exc).__name__}: {exc}"
+            self.status.count("retries")
+            self._report(f"{path.name}: {type(exc).__name__}: {exc}")
             log.warning("inbox %s: not acknowledged, retrying in %.0fs: %s", path.name, delay, exc)
             return InboxResult(path, "retry", reason=self.last_error)
         self._retry_at.pop(path, None)
         self._settling.pop(path, None)
         path.rename(_unique(self.done / path.name))
+        self.status.succeeded()
+        self.status.count("files_done")
+        self.status.count("fragments", report.accepted)
+        self._report()
         return InboxResult(path, "done", fragments=report.accepted)
 
     def _fail(self, path: Path, reason: str) -> InboxResult:
@@ -248,5 +269,7 @@ class InboxSource(BaseSource):
             f"{path.name} was not ingested:\n{reason}\n", encoding="utf-8")
         self._settling.pop(path, None)
         self._retry_at.pop(path, None)
+        self.status.count("files_failed")
+        self._report(f"{path.name} -> failed/: {reason}")
         log.warning("inbox %s -> failed/: %s", path.name, reason.splitlines()[0])
         return InboxResult(path, "failed", reason=reason)

@@ -30,6 +30,7 @@ import httpx
 import orjson
 
 from connectors.sources.base import BaseSource, FragmentWriter, complete_fragment, iso_utc
+from connectors.status import ConnectorStatus, StatusBoard
 from core.markup import html_to_text
 from core.settings import ConfigError, RssFeed, Settings
 
@@ -225,6 +226,7 @@ class RssSource(BaseSource):
         self._writer: FragmentWriter | None = None
         self._memory: FeedMemory | None = None
         self._client: httpx.Client | None = None
+        self._board: StatusBoard | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -235,6 +237,7 @@ class RssSource(BaseSource):
             self._client = httpx.Client(timeout=self.config.timeout_s, follow_redirects=True,
                                         headers={"User-Agent": self.config.user_agent})
             self._writer = FragmentWriter(self.settings)
+            self._board = StatusBoard(self.settings).start()
         return self
 
     def start(self) -> None:
@@ -254,6 +257,9 @@ class RssSource(BaseSource):
         if self._client is not None:
             self._client.close()
             self._client = None
+        if self._board is not None:
+            self._board.stop()
+            self._board = None
         if self._memory is not None:
             self._memory.close()
             self._memory = None
@@ -278,7 +284,22 @@ class RssSource(BaseSource):
         return written
 
     def poll(self, feed: RssFeed) -> int:
-        """One conditional GET of `feed`; writes new and changed items; returns how many (-1: failed)."""
+        """One conditional GET of `feed`; writes new and changed items; returns how many (-1: failed).
+        The feed's health goes to the status board (connectors/status.py) either way."""
+        try:
+            return self._poll(feed)
+        finally:
+            self._report(feed)
+
+    def _report(self, feed: RssFeed) -> None:
+        if self._board is None or self._memory is None:
+            return
+        (health,) = self._memory.health((feed,))
+        self._board.report(ConnectorStatus(
+            "rss", feed.name, feed.url, health.last_success, health.last_error, health.last_error_at,
+            {"items": health.items_emitted, "failures_in_a_row": health.consecutive_failures}))
+
+    def _poll(self, feed: RssFeed) -> int:
         assert self._memory is not None and self._client is not None and self._writer is not None
         row = self._memory.feed(feed)
         headers = {}

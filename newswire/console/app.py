@@ -38,6 +38,7 @@ from connectors.metrics import exposition
 from connectors.process import is_loopback
 from connectors.sinks import EventQuery, EventStore, open_store
 from connectors.sources.http import RateLimiter
+from connectors.status import status_key
 from core.alert_rules import parse_duration
 from core.settings import ConfigError, Settings
 from newswire.console import health, views, worldmap
@@ -360,7 +361,10 @@ class Console:
         except Exception as exc:  # noqa: BLE001 - the live stream still works without the store
             alerts, acks, snoozes, error = [], {}, {}, f"{type(exc).__name__}: {exc}"
         shown = [views.alert_view(a, snoozes.get(a["rule"], {}).get("until")) for a in alerts]
+        status = await run_in_threadpool(health.measure, lambda: health.status_board(self.settings))
+        rules = status["value"]["alert_rules"] if status["value"] else None  # a failed read: the health page says
         return self._page(session, fresh, "alerts.html", title="Alerts", alerts=shown, acks=acks, store_error=error,
+                          rules=rules,
                           feed_error=self.feed.error, snoozes=snoozes, snooze_minutes=SNOOZE_MINUTES)
 
     async def _snoozed_view(self, alert: dict[str, Any]) -> dict[str, Any]:
@@ -547,12 +551,14 @@ class Console:
         s = self.settings
         lag = await run_in_threadpool(health.measure, lambda: health.consumer_lag(s))
         redis = await run_in_threadpool(health.measure, lambda: health.redis_memory(s))
+        status = await run_in_threadpool(health.measure, lambda: health.status_board(s))
         try:
             store: dict[str, Any] = {"value": await self.store.read(lambda st: st.size_bytes()), "error": None}
         except Exception as exc:  # noqa: BLE001 - shown as the figure's error
             store = {"value": None, "error": f"{type(exc).__name__}: {exc}"[:300]}
         counts = sorted(self.feed.dead_letter_counts.items(), key=lambda kv: (-kv[1], kv[0]))
-        return self._page(session, fresh, "health.html", title="Health", lag=lag, redis=redis, store=store,
+        return self._page(session, fresh, "health.html", title="Health", lag=lag, redis=redis, store=store, board=status,
+                          status_key=status_key(s.redis.namespace),
                           counts=counts, feed_error=self.feed.error, settings=s,
                           throughput=health.throughput(dict(self.feed.windows)))
 

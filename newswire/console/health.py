@@ -3,8 +3,9 @@
 Throughput is the pipeline's own fragment counts per event-time window (the stats topic, tailed by
 the console's feed); consumer lag is the pipeline group's committed offset against the end of each raw-topic partition
 (the pipeline commits only what every sink has flushed, so lag is what is not yet stored); Redis
-memory is ``INFO memory``; the store's size comes from the store. A figure that cannot be read
-shows why instead.
+memory is ``INFO memory``; the store's size comes from the store; connector health and the alert
+rules file's state are the status records the connectors and the pipeline's alerts stage write to
+Redis (:mod:`connectors.status`). A figure that cannot be read shows why instead.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from kafka.errors import CoordinatorNotAvailableError, NotCoordinatorError
 from connectors.kafka import make_consumer
 from connectors.redis import make_redis
 from connectors.sinks.rows import parse_time
+from connectors.status import ALERT_RULES, read_status
 from core.settings import Settings
 
 
@@ -74,6 +76,23 @@ def redis_memory(settings: Settings) -> dict[str, Any]:
         client.close()
     return {"used": int(info["used_memory"]), "peak": int(info["used_memory_peak"]),
             "maxmemory": int(info.get("maxmemory") or 0)}
+
+
+def status_board(settings: Settings) -> dict[str, Any]:
+    """The status hash: ``connectors`` (their records, by kind then name) and ``alert_rules`` (the
+    alerts stage's record of its rules file, None before a worker wrote one)."""
+    client = make_redis(settings.redis.url, retries=0, socket_timeout_s=2.0)
+    try:
+        records = read_status(client, settings.redis.namespace)
+    finally:
+        client.close()
+    connectors = sorted((r for name, r in records.items() if name.startswith("connector:")),
+                        key=lambda r: (str(r.get("kind")), str(r.get("name"))))
+    for record in connectors:
+        counts = record.get("counts")
+        record["counts"] = sorted((str(k), v) for k, v in counts.items() if isinstance(v, int)) \
+            if isinstance(counts, dict) else []
+    return {"connectors": connectors, "alert_rules": records.get(ALERT_RULES)}
 
 
 def measure(read: Callable[[], Any]) -> dict[str, Any]:

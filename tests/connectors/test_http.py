@@ -11,9 +11,19 @@ import orjson
 import pytest
 
 from bench.http_ingest import post_concurrently
+from connectors.redis import RedisServer
 from connectors.sources.http import HttpSource
 from core.settings import load_settings
-from tests.harness import Stack, free_port, http_ingest, scrape, series, wait_connected, write_config
+from tests.harness import (
+    Stack,
+    free_port,
+    http_ingest,
+    scrape,
+    series,
+    status_records,
+    wait_connected,
+    write_config,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -99,6 +109,12 @@ def test_each_bad_request_gets_its_status_and_a_json_reason(stack: Stack, ingest
     assert series(m, "newswire_http_produce_latency_seconds_count") == {(): 1}
     assert 0 < series(m, "newswire_http_produce_latency_seconds_sum")[()] < 30
     assert series(m, "newswire_http_broker_connected") == {(): 1} and series(m, "newswire_http_in_flight") == {(): 0}
+    # and the status board (the console's health page): clients' refusals are counts, not our errors
+    ingest._board.flush()  # type: ignore[union-attr]  # what its thread does every 2 s
+    status = status_records(stack.settings)["connector:http:http:ingest"]
+    assert status["counts"] == {"refused_4xx": 6, "accepted_posts": 1, "fragments": 1}
+    assert status["last_success"] and status["last_error"] is None
+    assert status["target"] == f"{ingest.url}/fragments"
 
 
 def test_rate_limit_answers_429_with_retry_after(make_stack: Any) -> None:
@@ -116,10 +132,12 @@ def test_rate_limit_answers_429_with_retry_after(make_stack: Any) -> None:
         source.stop()
 
 
-def test_broker_unreachable_answers_503(tmp_path: Any) -> None:
+def test_broker_unreachable_answers_503(tmp_path: Any, redis_server: RedisServer, redis_namespace: str) -> None:
     cfg = write_config(tmp_path / "newswire.yaml", {"kafka.bootstrap_servers": f"127.0.0.1:{free_port()}",
-                                                    "data_dir": str(tmp_path)})
-    source = HttpSource(load_settings(cfg, environ={}), port=0, token=TOKEN)
+                                                    "data_dir": str(tmp_path), "redis.url": redis_server.url,
+                                                    "redis.namespace": redis_namespace})
+    settings = load_settings(cfg, environ={})
+    source = HttpSource(settings, port=0, token=TOKEN)
     source.start()
     try:
         r = post(source, fragment(1))
@@ -128,6 +146,10 @@ def test_broker_unreachable_answers_503(tmp_path: Any) -> None:
         assert httpx.get(f"{source.url}/health").status_code == 503
     finally:
         source.stop()
+    # the connector's own failure is its last error on the status board, message and all
+    status = status_records(settings)["connector:http:http:ingest"]
+    assert status["counts"] == {"refused_5xx": 1} and status["last_success"] is None
+    assert status["last_error"].startswith("503 broker_unavailable: no connection to Kafka at 127.0.0.1:")
 
 
 def test_openapi_document_is_served(ingest: HttpSource) -> None:

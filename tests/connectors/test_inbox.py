@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from connectors.sources.inbox import InboxSource, decode_text
-from tests.harness import Stack
+from tests.harness import Stack, status_records
 
 pytestmark = pytest.mark.e2e
 
@@ -44,6 +44,9 @@ def test_dropped_files_are_ingested_once_and_moved(stack: Stack) -> None:
         assert (folder / ".hidden.txt").exists() and (folder / "upload.txt.part").exists()
     finally:
         source.stop()
+    status = status_records(stack.settings)["connector:inbox:file:inbox"]
+    assert status["counts"] == {"files_done": 4, "fragments": 6} and status["last_success"]
+    assert status["last_error"] is None and status["target"] == str(stack.tmp / "inbox")
 
     records = stack.consume("fragments", lambda rs: len(rs) >= 6, timeout_s=20)
     assert len(records) == 6
@@ -70,6 +73,9 @@ def test_an_invalid_file_goes_to_failed_with_a_reason_and_nothing_is_written(sta
         assert "unsupported file type .png" in (failed / "photo.png.reason.txt").read_text()
     finally:
         source.stop()
+    status = status_records(stack.settings)["connector:inbox:file:inbox"]
+    assert status["counts"] == {"files_failed": 3} and status["last_success"] is None
+    assert status["last_error"].startswith("photo.png -> failed/: unsupported file type .png")
     dlq = stack.consume("dlq", lambda rs: len(rs) >= 3, timeout_s=20)
     assert sorted(d["reason"] for d in dlq) == ["invalid_file"] * 3
     assert stack.consume("fragments", lambda rs: False, timeout_s=1.5) == []

@@ -14,7 +14,7 @@ import pytest
 
 from connectors.sources.rss import RssSource
 from core.settings import RssFeed
-from tests.harness import Stack
+from tests.harness import Stack, status_records
 
 pytestmark = pytest.mark.e2e
 
@@ -140,6 +140,10 @@ def test_failures_back_off_and_show_in_health(stack: Stack, feed_server: FeedSer
         assert source.poll(feed) == -1
         first = source.health()[0]
         assert first.consecutive_failures == 1 and "500" in (first.last_error or "")
+        source._board.flush()  # type: ignore[union-attr]  # what the board's thread does every 2 s
+        status = status_records(stack.settings)["connector:rss:world"]
+        assert status["kind"] == "rss" and status["target"] == feed.url and status["last_success"] is None
+        assert "500" in status["last_error"] and status["counts"] == {"items": 0, "failures_in_a_row": 1}
         assert 15 < first.next_poll_in_s <= 20  # interval 10 s doubled
         assert source.poll(feed) == -1
         assert 35 < source.health()[0].next_poll_in_s <= 40
@@ -149,7 +153,10 @@ def test_failures_back_off_and_show_in_health(stack: Stack, feed_server: FeedSer
         healthy = source.health()[0]
         assert healthy.consecutive_failures == 0 and healthy.last_success and healthy.items_emitted == 3
     finally:
-        source.stop()
+        source.stop()  # writes the board's last records
+    status = status_records(stack.settings)["connector:rss:world"]
+    assert status["last_success"] == healthy.last_success and status["counts"]["items"] == 3
+    assert "500" in status["last_error"]  # the last error stays, with its time, after a success
     assert (stack.tmp / "connectors" / "rss.sqlite").is_file()
 
 

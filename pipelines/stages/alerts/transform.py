@@ -16,12 +16,16 @@ Rules are loaded and validated when the transform is built (pipeline start-up), 
 stops the pipeline before it reads anything, and workers receive the parsed rules with the graph.
 While it runs, each worker reloads the file when it changes (``core.alert_rules.RulesFile``, at most
 every ``alerts.reload_interval_s``): a bad edit keeps the rules in force and says why (a warning in
-the log, the Beam counter ``alerts/rules_reload_failed``, i.e. ``newswire_pipeline_counter_total``).
-A worker that cannot see the file (another machine) keeps the rules it was given.
+the log, the Beam counter ``alerts/rules_reload_failed``, i.e. ``newswire_pipeline_counter_total``,
+and the ``alert-rules`` record of the status hash in Redis, which the console's health page shows:
+``connectors.status``). A worker that cannot see the file (another machine) keeps the rules it was given.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 from typing import Any
 
 import apache_beam as beam
@@ -29,10 +33,12 @@ from apache_beam.metrics import Metrics
 
 from core.alert_rules import AlertRules, RulesFile, load_rules
 from core.outage import REDIS_UNAVAILABLE
-from core.records import ALERTS_KEY
-from core.settings import Settings
+from core.records import ALERTS_KEY, utc_now_iso
+from core.settings import ConfigError, Settings
 from pipelines.stages.alerts.logic import build_alert, matches
 from pipelines.transforms.common import StageFn, run_stage
+
+log = logging.getLogger(__name__)
 
 
 class _Evaluate(StageFn):
@@ -59,6 +65,14 @@ class _Evaluate(StageFn):
         self._client = make_redis(self.redis_url)
         self._store = AlertStateStore(self._client, namespace=self.namespace)
         self._file = RulesFile(self.rules_path, self.rules, self.reload_interval_s) if self.rules_path else None
+        if self._file is not None:
+            # the file may have changed since the graph was built: say now whether it is good
+            try:
+                load_rules(self._file.path)
+                error = None
+            except ConfigError as exc:
+                error = str(exc)
+            self._rules_status(error, loaded=False)
 
     def _rules(self) -> AlertRules:
         if self._file is None:
@@ -67,9 +81,29 @@ class _Evaluate(StageFn):
         rules = self._file.current()
         if self._file.reloads != reloads:
             self.counts["rules_reloaded"].inc()
+            self._rules_status(None, loaded=True)
         if self._file.failures != failures:
             self.counts["rules_reload_failed"].inc()
+            self._rules_status(self._file.error, loaded=False)
         return rules
+
+    def _rules_status(self, error: str | None, loaded: bool) -> None:
+        """The ``alert-rules`` status record (connectors/status.py): the file, the rules in force,
+        whether the file is good now or why not. Best effort: alerting never waits on it."""
+        from connectors.status import ALERT_RULES, MAX_ERROR_CHARS, publish
+
+        assert self._file is not None
+        now = utc_now_iso()
+        if loaded:
+            self._loaded_at = now
+        record = {"path": str(self._file.path), "rules": len(self._file.rules.rules), "ok": error is None,
+                  "error": error[:MAX_ERROR_CHARS] if error else None, "checked_at": now,
+                  "loaded_at": getattr(self, "_loaded_at", None), "reloads": self._file.reloads,
+                  "failures": self._file.failures, "worker": f"{socket.gethostname()}:{os.getpid()}"}
+        try:
+            publish(self._client, self.namespace, ALERT_RULES, record)
+        except Exception as exc:  # noqa: BLE001 - the status is lost, not the alert
+            log.warning("alert rules status not written to Redis: %s", exc)
 
     def apply(self, event: dict[str, Any]) -> dict[str, Any]:
         due = [rule for rule in self._rules().rules if matches(rule, event)]

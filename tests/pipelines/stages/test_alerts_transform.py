@@ -113,11 +113,32 @@ def test_a_running_stage_picks_up_an_edited_rules_file(redis_server: RedisServer
     fn = _Evaluate(redis_server.url, load_rules(path), redis_namespace, str(path), reload_interval_s=0.01)
     fn.setup()
     try:
+        status = rules_status(redis_server, redis_namespace)  # at set-up: the file is good, 0 rules
+        assert (status["ok"], status["rules"], status["error"], status["path"]) == (True, 0, None, str(path))
         assert next(iter(fn.process(event(1, 0))))[ALERTS_KEY] == []
         path.write_text("version: 1\nrules:\n  - {name: nato, match: {entity: NATO}, window: 10m, threshold: {count: 1}}\n")
         os.utime(path, ns=(10**18, 10**18))
         import time
         time.sleep(0.02)
         assert [a["rule"] for a in next(iter(fn.process(event(2, 1))))[ALERTS_KEY]] == ["nato"]
+        status = rules_status(redis_server, redis_namespace)
+        assert (status["ok"], status["rules"], status["reloads"]) == (True, 1, 1) and status["loaded_at"]
+        # a bad edit: the rule stays in force, and the status record (the console's) says why
+        path.write_text("version: 1\nrules:\n  - {name: nato, match: {entity: NATO}, window: often, threshold: {count: 1}}\n")
+        os.utime(path, ns=(2 * 10**18, 2 * 10**18))
+        time.sleep(0.02)
+        assert [a["rule"] for a in next(iter(fn.process(event(3, 2))))[ALERTS_KEY]] == []  # in cooldown, still evaluated
+        status = rules_status(redis_server, redis_namespace)
+        assert (status["ok"], status["rules"], status["failures"]) == (False, 1, 1) and "often" in status["error"]
     finally:
         fn.teardown()
+
+
+def rules_status(server: RedisServer, namespace: str) -> dict[str, Any]:
+    from connectors.status import ALERT_RULES, read_status
+
+    client = redis.Redis.from_url(server.url)
+    try:
+        return read_status(client, namespace)[ALERT_RULES]
+    finally:
+        client.close()
