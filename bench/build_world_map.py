@@ -3,7 +3,7 @@
     .venv/bin/python bench/build_world_map.py
 
 Runs ``npm pack world-atlas@2.0.2`` (the npm registry; only needed to rebuild this file), checks
-the file's SHA-256 against the one pinned here, and copies ``countries-110m.json`` as it is: Natural
+the file's SHA-256 against the one pinned here, and copies ``countries-110m.json`` as it is (with the package's licence beside it): Natural
 Earth's 1:110m admin-0 countries (public domain) as quantized TopoJSON, packaged by Mike Bostock
 (ISC licence). newswire/console/worldmap.py decodes and projects it when the console starts; the
 console fetches nothing at run time.
@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "newswire" / "console" / "data" / "countries-110m.json"
 PACKAGE = "world-atlas@2.0.2"
 MEMBER = "package/countries-110m.json"
+LICENSE = "package/LICENSE"  # ISC: its notice travels with the copy
 SHA256 = "2516c915867c7baf18ddec727aec46c315541a07cfb3d79a6559b05d5e94eee8"
 
 
@@ -38,11 +39,15 @@ def main() -> None:
             if member is None:
                 sys.exit(f"{PACKAGE} has no {MEMBER}")
             data = member.read()
+            notice = tar.extractfile(LICENSE)
+            licence = notice.read() if notice is not None else b""
     digest = hashlib.sha256(data).hexdigest()
     if digest != SHA256:
         sys.exit(f"{PACKAGE} {MEMBER}: SHA-256 {digest}, expected {SHA256}; check the package and update the pin")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_bytes(data)
+    OUT.with_name("world-atlas.LICENSE").write_bytes(
+        f"{OUT.name}: from npm {PACKAGE} (Natural Earth data, public domain), under this licence:\n\n".encode() + licence)
     print(f"wrote {OUT.relative_to(ROOT)} ({len(data):,} bytes, sha256 {digest[:12]}...)")
 
 

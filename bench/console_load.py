@@ -36,8 +36,9 @@ from kafka.structs import OffsetAndMetadata
 
 from bench.e2e_throughput import percentile
 from connectors.kafka import KafkaBroker, make_consumer, make_producer
-from connectors.redis import RedisServer
+from connectors.redis import RedisServer, make_redis
 from connectors.sinks import open_store
+from connectors.status import ALERT_RULES, ConnectorStatus, StatusBoard, publish
 from core.settings import load_settings
 from newswire.console.app import Console
 from newswire.console.auth import Credentials
@@ -58,6 +59,12 @@ TOPICS = [
     ("Earthquake of magnitude 6.1 strikes off Hokkaido", "No tsunami warning was issued after the quake.",
      "Power was cut to 12,000 homes in Kushiro.", ["JMA"], ["Hokkaido", "Kushiro", "Japan"]),
 ]
+#: Where the synthetic places are (lat, lon, feature): the story page draws them on its map.
+PLACES = {"Finland": (64.0, 26.0, "country"), "Sweden": (62.0, 15.0, "country"), "Brussels": (50.85, 4.35, "city"),
+          "Emilia-Romagna": (44.5, 11.0, "admin1"), "Bologna": (44.49, 11.34, "city"), "Frankfurt": (50.11, 8.68, "city"),
+          "Athens": (37.98, 23.73, "city"), "Attica": (38.1, 23.8, "admin1"), "Rotterdam": (51.92, 4.48, "city"),
+          "Netherlands": (52.25, 5.75, "country"), "Hokkaido": (43.5, 142.5, "admin1"), "Kushiro": (42.98, 144.38, "city"),
+          "Japan": (36.0, 138.0, "country")}
 SOURCES = ["wire:reuters", "wire:ap", "rss:yle", "rss:bbc-world", "rss:ansa", "http:desk"]
 
 
@@ -90,8 +97,8 @@ def synthetic_events(count: int, per_story: int, now: datetime) -> list[dict[str
                 "novelty": {"ratio": 1.0 if k == 0 else 0.3, "repeated": 0 if k == 0 else 2,
                             "new_sentences": [lead, detail] if k == 0 else [f"Update {k} from the desk."]},
                 "entities": [{"id": f"org:{e}", "name": e, "type": "organisation", "mentions": []} for e in entities],
-                "places": [{"id": f"place:{p}", "name": p, "country_code": None, "feature": "city", "lat": None,
-                            "lon": None, "mentions": []} for p in places],
+                "places": [{"id": f"place:{p}", "name": p, "country_code": None, "feature": PLACES[p][2],
+                            "lat": PLACES[p][0], "lon": PLACES[p][1], "mentions": []} for p in places],
                 "origin": {"topic": "news.fragments", "partition": 0, "offset": len(events), "timestamp_ms": 0},
             })
     return events[:count]
@@ -116,6 +123,30 @@ def dead_letter(n: int) -> dict[str, Any]:
             "original_b64": base64.b64encode(original).decode(), "original_size": len(original),
             "origin": {"topic": "news.fragments", "partition": 0, "offset": 100 + n, "timestamp_ms": None},
             "failed_at": iso(datetime.now(UTC))}
+
+
+def report_status(settings: Any) -> None:
+    """What running connectors and the alerts stage would have written to the status hash, for the
+    health page: two feeds (one failing), the inbox, HTTP ingest, and the alert rules."""
+    board = StatusBoard(settings)
+    yle = ConnectorStatus("rss", "yle", "https://feeds.example/yle/world.rss", counts={"items": 412, "failures_in_a_row": 0})
+    yle.succeeded()
+    bbc = ConnectorStatus("rss", "bbc-world", "https://feeds.example/bbc/world.rss", counts={"items": 97, "failures_in_a_row": 3})
+    bbc.failed("HTTPStatusError: Server error '503 Service Unavailable' for url 'https://feeds.example/bbc/world.rss'")
+    inbox = ConnectorStatus("inbox", "file:inbox", "var/inbox", counts={"files_done": 18, "files_failed": 1, "fragments": 64})
+    inbox.failed("notes.docx -> failed/: unsupported file type .docx: use .txt, .html, .json, .jsonl or .ndjson")
+    inbox.succeeded()
+    http = ConnectorStatus("http", "http:ingest", "http://127.0.0.1:8080/fragments",
+                           counts={"accepted_posts": 233, "fragments": 1480, "refused_4xx": 2})
+    http.succeeded()
+    for status in (yle, bbc, inbox, http):
+        board.report(status)
+    board.stop()
+    client = make_redis(settings.redis.url)
+    publish(client, settings.redis.namespace, ALERT_RULES, {
+        "path": "config/alerts.yaml", "rules": 4, "ok": True, "error": None, "checked_at": iso(datetime.now(UTC)),
+        "loaded_at": iso(datetime.now(UTC) - timedelta(hours=2)), "reloads": 1, "failures": 0, "worker": "pipeline:1"})
+    client.close()
 
 
 def chromium() -> str:
@@ -171,6 +202,7 @@ def main() -> None:
         group = make_consumer(stack.settings, group_id=stack.settings.kafka.consumer_group)
         group.commit({TopicPartition(raw.name, p): OffsetAndMetadata(10 - 3 * p, "", -1) for p in range(raw.partitions)})
         group.close()
+        report_status(stack.settings)
         console = Console(stack.settings, port=0, credentials=Credentials("viewer", "operator"))
         console.start()
         while console.feed.error is not None:
@@ -199,7 +231,8 @@ def main() -> None:
                         args.screenshots.mkdir(parents=True, exist_ok=True)
                         if name == "dead-letters":
                             page.click("details summary")
-                        page.screenshot(path=str(args.screenshots / f"{name}.png"))
+                        # the health page in full: connectors and alert rules sit below the fold
+                        page.screenshot(path=str(args.screenshots / f"{name}.png"), full_page=name == "health")
                 page.goto("/alerts")
                 page.wait_for_selector("#live[data-state='live']")
                 page.evaluate("""() => { window.__seen = {};

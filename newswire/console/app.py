@@ -469,7 +469,8 @@ class Console:
             return self._error(session, 404, "no such story in the store")
         return self._page(session, fresh, "story.html", title="Story", story=story, names=views.names,
                           headline=events[0].get("title") if events else None, events=[_event_view(e) for e in events],
-                          markers=worldmap.place_markers(events), map_box=(worldmap.VIEW_W, worldmap.VIEW_H))
+                          markers=(markers := worldmap.place_markers(events)), view=worldmap.map_view(markers),
+                          map_box=(worldmap.VIEW_W, worldmap.VIEW_H))
 
     async def _search(self, request: Request) -> Response:
         """Stored events filtered by entity, place, country, language, source and how far back."""

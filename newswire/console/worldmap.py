@@ -148,7 +148,8 @@ def base_map_svg() -> bytes:
 @dataclass(frozen=True)
 class Marker:
     """A place to draw: its id and name as stored (the template escapes them), its feature (one of
-    FEATURES, else "other"), where it goes in the map's box, the events that named it, and its radius."""
+    FEATURES, else "other"), where it goes in the map's box, the events that named it, and its
+    radius in CSS pixels (grows with the events)."""
 
     id: str
     name: str
@@ -188,6 +189,46 @@ def place_markers(events: Iterable[dict[str, Any]], limit: int = 60) -> list[Mar
         markers.append(Marker(key, p["name"], p["feature"] if p["feature"] in FEATURES else "other",
                               round(x, 1), round(y, 1), p["events"], round(6 + 3 * math.sqrt(p["events"] - 1), 1)))
     return markers
+
+
+#: The width a page shows the map at, in CSS pixels (console.css: the main column), and the
+#: narrowest part of the world a map zooms to (in the box's units: about a fifth of the globe).
+SHOWN_PX = 1150
+MIN_VIEW_W = 400
+
+
+@dataclass(frozen=True)
+class MapView:
+    """The part of the map a page shows: an SVG viewBox (x, y, w, h in the box's units, the box's
+    aspect ratio) around the markers, and ``px``: box units per CSS pixel, to size markers and
+    labels the same on screen however far the view zooms."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+
+    @property
+    def px(self) -> float:
+        return self.w / SHOWN_PX
+
+    @property
+    def box(self) -> str:
+        return f"{self.x:.0f} {self.y:.0f} {self.w:.0f} {self.h:.0f}"
+
+
+def map_view(markers: list[Marker]) -> MapView:
+    """The view that holds every marker with a margin, zoomed in no further than MIN_VIEW_W and
+    kept inside the world (the whole map when the markers span it)."""
+    if not markers:
+        return MapView(0, 0, VIEW_W, VIEW_H)
+    xs, ys = [m.x for m in markers], [m.y for m in markers]
+    aspect = VIEW_H / VIEW_W
+    w = min(VIEW_W, max(MIN_VIEW_W, (max(xs) - min(xs)) * 1.3 + 120, ((max(ys) - min(ys)) * 1.3 + 120) / aspect))
+    h = min(float(VIEW_H), w * aspect)
+    x = max(0.0, min((max(xs) + min(xs)) / 2 - w / 2, VIEW_W - w))
+    y = max(0.0, min((max(ys) + min(ys)) / 2 - h / 2, VIEW_H - h))
+    return MapView(x, y, w, h)
 
 
 def _number(value: Any) -> TypeGuard[float]:

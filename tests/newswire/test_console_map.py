@@ -97,3 +97,21 @@ def test_world_map_is_one_svg_image_with_no_script_style_or_other_origin(console
     assert body.count("<path ") == 177 and f'viewBox="0 0 {worldmap.VIEW_W} {worldmap.VIEW_H}"' in body
     assert "<script" not in body and "<style" not in body and " style=" not in body and "href" not in body
     assert re.findall(r"https?://[^\"' ]+", body) == ["http://www.w3.org/2000/svg"]
+
+
+def test_the_view_zooms_to_the_markers_and_stays_in_the_world() -> None:
+    def marker(lon: float, lat: float) -> worldmap.Marker:
+        x, y = worldmap.project(lon, lat)
+        return worldmap.Marker("p", "p", "city", x, y, 1, 6.0)
+
+    nordic = [marker(24.94, 60.17), marker(18.07, 59.33), marker(10.75, 59.91)]
+    view = worldmap.map_view(nordic)
+    assert view.w == worldmap.MIN_VIEW_W and view.h / view.w == pytest.approx(worldmap.VIEW_H / worldmap.VIEW_W)
+    assert all(view.x < m.x < view.x + view.w and view.y < m.y < view.y + view.h for m in nordic)
+    assert view.px < 1  # zoomed in: fewer box units per screen pixel than the whole map's
+    spread = worldmap.map_view([marker(174.78, -41.29), marker(-47.93, -15.78), marker(-171.7, -13.8)])
+    assert (spread.x, spread.w) == (0, worldmap.VIEW_W) and 0 <= spread.y <= worldmap.VIEW_H - spread.h
+    east, south = worldmap.map_view([marker(179.5, 0)]), worldmap.map_view([marker(0, -89)])
+    assert east.x + east.w == pytest.approx(worldmap.VIEW_W)  # clamped inside the box, not past its edge
+    assert south.y + south.h == pytest.approx(worldmap.VIEW_H)
+    assert worldmap.map_view([]).box == f"0 0 {worldmap.VIEW_W} {worldmap.VIEW_H}"
