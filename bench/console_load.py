@@ -135,6 +135,7 @@ def report_status(settings: Any) -> None:
     bbc.failed("HTTPStatusError: Server error '503 Service Unavailable' for url 'https://feeds.example/bbc/world.rss'")
     inbox = ConnectorStatus("inbox", "file:inbox", "var/inbox", counts={"files_done": 18, "files_failed": 1, "fragments": 64})
     inbox.failed("notes.docx -> failed/: unsupported file type .docx: use .txt, .html, .json, .jsonl or .ndjson")
+    inbox.last_error_at = iso(datetime.now(UTC) - timedelta(minutes=40))  # an earlier file; good ones since
     inbox.succeeded()
     http = ConnectorStatus("http", "http:ingest", "http://127.0.0.1:8080/fragments",
                            counts={"accepted_posts": 233, "fragments": 1480, "refused_4xx": 2})

@@ -191,9 +191,9 @@ def place_markers(events: Iterable[dict[str, Any]], limit: int = 60) -> list[Mar
     return markers
 
 
-#: The width a page shows the map at, in CSS pixels (console.css: the main column), and the
+#: The width a page shows the map at, in CSS pixels (console.css: figure.map, 48rem less padding), and the
 #: narrowest part of the world a map zooms to (in the box's units: about a fifth of the globe).
-SHOWN_PX = 1150
+SHOWN_PX = 760
 MIN_VIEW_W = 400
 
 
