@@ -37,6 +37,7 @@ from connectors.kafka import make_producer
 from connectors.metrics import exposition
 from connectors.process import is_loopback
 from connectors.sinks import EventQuery, EventStore, open_store
+from connectors.sinks.rows import iso, parse_time
 from connectors.sources.http import RateLimiter
 from connectors.status import status_key
 from core.alert_rules import parse_duration
@@ -473,21 +474,20 @@ class Console:
                           map_box=(worldmap.VIEW_W, worldmap.VIEW_H))
 
     async def _search(self, request: Request) -> Response:
-        """Stored events filtered by entity, place, country, language, source and how far back."""
+        """Stored events filtered by entity, place, country, language, source, how far back and a time range."""
         session, fresh, denied = await self._viewer_page(request)
         if denied:
             return denied
         params = {name: request.query_params.get(name, "").strip()[:200] for name in SEARCH_FIELDS}
         message, events = None, None
         try:
-            since = (datetime.now(UTC) - timedelta(seconds=parse_duration(params["since"]))).isoformat() \
-                if params["since"] else None
+            since, until = search_window(params["since"], params["from"], params["to"], datetime.now(UTC))
         except ValueError as exc:
-            message, since = f"since: {exc}", None
+            message, since, until = str(exc), None, None
         if message is None and any(params.values()):
             query = EventQuery(entity=params["entity"] or None, place=params["place"] or None,
                                country=params["country"] or None, language=params["language"] or None,
-                               source=params["source"] or None, since=since)
+                               source=params["source"] or None, since=since, until=until)
             events = [_event_view(e) for e in await self.store.read(lambda s: s.search_events(query, SEARCH_LIMIT))]
         return self._page(session, fresh, "search.html", 400 if message else 200, title="Search", params=params,
                           events=events, message=message, limit=SEARCH_LIMIT)
@@ -591,8 +591,40 @@ def _event_view(event: dict[str, Any]) -> dict[str, Any]:
 
 
 #: The search form's fields (query parameters), and the most events one search lists.
-SEARCH_FIELDS = ("entity", "place", "country", "language", "source", "since")
+SEARCH_FIELDS = ("entity", "place", "country", "language", "source", "since", "from", "to")
 SEARCH_LIMIT = 100
+
+
+def search_window(since: str, start: str, end: str, now: datetime) -> tuple[str | None, str | None]:
+    """The received_at bounds of a search, as ISO-8601 UTC (None: open): ``since`` is how far back
+    from `now` (``24h``), ``start``/``end`` (the ``from``/``to`` fields) are ISO-8601 date-times or
+    dates, taken as UTC without an offset, ``to`` exclusive. With both ``since`` and ``from`` the
+    later bound holds. ValueError names the field and says what it takes."""
+    lower = None
+    if since:
+        try:
+            lower = now - timedelta(seconds=parse_duration(since))
+        except ValueError as exc:
+            raise ValueError(f"since: {exc}") from None
+        except OverflowError:
+            raise ValueError(f"since: {since!r} reaches back before the year 1") from None
+    bounds: list[datetime | None] = []
+    for name, text in (("from", start), ("to", end)):
+        try:
+            moment = parse_time(text) if text else None
+        except OverflowError:  # an offset that moves the year 9999 or 1 out of range
+            moment = None
+        if text and moment is None:
+            raise ValueError(f"{name}: must be an ISO-8601 date-time like 2026-03-01T10:00Z or a date like "
+                             f"2026-03-01 (UTC unless it has an offset), got {text!r}")
+        bounds.append(moment)
+    first, last = bounds
+    if first is not None and (lower is None or first > lower):
+        lower = first
+    if lower is not None and last is not None and last <= lower:
+        raise ValueError(f"to: {iso(last)} is not after the start of the range ({iso(lower)}); "
+                         "'to' is exclusive, so it must be later")
+    return iso(lower), iso(last)
 
 #: How long an operator may snooze a rule, in minutes (the buttons on the alerts page).
 SNOOZE_MINUTES = (60, 240, 1440)

@@ -267,6 +267,42 @@ def test_search_finds_events_by_entity_and_source_and_refuses_a_bad_duration(con
     assert bad.status_code == 400 and "must be a duration" in bad.text
 
 
+@pytest.mark.parametrize("store_kind", ["sqlite", "postgresql"])
+def test_search_by_an_explicit_time_range_on_both_stores(store_kind: str, tmp_path: Path,
+                                                          request: pytest.FixtureRequest) -> None:
+    url = f"sqlite:///{tmp_path / 'range.db'}" if store_kind == "sqlite" else request.getfixturevalue("postgres_url")
+    settings = load_settings(overrides={"storage.url": url, "data_dir": str(tmp_path)}, environ={})
+    store = open_store(url)
+    store.add_many([hostile.event(n, received_at=at) for n, at in enumerate(
+        ["2026-03-01T10:00:00Z", "2026-03-01T12:05:00.250+02:00", "2026-03-01T10:10:00Z", "2026-03-02T00:00:00Z"])])
+    store.flush()
+    store.close()
+    console = Console(settings, credentials=Credentials(VIEWER, OPERATOR))
+    try:
+        client = TestClient(console.app)
+        login(client, VIEWER)
+
+        def found(**params: str) -> list[int]:
+            page = client.get("/events", params=params)
+            assert page.status_code == 200, page.text
+            return [int(i, 16) for i in re.findall(r'<li class="event" data-event-id="(\w+)">', page.text)]
+        # 12:05+02:00 is 10:05Z; "to" is exclusive; a date alone is midnight UTC
+        assert found(**{"from": "2026-03-01T10:05Z", "to": "2026-03-01T10:10:00Z"}) == [1]
+        assert found(**{"from": "2026-03-01T10:00:00.001Z"}) == [3, 2, 1]
+        assert found(to="2026-03-02") == [2, 1, 0]
+        assert found(**{"from": "2026-03-01 09:00", "to": "2026-03-01T11:01+01:00"}) == [0]
+        assert found(**{"from": "2026-03-01", "since": "1h"}) == []  # the later lower bound holds
+        bad = client.get("/events", params={"from": "<script>alert(1)</script>"})
+        assert bad.status_code == 400 and "from: must be an ISO-8601 date-time" in bad.text
+        assert "<script>alert" not in bad.text and 'value="&lt;script&gt;' in bad.text
+        backwards = client.get("/events", params={"from": "2026-03-02", "to": "2026-03-01"})
+        assert backwards.status_code == 400 and "to: 2026-03-01T00:00:00.000Z is not after" in backwards.text
+        far = client.get("/events", params={"to": "9999-12-31T23:59:59-01:00", "since": "99999999999d"})
+        assert far.status_code == 400
+    finally:
+        console.store.close()
+
+
 def test_sparkline_spans_the_box() -> None:
     assert views.sparkline([0, 2, 1], width=10, height=12) == "0.0,11.0 5.0,1.0 10.0,6.0"
     assert views.sparkline([]) == "" and views.sparkline([0]) == "0.0,23.0"
