@@ -124,6 +124,19 @@ def ensure_topics(settings: Settings, topics: tuple[Topic, ...] | None = None, t
         admin.close()
 
 
+def broker_check(bootstrap_servers: str) -> dict[str, Any]:
+    """Whether a bootstrap server accepts a TCP connection now (any one is enough), as a readiness
+    check's entry: ``{"ok": bool, "detail": str}``."""
+    up = []
+    for server in bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        address = (host or server.strip()).strip("[]"), int(port) if port.isdigit() else 9092
+        if port_open(*address):
+            up.append(f"{address[0]}:{address[1]}")
+    return {"ok": bool(up), "detail": f"reachable: {', '.join(up)}" if up else
+            f"broker unavailable: none of {bootstrap_servers} accepts connections"}
+
+
 def wait_for_broker(bootstrap_servers: str, timeout_s: float = 60) -> None:
     """Block until a broker answers metadata requests (KRaft: it has joined the quorum and unfenced)."""
     deadline = time.monotonic() + timeout_s

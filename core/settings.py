@@ -329,6 +329,11 @@ class RssSettings:
     timeout_s: float = 20.0
     max_backoff_s: float = 3600.0
     user_agent: str = "newswire/0.1 (+https://newswire.dev)"
+    # GET /metrics, /healthz and /readyz of the poller (None: no endpoint; 0: any free port).
+    health_host: str = "127.0.0.1"
+    health_port: int | None = 8083
+    # /readyz answers 503 once every feed's polls have failed for this long (docs/connectors.md).
+    unready_after_s: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -361,6 +366,11 @@ class InboxSettings:
     poll_interval_s: float = 1.0
     settle_s: float = 1.0
     source: str = "file:inbox"
+    # GET /metrics, /healthz and /readyz of the watcher (None: no endpoint; 0: any free port).
+    health_host: str = "127.0.0.1"
+    health_port: int | None = 8084
+    # /readyz answers 503 once the inbox has been failing for this long (docs/connectors.md).
+    unready_after_s: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -552,8 +562,13 @@ def load_settings(path: str | os.PathLike[str] | None = None,
 
 def _port_clash(raw: Mapping[str, Any]) -> str | None:
     """Two endpoints `newswire up` serves in one process on the same port: which, else None."""
-    http = (raw.get("connectors") or {}).get("http") or {}
+    connectors = raw.get("connectors") or {}
+    http, rss, inbox = (connectors.get(name) or {} for name in ("http", "rss", "inbox"))
     ports = {"connectors.http.port": http.get("port", HttpSettings.port) if http.get("enabled", True) else None,
+             "connectors.rss.health_port": rss.get("health_port", RssSettings.health_port)
+             if rss.get("enabled", True) and rss.get("feeds") else None,
+             "connectors.inbox.health_port": inbox.get("health_port", InboxSettings.health_port)
+             if inbox.get("enabled", True) else None,
              "pipeline.health_port": (raw.get("pipeline") or {}).get("health_port", PipelineSettings.health_port),
              "alerts.notify_metrics_port": (raw.get("alerts") or {}).get("notify_metrics_port",
                                                                          AlertSettings.notify_metrics_port),

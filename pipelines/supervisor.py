@@ -21,13 +21,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
-import orjson
 from prometheus_client import CollectorRegistry
 
-from connectors.metrics import exposition
+from connectors.kafka import broker_check
+from connectors.metrics import MetricsServer
 from connectors.process import port_open
 from core.outage import OUTAGES
 from core.settings import Settings
@@ -65,7 +64,7 @@ class PipelineSupervisor:
         self.failures: list[float] = []
         self.last_error: str | None = None
         self._watcher: threading.Thread | None = None
-        self._health: HealthServer | None = None
+        self._health: MetricsServer | None = None
         self.collector = PipelineCollector(self)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.collector)
@@ -79,7 +78,8 @@ class PipelineSupervisor:
         self._watcher.start()
         p = self.settings.pipeline
         if p.health_port is not None:
-            self._health = HealthServer(self, p.health_host, p.health_port).start()
+            self._health = MetricsServer(self.registry, p.health_host, p.health_port, "pipeline",
+                                         alive=self.liveness, ready=self.readiness)
         return self
 
     def wait(self, stop: threading.Event) -> int:
@@ -154,6 +154,11 @@ class PipelineSupervisor:
             self.state = "running"
 
     # ------------------------------------------------------------------ health
+    def liveness(self) -> tuple[bool, dict[str, Any]]:
+        """(alive, details): alive while the job runs or is being resubmitted, not after giving up."""
+        alive = not self.gave_up
+        return alive, {"alive": alive, "job": self.state}
+
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """(ready, details): the job runs, no step waits for a dependency, and the broker, Redis
         and the store accept connections."""
@@ -178,19 +183,11 @@ class _FailedJob:
         pass
 
 
-def _host_port(address: str, default_port: int) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return (host or address).strip("[]"), int(port) if port.isdigit() else default_port
-
-
 def dependency_checks(settings: Settings) -> dict[str, dict[str, Any]]:
     """Whether each dependency accepts a connection now: every Kafka bootstrap server (any one
     answering is enough), Redis (PING) when the pipeline keeps state there, the PostgreSQL store."""
     out: dict[str, dict[str, Any]] = {}
-    brokers = [_host_port(b, 9092) for b in settings.kafka.bootstrap_servers.split(",")]
-    up = [f"{h}:{p}" for h, p in brokers if port_open(h, p)]
-    out["kafka"] = {"ok": bool(up), "detail": f"reachable: {', '.join(up)}" if up else
-                    f"broker unavailable: none of {settings.kafka.bootstrap_servers} accepts connections"}
+    out["kafka"] = broker_check(settings.kafka.bootstrap_servers)
     if settings.pipeline.dedup.mode == "near" or settings.pipeline.stories.enabled or settings.alerts.enabled:
         out["redis"] = _redis_check(settings.redis.url)
     if settings.storage.kind == "postgresql":
@@ -220,54 +217,6 @@ def _redis_check(url: str) -> dict[str, Any]:
         return {"ok": False, "detail": f"Redis unavailable: {type(exc).__name__}: {exc}"[:300]}
     finally:
         client.close()
-
-
-class HealthServer:
-    """``/healthz`` and ``/readyz`` as JSON, and ``/metrics`` for Prometheus, on a small threaded HTTP
-    server (stdlib)."""
-
-    def __init__(self, supervisor: PipelineSupervisor, host: str, port: int) -> None:
-        self.supervisor = supervisor
-        sup = supervisor
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path == "/healthz":
-                    alive = not sup.gave_up
-                    self._answer(200 if alive else 503, {"alive": alive, "job": sup.state})
-                elif self.path == "/readyz":
-                    ready, details = sup.readiness()
-                    self._answer(200 if ready else 503, details)
-                elif self.path == "/metrics":
-                    self._answer(200, *exposition(sup.registry))
-                else:
-                    self._answer(404, {"error": "not_found", "message": "GET /healthz, /readyz or /metrics"})
-
-            def _answer(self, status: int, body: dict[str, Any] | bytes, content_type: str = "application/json"
-                        ) -> None:
-                data = body if isinstance(body, bytes) else orjson.dumps(body)
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, name="pipeline-health", daemon=True)
-
-    def start(self) -> HealthServer:
-        self._thread.start()
-        log.info("pipeline health on http://%s:%d/readyz", self._server.server_address[0], self.port)
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 def supervise(settings: Settings, beam_args: Sequence[str] = ()) -> PipelineSupervisor:

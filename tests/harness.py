@@ -98,6 +98,8 @@ class Stack:
         o["data_dir"] = str(tmp)
         o["pipeline.health_port"] = None  # many pipelines per test session: a test that reads it sets a port
         o["alerts.notify_metrics_port"] = None  # likewise for the notifiers' /metrics
+        o["connectors.rss.health_port"] = None  # and the polling sources' /metrics, /healthz, /readyz
+        o["connectors.inbox.health_port"] = None
         o["alerts.rules_path"] = str(config_dir() / "alerts.yaml")  # the shipped rules, unless a test says
         o.update(overrides)
         self.overrides = o
@@ -194,6 +196,14 @@ def status_records(settings: Settings) -> dict[str, dict[str, Any]]:
         return read_status(client, settings.redis.namespace)
     finally:
         client.close()
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 60) -> None:
+    """Return once `predicate()` holds; fail the test after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
 
 
 def parse_metrics(text: str) -> list[Any]:

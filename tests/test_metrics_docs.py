@@ -11,8 +11,8 @@ import yaml
 from core.settings import load_settings
 from tests.paths import REPO
 
-EXPORTERS = ("pipelines/metrics.py", "connectors/sources/http.py", "connectors/sinks/webhook.py",
-             "newswire/console/metrics.py")
+EXPORTERS = ("pipelines/metrics.py", "connectors/sources/http.py", "connectors/sources/metrics.py",
+             "connectors/sinks/webhook.py", "newswire/console/metrics.py")
 SUFFIXES = ("_bucket", "_count", "_sum", "_total")
 
 
@@ -57,9 +57,13 @@ def test_prometheus_scrapes_each_compose_service_on_its_configured_port() -> Non
     s = load_settings(environ={})
     assert targets == {"newswire-pipeline": f"pipeline:{s.pipeline.health_port}",
                        "newswire-http-ingest": f"http-ingest:{s.connectors.http.port}",
+                       "newswire-inbox": f"inbox:{s.connectors.inbox.health_port}",
+                       "newswire-rss": f"rss:{s.connectors.rss.health_port}",
                        "newswire-notifier": f"notifier:{s.alerts.notify_metrics_port}",
                        "newswire-console": f"console:{s.console.port}"}
     services = compose["services"]
     assert services["pipeline"]["environment"]["NEWSWIRE__PIPELINE__HEALTH_HOST"] == "0.0.0.0"
     assert services["notifier"]["environment"]["NEWSWIRE__ALERTS__NOTIFY_METRICS_HOST"] == "0.0.0.0"
+    assert services["inbox"]["environment"]["NEWSWIRE__CONNECTORS__INBOX__HEALTH_HOST"] == "0.0.0.0"
+    assert services["rss"]["environment"]["NEWSWIRE__CONNECTORS__RSS__HEALTH_HOST"] == "0.0.0.0"
     assert "./config/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in services["prometheus"]["volumes"]

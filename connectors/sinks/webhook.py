@@ -37,7 +37,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from connectors.kafka import make_consumer, make_producer
+from connectors.kafka import broker_check, make_consumer, make_producer
 from connectors.metrics import MetricsServer, label
 from core.alert_rules import WebhookDestinationConfig
 from core.records import dead_letter
@@ -410,7 +410,7 @@ class AlertNotifier:
         a = self.settings.alerts
         if a.notify_metrics_port is not None:
             self.metrics_server = MetricsServer(self.registry, a.notify_metrics_host, a.notify_metrics_port,
-                                                "alert notifier")
+                                                "alert notifier", alive=self.liveness, ready=self.readiness)
         for sink in self.sinks:
             sink.start()
         return self
@@ -428,3 +428,15 @@ class AlertNotifier:
     def failed(self) -> list[str]:
         """Destinations whose delivery loop ended with an error."""
         return [s.destination.name for s in self.sinks if s.crashed]
+
+    def liveness(self) -> tuple[bool, dict[str, Any]]:
+        """/healthz: alive while no destination's delivery loop has died."""
+        failed = self.failed
+        return not failed, {"alive": not failed, "failed_destinations": failed}
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """/readyz: alive, and a Kafka bootstrap server accepts connections."""
+        alive, details = self.liveness()
+        broker = broker_check(self.settings.kafka.bootstrap_servers)
+        ready = alive and bool(broker["ok"])
+        return ready, {"ready": ready, **details, "dependencies": {"kafka": broker}}

@@ -90,6 +90,11 @@ def iso_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec=spec).replace("+00:00", "Z")
 
 
+def iso_at(timestamp: float) -> str:
+    """Unix time `timestamp` as `iso_utc` writes it."""
+    return iso_utc(datetime.fromtimestamp(timestamp, UTC))
+
+
 def complete_fragment(raw: dict[str, Any], default_source: str) -> dict[str, Any]:
     """The metadata every connector fills the same way, on a copy of `raw`:
 

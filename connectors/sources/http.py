@@ -21,9 +21,10 @@ acknowledged every record of it (acks=all, idempotent producer). Refusals are JS
        not_acknowledged        ``ack_timeout_s``; the client should retry (``Retry-After``)
 =====  ======================  ===========================================================
 
-``GET /openapi.json`` describes the API; ``GET /health`` says whether the broker is reachable now;
+``GET /openapi.json`` describes the API; ``GET /health`` (and ``/readyz``, the same answer) says whether
+the broker is reachable now, ``GET /healthz`` that the process answers;
 ``GET /metrics`` counts requests by outcome and times the broker's acknowledgements, for Prometheus
-(names in docs/deploy.md#metrics). Neither needs the token: they carry no fragment data.
+(names in docs/deploy.md#metrics). None needs the token: they carry no fragment data.
 
 What a client can hold of the server is bounded (:class:`HttpLimits`): a request head must arrive
 within ``header_timeout_s`` (else the connection is closed) and stay under ``max_header_bytes``
@@ -260,6 +261,11 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "/health": {"get": {"summary": "Broker connection and delivery counters", "security": [],
                                 "responses": {"200": {"description": "connected"},
                                               "503": {"description": "no broker connection"}}}},
+            "/readyz": {"get": {"summary": "Ready: the same answer as /health", "security": [],
+                                "responses": {"200": {"description": "connected"},
+                                              "503": {"description": "no broker connection"}}}},
+            "/healthz": {"get": {"summary": "Alive: the process answers", "security": [],
+                                 "responses": {"200": {"description": "alive"}}}},
         },
     }
 
@@ -432,6 +438,8 @@ class HttpSource(BaseSource):
         return Starlette(routes=[
             Route("/fragments", self._post_fragments, methods=["POST"]),
             Route("/health", self._health, methods=["GET"]),
+            Route("/healthz", lambda request: _json(200, {"alive": True}), methods=["GET"]),
+            Route("/readyz", self._health, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
             Route("/metrics", self._metrics, methods=["GET"]),
         ], exception_handlers={HTTPException: http_error})

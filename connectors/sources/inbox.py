@@ -27,8 +27,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from connectors.metrics import MetricsServer
 from connectors.sources.base import BaseSource, FragmentWriter, complete_fragment, fragment_error
 from connectors.sources.files import read_fragments
+from connectors.sources.metrics import SourceMetrics
 from connectors.status import ConnectorStatus, StatusBoard
 from core.settings import Settings
 
@@ -124,7 +126,9 @@ class InboxSource(BaseSource):
         return cls(settings, Path(args.path) if args.path else None)
 
     def describe(self) -> str:
-        return f"inbox: watching {self.inbox} -> {self.default_topic} (done/ and failed/ beside the files)"
+        served = f"; metrics on {self.metrics_server.url} (and /healthz, /readyz)" if self.metrics_server else ""
+        return (f"inbox: watching {self.inbox} -> {self.default_topic} (done/ and failed/ beside the files)"
+                f"{served}")
 
     def __init__(self, settings: Settings, path: Path | None = None) -> None:
         super().__init__(settings)
@@ -142,6 +146,13 @@ class InboxSource(BaseSource):
         #: files done, failed and retried, fragments written: reported to the status board
         self.status = ConnectorStatus("inbox", self.config.source, str(self.inbox))
         self._board: StatusBoard | None = None
+        #: Prometheus series and /healthz, /readyz (served from start() when health_port is set)
+        self.metrics = SourceMetrics("inbox", (self.config.source,), settings.kafka.bootstrap_servers,
+                                     self.config.unready_after_s, self._running)
+        self.metrics_server: MetricsServer | None = None
+
+    def _running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def open(self) -> InboxSource:
         """Create the folders and connect to the broker, without starting the watch thread."""
@@ -158,9 +169,14 @@ class InboxSource(BaseSource):
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="inbox-watch", daemon=True)
         self._thread.start()
+        if self.config.health_port is not None and self.metrics_server is None:
+            self.metrics_server = self.metrics.serve(self.config.health_host, self.config.health_port)
 
     def stop(self) -> None:
         self._stop.set()
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
+            self.metrics_server = None
         if self._thread is not None:
             self._thread.join(30)
             self._thread = None
@@ -184,7 +200,11 @@ class InboxSource(BaseSource):
                 self.scan()
             except Exception as exc:  # an unreadable folder must not end the watch
                 self._report(f"{type(exc).__name__}: {exc}")
+                self.metrics.polled(self.config.source, self.last_error)
                 log.exception("inbox %s: scan failed", self.inbox)
+            else:
+                # failing while a file waits for its retry after the broker did not acknowledge it
+                self.metrics.polled(self.config.source, self.last_error if self._retry_at else None)
             self._stop.wait(self.config.poll_interval_s)
 
     def _candidates(self) -> list[Path]:
@@ -238,6 +258,7 @@ class InboxSource(BaseSource):
             return InboxResult(path, "retry", reason="the file changed while it was read")
         errors = [item for item in items if isinstance(item, str)]
         if errors:
+            self.metrics.wrote(self.config.source, 0, len(errors))
             return self._fail(path, "\n".join(errors))
         if not items:
             return self._fail(path, "the file holds no fragments")
@@ -257,6 +278,7 @@ class InboxSource(BaseSource):
         self.status.succeeded()
         self.status.count("files_done")
         self.status.count("fragments", report.accepted)
+        self.metrics.wrote(self.config.source, report.accepted)
         self._report()
         return InboxResult(path, "done", fragments=report.accepted)
 

@@ -21,7 +21,6 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,9 @@ import feedparser
 import httpx
 import orjson
 
-from connectors.sources.base import BaseSource, FragmentWriter, complete_fragment, iso_utc
+from connectors.metrics import MetricsServer
+from connectors.sources.base import BaseSource, FragmentWriter, complete_fragment, iso_at
+from connectors.sources.metrics import SourceMetrics
 from connectors.status import ConnectorStatus, StatusBoard
 from core.markup import html_to_text
 from core.settings import ConfigError, RssFeed, Settings
@@ -105,7 +106,7 @@ class FeedMemory:
     def succeeded(self, feed: RssFeed, items: list[tuple[str, str]], present: list[str], etag: str | None,
                   modified: str | None, interval_s: float) -> None:
         """Record a successful poll in one transaction: items written, validators, health."""
-        now = _iso_at(time.time())
+        now = iso_at(time.time())
         with self._lock:
             self._conn.execute("BEGIN")
             self._conn.executemany(
@@ -115,7 +116,7 @@ class FeedMemory:
             self._conn.executemany("UPDATE items SET last_seen = ? WHERE feed = ? AND guid = ?",
                                    [(now, feed.name, guid) for guid in present])
             self._conn.execute("DELETE FROM items WHERE feed = ? AND last_seen < ?",
-                               (feed.name, _iso_at(time.time() - FORGET_AFTER_S)))
+                               (feed.name, iso_at(time.time() - FORGET_AFTER_S)))
             self._conn.execute(
                 "UPDATE feeds SET etag = coalesce(?, etag), modified = coalesce(?, modified), last_success = ?, "
                 "failures = 0, next_poll = ?, emitted = emitted + ? WHERE name = ?",
@@ -128,7 +129,7 @@ class FeedMemory:
             failures = self._conn.execute("SELECT failures FROM feeds WHERE name = ?", (feed.name,)).fetchone()[0] + 1
             delay = min(max(max_backoff_s, feed.interval_s), feed.interval_s * 2 ** min(failures, 20))
             self._conn.execute("UPDATE feeds SET last_error = ?, last_error_at = ?, failures = ?, next_poll = ? "
-                               "WHERE name = ?", (error[:2000], _iso_at(time.time()), failures, time.time() + delay, feed.name))
+                               "WHERE name = ?", (error[:2000], iso_at(time.time()), failures, time.time() + delay, feed.name))
             return delay
 
     def health(self, feeds: tuple[RssFeed, ...]) -> list[FeedHealth]:
@@ -143,10 +144,6 @@ class FeedMemory:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
-
-
-def _iso_at(timestamp: float) -> str:
-    return iso_utc(datetime.fromtimestamp(timestamp, UTC))
 
 
 def _entry_text(entry: Any) -> tuple[str, str | None]:
@@ -215,8 +212,9 @@ class RssSource(BaseSource):
         return cls(settings)
 
     def describe(self) -> str:
+        served = f"; metrics on {self.metrics_server.url} (and /healthz, /readyz)" if self.metrics_server else ""
         return (f"rss: polling {len(self.feeds)} feeds ({', '.join(f.name for f in self.feeds)}) "
-                f"-> {self.default_topic}")
+                f"-> {self.default_topic}{served}")
 
     def __init__(self, settings: Settings, feeds: tuple[RssFeed, ...] | None = None) -> None:
         super().__init__(settings)
@@ -229,6 +227,13 @@ class RssSource(BaseSource):
         self._board: StatusBoard | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: Prometheus series and /healthz, /readyz (served from start() when health_port is set)
+        self.metrics = SourceMetrics("rss", (f.name for f in self.feeds), settings.kafka.bootstrap_servers,
+                                   self.config.unready_after_s, self._running)
+        self.metrics_server: MetricsServer | None = None
+
+    def _running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def open(self) -> RssSource:
         """Connect to the broker and open the memory, without starting the polling thread."""
@@ -245,9 +250,14 @@ class RssSource(BaseSource):
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="rss-poller", daemon=True)
         self._thread.start()
+        if self.config.health_port is not None and self.metrics_server is None:
+            self.metrics_server = self.metrics.serve(self.config.health_host, self.config.health_port)
 
     def stop(self) -> None:
         self._stop.set()
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
+            self.metrics_server = None
         if self._thread is not None:
             self._thread.join(self.config.timeout_s + 5)
             self._thread = None
@@ -285,19 +295,23 @@ class RssSource(BaseSource):
 
     def poll(self, feed: RssFeed) -> int:
         """One conditional GET of `feed`; writes new and changed items; returns how many (-1: failed).
-        The feed's health goes to the status board (connectors/status.py) either way."""
+        The feed's health goes to the status board (connectors/status.py) and its series either way."""
+        written = -1
         try:
-            return self._poll(feed)
+            written = self._poll(feed)
+            return written
         finally:
-            self._report(feed)
+            self._report(feed, written < 0)
 
-    def _report(self, feed: RssFeed) -> None:
-        if self._board is None or self._memory is None:
+    def _report(self, feed: RssFeed, failed: bool) -> None:
+        if self._memory is None:
             return
         (health,) = self._memory.health((feed,))
-        self._board.report(ConnectorStatus(
-            "rss", feed.name, feed.url, health.last_success, health.last_error, health.last_error_at,
-            {"items": health.items_emitted, "failures_in_a_row": health.consecutive_failures}))
+        self.metrics.polled(feed.name, (health.last_error or "failed") if failed else None)
+        if self._board is not None:
+            self._board.report(ConnectorStatus(
+                "rss", feed.name, feed.url, health.last_success, health.last_error, health.last_error_at,
+                {"items": health.items_emitted, "failures_in_a_row": health.consecutive_failures}))
 
     def _poll(self, feed: RssFeed) -> int:
         assert self._memory is not None and self._client is not None and self._writer is not None
@@ -330,7 +344,8 @@ class RssSource(BaseSource):
                     fragments.append(fragment)
                 present.append(guid)
             if fragments:
-                self._writer.write(fragments)  # raises unless the broker acknowledged every one
+                report = self._writer.write(fragments)  # raises unless the broker acknowledged every one
+                self.metrics.wrote(feed.name, report.accepted, len(report.rejected))
             self._memory.succeeded(feed, fresh, present, response.headers.get("etag"),
                                    response.headers.get("last-modified"), feed.interval_s)
             if fragments:

@@ -183,6 +183,8 @@ def test_health_follows_a_broker_outage(tmp_path: Path) -> None:
         broker.stop()
         down = wait_health(source, 503, timeout_s=15)
         assert down["broker"] == "unavailable" and down["error"], down
+        assert httpx.get(f"{source.url}/readyz").status_code == 503  # /readyz is /health
+        assert httpx.get(f"{source.url}/healthz").json() == {"alive": True}
         broker.start()
         up = wait_health(source, 200, timeout_s=60)
         assert up["broker"] == "connected" and up["error"] is None

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 
+from connectors.process import free_port
 from connectors.sources.inbox import InboxSource, decode_text
-from tests.harness import Stack, status_records
+from connectors.sources.metrics import SourceMetrics
+from tests.harness import REPO, Stack, scrape, series, status_records, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -113,3 +122,45 @@ def test_decode_text_reports_the_original_encoding() -> None:
 
 def test_default_inbox_path_follows_data_dir(stack: Stack) -> None:
     assert stack.settings.inbox_path == Path(stack.settings.data_dir) / "inbox"
+
+
+def test_newswire_source_inbox_serves_its_metrics_and_readiness(stack: Stack) -> None:
+    """The watcher as its own process: /metrics counts fragments and scans, /healthz answers, and
+    /readyz goes 503 while the folder cannot be read for longer than unready_after_s."""
+    config = stack.variant_config("served", **{"connectors.inbox.health_port": 0, "connectors.inbox.settle_s": 0,
+                                                "connectors.inbox.poll_interval_s": 0.05,
+                                                "connectors.inbox.unready_after_s": 0.3})
+    with open(stack.tmp / "inbox.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "newswire.cli", "--config", str(config), "source", "inbox"],
+                                cwd=REPO, stdout=subprocess.PIPE, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode()
+        match = re.search(r"metrics on (http://127\.0\.0\.1:\d+)/metrics", line)
+        assert match, line + (stack.tmp / "inbox.log").read_text()
+        base, folder = match.group(1), stack.tmp / "inbox"
+        (folder / "two.jsonl").write_bytes(b'{"id": "a", "text": "One."}\n{"id": "b", "text": "Two."}\n')
+        (folder / "bad.json").write_bytes(b'{"id": "c", "text": ""}')
+        fragments = lambda: series(scrape(f"{base}/metrics"), "newswire_source_fragments_total", "outcome")
+        wait_for(lambda: fragments() == {("accepted",): 2, ("rejected",): 1}, timeout_s=30)
+        polls = series(scrape(f"{base}/metrics"), "newswire_source_polls_total", "connector", "name", "outcome")
+        assert polls[("inbox", "file:inbox", "ok")] >= 1 and polls[("inbox", "file:inbox", "failed")] == 0
+        assert httpx.get(f"{base}/healthz").json() == {"alive": True, "connector": "inbox"}
+        assert httpx.get(f"{base}/readyz").status_code == 200
+        shutil.rmtree(folder)  # every scan fails now
+        wait_for(lambda: httpx.get(f"{base}/readyz").status_code == 503, timeout_s=10)
+        down = httpx.get(f"{base}/readyz").json()
+        assert "FileNotFoundError" in down["failing"]["file:inbox"]["error"] and down["dependencies"]["kafka"]["ok"]
+        folder.mkdir()
+        wait_for(lambda: httpx.get(f"{base}/readyz").status_code == 200, timeout_s=10)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0, (stack.tmp / "inbox.log").read_text()
+
+
+def test_readiness_says_when_no_broker_answers() -> None:
+    closed = f"127.0.0.1:{free_port()}"
+    ready, details = SourceMetrics("inbox", ("file:inbox",), closed, 300, lambda: True).readiness()
+    assert not ready and details["dependencies"]["kafka"] == {
+        "ok": False, "detail": f"broker unavailable: none of {closed} accepts connections"}

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from connectors.sources.rss import RssSource
 from core.settings import RssFeed
-from tests.harness import Stack, status_records
+from tests.harness import Stack, scrape, series, status_records, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -168,3 +171,38 @@ def test_the_background_poller_publishes_without_help(stack: Stack, feed_server:
     finally:
         source.stop()
     assert len(records) == 6
+
+
+def test_the_poller_serves_its_metrics_and_readiness(stack: Stack, feed_server: FeedServer) -> None:
+    """/metrics counts each feed's fragments and polls; /readyz goes 503 once every feed has failed
+    for longer than unready_after_s, and 200 again when one succeeds."""
+    c = stack.settings.connectors
+    served = replace(c.rss, health_port=0, unready_after_s=0.3)
+    source = RssSource(replace(stack.settings, connectors=replace(c, rss=served)), feeds(feed_server))
+    source.start()
+    try:
+        assert source.metrics_server is not None and source.metrics_server.url in source.describe()
+        url = source.metrics_server.url
+        base = url.removesuffix("/metrics")
+        accepted = lambda: series(scrape(url), "newswire_source_fragments_total", "name", "outcome")
+        wait_for(lambda: accepted()[("world", "accepted")] == 3 and accepted()[("nordic", "accepted")] == 3)
+        m = scrape(url)
+        assert series(m, "newswire_source_polls_total", "name", "outcome") == {
+            ("world", "ok"): 1, ("world", "failed"): 0, ("nordic", "ok"): 1, ("nordic", "failed"): 0}
+        assert all(v > 1.7e9 for v in series(m, "newswire_source_last_success_timestamp_seconds", "name").values())
+        assert httpx.get(f"{base}/healthz").json() == {"alive": True, "connector": "rss"}
+        assert httpx.get(f"{base}/readyz").status_code == 200
+        feed_server.fail_with = 500
+        assert [source.poll(f) for f in source.feeds] == [-1, -1]  # the thread waits 60 s: the test polls
+        failures = series(scrape(url), "newswire_source_failures_in_a_row", "name")
+        assert failures == {("world",): 1, ("nordic",): 1}
+        time.sleep(0.4)
+        down = httpx.get(f"{base}/readyz")
+        assert down.status_code == 503 and "every rss poll has failed" in down.json()["reason"]
+        assert "500" in down.json()["failing"]["world"]["error"]
+        feed_server.fail_with = None
+        assert source.poll(source.feeds[0]) == 0  # unchanged feed, but a successful poll
+        up = httpx.get(f"{base}/readyz").json()
+        assert up["ready"] is True and list(up["failing"]) == ["nordic"] and up["dependencies"]["kafka"]["ok"]
+    finally:
+        source.stop()

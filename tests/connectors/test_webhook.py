@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -29,7 +30,7 @@ from connectors.sinks.webhook import (
 )
 from core.alert_rules import WebhookDestinationConfig
 from core.schemas import validate, validator
-from tests.harness import REPO, Stack, free_port, scrape, series
+from tests.harness import REPO, Stack, free_port, scrape, series, wait_for
 
 FAST = RetryPolicy(max_attempts=5, initial_backoff_s=0.05, max_backoff_s=0.2)
 
@@ -113,13 +114,6 @@ def publish(stack: Stack, alerts: list[dict[str, Any]]) -> None:
         producer.send(stack.settings.kafka.topics.alerts.name, key=a["alert_id"].encode(), value=orjson.dumps(a))
     producer.flush()
     producer.close()
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -255,6 +249,10 @@ def test_4xx_is_not_retried_and_5xx_body_is_kept(make_stack: Any, receivers: Any
     assert series(m, "newswire_notify_dead_letters_total", "destination", "reason") == {
         ("bad", "webhook_rejected"): 1, ("broken", "webhook_gave_up"): 1}
     assert series(m, "newswire_notify_running", "destination") == {("bad",): 1, ("broken",): 1, ("fine",): 1}
+    base = notifier.metrics_server.url.removesuffix("/metrics")
+    assert httpx.get(f"{base}/healthz").json() == {"alive": True, "failed_destinations": []}
+    ready = httpx.get(f"{base}/readyz")
+    assert ready.status_code == 200 and ready.json()["dependencies"]["kafka"]["ok"] is True
 
 
 @pytest.mark.e2e

@@ -128,3 +128,14 @@ def test_two_endpoints_on_one_port_are_refused_naming_both_keys() -> None:
     assert load_settings(overrides={"pipeline.health_port": 0, "alerts.notify_metrics_port": 0}, environ={})
     with pytest.raises(ConfigError, match="alerts.notify_metrics_port: 70000 is greater than the maximum"):
         load_settings(overrides={"alerts.notify_metrics_port": 70000}, environ={})
+    # the polling sources' /metrics, /healthz, /readyz (rss only counts when it has feeds to poll)
+    with pytest.raises(ConfigError, match="console.port: 8090 is also connectors.inbox.health_port"):
+        load_settings(overrides={"connectors.inbox.health_port": 8090}, environ={})
+    feeds = [{"name": "x", "url": "https://example.org/feed"}]
+    with pytest.raises(ConfigError, match="connectors.inbox.health_port: 8084 is also connectors.rss.health_port"):
+        load_settings(overrides={"connectors.rss.health_port": 8084, "connectors.rss.feeds": feeds}, environ={})
+    assert load_settings(overrides={"connectors.rss.health_port": 8084}, environ={})  # no feeds: rss does not run
+    with pytest.raises(ConfigError, match="connectors.rss.unready_after_s: 0 is less than or equal to the minimum"):
+        load_settings(overrides={"connectors.rss.unready_after_s": 0}, environ={})
+    with pytest.raises(ConfigError, match=r"connectors.inbox: Additional properties .*'health_prot' was unexpected"):
+        load_settings(overrides={"connectors.inbox.health_prot": 1}, environ={})
