@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -49,6 +50,10 @@ def _always_ready() -> tuple[bool, dict[str, Any]]:
     return True, {"ready": True}
 
 
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 class MetricsServer:
     """``GET /metrics`` of one registry, ``/healthz`` (`alive`) and ``/readyz`` (`ready`) as JSON, on
     ``host:port`` (a small threaded stdlib HTTP server, every long-lived process's one). A check
@@ -84,7 +89,8 @@ class MetricsServer:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        server_class = _IPv6Server if ":" in host else ThreadingHTTPServer  # "::1", "::"
+        self._server = server_class((host, port), Handler)
         self._server.daemon_threads = True
         self.host = host
         self.port = int(self._server.server_address[1])
@@ -95,7 +101,8 @@ class MetricsServer:
     @property
     def url(self) -> str:
         """Where GET /metrics answers (/healthz and /readyz beside it)."""
-        return f"http://{self.host}:{self.port}/metrics"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/metrics"
 
     def stop(self) -> None:
         self._server.shutdown()
