@@ -107,5 +107,10 @@ class SourceMetrics:
         return ready, details
 
     def serve(self, host: str, port: int) -> MetricsServer:
-        """Start answering /metrics, /healthz and /readyz on ``host:port`` (0: any free port)."""
-        return MetricsServer(self.registry, host, port, self.connector, alive=self.liveness, ready=self.readiness)
+        """Start answering /metrics, /healthz and /readyz on ``host:port`` (0: any free port); OSError
+        names the keys when it cannot listen there."""
+        try:
+            return MetricsServer(self.registry, host, port, self.connector, alive=self.liveness, ready=self.readiness)
+        except OSError as exc:
+            raise OSError(f"connectors.{self.connector}.health_host/health_port: cannot listen on {host}:{port} "
+                          f"({exc.strerror or exc}); choose another port, or null for none") from None

@@ -246,12 +246,12 @@ class RssSource(BaseSource):
         return self
 
     def start(self) -> None:
+        if self.config.health_port is not None and self.metrics_server is None:  # a taken port fails first
+            self.metrics_server = self.metrics.serve(self.config.health_host, self.config.health_port)
         self.open()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="rss-poller", daemon=True)
         self._thread.start()
-        if self.config.health_port is not None and self.metrics_server is None:
-            self.metrics_server = self.metrics.serve(self.config.health_host, self.config.health_port)
 
     def stop(self) -> None:
         self._stop.set()

@@ -159,8 +159,15 @@ def test_newswire_source_inbox_serves_its_metrics_and_readiness(stack: Stack) ->
     assert proc.returncode == 0, (stack.tmp / "inbox.log").read_text()
 
 
-def test_readiness_says_when_no_broker_answers() -> None:
+def test_readiness_says_when_no_broker_answers_and_a_taken_port_names_the_keys() -> None:
     closed = f"127.0.0.1:{free_port()}"
-    ready, details = SourceMetrics("inbox", ("file:inbox",), closed, 300, lambda: True).readiness()
+    metrics = SourceMetrics("inbox", ("file:inbox",), closed, 300, lambda: True)
+    ready, details = metrics.readiness()
     assert not ready and details["dependencies"]["kafka"] == {
         "ok": False, "detail": f"broker unavailable: none of {closed} accepts connections"}
+    server = metrics.serve("127.0.0.1", 0)
+    try:
+        with pytest.raises(OSError, match="connectors.inbox.health_host/health_port: cannot listen on 127.0.0.1:"):
+            metrics.serve("127.0.0.1", server.port)
+    finally:
+        server.stop()
