@@ -64,7 +64,7 @@ def test_samples_and_bad_input_flow_to_enriched_dlq_and_sqlite(make_stack: Any, 
     stack.produce([article(i) for i in range(5)])
 
     enriched = stack.consume("enriched", lambda r: len(r) >= 7, timeout_s=90)
-    dlq = stack.consume("dlq", lambda r: len(r) >= 6, timeout_s=30)
+    dlq = stack.consume("dlq", lambda r: len(r) >= 6, timeout_s=90)
     assert len(enriched) == 7, stack.pipeline_log()
     reasons = sorted(d["reason"] for d in dlq)
     assert reasons == ["empty_text", "not_json", "not_utf8", "oversized", "schema", "schema"], reasons
