@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
@@ -21,7 +22,7 @@ from apache_beam.testing.util import assert_that
 from connectors.redis import RedisServer, make_redis
 from core.settings import DedupSettings
 from pipelines.stages.dedup.logic import BucketEntry, DedupIndex, fingerprint, source_tag
-from pipelines.stages.dedup.state import RedisDedupStore, decode_entries, encode_entry, key_slot
+from pipelines.stages.dedup.state import RedisDedupStore, _decode_any, decode_entries, encode_entry, key_slot
 from pipelines.stages.dedup.transform import (
     DEDUP_FIELDS,
     DeduplicateWithRedis,
@@ -270,6 +271,15 @@ def test_entries_and_keys_encode_compactly_and_round_trip() -> None:
     slots = [key_slot(k, 1024) for k in ("s:0123456789abcdef", "u:0123456789abcdef", "x:y", "h:" + "ab" * 16)]
     assert len(set(slots)) == 4 and all(len(s) == 9 and int.from_bytes(s[:3], "big") < 1024 for s in slots)
     assert key_slot("b07:0123456789abcdef", 1024) == key_slot("b07:0123456789abcdef", 1024)
+
+
+def test_hit_decoding_takes_the_fixed_size_path_only_when_every_entry_has_a_hex_id() -> None:
+    hex_ids = [BucketEntry(f"{i:032x}", T0 + i / 8, i) for i in range(5)]  # ts needs all 48 bits
+    others = [BucketEntry("x" * 16, T0, 9), BucketEntry("evt-7", T0 + 1, 3), BucketEntry("é" * 8, T0, 1)]
+    assert decode_entries(b"".join(encode_entry(e) for e in hex_ids)) == hex_ids
+    for order in itertools.permutations([*hex_ids[:2], *others]):
+        blob = b"".join(encode_entry(e) for e in order)
+        assert decode_entries(blob) == list(order) == _decode_any(blob)
 
 
 def test_index_stays_compact_in_redis(client: redis.Redis, redis_namespace: str) -> None:
