@@ -11,6 +11,10 @@ on a free port, then:
   (``RedisDedupStore.probe``), ``judge``. Reported: ms per event (mean, p50, p99) for the whole step
   and for the round trip alone, events/s for one client, and the server's own time per script
   call (INFO commandstats), which bounds the events/s of all workers together.
+* batching (``--batch N``, off by default): the same fresh fragments probed one round trip per
+  event and then ``probe_many`` N events per round trip (what batching inside the DoFn per bundle
+  would do), alternating, with this process's CPU time and the server's (INFO cpu) per event:
+  the measurement behind the decision not to batch yet (bench/RESULTS.md).
 * memory: ``--memory-fragments`` fresh fragments inserted (pipelined, 200 per round trip), then
   INFO memory ``used_memory`` growth, extrapolated linearly to 1M fragments, with keys per fragment.
   The index is spread over ``dedup.index_shards`` hashes sized for ~1M fragments per TTL; for a
@@ -28,6 +32,8 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+
+import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -70,6 +76,27 @@ def cost(store: RedisDedupStore, texts: list[str]) -> dict[str, float]:
             "events_per_s_one_client": len(stream) / wall}
 
 
+def batching(client: redis.Redis, texts: list[str], batch: int, rounds: int = 3) -> list[str]:
+    """CPU per event (client and server) of one round trip per event vs ``batch`` events per round trip."""
+    fps = [fingerprint(t) for t in texts]
+    lines = []
+    for r in range(rounds):
+        for size in (1, batch):
+            store = RedisDedupStore(client, namespace=f"batch{r}-{size}:".encode())
+            cpu0, srv0 = time.process_time(), client.info("cpu")
+            for start in range(0, len(fps), size):
+                chunk = [(fps[i], f"{i:032x}", 1_700_000_000.0 + i) for i in range(start, min(start + size, len(fps)))]
+                if size == 1:
+                    store.probe(*chunk[0])
+                else:
+                    store.probe_many(chunk)
+            srv1 = client.info("cpu")
+            client_ms = (time.process_time() - cpu0) * 1000 / len(fps)
+            server_ms = sum(srv1[k] - srv0[k] for k in ("used_cpu_sys", "used_cpu_user")) * 1000 / len(fps)
+            lines.append(f"batch {size:3d} round {r}: client CPU {client_ms:.3f} ms/event, server CPU {server_ms:.3f} ms/event")
+    return lines
+
+
 def memory(store: RedisDedupStore, texts: list[str]) -> dict[str, float]:
     """used_memory growth for len(texts) fresh fragments, extrapolated to 1M."""
     client = store.client
@@ -95,6 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--memory-fragments", type=int, default=50_000)
+    parser.add_argument("--batch", type=int, default=0, help="also compare N events per round trip with one (0: skip)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp) / "redis", port=free_port(),
                                                            enable_commands=("FLUSHALL",)) as server:
@@ -104,6 +132,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{k:28s} {v:,.3f}" if isinstance(v, float) else f"{k:28s} {v:,}")
         stats = client.info("commandstats").get("cmdstat_evalsha", {})
         print(f"{'server_us_per_script_call':28s} {stats.get('usec_per_call', float('nan')):,.1f}")
+        if args.batch > 1:
+            print("\n".join(batching(client, fragments(args.seed + 2, args.events), args.batch)))
         if args.memory_fragments:
             for k, v in memory(store, fragments(args.seed + 1, args.memory_fragments)).items():
                 print(f"{k:28s} {v:,.1f}")
