@@ -330,8 +330,7 @@ class EntityTagger:
         # last words, then the shared rules for names nobody listed with the language's word lists.
         lex = rules.lexicon
         found = [(s, e, "person") for s, e in titled_people(text, tokens, lex, rules.not_names)]
-        place_names = self._places.well_known if self._places is not None else frozenset()
-        found += [(s, e, "org") for s, e in organisation_spans(text, tokens, lex, rules.not_names, place_names)]
+        found += [(s, e, "org") for s, e in organisation_spans(text, tokens, lex, rules.not_names, rules.place_names)]
         if rules.places is not None:
             found += [(s, e, "org") for s, e in acronym_spans(text, tokens, lex, rules.places.acronyms)]
         if self._places is not None:
@@ -398,6 +397,7 @@ class _LanguageRules:
     not_names: frozenset[str]
     titles: frozenset[str]
     places: PlaceKeys | None
+    place_names: frozenset[str]  # well-known places' names, the language's own ones too ("Cataluña")
 
     @classmethod
     def build(cls, tagger: EntityTagger, lex: LanguageLexicon) -> _LanguageRules:
@@ -412,9 +412,12 @@ class _LanguageRules:
         # Everyday words are no name's first word, unless they are first names too ("Pedro", "Rosa").
         not_names = tagger._stop.not_names | lex.never_places | (lex.common_words - cues.first_names)
         places = tagger._places
+        own_places = frozenset(name_key(n) for n, _ in lex.place_names)
+        place_names = (places.well_known if places is not None else frozenset()) | own_places
         if places is not None:
             # "Sophie Marchand": an everyday word of the language is no well-known place's name here.
             places = PlaceKeys(all=places.all, well_known=places.well_known - lex.common_words,
                                acronyms=places.acronyms, countries=places.countries)
         return cls(lexicon=lex, aliases=LanguageNames(names, lower_tail=True), cues=lang_cues,
-                   not_names=not_names, titles=tagger._titles | lex.titles | lex.honorifics, places=places)
+                   not_names=not_names, titles=tagger._titles | lex.titles | lex.honorifics, places=places,
+                   place_names=place_names)

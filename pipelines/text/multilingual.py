@@ -85,11 +85,6 @@ class LanguageLexicon:
     #: Words that are never a place: `ordinary` less the everyday words (a big city may be one: "Essen").
     never_places: frozenset[str] = frozenset()
 
-    @property
-    def place_ids(self) -> frozenset[str]:
-        """Ids of the places `place_names` names."""
-        return frozenset(pid for _, pid in self.place_names)
-
     def is_title(self, key: str) -> bool:
         """A title word, or a compound ending in one ("bundeskanzler", "ministerprasidentin")."""
         return key in self.titles or any(key.endswith(s) and len(key) > len(s) + 2 for s in self.title_suffixes)
@@ -223,7 +218,7 @@ class LanguageNames:
                 key = " ".join(t.key for t in tokens[i:last + 1])
                 if key not in self._values:
                     continue
-                if not tokens[last].capitalised and not (self._lower_tail and last > i):
+                if not tokens[last].capitalised and not (self._lower_tail and last > i and tok.capitalised):
                     continue
                 if not tok.capitalised and key not in self._lower_start:
                     continue
@@ -398,12 +393,18 @@ def _build_words(languages: Iterable[str], common: int) -> Iterator[tuple[str, s
     import stopwordsiso  # build-time only
     import wordfreq
 
+    from pipelines.text.gazetteer import load_places
+
+    # Some lists hold names of places ("россия", "москва" in Russian's): a country's name, or a big
+    # capital's name in another script than Latin, stays a name.
+    names_kept = {name_key(n) for r in load_places() for n in r.names
+                  if r.feature == "country" or (r.capital and r.population >= 1_000_000 and not n.isascii())}
     freq_languages = set(wordfreq.available_languages())
     for lang in sorted(set(languages) - {"en"}):
         source = next((code for code in (lang, *_STOPWORDS_CODES.get(lang, ())) if stopwordsiso.has_lang(code)), None)
         stop = sorted(stopwordsiso.stopwords(source)) if source else []
         for w in stop:
-            if w.strip() and "\t" not in w:
+            if w.strip() and "\t" not in w and name_key(w) not in names_kept:
                 yield lang, "stop", w.strip()
         if lang in freq_languages:
             for w in wordfreq.top_n_list(lang, common):

@@ -303,7 +303,8 @@ class PlaceResolver:
     def _names_of(self, lex: LanguageLexicon) -> LanguageNames:
         names = self._language_names.get(lex.language)
         if names is None:
-            by_id = {r.id: r for r in self._records if r.id in lex.place_ids}
+            wanted = {pid for _, pid in lex.place_names}
+            by_id = {r.id: r for r in self._records if r.id in wanted}
             names = LanguageNames((n, by_id[pid]) for n, pid in lex.place_names if pid in by_id)
             self._language_names[lex.language] = names
         return names
@@ -356,7 +357,8 @@ class PlaceResolver:
             if key in self._stop.not_places:
                 continue
             # A function word, a month or a title of the text's language is never a place ("Un", "Mai").
-            if lex is not None and m.first == m.last and key in lex.never_places:
+            if lex is not None and m.first == m.last and key in lex.never_places and not (
+                    tokens[m.first].upper and len(key) > 2):  # "USA" in capitals is no Spanish "usa"
                 continue
             if self._part_of_other_name(text, tokens, m, m.values, index_of, name_words, ordinary):
                 continue
