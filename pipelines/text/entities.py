@@ -3,9 +3,11 @@
 Two modes, chosen per deployment:
 - "gazetteer" (default): the curated watchlists in config/gazetteer/, a title rule ("spokeswoman Maria
   Zakharova") and the rules of pipelines/text/names.py for names nobody listed (a first name from
-  the shipped table, organisation words, acronyms); no model, any language.
+  the shipped table, organisation words, acronyms); no model, any language. Outside English the
+  titles, honorifics, organisation words and watchlist aliases of the text's language are read too
+  (pipelines/text/multilingual.py, config/gazetteer/languages.yaml).
 - "spacy": the watchlists plus spaCy's English NER (en_core_web_sm) for names nobody listed, on English
-  text only (the title rule elsewhere). Measured figures for both: bench/RESULTS.md, "Entities".
+  text only (the title rule and the language's watchlist aliases elsewhere). Measured figures for both: bench/RESULTS.md, "Entities".
 Within a document, every form of a name (“President Vladimir Putin”, “Putin”) is one `Entity`.
 """
 
@@ -200,7 +202,7 @@ class EntityTagger:
 
         if ner is not None:
             self._add_ner(text, tokens, ner, drafts, taken, add)
-        elif rules is not None:
+        elif rules is not None and self._places is not None:  # gazetteer mode: the language's rules
             self._add_unlisted_in_language(text, tokens, taken, add, rules)
         else:
             self._add_titled_people(text, tokens, taken, add)
@@ -333,7 +335,6 @@ class EntityTagger:
         found += [(s, e, "org") for s, e in organisation_spans(text, tokens, lex, rules.not_names, rules.place_names)]
         if rules.places is not None:
             found += [(s, e, "org") for s, e in acronym_spans(text, tokens, lex, rules.places.acronyms)]
-        if self._places is not None:
             found += unlisted_names(text, tokens, rules.cues, rules.not_names, rules.titles,
                                     self._stop.place_words, rules.places)
         expansions: dict[str, tuple[str, str]] = {}

@@ -109,8 +109,8 @@ def _read_table(path: Path) -> Iterator[list[str]]:
 @cache
 def _language_words(path: Path) -> dict[str, dict[str, frozenset[str]]]:
     words: dict[str, dict[str, set[str]]] = {}
-    for lang, kind, word in _read_table(path):
-        words.setdefault(lang, {}).setdefault(kind, set()).add(name_key(word))
+    for lang, kind, key in _read_table(path):  # stored as name_key()s: no work per word at start-up
+        words.setdefault(lang, {}).setdefault(kind, set()).add(key)
     return {lang: {kind: frozenset(ws) for kind, ws in kinds.items()} for lang, kinds in words.items()}
 
 
@@ -136,7 +136,7 @@ def load_lexicons(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR, words_table: Path
     for lang in sorted((set(words) | set(doc) | set(names)) - {"en", ANY_LANGUAGE}):
         raw = doc.get(lang) or {}
         if not isinstance(raw, dict):
-            raise ValueError(f"{path}: '{lang}' must be a mapping of tables, got {type(raw).__name__}")
+            raise ValueError(f"{path}: '{lang}' must be a mapping of tables, got {type(raw).__name__}")  # noqa: TRY004
 
         def keys(field: str, raw: dict[str, Any] = raw, lang: str = lang) -> frozenset[str]:
             value = raw.get(field) or []
@@ -358,9 +358,8 @@ def organisation_spans(text: str, tokens: list[Token], lex: LanguageLexicon, not
         j = i + 1
         while j < n and words_joined(text, tokens[j - 1], tokens[j]):
             t = tokens[j]
-            if t.key in lex.org_adjectives and not t.capitalised:
-                last = j
-            elif _name_like(text, t) and not t.upper and t.key not in lex.never_places:
+            if (t.key in lex.org_adjectives and not t.capitalised) or (
+                    _name_like(text, t) and not t.upper and t.key not in lex.never_places):
                 last = j
             elif t.key in lex.connectors and _connects(text, tokens, j, lex):
                 pass  # connectors count only with a name word after them ("Congreso de los Diputados")
@@ -403,13 +402,11 @@ def _build_words(languages: Iterable[str], common: int) -> Iterator[tuple[str, s
     for lang in sorted(set(languages) - {"en"}):
         source = next((code for code in (lang, *_STOPWORDS_CODES.get(lang, ())) if stopwordsiso.has_lang(code)), None)
         stop = sorted(stopwordsiso.stopwords(source)) if source else []
-        for w in stop:
-            if w.strip() and "\t" not in w and name_key(w) not in names_kept:
-                yield lang, "stop", w.strip()
+        keys = {name_key(w) for w in stop if w.strip() and "\t" not in w} - names_kept
+        yield from ((lang, "stop", k) for k in sorted(keys) if k)
         if lang in freq_languages:
-            for w in wordfreq.top_n_list(lang, common):
-                if w.isalpha():
-                    yield lang, "common", w
+            keys = {name_key(w) for w in wordfreq.top_n_list(lang, common) if w.isalpha()}
+            yield from ((lang, "common", k) for k in sorted(keys) if k)
 
 
 def _native_division_names(ids: set[str]) -> Iterator[tuple[str, str]]:
@@ -451,10 +448,10 @@ def _build_place_names(languages: Iterable[str]) -> Iterator[tuple[str, str, str
         divisions = gettext.translation("iso3166-2", pycountry.LOCALES_DIR, languages=[lang], fallback=True)
         rows: list[tuple[str, str]] = []
         for c in pycountry.countries:
-            pid = country_ids.get(c.alpha_2)
-            if pid:
-                rows += [(pid, countries.gettext(getattr(c, "common_name", None) or c.name)),
-                         (pid, countries.gettext(c.name))]
+            country = country_ids.get(c.alpha_2)
+            if country:
+                rows += [(country, countries.gettext(getattr(c, "common_name", None) or c.name)),
+                         (country, countries.gettext(c.name))]
         for s in pycountry.subdivisions:
             pid = us_states.get(s.code) or f"nw:admin1:{s.code}"
             if pid in ids:
