@@ -302,11 +302,17 @@ class EntityTagger:
         # Without NER: capitalised runs that look like a person's or an organisation's name.
         stop = self._stop
         found = unlisted_names(text, tokens, self._cues, stop.not_names, self._titles, stop.place_words, places)
+        self._add_rule_names(text, found, self._cues.connectors, taken, add)
+
+    @staticmethod
+    def _add_rule_names(text: str, found: list[tuple[int, int, str]], connectors: frozenset[str],
+                        taken: Spans, add: Any) -> None:
+        """Add the (start, end, type) names the rules found, where no earlier rule claimed the text."""
         # "International Labour Organization (ILO)": the acronym, there and later, is that organisation.
         expansions: dict[str, tuple[str, str]] = {}
         for start, end, etype in found:
             name = " ".join(text[start:end].split())
-            acronym = acronym_after(text, name, end, self._cues.connectors) if etype == "org" else None
+            acronym = acronym_after(text, name, end, connectors) if etype == "org" else None
             if acronym:
                 expansions.setdefault(name_key(acronym), (f"ner:org:{slug(name)}", name))
         for start, end, etype in found:
@@ -337,18 +343,7 @@ class EntityTagger:
             found += [(s, e, "org") for s, e in acronym_spans(text, tokens, lex, rules.places.acronyms)]
             found += unlisted_names(text, tokens, rules.cues, rules.not_names, rules.titles,
                                     self._stop.place_words, rules.places)
-        expansions: dict[str, tuple[str, str]] = {}
-        for start, end, etype in found:
-            name = " ".join(text[start:end].split())
-            acronym = acronym_after(text, name, end, rules.cues.connectors) if etype == "org" else None
-            if acronym:
-                expansions.setdefault(name_key(acronym), (f"ner:org:{slug(name)}", name))
-        for start, end, etype in found:
-            if taken.overlaps(start, end):
-                continue
-            name = " ".join(text[start:end].split())
-            eid, canonical = expansions.get(name_key(name), (f"ner:{etype}:{slug(name)}", name))
-            add(eid, canonical, etype, "rule", start, end)
+        self._add_rule_names(text, found, rules.cues.connectors, taken, add)
 
     def _add_surnames(self, text: str, tokens: list[Token], drafts: dict[str, _Draft],
                       taken: Spans, add: Any) -> None:
