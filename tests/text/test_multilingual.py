@@ -153,6 +153,19 @@ def test_a_place_after_a_connector_ends_an_organisation(resolver, tagger):
     assert not any("Cataluña" in e.name for e in entities)
 
 
+def test_enrich_stage_passes_the_detected_language(resolver, tagger):
+    # The Enrich stage hands the event's language code to both taggers: the same words are a French
+    # article's in "fr" and an (undetermined) text's in "und".
+    from pipelines.transforms.enrich import enrich_event
+
+    text = "Un homme a été arrêté près de Lyon, selon l'OTAN."
+    french = enrich_event({"text": text, "language": {"code": "fr"}}, tagger, resolver)
+    assert [p["id"] for p in french["places"]] == [LYON] and french["focus_place"] == LYON
+    assert "org:nato" in {e["id"] for e in french["entities"]}
+    undetermined = enrich_event({"text": text, "language": {"code": "und"}}, tagger, resolver)
+    assert UN_INDIA in {p["id"] for p in undetermined["places"]}
+
+
 # --------------------------------------------------------------------------- building blocks
 
 def test_base_language_and_lexicons():
