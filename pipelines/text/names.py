@@ -44,7 +44,9 @@ class NameCues:
     org_heads: frozenset[str]
     connectors: frozenset[str]
     nationalities: frozenset[str]  # demonyms ("Lankan", "Nigerians"): never part of a person's name
-    team_verbs: frozenset[str]  # "beat", "drew": a town's name next to one is a team
+    team_verbs: frozenset[str]  # "beat", "drew", "v": a town's name next to one is a team
+    team_roles: frozenset[str]  # "captain", "striker": a town's name right before one is a team
+    national_sides: frozenset[str]  # places other than countries whose teams are national sides ("Wales")
 
 
 def load_first_names(table: Path = FIRST_NAMES_TABLE) -> frozenset[str]:
@@ -66,7 +68,8 @@ def load_name_cues(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR, table: Path = FI
     return NameCues(first_names=load_first_names(table), org_last_words=keys("org_last_words"),
                     org_heads=keys("org_heads"), connectors=keys("connectors"),
                     nationalities=frozenset(name_key(w) for w in load_demonyms(gazetteer_dir)),
-                    team_verbs=keys("team_verbs"))
+                    team_verbs=keys("team_verbs"), team_roles=keys("team_roles"),
+                    national_sides=keys("national_sides"))
 
 
 def _caps_lines(text: str) -> Callable[[int], bool]:
@@ -85,6 +88,33 @@ def _caps_lines(text: str) -> Callable[[int], bool]:
     return caps
 
 
+_FIXTURE_MARKS = frozenset({"v", "vs"})  # "Kent v Essex"
+
+
+def _dateline(text: str, tokens: list[Token], first: int, last: int) -> bool:
+    """The run opens a line and a comma or a date follows it ("NEW YORK 1996-08-30", "PARIS, May 3")."""
+    if not tokens[first].sentence_start or text[tokens[first].start - 1:tokens[first].start] not in ("\n", ""):
+        return False
+    return text[tokens[last].end:tokens[last].end + 1] == "," or (
+        last + 1 < len(tokens) and tokens[last + 1].key.isdigit() and len(tokens[last + 1].key) == 4)
+
+
+# In fixtures written in capitals, "V" stands between two teams ("ENGLAND V PAKISTAN") and "AT"
+# between the visitors and where they play ("BOSTON AT TORONTO"): neither is part of a name there.
+_CAPS_FIXTURE_WORDS = frozenset({"v", "vs", "at"})
+
+
+# "in Boston", "at Boston": the town itself, even in a text that names its team elsewhere.
+_LOCATIVES = frozenset({"in", "at", "from", "near", "to", "outside", "across", "around"})
+
+
+def _visitors(text: str, tokens: list[Token], last: int) -> bool:
+    """A fixture line in capitals, "BOSTON AT TORONTO": the run before "AT" is the visiting team
+    (the name after it is where they play)."""
+    return last + 2 < len(tokens) and tokens[last + 1].key == "at" and tokens[last + 1].upper \
+        and words_joined(text, tokens[last], tokens[last + 1]) and _name_word(tokens[last + 2])
+
+
 def _name_word(tok: Token) -> bool:
     return tok.capitalised and tok.key[:1].isalpha()
 
@@ -93,22 +123,28 @@ def _score(tok: Token) -> bool:
     return tok.key.isdigit() and len(tok.key) <= 3
 
 
-def _team(text: str, tokens: list[Token], first: int, last: int, verbs: frozenset[str]) -> bool:
-    """The run stands for a team: next to a match verb ("Essex beat Kent"), followed by a score on a
-    line that has another "Name score" pair ("Barcelona 2 Valencia 1"), or by a standings row."""
+def _team(text: str, tokens: list[Token], first: int, last: int, verbs: frozenset[str],
+          roles: frozenset[str] = frozenset()) -> bool:
+    """The run stands for a team: next to a match verb ("Essex beat Kent", "Kent v Essex"), before a
+    player's role ("Surrey captain"), followed by a score on a line that has another "Name score"
+    pair ("Barcelona 2 Valencia 1"), or by a standings row."""
     n = len(tokens)
     before = tokens[first - 1] if first > 0 and words_joined(text, tokens[first - 1], tokens[first]) else None
     after = tokens[last + 1] if last + 1 < n and words_joined(text, tokens[last], tokens[last + 1]) else None
+    if after is not None and after.key in roles and not after.capitalised:
+        return True
     # "Galway beat Limerick": a capitalised name on the verb's other side too ("Idaho drew 5,000
     # visitors" is no match report).
-    if before is not None and before.key in verbs and first >= 2 and _name_word(tokens[first - 2]):
-        return True
+    if before is not None and before.key in verbs and (
+            before.key in _FIXTURE_MARKS or first >= 2 and _name_word(tokens[first - 2])):
+        return True  # "v Kent" in a fixture list needs no other name: "May 17 v Kent"
     if after is not None and after.key in verbs and last + 2 < n and _name_word(tokens[last + 2]):
         return True
     if after is None or not _score(after):
         return False
-    # A standings row: the name and then three or more numbers ("Bolton 12 8 2 2 26").
-    if last + 3 < n and all(_score(tokens[i]) and words_joined(text, tokens[i - 1], tokens[i])
+    # A standings row: the name and then three or more numbers ("Bolton 12 8 2 2 26", "Boston 74 56 .569").
+    if last + 3 < n and all(_score(tokens[i]) and (words_joined(text, tokens[i - 1], tokens[i])
+                                                   or text[tokens[i - 1].end:tokens[i].start] == " .")
                             for i in range(last + 1, last + 4)):
         return True
     line_start = text.rfind("\n", 0, tokens[first].start) + 1
@@ -128,10 +164,12 @@ def _team(text: str, tokens: list[Token], first: int, last: int, verbs: frozense
     return False
 
 
-def capitalised_runs(text: str, tokens: list[Token], connectors: frozenset[str]) -> Iterator[tuple[int, int]]:
-    """(first, last) token indices of runs of capitalised words joined by spaces or name connectors."""
+def capitalised_runs(text: str, tokens: list[Token], connectors: frozenset[str],
+                     breaks: frozenset[str] = frozenset()) -> Iterator[tuple[int, int]]:
+    """(first, last) token indices of runs of capitalised words joined by spaces or name connectors;
+    a word in capitals whose key is in `breaks` ends a run ("BOSTON AT TORONTO" is two names)."""
     n = len(tokens)
-    cap = [t.capitalised and t.key[:1].isalpha() for t in tokens]
+    cap = [t.capitalised and t.key[:1].isalpha() and not (t.upper and t.key in breaks) for t in tokens]
     resume = 0  # the first token after the last run
     for i in [i for i, c in enumerate(cap) if c]:
         if i < resume:
@@ -158,16 +196,27 @@ def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: fr
     lower_words = {t.key for t in tokens if not t.capitalised}
     found: list[tuple[int, int, str]] = []
     unknown: list[tuple[int, int]] = []  # runs of 2-3 words no cue spoke for
-    for first, last in capitalised_runs(text, tokens, cues.connectors):
-        if caps(tokens[first].start):
-            continue  # no case evidence
+    teams: set[str] = set()  # place names this text uses for a team
+    other_places: list[tuple[int, int, str]] = []  # place names not (yet) seen as a team
+    caps_verbs = cues.team_verbs | _FIXTURE_MARKS
+    for first, last in capitalised_runs(text, tokens, cues.connectors, _CAPS_FIXTURE_WORDS):
+        in_caps = caps(tokens[first].start)
         whole_run = " ".join(t.key for t in tokens[first:last + 1])
         if is_place(whole_run):
             # A place name as a whole ("New York City", "Port Said") is the places stage's, unless
-            # it is a town's or county's team in a match report.
-            if whole_run not in places.countries and _team(text, tokens, first, last, cues.team_verbs):
+            # it is a town's or county's team in a match report (results and standings in capitals
+            # too: "BOSTON AT TORONTO", "BOSTON 74 56 .569").
+            if whole_run in places.countries or whole_run in cues.national_sides or whole_run in not_names:
+                continue
+            if _team(text, tokens, first, last, caps_verbs if in_caps else cues.team_verbs, cues.team_roles) \
+                    or (in_caps and _visitors(text, tokens, last)):
                 found.append((tokens[first].start, tokens[last].end, "org"))
+                teams.add(whole_run)
+            elif not (first > 0 and tokens[first - 1].key in _LOCATIVES) and not (in_caps and _dateline(text, tokens, first, last)):
+                other_places.append((tokens[first].start, tokens[last].end, whole_run))
             continue
+        if in_caps:
+            continue  # no case evidence
         # Leading sentence words, titles and calendar words are not part of the name, unless they
         # head an organisation's name ("University of ...", "Party of ...").
         # In an organisation's name, ordinary words past the sentence's start belong to it
@@ -210,13 +259,17 @@ def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: fr
             or text[words[0].start:words[0].end].endswith(".") and len(keys[0]) <= 3
         if (keys[0] in cues.first_names or initial) and len(words) <= 3 \
                 and not any(t.upper and len(t.key) > 1 for t in words) \
-                and not any(is_big_place(k) or k in cues.connectors or k in place_words for k in keys):
+                and not is_big_place(keys[0]) \
+                and not any(k in cues.connectors or k in place_words for k in keys):
             # A well-known place first ("Dallas Police", "Jordan Valley") is not read as a first name.
             found.append((start, end, "person"))
         elif 2 <= len(words) <= 3 and not any(t.upper or is_place(k) or k in cues.connectors or k in place_words
                                               or k in not_names for t, k in zip(words, keys)):
             unknown.append((first, last))
     found += _named_again(text, tokens, unknown)
+    # One sense per text: a town that this text calls a team elsewhere ("Surrey beat Kent ... Surrey
+    # captain ...") is the team wherever it stands alone.
+    found += [(start, end, "org") for start, end, key in other_places if key in teams]
     return found
 
 
