@@ -164,6 +164,36 @@ def _team(text: str, tokens: list[Token], first: int, last: int, verbs: frozense
     return False
 
 
+def _table_team(text: str, tokens: list[Token], first: int, last: int) -> bool:
+    """A name in a standings row ("Hanwha 50 41 2 .548") or a results line with another "Name score"
+    pair ("Ulsan 2 Suwon 1"): scores standing alone, not a bowler's "8-0-39-3" or a batsman's "4-28"."""
+    n = len(tokens)
+
+    def alone(i: int) -> bool:  # a whole number between blanks (or a decimal column: " .569")
+        if i >= n or not _score(tokens[i]) or text[tokens[i - 1].end:tokens[i].start] not in (" ", " ."):
+            return False
+        return text[tokens[i].end:tokens[i].end + 1] in ("", " ", "\n")
+
+    if not alone(last + 1):
+        return False
+    if alone(last + 2) and alone(last + 3):
+        return True
+    line_end = text.find("\n", tokens[last].end)
+    line_end = n if line_end == -1 else line_end
+    for i in range(last + 2, n - 1):  # a later "Name score" pair on the line
+        if tokens[i].start >= line_end:
+            break
+        if _name_word(tokens[i]) and alone(i + 1) and tokens[i + 1].start < line_end:
+            return True
+    line_start = text.rfind("\n", 0, tokens[first].start) + 1
+    for i in range(first - 2, -1, -1):  # or an earlier one
+        if tokens[i].start < line_start:
+            break
+        if _name_word(tokens[i]) and alone(i + 1) and i + 1 < first:
+            return True
+    return False
+
+
 def capitalised_runs(text: str, tokens: list[Token], connectors: frozenset[str],
                      breaks: frozenset[str] = frozenset()) -> Iterator[tuple[int, int]]:
     """(first, last) token indices of runs of capitalised words joined by spaces or name connectors;
@@ -216,6 +246,12 @@ def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: fr
                 other_places.append((tokens[first].start, tokens[last].end, whole_run))
             continue
         if in_caps:
+            if _table_team(text, tokens, first, last) and not any(
+                    tokens[i].key in not_names or tokens[i].key in cues.first_names for i in range(first, last + 1)):
+                found.append((tokens[first].start, tokens[last].end, "org"))
+                teams.add(whole_run)
+                continue
+            other_places.append((tokens[first].start, tokens[last].end, whole_run))
             continue  # no case evidence
         # Leading sentence words, titles and calendar words are not part of the name, unless they
         # head an organisation's name ("University of ...", "Party of ...").
@@ -246,8 +282,10 @@ def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: fr
             letters = tok.key.replace(" ", "")
             # In capitals amid ordinary text, a short word is an acronym even where a town has that
             # name ("the ILO"), unless a place goes by that acronym ("UAE").
-            if tok.upper and 2 <= len(letters) <= 5 and letters.isalpha() and whole not in places.acronyms:
+            if tok.upper and 2 <= len(letters) <= 5 and letters.isalpha() and whole not in places.acronyms \
+                    or len(letters) > 1 and not tok.sentence_start and _table_team(text, tokens, first, last):
                 found.append((start, end, "org"))
+                teams.add(whole)
             continue
         if keys[-1] in cues.org_last_words or (keys[0] in cues.org_heads and "of" in keys) or "&" in keys:
             found.append((start, end, "org"))
@@ -263,6 +301,11 @@ def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: fr
                 and not any(k in cues.connectors or k in place_words for k in keys):
             # A well-known place first ("Dallas Police", "Jordan Valley") is not read as a first name.
             found.append((start, end, "person"))
+        elif len(words) <= 3 and _table_team(text, tokens, first, last) \
+                and not any(k in not_names or k in cues.nationalities or len(k) < 2 for k in keys):
+            # A name nobody listed in a results table or a standings row is a team ("Hanwha 50 41 2 .548").
+            found.append((start, end, "org"))
+            teams.add(whole)
         elif 2 <= len(words) <= 3 and not any(t.upper or is_place(k) or k in cues.connectors or k in place_words
                                               or k in not_names for t, k in zip(words, keys)):
             unknown.append((first, last))
