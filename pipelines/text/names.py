@@ -47,6 +47,8 @@ class NameCues:
     team_verbs: frozenset[str]  # "beat", "drew", "v": a town's name next to one is a team
     team_roles: frozenset[str]  # "captain", "striker": a town's name right before one is a team
     national_sides: frozenset[str]  # places other than countries whose teams are national sides ("Wales")
+    org_context_before: frozenset[str]  # "shares in", "analyst at": the name after them is a company's
+    org_context_after: frozenset[str]  # "shares", "CEO": a name right before one is a company's
 
 
 def load_first_names(table: Path = FIRST_NAMES_TABLE) -> frozenset[str]:
@@ -69,7 +71,8 @@ def load_name_cues(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR, table: Path = FI
                     org_heads=keys("org_heads"), connectors=keys("connectors"),
                     nationalities=frozenset(name_key(w) for w in load_demonyms(gazetteer_dir)),
                     team_verbs=keys("team_verbs"), team_roles=keys("team_roles"),
-                    national_sides=keys("national_sides"))
+                    national_sides=keys("national_sides"), org_context_before=keys("org_context_before"),
+                    org_context_after=keys("org_context_after"))
 
 
 def _caps_lines(text: str) -> Callable[[int], bool]:
@@ -164,13 +167,34 @@ def _team(text: str, tokens: list[Token], first: int, last: int, verbs: frozense
     return False
 
 
+def _sentence_ends_at(text: str, i: int) -> bool:
+    """Nothing but blanks and then a line break, the end, or a capital letter follows offset i."""
+    rest = text[i:i + 3].lstrip(" ")
+    return not rest or rest[0] == "\n" or rest[0].isupper()
+
+
+def _org_context(text: str, tokens: list[Token], first: int, last: int, cues: NameCues) -> bool:
+    """Business-news context around a name: "Bergamo-based Acme", "shares in Acme", "Acme shares"."""
+    if first >= 2 and tokens[first - 1].key == "based" and text[tokens[first - 2].end:tokens[first - 1].start] == "-" \
+            and words_joined(text, tokens[first - 1], tokens[first]):
+        return True
+    if first >= 2 and f"{tokens[first - 2].key} {tokens[first - 1].key}" in cues.org_context_before \
+            and words_joined(text, tokens[first - 2], tokens[first - 1]) \
+            and words_joined(text, tokens[first - 1], tokens[first]):
+        return True
+    nxt = last + 1
+    return nxt < len(tokens) and tokens[nxt].key in cues.org_context_after \
+        and text[tokens[last].end:tokens[nxt].start] in (" ", "'s ", "’s ")
+
+
 def _table_team(text: str, tokens: list[Token], first: int, last: int) -> bool:
     """A name in a standings row ("Hanwha 50 41 2 .548") or a results line with another "Name score"
     pair ("Ulsan 2 Suwon 1"): scores standing alone, not a bowler's "8-0-39-3" or a batsman's "4-28"."""
     n = len(tokens)
 
     def alone(i: int) -> bool:  # a whole number between blanks (or a decimal column: " .569")
-        if i >= n or not _score(tokens[i]) or text[tokens[i - 1].end:tokens[i].start] not in (" ", " ."):
+        if i >= n or not _score(tokens[i]) or text[tokens[i - 1].end:tokens[i].start] not in (" ", " .") \
+                or not text[tokens[i].start:tokens[i].end].isdigit():  # "9.06" is a price, not a score
             return False
         return text[tokens[i].end:tokens[i].end + 1] in ("", " ", "\n")
 
@@ -205,7 +229,8 @@ def capitalised_runs(text: str, tokens: list[Token], connectors: frozenset[str],
         if i < resume:
             continue
         last = j = i
-        while j + 1 < n and words_joined(text, tokens[j], tokens[j + 1]):
+        while j + 1 < n and (words_joined(text, tokens[j], tokens[j + 1])
+                             or cap[j] and cap[j + 1] and text[tokens[j].end:tokens[j + 1].start] == " & "):
             j += 1
             if cap[j]:
                 last = j
@@ -226,8 +251,8 @@ def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: fr
     lower_words = {t.key for t in tokens if not t.capitalised}
     found: list[tuple[int, int, str]] = []
     unknown: list[tuple[int, int]] = []  # runs of 2-3 words no cue spoke for
-    teams: set[str] = set()  # place names this text uses for a team
-    other_places: list[tuple[int, int, str]] = []  # place names not (yet) seen as a team
+    teams: set[str] = set()  # names this text uses for a team or a company
+    elsewhere: list[tuple[int, int, str]] = []  # names not (yet) seen as one: (start, end, key)
     caps_verbs = cues.team_verbs | _FIXTURE_MARKS
     for first, last in capitalised_runs(text, tokens, cues.connectors, _CAPS_FIXTURE_WORDS):
         in_caps = caps(tokens[first].start)
@@ -243,7 +268,7 @@ def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: fr
                 found.append((tokens[first].start, tokens[last].end, "org"))
                 teams.add(whole_run)
             elif not (first > 0 and tokens[first - 1].key in _LOCATIVES) and not (in_caps and _dateline(text, tokens, first, last)):
-                other_places.append((tokens[first].start, tokens[last].end, whole_run))
+                elsewhere.append((tokens[first].start, tokens[last].end, whole_run))
             continue
         if in_caps:
             if _table_team(text, tokens, first, last) and not any(
@@ -251,7 +276,7 @@ def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: fr
                 found.append((tokens[first].start, tokens[last].end, "org"))
                 teams.add(whole_run)
                 continue
-            other_places.append((tokens[first].start, tokens[last].end, whole_run))
+            elsewhere.append((tokens[first].start, tokens[last].end, whole_run))
             continue  # no case evidence
         # Leading sentence words, titles and calendar words are not part of the name, unless they
         # head an organisation's name ("University of ...", "Party of ...").
@@ -282,12 +307,22 @@ def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: fr
             letters = tok.key.replace(" ", "")
             # In capitals amid ordinary text, a short word is an acronym even where a town has that
             # name ("the ILO"), unless a place goes by that acronym ("UAE").
-            if tok.upper and 2 <= len(letters) <= 5 and letters.isalpha() and whole not in places.acronyms \
-                    or len(letters) > 1 and not tok.sentence_start and _table_team(text, tokens, first, last):
+            acronym = tok.upper and 2 <= len(letters) <= 5 and letters.isalpha() and whole not in places.acronyms
+            # A word the text never writes in lower case, in a results table or in business context.
+            named = len(letters) > 1 and whole not in lower_words and whole not in cues.nationalities
+            if acronym or named and (_table_team(text, tokens, first, last)
+                                     or not is_place(whole) and _org_context(text, tokens, first, last, cues)):
                 found.append((start, end, "org"))
                 teams.add(whole)
+            elif whole not in lower_words:
+                elsewhere.append((start, end, whole))  # an organisation if the text names it so elsewhere
             continue
-        if keys[-1] in cues.org_last_words or (keys[0] in cues.org_heads and "of" in keys) or "&" in keys:
+        if keys[-1] in cues.org_last_words or (keys[0] in cues.org_heads and "of" in keys) \
+                or any(text[a.end:b.start] == " & " for a, b in pairwise(words)):
+            # "Acme Corp., the ...": an abbreviation's dot belongs to the name unless it ends the sentence.
+            if text[end:end + 1] == "." and len(keys[-1]) <= 4 and keys[-1] in cues.org_last_words \
+                    and not _sentence_ends_at(text, end + 1):
+                end += 1
             found.append((start, end, "org"))
             continue
         if is_place(whole) or any(k in cues.nationalities for k in (whole, *keys, *map(" ".join, pairwise(keys)))):
@@ -301,7 +336,7 @@ def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: fr
                 and not any(k in cues.connectors or k in place_words for k in keys):
             # A well-known place first ("Dallas Police", "Jordan Valley") is not read as a first name.
             found.append((start, end, "person"))
-        elif len(words) <= 3 and _table_team(text, tokens, first, last) \
+        elif len(words) <= 3 and (_table_team(text, tokens, first, last) or _org_context(text, tokens, first, last, cues)) \
                 and not any(k in not_names or k in cues.nationalities or len(k) < 2 for k in keys):
             # A name nobody listed in a results table or a standings row is a team ("Hanwha 50 41 2 .548").
             found.append((start, end, "org"))
@@ -310,9 +345,9 @@ def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: fr
                                               or k in not_names for t, k in zip(words, keys)):
             unknown.append((first, last))
     found += _named_again(text, tokens, unknown)
-    # One sense per text: a town that this text calls a team elsewhere ("Surrey beat Kent ... Surrey
-    # captain ...") is the team wherever it stands alone.
-    found += [(start, end, "org") for start, end, key in other_places if key in teams]
+    # One sense per text: a town or a name that this text calls a team or a company elsewhere ("Surrey
+    # beat Kent ... Surrey captain ...", "shares in Acme ... Acme said") is that wherever it stands alone.
+    found += [(start, end, "org") for start, end, key in elsewhere if key in teams]
     return found
 
 
