@@ -75,6 +75,21 @@ def load_name_cues(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR, table: Path = FI
                     org_context_after=keys("org_context_after"))
 
 
+def load_local_bodies(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR) -> tuple[frozenset[str], frozenset[str]]:
+    """name_rules.yaml's `local_bodies` and `org_heads` as name_key()s (see keeps_place)."""
+    doc = read_yaml(gazetteer_dir / "name_rules.yaml")
+    return (frozenset(name_key(str(w)) for w in doc.get("local_bodies") or ()),
+            frozenset(name_key(str(w)) for w in doc.get("org_heads") or ()))
+
+
+def keeps_place(name: str, local_bodies: frozenset[str], org_heads: frozenset[str]) -> bool:
+    """An organisation found by the rules that still names its place: a local public body ("Mansfield
+    Police Department", "University of Alexandria"), unlike a team, a company or a newsroom ("Texas
+    Rangers", "Air France", "Bucharest Newsroom"), whose place name is not a toponym there."""
+    words = name_key(name).split()
+    return bool(words) and (words[-1] in local_bodies or (words[0] in org_heads and "of" in words))
+
+
 def _caps_lines(text: str) -> Callable[[int], bool]:
     """Whether the line holding a character offset has no lower-case letter (a headline in capitals)."""
     cache: dict[int, bool] = {}
@@ -187,6 +202,15 @@ def _org_context(text: str, tokens: list[Token], first: int, last: int, cues: Na
         and text[tokens[last].end:tokens[nxt].start] in (" ", "'s ", "’s ")
 
 
+def _team_nickname(tok: Token, key: str, cues: NameCues, is_place: Callable[[str], bool],
+                   not_names: frozenset[str], place_words: frozenset[str]) -> bool:
+    """A team's plural nickname after its town's name ("Rangers", "Bulls"): a plural word that is no
+    first name, place or place word ("Heights", "Falls" continue a place name)."""
+    return len(key) > 3 and key.endswith("s") and not key.endswith("ss") and not tok.upper \
+        and key not in cues.first_names and not is_place(key) and key not in not_names \
+        and key not in place_words and key not in cues.nationalities
+
+
 def _table_team(text: str, tokens: list[Token], first: int, last: int) -> bool:
     """A name in a standings row ("Hanwha 50 41 2 .548") or a results line with another "Name score"
     pair ("Ulsan 2 Suwon 1"): scores standing alone, not a bowler's "8-0-39-3" or a batsman's "4-28"."""
@@ -245,7 +269,7 @@ def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: fr
     """(start, end, "person" | "org") for runs of capitalised words the cues point at; `not_names`,
     `titles` and `place_words` are the stoplists' ("County", "River": the run names a place)."""
     caps = _caps_lines(text)
-    is_place, is_big_place = places.all.__contains__, places.well_known.__contains__
+    is_place, is_major = places.all.__contains__, places.major.__contains__
     # Words this text also writes in lower case ("Officials said ..." and later "officials") are
     # ordinary words when they open a sentence.
     lower_words = {t.key for t in tokens if not t.capitalised}
@@ -325,16 +349,25 @@ def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: fr
                 end += 1
             found.append((start, end, "org"))
             continue
-        if is_place(whole) or any(k in cues.nationalities for k in (whole, *keys, *map(" ".join, pairwise(keys)))):
+        if len(keys) >= 2 and is_place(" ".join(keys[:-1])) and _team_nickname(words[-1], keys[-1], cues, is_place,
+                                                                               not_names, place_words):
+            found.append((start, end, "org"))  # "the Texas Rangers", "Bradford Bulls": a town's team
+            continue
+        # "Mexican Ariel Cruz": a nationality before a name is not part of it.
+        while len(keys) > 2 and keys[0] in cues.nationalities:
+            words, keys = words[1:], keys[1:]
+            start = words[0].start
+        if is_place(whole) or any(k in cues.nationalities for k in (" ".join(keys), *keys, *map(" ".join, pairwise(keys)))):
             continue  # "Sri Lankan Muslim": a nationality, not a name
         # An initial ("J. Okafor", "A.B. Sen") opens a person's name as a first name does.
         initial = len(keys[0].replace(" ", "")) <= 2 and text[words[0].end:words[0].end + 1] == "." \
             or text[words[0].start:words[0].end].endswith(".") and len(keys[0]) <= 3
         if (keys[0] in cues.first_names or initial) and len(words) <= 3 \
                 and not any(t.upper and len(t.key) > 1 for t in words) \
-                and not is_big_place(keys[0]) \
+                and not is_major(keys[0]) and not (len(keys) > 1 and is_major(keys[-1])) \
                 and not any(k in cues.connectors or k in place_words for k in keys):
-            # A well-known place first ("Dallas Police", "Jordan Valley") is not read as a first name.
+            # A major place first ("Dallas Police", "Jordan Valley") is not read as a first name, nor
+            # is a club or company named after one ("Real Madrid").
             found.append((start, end, "person"))
         elif len(words) <= 3 and (_table_team(text, tokens, first, last) or _org_context(text, tokens, first, last, cues)) \
                 and not any(k in not_names or k in cues.nationalities or len(k) < 2 for k in keys):

@@ -34,6 +34,7 @@ from pipelines.text.gazetteer import (
     place_keys,
     tokenize,
 )
+from pipelines.text.names import keeps_place, load_local_bodies
 
 # Prior for each kind of place before population counts: a country name is nearly always the
 # country, a curated sea or region the sea or region, a state name usually the state, and a city
@@ -228,6 +229,7 @@ class PlaceResolver:
         self._stop = load_stoplist(gazetteer_dir)
         self._states = load_state_abbreviations(gazetteer_dir)
         self._titles = frozenset(t.split()[-1] for t in self._stop.person_titles)
+        self._local_bodies = load_local_bodies(gazetteer_dir)
         self._matcher = NameMatcher()
         self._canonical: dict[str, set[str]] = {}  # record id -> keys of its main name
         records = load_places(gazetteer_dir)
@@ -265,8 +267,11 @@ class PlaceResolver:
         # Watchlisted names and people are never places; an organisation found by NER often holds
         # one ("Fargo City Commission"), so it does not block the place inside it.
         # A town's team found by the name rules ("Leicestershire beat Somerset") is not the town.
+        # Nor is a place inside a team's, a company's or a newsroom's name found by the rules ("Texas
+        # Rangers", "Air France"), while a local public body keeps it ("Mansfield Police Department").
         blocked = [(m.start, m.end) for e in entities if e.source == "gazetteer" or e.type == "person"
-                   or (e.source == "rule" and name_key(e.name) in self._matcher) for m in e.mentions]
+                   or (e.source == "rule" and (name_key(e.name) in self._matcher or not keeps_place(
+                       e.name, *self._local_bodies))) for m in e.mentions]
         toponyms = self._recognise(text, tokens, blocked)
         self._disambiguate(toponyms)
         return self._result(text, toponyms)
