@@ -202,6 +202,15 @@ def _org_context(text: str, tokens: list[Token], first: int, last: int, cues: Na
         and text[tokens[last].end:tokens[nxt].start] in (" ", "'s ", "’s ")
 
 
+_BRACKETED = re.compile(r" \(([^()\n]{2,40})\)")
+
+
+def _country_after(text: str, end: int, countries: frozenset[str]) -> bool:
+    """A country's name in brackets right after offset `end`: "Jan Novak (Slovakia)"."""
+    m = _BRACKETED.match(text, end)
+    return m is not None and name_key(m.group(1)) in countries
+
+
 def _team_nickname(tok: Token, key: str, cues: NameCues, is_place: Callable[[str], bool],
                    not_names: frozenset[str], place_words: frozenset[str]) -> bool:
     """A team's plural nickname after its town's name ("Rangers", "Bulls"): a plural word that is no
@@ -315,9 +324,13 @@ def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: fr
         if first + 1 < last and tokens[first].sentence_start and tokens[first + 1].key in cues.connectors \
                 and tokens[first].key not in cues.org_heads:
             first += 2
+        # "... in Benson These highways": a sentence word after a line break lost; but a common word
+        # after a first name that the text never writes in lower case is a surname ("Michael Green").
+        surname_ok = last == first + 1 and tokens[first].key in cues.first_names
         while last > first and (tokens[last].key in cues.connectors or (
-                tokens[last].key in not_names and tokens[last].key not in cues.org_last_words)):
-            last -= 1  # "... in Benson These highways": a sentence word after a line break lost
+                tokens[last].key in not_names and tokens[last].key not in cues.org_last_words
+                and not (surname_ok and tokens[last].key not in lower_words and tokens[last].key not in titles))):
+            last -= 1
         if first > last:
             continue
         words = tokens[first:last + 1]
@@ -357,6 +370,11 @@ def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: fr
         while len(keys) > 2 and keys[0] in cues.nationalities:
             words, keys = words[1:], keys[1:]
             start = words[0].start
+        if 2 <= len(words) <= 3 and _country_after(text, end, places.countries) and not any(
+                t.upper or k in not_names or k in cues.connectors or k in cues.nationalities
+                for t, k in zip(words, keys)) and not is_place(" ".join(keys)):
+            found.append((start, end, "person"))  # "Jan Novak (Slovakia) beat ...": a results line
+            continue
         if is_place(whole) or any(k in cues.nationalities for k in (" ".join(keys), *keys, *map(" ".join, pairwise(keys)))):
             continue  # "Sri Lankan Muslim": a nationality, not a name
         # An initial ("J. Okafor", "A.B. Sen") opens a person's name as a first name does.
