@@ -108,3 +108,71 @@ def test_a_standings_row_names_a_team():
     text = "Standings:\nBolton 12 8 2 2 26\nPreston 12 7 3 2 24"
     teams = {e.name for e in tagger.tag(text, "en") if e.type == "org"}
     assert teams == {"Bolton", "Preston"}
+
+
+@pytest.fixture(scope="module")
+def resolver_and_tagger():
+    from pipelines.text.places import PlaceResolver
+
+    resolver = PlaceResolver()
+    return resolver, EntityTagger(places=resolver.place_keys())
+
+
+def _orgs(tagger: EntityTagger, text: str) -> list[str]:
+    return [m.text for e in tagger.tag(text, "en") if e.type == "org" for m in e.mentions]
+
+
+def test_fixture_lists_and_tables_in_capitals_name_teams(resolver_and_tagger):
+    resolver, tagger = resolver_and_tagger
+    assert _orgs(tagger, "Fixtures next season:\nMay 17 v Kent (three days)") == ["Kent"]
+    # Standings in capitals with a decimal column; a fixture line "VISITORS AT HOSTS": the hosts'
+    # name stays the place where they play; a dateline stays a place too.
+    text = "BOSTON 74 56 .569 -\nTORONTO 70 60 .538 4\nFixtures:\nDENVER AT PHOENIX\nBOSTON 1996-08-30"
+    entities = tagger.tag(text, "en")
+    assert [m.text for e in entities if e.type == "org" for m in e.mentions] == ["BOSTON", "TORONTO", "DENVER"]
+    assert {m.text for p in resolver.resolve(text, "en", entities).places for m in p.mentions} == {"PHOENIX", "BOSTON"}
+    # A name nobody listed in a standings row or a results line is a team, not a bowler's figures.
+    assert _orgs(tagger, "Table:\nQarvel 12 8 2 .600\nMostrin 12 7 3 .583") == ["Qarvel", "Mostrin"]
+    assert _orgs(tagger, "Bowling: Quennick 8-0-39-3, Halvery 6-0-30-1") == []
+
+
+def test_a_towns_name_before_a_players_role_is_its_team_throughout_the_text(resolver_and_tagger):
+    resolver, tagger = resolver_and_tagger
+    text = "Surrey captain Tom Brandt made 80. Surrey need 120 more to win. Rain fell in Surrey."
+    entities = tagger.tag(text, "en")
+    assert [m.text for e in entities if e.type == "org" for m in e.mentions] == ["Surrey", "Surrey"]
+    places = resolver.resolve(text, "en", entities).places
+    assert [m.start for p in places for m in p.mentions] == [text.rindex("Surrey")]
+    # National sides stay places, as countries do.
+    assert _orgs(tagger, "England captain Tom Brandt made 80.") == []
+
+
+def test_business_context_makes_an_organisation(resolver_and_tagger):
+    _, tagger = resolver_and_tagger
+    text = "Shares in Quorvex rose 5 percent on Monday. Profits doubled, Quorvex said."
+    assert _orgs(tagger, text) == ["Quorvex", "Quorvex"]
+    assert _orgs(tagger, "The Lagos-based Zentrik bought the plant.") == ["Zentrik"]
+    assert _orgs(tagger, "Dorrin & Falk said the offer was fair.") == ["Dorrin & Falk"]
+    # An abbreviation's dot belongs to the name mid-sentence, not at the sentence's end.
+    assert _orgs(tagger, "Brightwater Corp., the seller, agreed.") == ["Brightwater Corp."]
+    assert _orgs(tagger, "The seller was Brightwater Corp.") == ["Brightwater Corp"]
+
+
+def test_a_towns_team_and_companies_keep_their_town_out_of_places_but_public_bodies_do_not(resolver_and_tagger):
+    resolver, tagger = resolver_and_tagger
+    text = "The Denver Marmots beat the visitors, said the Denver Police Department."
+    entities = tagger.tag(text, "en")
+    assert "Denver Marmots" in {e.name for e in entities if e.type == "org"}
+    places = resolver.resolve(text, "en", entities).places
+    assert [m.start for p in places for m in p.mentions] == [text.rindex("Denver")]
+
+
+def test_people_in_results_lines_and_after_a_nationality(resolver_and_tagger):
+    _, tagger = resolver_and_tagger
+    people = {e.name for e in tagger.tag("Results:\n3. Quillon Varga (Hungary) 10.21", "en") if e.type == "person"}
+    assert people == {"Quillon Varga"}
+    people = {e.name for e in tagger.tag("The bout pits Mexican Rosa Quintero against Michael Green.", "en")
+              if e.type == "person"}
+    assert people == {"Rosa Quintero", "Michael Green"}
+    # A city of a million or a capital opens no person's name, nor ends a club's ("Real Madrid").
+    assert [e for e in tagger.tag("Real Madrid drew again.", "en") if e.type == "person"] == []
