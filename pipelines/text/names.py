@@ -46,6 +46,7 @@ class NameCues:
     nationalities: frozenset[str]  # demonyms ("Lankan", "Nigerians"): never part of a person's name
     team_verbs: frozenset[str]  # "beat", "drew", "v": a town's name next to one is a team
     team_roles: frozenset[str]  # "captain", "striker": a town's name right before one is a team
+    team_plural_verbs: frozenset[str]  # "are", "need": "Essex need 148 to win" (a town is singular)
     national_sides: frozenset[str]  # places other than countries whose teams are national sides ("Wales")
     org_context_before: frozenset[str]  # "shares in", "analyst at": the name after them is a company's
     org_context_after: frozenset[str]  # "shares", "CEO": a name right before one is a company's
@@ -71,6 +72,7 @@ def load_name_cues(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR, table: Path = FI
                     org_heads=keys("org_heads"), connectors=keys("connectors"),
                     nationalities=frozenset(name_key(w) for w in load_demonyms(gazetteer_dir)),
                     team_verbs=keys("team_verbs"), team_roles=keys("team_roles"),
+                    team_plural_verbs=keys("team_plural_verbs"),
                     national_sides=keys("national_sides"), org_context_before=keys("org_context_before"),
                     org_context_after=keys("org_context_after"))
 
@@ -211,6 +213,16 @@ def _country_after(text: str, end: int, countries: frozenset[str]) -> bool:
     return m is not None and name_key(m.group(1)) in countries
 
 
+def _plural_verb_after(text: str, tokens: list[Token], first: int, last: int, verbs: frozenset[str]) -> bool:
+    """A town's name as the subject of a plural verb is its team ("Essex need 148", "Kent were
+    bowled out"); not after a preposition ("schools in Kent are shut")."""
+    nxt = last + 1
+    if nxt >= len(tokens) or tokens[nxt].key not in verbs or not words_joined(text, tokens[last], tokens[nxt]):
+        return False
+    return first == 0 or tokens[first].sentence_start or not tokens[first - 1].key.isalpha() \
+        or not (tokens[first - 1].key in _LOCATIVES or tokens[first - 1].key in ("of", "for", "and", "or", "with", "by"))
+
+
 def _team_nickname(tok: Token, key: str, cues: NameCues, is_place: Callable[[str], bool],
                    not_names: frozenset[str], place_words: frozenset[str]) -> bool:
     """A team's plural nickname after its town's name ("Rangers", "Bulls"): a plural word that is no
@@ -297,6 +309,7 @@ def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: fr
             if whole_run in places.countries or whole_run in cues.national_sides or whole_run in not_names:
                 continue
             if _team(text, tokens, first, last, caps_verbs if in_caps else cues.team_verbs, cues.team_roles) \
+                    or (not in_caps and _plural_verb_after(text, tokens, first, last, cues.team_plural_verbs)) \
                     or (in_caps and _visitors(text, tokens, last)):
                 found.append((tokens[first].start, tokens[last].end, "org"))
                 teams.add(whole_run)

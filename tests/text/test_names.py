@@ -145,6 +145,9 @@ def test_a_towns_name_before_a_players_role_is_its_team_throughout_the_text(reso
     assert [m.start for p in places for m in p.mentions] == [text.rindex("Surrey")]
     # National sides stay places, as countries do.
     assert _orgs(tagger, "England captain Tom Brandt made 80.") == []
+    # A plural verb after a town's name: its team, unless the town follows a preposition.
+    assert _orgs(tagger, "Kent need 120 runs to win.") == ["Kent"]
+    assert _orgs(tagger, "Schools in Kent are shut.") == []
 
 
 def test_business_context_makes_an_organisation(resolver_and_tagger):
