@@ -47,6 +47,8 @@ class NameCues:
     team_verbs: frozenset[str]  # "beat", "drew", "v": a town's name next to one is a team
     team_roles: frozenset[str]  # "captain", "striker": a town's name right before one is a team
     team_plural_verbs: frozenset[str]  # "are", "need": "Essex need 148 to win" (a town is singular)
+    club_heads: frozenset[str]  # "Dynamo", "Real": before a town's name, a club's
+    club_tails: frozenset[str]  # "City", "Town": after a town's name (that is not one whole place), a club's
     national_sides: frozenset[str]  # places other than countries whose teams are national sides ("Wales")
     org_context_before: frozenset[str]  # "shares in", "analyst at": the name after them is a company's
     org_context_after: frozenset[str]  # "shares", "CEO": a name right before one is a company's
@@ -72,7 +74,8 @@ def load_name_cues(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR, table: Path = FI
                     org_heads=keys("org_heads"), connectors=keys("connectors"),
                     nationalities=frozenset(name_key(w) for w in load_demonyms(gazetteer_dir)),
                     team_verbs=keys("team_verbs"), team_roles=keys("team_roles"),
-                    team_plural_verbs=keys("team_plural_verbs"),
+                    team_plural_verbs=keys("team_plural_verbs"), club_heads=keys("club_heads"),
+                    club_tails=keys("club_tails"),
                     national_sides=keys("national_sides"), org_context_before=keys("org_context_before"),
                     org_context_after=keys("org_context_after"))
 
@@ -315,6 +318,11 @@ def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: fr
                 teams.add(whole_run)
             elif not (first > 0 and tokens[first - 1].key in _LOCATIVES) and not (in_caps and _dateline(text, tokens, first, last)):
                 elsewhere.append((tokens[first].start, tokens[last].end, whole_run))
+            continue
+        run_keys = whole_run.split()
+        if len(run_keys) >= 2 and (run_keys[0] in cues.club_heads and is_place(" ".join(run_keys[1:]))
+                                   or run_keys[-1] in cues.club_tails and is_place(" ".join(run_keys[:-1]))):
+            found.append((tokens[first].start, tokens[last].end, "org"))  # "Dynamo Kiev", "Stoke City"
             continue
         if in_caps:
             if _table_team(text, tokens, first, last) and not any(

@@ -170,12 +170,17 @@ def test_a_towns_team_and_companies_keep_their_town_out_of_places_but_public_bod
     assert [m.start for p in places for m in p.mentions] == [text.rindex("Denver")]
 
 
-def test_people_in_results_lines_and_after_a_nationality(resolver_and_tagger):
-    _, tagger = resolver_and_tagger
+def test_people_in_results_lines_after_a_nationality_and_clubs(resolver_and_tagger):
+    resolver, tagger = resolver_and_tagger
     people = {e.name for e in tagger.tag("Results:\n3. Quillon Varga (Hungary) 10.21", "en") if e.type == "person"}
     assert people == {"Quillon Varga"}
     people = {e.name for e in tagger.tag("The bout pits Mexican Rosa Quintero against Michael Green.", "en")
               if e.type == "person"}
     assert people == {"Rosa Quintero", "Michael Green"}
+    # Clubs named after their town: the club, and not the town.
+    text = "Dynamo Kiev beat Sporting Lisbon, and Stoke City lost."
+    assert _orgs(tagger, text) == ["Dynamo Kiev", "Sporting Lisbon", "Stoke City"]
+    assert resolver.resolve(text, "en", tagger.tag(text, "en")).places == ()
+    assert _orgs(tagger, "Flights to Kansas City resumed.") == []
     # A city of a million or a capital opens no person's name, nor ends a club's ("Real Madrid").
     assert [e for e in tagger.tag("Real Madrid drew again.", "en") if e.type == "person"] == []
