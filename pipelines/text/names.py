@@ -4,8 +4,11 @@ A run ("Phil Simmons", "Acme Holdings", "Bank of Lagos", "ILO") is a person when
 common first name (the shipped first-name table) and it has two or three words, an organisation
 when its last word is an organisation word ("Holdings", "Party") or its first word heads an "X of Y"
 name, and a short all-capital word is an organisation's acronym. A run that is a place name is left
-to the places stage. Lines written all in capitals (headlines) give no case evidence and are skipped.
-Cues live in config/gazetteer/name_rules.yaml; the first-name table in pipelines/data/.
+to the places stage unless sports or business context makes it a team or a club ("Essex need 148",
+"Surrey captain", "Dynamo Kiev"); names in standings rows, results lines and business context
+("shares in Acme") are organisations, and one sense holds per text. Lines written all in capitals
+(headlines) give no case evidence and are skipped, except for tables. Cues live in
+config/gazetteer/name_rules.yaml (docs/enrichment.md lists them); the first-name table in pipelines/data/.
 
 `python -m pipelines.text.names build` regenerates pipelines/data/first_names.txt.gz from the
 `names-dataset` package (build-time only, see pipelines/data/README.md).
