@@ -270,11 +270,21 @@ class PlaceResolver:
         # Nor is a place inside a team's, a company's or a newsroom's name found by the rules ("Texas
         # Rangers", "Air France"), while a local public body keeps it ("Mansfield Police Department").
         blocked = [(m.start, m.end) for e in entities if e.source == "gazetteer" or e.type == "person"
-                   or (e.source == "rule" and (name_key(e.name) in self._matcher or not keeps_place(
-                       e.name, *self._local_bodies))) for m in e.mentions]
+                   or (e.source == "rule" and name_key(e.name) in self._matcher) for m in e.mentions]
+        # A demonym opening such a name stays a nationality ("Finnish" in "Finnish Meteorological Institute").
+        blocked += [(self._after_demonym(m), m.end) for e in entities if e.source == "rule"
+                    and name_key(e.name) not in self._matcher and not keeps_place(e.name, *self._local_bodies)
+                    for m in e.mentions]
         toponyms = self._recognise(text, tokens, blocked)
         self._disambiguate(toponyms)
         return self._result(text, toponyms)
+
+    def _after_demonym(self, mention: Mention) -> int:
+        """Where a mention starts, past a leading demonym ("Finnish ...") if it has one."""
+        first, _, rest = mention.text.partition(" ")
+        if rest and name_key(first) in self._demonyms:
+            return mention.end - len(rest)
+        return mention.start
 
     # ------------------------------------------------------------------ recognition
 
