@@ -4,8 +4,8 @@ A run ("Phil Simmons", "Acme Holdings", "Bank of Lagos", "ILO") is a person when
 common first name (the shipped first-name table) and it has two or three words, an organisation
 when its last word is an organisation word ("Holdings", "Party") or its first word heads an "X of Y"
 name, and a short all-capital word is an organisation's acronym. A run that is a place name is left
-to the places stage unless sports or business context makes it a team or a club ("Essex need 148",
-"Surrey captain", "Dynamo Kiev"); names in standings rows, results lines and business context
+to the places stage unless sports or business context makes it a team or a club ("Devon need 120",
+"Devon captain", "Dynamo Kiev"); names in standings rows, results lines and business context
 ("shares in Acme") are organisations, and one sense holds per text. Lines written all in capitals
 (headlines) give no case evidence and are skipped, except for tables. Cues live in
 config/gazetteer/name_rules.yaml (docs/enrichment.md lists them); the first-name table in pipelines/data/.
@@ -49,7 +49,7 @@ class NameCues:
     nationalities: frozenset[str]  # demonyms ("Lankan", "Nigerians"): never part of a person's name
     team_verbs: frozenset[str]  # "beat", "drew", "v": a town's name next to one is a team
     team_roles: frozenset[str]  # "captain", "striker": a town's name right before one is a team
-    team_plural_verbs: frozenset[str]  # "are", "need": "Essex need 148 to win" (a town is singular)
+    team_plural_verbs: frozenset[str]  # "are", "need": "Devon need 120 to win" (a town is singular)
     club_heads: frozenset[str]  # "Dynamo", "Real": before a town's name, a club's
     club_tails: frozenset[str]  # "City", "Town": after a town's name (that is not one whole place), a club's
     national_sides: frozenset[str]  # places other than countries whose teams are national sides ("Wales")
@@ -91,9 +91,9 @@ def load_local_bodies(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR) -> tuple[froz
 
 
 def keeps_place(name: str, local_bodies: frozenset[str], org_heads: frozenset[str]) -> bool:
-    """An organisation found by the rules that still names its place: a local public body ("Mansfield
-    Police Department", "University of Alexandria"), unlike a team, a company or a newsroom ("Texas
-    Rangers", "Air France", "Bucharest Newsroom"), whose place name is not a toponym there."""
+    """An organisation found by the rules that still names its place: a local public body ("Tulsa
+    Police Department", "University of Tulsa"), unlike a team, a company or a newsroom ("Denver
+    Marmots", "Air Malta", "Oslo Newsroom"), whose place name is not a toponym there."""
     words = name_key(name).split()
     return bool(words) and (words[-1] in local_bodies or (words[0] in org_heads and "of" in words))
 
@@ -118,7 +118,7 @@ _FIXTURE_MARKS = frozenset({"v", "vs"})  # "Kent v Essex"
 
 
 def _dateline(text: str, tokens: list[Token], first: int, last: int) -> bool:
-    """The run opens a line and a comma or a date follows it ("NEW YORK 1996-08-30", "PARIS, May 3")."""
+    """The run opens a line and a comma or a date follows it ("OSLO 2026-03-14", "PARIS, May 3")."""
     if not tokens[first].sentence_start or text[tokens[first].start - 1:tokens[first].start] not in ("\n", ""):
         return False
     return text[tokens[last].end:tokens[last].end + 1] == "," or (
@@ -126,7 +126,7 @@ def _dateline(text: str, tokens: list[Token], first: int, last: int) -> bool:
 
 
 # In fixtures written in capitals, "V" stands between two teams ("ENGLAND V PAKISTAN") and "AT"
-# between the visitors and where they play ("BOSTON AT TORONTO"): neither is part of a name there.
+# between the visitors and where they play ("TULSA AT OMAHA"): neither is part of a name there.
 _CAPS_FIXTURE_WORDS = frozenset({"v", "vs", "at"})
 
 
@@ -135,7 +135,7 @@ _LOCATIVES = frozenset({"in", "at", "from", "near", "to", "outside", "across", "
 
 
 def _visitors(text: str, tokens: list[Token], last: int) -> bool:
-    """A fixture line in capitals, "BOSTON AT TORONTO": the run before "AT" is the visiting team
+    """A fixture line in capitals, "TULSA AT OMAHA": the run before "AT" is the visiting team
     (the name after it is where they play)."""
     return last + 2 < len(tokens) and tokens[last + 1].key == "at" and tokens[last + 1].upper \
         and words_joined(text, tokens[last], tokens[last + 1]) and _name_word(tokens[last + 2])
@@ -152,7 +152,7 @@ def _score(tok: Token) -> bool:
 def _team(text: str, tokens: list[Token], first: int, last: int, verbs: frozenset[str],
           roles: frozenset[str] = frozenset()) -> bool:
     """The run stands for a team: next to a match verb ("Essex beat Kent", "Kent v Essex"), before a
-    player's role ("Surrey captain"), followed by a score on a line that has another "Name score"
+    player's role ("Devon captain"), followed by a score on a line that has another "Name score"
     pair ("Barcelona 2 Valencia 1"), or by a standings row."""
     n = len(tokens)
     before = tokens[first - 1] if first > 0 and words_joined(text, tokens[first - 1], tokens[first]) else None
@@ -163,12 +163,12 @@ def _team(text: str, tokens: list[Token], first: int, last: int, verbs: frozense
     # visitors" is no match report).
     if before is not None and before.key in verbs and (
             before.key in _FIXTURE_MARKS or first >= 2 and _name_word(tokens[first - 2])):
-        return True  # "v Kent" in a fixture list needs no other name: "May 17 v Kent"
+        return True  # "v Kent" in a fixture list needs no other name: "June 3 v Kent"
     if after is not None and after.key in verbs and last + 2 < n and _name_word(tokens[last + 2]):
         return True
     if after is None or not _score(after):
         return False
-    # A standings row: the name and then three or more numbers ("Bolton 12 8 2 2 26", "Boston 74 56 .569").
+    # A standings row: the name and then three or more numbers ("Bolton 12 8 2 2 26", "Denver 70 61 .534").
     if last + 3 < n and all(_score(tokens[i]) and (words_joined(text, tokens[i - 1], tokens[i])
                                                    or text[tokens[i - 1].end:tokens[i].start] == " .")
                             for i in range(last + 1, last + 4)):
@@ -197,7 +197,7 @@ def _sentence_ends_at(text: str, i: int) -> bool:
 
 
 def _org_context(text: str, tokens: list[Token], first: int, last: int, cues: NameCues) -> bool:
-    """Business-news context around a name: "Bergamo-based Acme", "shares in Acme", "Acme shares"."""
+    """Business-news context around a name: "Lagos-based Acme", "shares in Acme", "Acme shares"."""
     if first >= 2 and tokens[first - 1].key == "based" and text[tokens[first - 2].end:tokens[first - 1].start] == "-" \
             and words_joined(text, tokens[first - 1], tokens[first]):
         return True
@@ -220,7 +220,7 @@ def _country_after(text: str, end: int, countries: frozenset[str]) -> bool:
 
 
 def _plural_verb_after(text: str, tokens: list[Token], first: int, last: int, verbs: frozenset[str]) -> bool:
-    """A town's name as the subject of a plural verb is its team ("Essex need 148", "Kent were
+    """A town's name as the subject of a plural verb is its team ("Devon need 120", "Kent were
     bowled out"); not after a preposition ("schools in Kent are shut")."""
     nxt = last + 1
     if nxt >= len(tokens) or tokens[nxt].key not in verbs or not words_joined(text, tokens[last], tokens[nxt]):
@@ -231,7 +231,7 @@ def _plural_verb_after(text: str, tokens: list[Token], first: int, last: int, ve
 
 def _team_nickname(tok: Token, key: str, cues: NameCues, is_place: Callable[[str], bool],
                    not_names: frozenset[str], place_words: frozenset[str]) -> bool:
-    """A team's plural nickname after its town's name ("Rangers", "Bulls"): a plural word that is no
+    """A team's plural nickname after its town's name ("Marmots", "Otters"): a plural word that is no
     first name, place or place word ("Heights", "Falls" continue a place name)."""
     return len(key) > 3 and key.endswith("s") and not key.endswith("ss") and not tok.upper \
         and key not in cues.first_names and not is_place(key) and key not in not_names \
@@ -239,8 +239,8 @@ def _team_nickname(tok: Token, key: str, cues: NameCues, is_place: Callable[[str
 
 
 def _table_team(text: str, tokens: list[Token], first: int, last: int) -> bool:
-    """A name in a standings row ("Hanwha 50 41 2 .548") or a results line with another "Name score"
-    pair ("Ulsan 2 Suwon 1"): scores standing alone, not a bowler's "8-0-39-3" or a batsman's "4-28"."""
+    """A name in a standings row ("Qarvel 50 41 2 .549") or a results line with another "Name score"
+    pair ("Qarvel 2 Mostrin 1"): scores standing alone, not a bowler's "9-1-41-2" or a batsman's "3-31"."""
     n = len(tokens)
 
     def alone(i: int) -> bool:  # a whole number between blanks (or a decimal column: " .569")
@@ -254,7 +254,7 @@ def _table_team(text: str, tokens: list[Token], first: int, last: int) -> bool:
     if alone(last + 2) and alone(last + 3):
         return True
     line_end = text.find("\n", tokens[last].end)
-    line_end = n if line_end == -1 else line_end
+    line_end = len(text) if line_end == -1 else line_end
     for i in range(last + 2, n - 1):  # a later "Name score" pair on the line
         if tokens[i].start >= line_end:
             break
@@ -272,7 +272,7 @@ def _table_team(text: str, tokens: list[Token], first: int, last: int) -> bool:
 def capitalised_runs(text: str, tokens: list[Token], connectors: frozenset[str],
                      breaks: frozenset[str] = frozenset()) -> Iterator[tuple[int, int]]:
     """(first, last) token indices of runs of capitalised words joined by spaces or name connectors;
-    a word in capitals whose key is in `breaks` ends a run ("BOSTON AT TORONTO" is two names)."""
+    a word in capitals whose key is in `breaks` ends a run ("TULSA AT OMAHA" is two names)."""
     n = len(tokens)
     cap = [t.capitalised and t.key[:1].isalpha() and not (t.upper and t.key in breaks) for t in tokens]
     resume = 0  # the first token after the last run
@@ -311,7 +311,7 @@ def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: fr
         if is_place(whole_run):
             # A place name as a whole ("New York City", "Port Said") is the places stage's, unless
             # it is a town's or county's team in a match report (results and standings in capitals
-            # too: "BOSTON AT TORONTO", "BOSTON 74 56 .569").
+            # too: "TULSA AT OMAHA", "DENVER 70 61 .534").
             if whole_run in places.countries or whole_run in cues.national_sides or whole_run in not_names:
                 continue
             if _team(text, tokens, first, last, caps_verbs if in_caps else cues.team_verbs, cues.team_roles) \
@@ -349,7 +349,7 @@ def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: fr
                 and tokens[first].key not in cues.org_heads:
             first += 2
         # "... in Benson These highways": a sentence word after a line break lost; but a common word
-        # after a first name that the text never writes in lower case is a surname ("Michael Green").
+        # after a first name that the text never writes in lower case is a surname ("Anna Hill").
         surname_ok = last == first + 1 and tokens[first].key in cues.first_names
         while last > first and (tokens[last].key in cues.connectors or (
                 tokens[last].key in not_names and tokens[last].key not in cues.org_last_words
@@ -388,9 +388,9 @@ def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: fr
             continue
         if len(keys) >= 2 and is_place(" ".join(keys[:-1])) and _team_nickname(words[-1], keys[-1], cues, is_place,
                                                                                not_names, place_words):
-            found.append((start, end, "org"))  # "the Texas Rangers", "Bradford Bulls": a town's team
+            found.append((start, end, "org"))  # "the Denver Marmots", "Tulsa Otters": a town's team
             continue
-        # "Mexican Ariel Cruz": a nationality before a name is not part of it.
+        # "Mexican Rosa Quintero": a nationality before a name is not part of it.
         while len(keys) > 2 and keys[0] in cues.nationalities:
             words, keys = words[1:], keys[1:]
             start = words[0].start
@@ -409,19 +409,19 @@ def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: fr
                 and not is_major(keys[0]) and not (len(keys) > 1 and is_major(keys[-1])) \
                 and not any(k in cues.connectors or k in place_words for k in keys):
             # A major place first ("Dallas Police", "Jordan Valley") is not read as a first name, nor
-            # is a club or company named after one ("Real Madrid").
+            # is a club or company named after one ("Real Lima").
             found.append((start, end, "person"))
         elif len(words) <= 3 and (_table_team(text, tokens, first, last) or _org_context(text, tokens, first, last, cues)) \
                 and not any(k in not_names or k in cues.nationalities or len(k) < 2 for k in keys):
-            # A name nobody listed in a results table or a standings row is a team ("Hanwha 50 41 2 .548").
+            # A name nobody listed in a results table or a standings row is a team ("Qarvel 50 41 2 .549").
             found.append((start, end, "org"))
             teams.add(whole)
         elif 2 <= len(words) <= 3 and not any(t.upper or is_place(k) or k in cues.connectors or k in place_words
                                               or k in not_names for t, k in zip(words, keys)):
             unknown.append((first, last))
     found += _named_again(text, tokens, unknown)
-    # One sense per text: a town or a name that this text calls a team or a company elsewhere ("Surrey
-    # beat Kent ... Surrey captain ...", "shares in Acme ... Acme said") is that wherever it stands alone.
+    # One sense per text: a town or a name that this text calls a team or a company elsewhere ("Devon
+    # beat Kent ... Devon captain ...", "shares in Acme ... Acme said") is that wherever it stands alone.
     found += [(start, end, "org") for start, end, key in elsewhere if key in teams]
     return found
 

@@ -267,8 +267,8 @@ class PlaceResolver:
         # Watchlisted names and people are never places; an organisation found by NER often holds
         # one ("Fargo City Commission"), so it does not block the place inside it.
         # A town's team found by the name rules ("Leicestershire beat Somerset") is not the town.
-        # Nor is a place inside a team's, a company's or a newsroom's name found by the rules ("Texas
-        # Rangers", "Air France"), while a local public body keeps it ("Mansfield Police Department").
+        # Nor is a place inside a team's, a company's or a newsroom's name found by the rules ("Denver
+        # Marmots", "Air Malta"), while a local public body keeps it ("Tulsa Police Department").
         blocked = [(m.start, m.end) for e in entities if e.source == "gazetteer" or e.type == "person"
                    or (e.source == "rule" and name_key(e.name) in self._matcher) for m in e.mentions]
         # A demonym opening such a name stays a nationality ("Finnish" in "Finnish Meteorological Institute").
