@@ -206,24 +206,32 @@ class PlaceKeys:
     well_known: frozenset[str]
     acronyms: frozenset[str]  # names that are acronyms ("UAE", "NSW"): in capitals, a place, not an agency
     countries: frozenset[str]  # names of countries (a national side is still the country's name)
+    # Countries, continents, capitals and cities of a million: "Paris", "Jordan" open a person's name
+    # less often than they name the place ("Mary", "Victoria", "Torrance" are first names first).
+    major: frozenset[str] = frozenset()
 
 
-def place_keys(records: Iterable[PlaceRecord], well_known_population: int = 100_000) -> PlaceKeys:
+def place_keys(records: Iterable[PlaceRecord], well_known_population: int = 100_000,
+               major_population: int = 1_000_000) -> PlaceKeys:
     """PlaceKeys of a place table (load_places)."""
     every: set[str] = set()
     known: set[str] = set()
     acronyms: set[str] = set()
     countries: set[str] = set()
+    major: set[str] = set()
     for rec in records:
         keys = {name_key(n) for n in rec.names}
         every |= keys
         if rec.feature != "city" or rec.population >= well_known_population:
             known |= keys
+        if rec.feature in ("country", "continent") or rec.capital or (
+                rec.feature == "city" and rec.population >= major_population):
+            major.add(name_key(rec.name))
         acronyms.update(name_key(n) for n in rec.names if _is_acronym(n))
         if rec.feature == "country":
             countries |= keys
     return PlaceKeys(all=frozenset(every), well_known=frozenset(known), acronyms=frozenset(acronyms),
-                     countries=frozenset(countries))
+                     countries=frozenset(countries), major=frozenset(major))
 
 
 def load_state_abbreviations(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR) -> dict[str, str]:

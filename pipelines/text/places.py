@@ -43,6 +43,7 @@ from pipelines.text.multilingual import (
     merge_matches,
     split_elisions,
 )
+from pipelines.text.names import keeps_place, load_local_bodies
 
 # Prior for each kind of place before population counts: a country name is nearly always the
 # country, a curated sea or region the sea or region, a state name usually the state, and a city
@@ -237,6 +238,7 @@ class PlaceResolver:
         self._stop = load_stoplist(gazetteer_dir)
         self._states = load_state_abbreviations(gazetteer_dir)
         self._titles = frozenset(t.split()[-1] for t in self._stop.person_titles)
+        self._local_bodies = load_local_bodies(gazetteer_dir)
         self._matcher = NameMatcher()
         self._canonical: dict[str, set[str]] = {}  # record id -> keys of its main name
         records = load_places(gazetteer_dir)
@@ -281,8 +283,14 @@ class PlaceResolver:
         # Watchlisted names and people are never places; an organisation found by NER often holds
         # one ("Fargo City Commission"), so it does not block the place inside it.
         # A town's team found by the name rules ("Leicestershire beat Somerset") is not the town.
+        # Nor is a place inside a team's, a company's or a newsroom's name found by the rules ("Denver
+        # Marmots", "Air Malta"), while a local public body keeps it ("Tulsa Police Department").
         blocked = [(m.start, m.end) for e in entities if e.source == "gazetteer" or e.type == "person"
                    or (e.source == "rule" and name_key(e.name) in self._matcher) for m in e.mentions]
+        # A demonym opening such a name stays a nationality ("Finnish" in "Finnish Meteorological Institute").
+        blocked += [(self._after_demonym(m), m.end) for e in entities if e.source == "rule"
+                    and name_key(e.name) not in self._matcher and not keeps_place(e.name, *self._local_bodies)
+                    for m in e.mentions]
         if lex is not None:
             # Outside English the name rules find organisations by their head or last word, and a
             # place inside one is part of its name ("Banque de France", "Météo-France").
@@ -293,6 +301,13 @@ class PlaceResolver:
             self._designate(tokens, toponyms, lex)
         self._disambiguate(toponyms)
         return self._result(text, toponyms)
+
+    def _after_demonym(self, mention: Mention) -> int:
+        """Where a mention starts, past a leading demonym ("Finnish ...") if it has one."""
+        first, _, rest = mention.text.partition(" ")
+        if rest and name_key(first) in self._demonyms:
+            return mention.end - len(rest)
+        return mention.start
 
     # ------------------------------------------------------------------ other languages than English
 

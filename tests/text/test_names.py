@@ -108,3 +108,83 @@ def test_a_standings_row_names_a_team():
     text = "Standings:\nBolton 12 8 2 2 26\nPreston 12 7 3 2 24"
     teams = {e.name for e in tagger.tag(text, "en") if e.type == "org"}
     assert teams == {"Bolton", "Preston"}
+
+
+@pytest.fixture(scope="module")
+def resolver_and_tagger():
+    from pipelines.text.places import PlaceResolver
+
+    resolver = PlaceResolver()
+    return resolver, EntityTagger(places=resolver.place_keys())
+
+
+def _orgs(tagger: EntityTagger, text: str) -> list[str]:
+    return [m.text for e in tagger.tag(text, "en") if e.type == "org" for m in e.mentions]
+
+
+def test_fixture_lists_and_tables_in_capitals_name_teams(resolver_and_tagger):
+    resolver, tagger = resolver_and_tagger
+    assert _orgs(tagger, "Fixtures next season:\nJune 3 v Kent (two days)") == ["Kent"]
+    # Standings in capitals with a decimal column; a fixture line "VISITORS AT HOSTS": the hosts'
+    # name stays the place where they play; a dateline stays a place too.
+    text = "DENVER 70 61 .534 -\nTULSA 66 65 .504 4\nFixtures:\nTULSA AT OMAHA\nDENVER 2026-03-14"
+    entities = tagger.tag(text, "en")
+    assert [m.text for e in entities if e.type == "org" for m in e.mentions] == ["DENVER", "TULSA", "TULSA"]
+    assert {m.text for p in resolver.resolve(text, "en", entities).places for m in p.mentions} == {"OMAHA", "DENVER"}
+    # A name nobody listed in a standings row or a results line is a team, not a bowler's figures.
+    assert _orgs(tagger, "Table:\nQarvel 12 8 2 .600\nMostrin 12 7 3 .583") == ["Qarvel", "Mostrin"]
+    assert _orgs(tagger, "Bowling: Quennick 9-1-41-2, Halvery 6-0-30-1") == []
+
+
+def test_a_towns_name_before_a_players_role_is_its_team_throughout_the_text(resolver_and_tagger):
+    resolver, tagger = resolver_and_tagger
+    text = "Devon captain Tom Brandt made 80. Devon need 120 more to win. Rain fell in Devon."
+    entities = tagger.tag(text, "en")
+    assert [m.text for e in entities if e.type == "org" for m in e.mentions] == ["Devon", "Devon"]
+    places = resolver.resolve(text, "en", entities).places
+    assert [m.start for p in places for m in p.mentions] == [text.rindex("Devon")]
+    # National sides stay places, as countries do.
+    assert _orgs(tagger, "Wales captain Tom Brandt made 80.") == []
+    # A plural verb after a town's name: its team, unless the town follows a preposition.
+    assert _orgs(tagger, "Kent need 120 runs to win.") == ["Kent"]
+    assert _orgs(tagger, "Schools in Kent are shut.") == []
+
+
+def test_business_context_makes_an_organisation(resolver_and_tagger):
+    _, tagger = resolver_and_tagger
+    text = "Shares in Quorvex rose 5 percent on Monday. Profits doubled, Quorvex said."
+    assert _orgs(tagger, text) == ["Quorvex", "Quorvex"]
+    assert _orgs(tagger, "The Lagos-based Zentrik bought the plant.") == ["Zentrik"]
+    assert _orgs(tagger, "Dorrin & Falk said the offer was fair.") == ["Dorrin & Falk"]
+    # An abbreviation's dot belongs to the name mid-sentence, not at the sentence's end.
+    assert _orgs(tagger, "Brightwater Corp., the seller, agreed.") == ["Brightwater Corp."]
+    assert _orgs(tagger, "The seller was Brightwater Corp.") == ["Brightwater Corp"]
+
+
+def test_a_towns_team_and_companies_keep_their_town_out_of_places_but_public_bodies_do_not(resolver_and_tagger):
+    resolver, tagger = resolver_and_tagger
+    text = "The Denver Marmots beat the visitors, said the Denver Police Department."
+    entities = tagger.tag(text, "en")
+    assert "Denver Marmots" in {e.name for e in entities if e.type == "org"}
+    places = resolver.resolve(text, "en", entities).places
+    assert [m.start for p in places for m in p.mentions] == [text.rindex("Denver")]
+    # A demonym opening such a name stays its country's nationality mention.
+    text = "The Finnish Meteorological Institute kept its warning."
+    places = resolver.resolve(text, "en", tagger.tag(text, "en")).places
+    assert [(p.country_code, m.text, m.nationality) for p in places for m in p.mentions] == [("FI", "Finnish", True)]
+
+
+def test_people_in_results_lines_after_a_nationality_and_clubs(resolver_and_tagger):
+    resolver, tagger = resolver_and_tagger
+    people = {e.name for e in tagger.tag("Results:\n3. Quillon Varga (Hungary) 10.21", "en") if e.type == "person"}
+    assert people == {"Quillon Varga"}
+    people = {e.name for e in tagger.tag("The bout pits Mexican Rosa Quintero against Anna Hill.", "en")
+              if e.type == "person"}
+    assert people == {"Rosa Quintero", "Anna Hill"}
+    # Clubs named after their town: the club, and not the town.
+    text = "Dynamo Kiev beat Sporting Lisbon, and Stoke City lost."
+    assert _orgs(tagger, text) == ["Dynamo Kiev", "Sporting Lisbon", "Stoke City"]
+    assert resolver.resolve(text, "en", tagger.tag(text, "en")).places == ()
+    assert _orgs(tagger, "Flights to Kansas City resumed.") == []
+    # A city of a million or a capital opens no person's name, nor ends a club's ("Real Lima").
+    assert [e for e in tagger.tag("Real Lima drew again.", "en") if e.type == "person"] == []

@@ -161,3 +161,10 @@ def test_a_demonym_is_its_country_marked_as_a_nationality(resolver, tagger):
     assert [(m.text, m.nationality) for m in france.mentions] == [("French", True), ("France", False)]
     assert france.to_dict()["mentions"][0]["nationality"] is True
     assert "nationality" not in france.to_dict()["mentions"][1]
+
+
+def test_short_and_former_names_of_countries_and_regions(resolver, tagger):
+    text = "Talks on Chechnya and Bosnia echoed the break-up of Yugoslavia and the Soviet Union."
+    ids = {name: p.id for name, p in _mentioned(_resolve(resolver, tagger, text)).items()}
+    assert ids == {"Chechnya": "nw:admin1:RU-CE", "Bosnia": "geonames:3277605",
+                   "Yugoslavia": "nw:region:yugoslavia", "Soviet Union": "nw:region:soviet-union"}
