@@ -175,7 +175,7 @@ class StorySettings:
     # merge_min_name_similarity and whose numbers do not disagree, the smaller (then younger) story
     # is merged into the other (1.0: never merge); a story lists at most max_merged_ids it absorbed.
     merge_min_similarity: float = 0.4
-    merge_min_name_similarity: float = 0.8
+    merge_min_name_similarity: float = 0.9
     max_merged_ids: int = 16
     # Inverted index: keys per event, newest stories kept per key and day, candidates scored.
     index_terms: int = 6

@@ -584,9 +584,11 @@ def choose_story(features: StoryFeatures, vecs: EventVectors, ts: float, candida
     if not ok:
         return StoryChoice(None, None)
     best, story = ok[0]
-    if settings.merge_min_similarity >= 1.0 or len(ok) == 1:
+    if settings.merge_min_similarity >= 1.0:
         return StoryChoice(best, story)
     group = [(best, story)] + [(sc, st) for sc, st in ok[1:] if same_event(story, st, settings)]
+    if len(group) == 1:
+        return StoryChoice(best, story)
     win_score, survivor = min(group, key=lambda e: (-e[1].event_count, e[1].first_seen, e[1].story_id))
     absorbed = tuple(st for _, st in group if st is not survivor and (st is story or same_event(survivor, st, settings)))
     return StoryChoice(win_score, survivor, absorbed)
