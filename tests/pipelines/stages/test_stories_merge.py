@@ -8,8 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from jsonschema import Draft202012Validator
 
 from connectors.redis import RedisServer, make_redis
+from core.schemas import load_schema
 from core.settings import StorySettings
 from pipelines.stages.stories.clustering import (
     StoryClusterer,
@@ -60,6 +62,8 @@ def test_an_event_close_to_two_stories_of_one_event_merges_them(redis_server: Re
     fields = bridge.to_fields()
     assert fields["story"]["merged_from"] == [second.story_id]
     assert (fields["story"]["event_count"], fields["story"]["source_count"]) == (3, 3)
+    schema = load_schema("enriched-event")  # the field is in the event schema (optional, 1.5)
+    Draft202012Validator({"$defs": schema["$defs"], **schema["properties"]["story"]}).validate(fields["story"])
     assert s.merged_into(second.story_id) == first.story_id
     assert s.story(second.story_id) == s.story(first.story_id)
     # events of stories that never merged carry no merged_from (the field is optional)
