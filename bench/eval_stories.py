@@ -1,10 +1,13 @@
 """Story quality against gold events, and the story stage's cost per event.
 
-    .venv/bin/python bench/eval_stories.py [--basil PATH] [--no-enrich] [--only basil|stream]
+    .venv/bin/python bench/eval_stories.py [--basil PATH] [--no-enrich] [--only basil|stream|training]
+                                           [--training-seeds 3 4 5 6 8 9]
 
 Feeds two event-labelled sets through gazetteer enrichment (entities, places) and
 ``RedisStoryStore.assign`` (what the pipeline's AssignStories runs, on a real redis-server started
-here), in publication order, and prints pairwise and BCubed precision/recall/F1, the number of
+here), in publication order, and prints pairwise and BCubed precision/recall/F1 of the stories as they stand at the end (an
+event's story followed through late merges; ``emitted_pair_R``: recall of the ids as first
+emitted on the events), the number of
 stories, milliseconds and Redis round trips per event, and Redis memory grown per event
 (extrapolated to 1M events: a small set, so per-process overheads weigh in):
 
@@ -13,7 +16,9 @@ stories, milliseconds and Redis round trips per event, and Redis memory grown pe
 * ``stream``: bench/story_streams.py ``evaluation_stream()``: same-topic distractors close in time
   (a football tournament's matches, one country's bills, daily market closes, stock quoted
   phrases) and events that evolve over days. The scorer is trained on other topics
-  (``training_stream()``, bench/train_story_scorer.py).
+  (``training_stream()``, bench/train_story_scorer.py);
+* ``training-<seed>`` (``--training-seeds``): ``training_stream(seed)``, where settings such as the
+  late-merge thresholds are chosen (seeds 3-5 also fit the scorer).
 
 Event time is the article's publication time (``published_at``: BASIL has dates only, taken as
 noon UTC); the articles arrive 10 s apart. Deduplication is not run (none of these articles repeat
@@ -39,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 import redis.connection
 
-from bench.story_streams import evaluation_stream
+from bench.story_streams import evaluation_stream, training_stream
 from connectors.process import free_port
 from connectors.redis import RedisServer, make_redis
 from pipelines.text.normalise import normalise_text
@@ -147,6 +152,10 @@ def evaluate(name: str, rows: list[dict[str, Any]], url: str, enrich: bool) -> d
             times.append(time.perf_counter() - t0)
     grown = store.client.info("memory")["used_memory"] - before
     gold = [r["event"] for r in rows]
+    emitted_r = pairwise(gold, pred)[1]
+    resolve = getattr(store, "merged_into", None)  # late merges: the story each event is part of at the end
+    if resolve is not None:
+        pred = [resolve(sid) for sid in pred]
     p, r, f = pairwise(gold, pred)
     bp, br, bf = bcubed(gold, pred)
     sizes = defaultdict(set)
@@ -154,7 +163,7 @@ def evaluate(name: str, rows: list[dict[str, Any]], url: str, enrich: bool) -> d
         sizes[q].add(g)
     return {"set": name, "articles": len(rows), "gold_events": len(set(gold)), "stories": len(set(pred)),
             "mixed_stories": sum(len(v) > 1 for v in sizes.values()),
-            "pair_P": p, "pair_R": r, "pair_F1": f, "bcubed_P": bp, "bcubed_R": br, "bcubed_F1": bf,
+            "pair_P": p, "pair_R": r, "pair_F1": f, "emitted_pair_R": emitted_r, "bcubed_P": bp, "bcubed_R": br, "bcubed_F1": bf,
             "ms_per_event": 1000 * statistics.fmean(times), "round_trips_per_event": trips.count / len(events),
             "state_MiB_per_1M": grown / len(events) * 1e6 / 2**20}
 
@@ -163,13 +172,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--basil", type=Path, default=DEFAULT_BASIL)
     parser.add_argument("--no-enrich", action="store_true", help="no entities/places (text only)")
-    parser.add_argument("--only", choices=("basil", "stream"))
+    parser.add_argument("--only", choices=("basil", "stream", "training"))
+    parser.add_argument("--training-seeds", type=int, nargs="*", default=[],
+                        help="also measure training_stream(seed) for these seeds (where settings may be chosen)")
     args = parser.parse_args(argv)
     sets = {"basil": lambda: basil(args.basil), "stream": evaluation_stream}
+    for seed in args.training_seeds:
+        sets[f"training-{seed}"] = lambda seed=seed: training_stream(seed)
     with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp) / "redis", port=free_port(),
                                                            enable_commands=("FLUSHALL", "FLUSHDB")) as server:
         for name, load in sets.items():
-            if args.only and name != args.only:
+            if args.only and name.split("-")[0] != args.only:
                 continue
             res = evaluate(name, load(), server.url, not args.no_enrich)
             print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in res.items()))

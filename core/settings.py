@@ -170,6 +170,13 @@ class StorySettings:
     max_story_numbers: int = 24
     max_story_quotes: int = 48
     max_story_sources: int = 32
+    # Late merge: when an event scores >= join_threshold against two open stories whose content
+    # centroids have cosine >= merge_min_similarity, whose name centroids have cosine >=
+    # merge_min_name_similarity and whose numbers do not disagree, the smaller (then younger) story
+    # is merged into the other (1.0: never merge); a story lists at most max_merged_ids it absorbed.
+    merge_min_similarity: float = 0.4
+    merge_min_name_similarity: float = 0.9
+    max_merged_ids: int = 16
     # Inverted index: keys per event, newest stories kept per key and day, candidates scored.
     index_terms: int = 6
     index_entities: int = 3
@@ -183,6 +190,9 @@ class StorySettings:
             raise ValueError(f"stories: join_threshold is a probability in (0, 1), got {self.join_threshold}")
         if self.max_gap_s <= 0:
             raise ValueError("stories: max_gap_s must be a positive duration in seconds")
+        if not 0 < self.merge_min_similarity <= 1:
+            raise ValueError("stories: merge_min_similarity is a cosine in (0, 1] (1 turns late merges off), "
+                             f"got {self.merge_min_similarity}")
 
 
 @dataclass(frozen=True)

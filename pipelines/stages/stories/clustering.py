@@ -42,7 +42,7 @@ import functools
 import gzip
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -348,6 +348,7 @@ class StoryState:
     names: dict[str, str] = field(default_factory=dict)
     numbers: list[str] = field(default_factory=list)
     quotes: list[int] = field(default_factory=list)
+    merged_from: list[str] = field(default_factory=list)  # stories merged into this one, oldest merge first
 
     def add(self, item: StoryInput, features: StoryFeatures, vecs: EventVectors, settings: StorySettings) -> None:
         """Fold one event into the story, keeping every collection within its cap."""
@@ -376,6 +377,32 @@ class StoryState:
         self.numbers = (self.numbers + sorted(features.numbers - set(self.numbers)))[: settings.max_story_numbers]
         self.quotes = (self.quotes + sorted(features.quotes - set(self.quotes)))[: settings.max_story_quotes]
 
+    def absorb(self, other: StoryState, settings: StorySettings) -> None:
+        """Fold ``other`` (a story found to report the same event) into this one: its span, counts,
+        centroids, names, numbers and quotes; its id (and the ids it had absorbed) join ``merged_from``."""
+        self.first_seen = min(self.first_seen, other.first_seen)
+        self.last_seen = max(self.last_seen, other.last_seen)
+        self.event_count += other.event_count
+        shared = len(set(self.sources) & set(other.sources))
+        self.source_count += other.source_count - shared
+        self.sources = (self.sources + [x for x in other.sources if x not in self.sources])[: settings.max_story_sources]
+        for mine, theirs in ((self.centroid, other.centroid), (self.name_centroid, other.name_centroid)):
+            for t, v in theirs.items():
+                mine[t] = round(mine.get(t, 0.0) + v, 4)
+        self.centroid = _cap(self.centroid, settings.max_story_terms)
+        self.name_centroid = _cap(self.name_centroid, settings.max_story_entities)
+        for t, n in other.terms.items():
+            self.terms[t] = self.terms.get(t, 0.0) + n
+            self.names.setdefault(t, other.names.get(t, t))
+        if len(self.terms) > settings.max_story_entities:
+            kept = [*self._ranked(False)[: settings.max_story_entities], *self._ranked(True)[: settings.max_story_entities]]
+            self.terms = {t: self.terms[t] for t in kept}
+            self.names = {t: self.names[t] for t in self.terms if t in self.names}
+        self.numbers = (self.numbers + [n for n in other.numbers if n not in self.numbers])[: settings.max_story_numbers]
+        self.quotes = (self.quotes + [q for q in other.quotes if q not in self.quotes])[: settings.max_story_quotes]
+        ids = [*self.merged_from, other.story_id, *other.merged_from]
+        self.merged_from = list(dict.fromkeys(ids))[-settings.max_merged_ids:]
+
     def _ranked(self, places: bool) -> list[str]:
         """Entity (or place) ids by mentions; among equals, watchlist entries before names the rules
         found (``ner:...``)."""
@@ -397,17 +424,21 @@ class StoryState:
             "source_count": self.source_count,
             "top_entities": self.top(False, settings.top_n),
             "top_places": self.top(True, settings.top_n),
+            "merged_from": list(self.merged_from),
         }
 
     def to_state(self) -> dict[str, Any]:
-        """JSON-friendly snapshot."""
-        return {
+        """JSON-friendly snapshot (``merged_from`` only when the story absorbed another)."""
+        state = {
             "story_id": self.story_id, "first_seen": self.first_seen, "last_seen": self.last_seen,
             "event_count": self.event_count, "source_count": self.source_count,
             "sources": list(self.sources), "centroid": dict(self.centroid), "name_centroid": dict(self.name_centroid),
             "terms": dict(self.terms), "names": dict(self.names), "numbers": list(self.numbers),
             "quotes": list(self.quotes),
         }
+        if self.merged_from:
+            state["merged_from"] = list(self.merged_from)
+        return state
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> StoryState:
@@ -418,6 +449,7 @@ class StoryState:
             sources=list(state["sources"]), centroid=dict(state["centroid"]),
             name_centroid=dict(state["name_centroid"]), terms=dict(state["terms"]), names=dict(state["names"]),
             numbers=list(state["numbers"]), quotes=list(state["quotes"]),
+            merged_from=list(state.get("merged_from") or ()),
         )
 
 
@@ -500,19 +532,72 @@ class StoryAssignment:
     story: dict[str, Any]
 
 
-def pick_story(features: StoryFeatures, vecs: EventVectors, ts: float, candidates: Sequence[StoryState], settings: StorySettings = DEFAULT_STORY_SETTINGS,
-               linked: StoryState | None = None) -> tuple[StoryScore | None, StoryState | None]:
-    """The story an event joins, with its score: the ``linked`` story (the one of an event it
-    repeats, or the one its source named) while that is open, else the most probable candidate
-    with ``p >= join_threshold`` (ties to the smaller id); ``(None, None)`` when it starts a new story."""
+def _centroid_cosine(a: Mapping[str, float], b: Mapping[str, float]) -> float:
+    na = math.sqrt(sum(v * v for v in a.values()))
+    nb = math.sqrt(sum(v * v for v in b.values()))
+    return sum(v * b.get(t, 0.0) for t, v in a.items()) / (na * nb) if na and nb else 0.0
+
+
+def story_similarity(a: StoryState, b: StoryState) -> float:
+    """Cosine between two stories' content centroids: what a late merge requires of the stories
+    themselves, so one event resembling both cannot bridge two different events."""
+    return _centroid_cosine(a.centroid, b.centroid)
+
+
+def same_event(a: StoryState, b: StoryState, settings: StorySettings = DEFAULT_STORY_SETTINGS) -> bool:
+    """Whether two open stories report one event (late merge): content centroids within
+    ``merge_min_similarity``, name centroids within ``merge_min_name_similarity`` (when either
+    story has names: one shared player does not make two matches one), and numbers that do not
+    disagree outright (two matches' scores, two days' closes)."""
+    if story_similarity(a, b) < settings.merge_min_similarity:
+        return False
+    if (a.name_centroid or b.name_centroid) and \
+            _centroid_cosine(a.name_centroid, b.name_centroid) < settings.merge_min_name_similarity:
+        return False
+    return not (a.numbers and b.numbers and not set(a.numbers) & set(b.numbers))
+
+
+class StoryChoice(NamedTuple):
+    """Where an event goes: the story it joins (None: it founds one), its score, and the stories
+    merged into that story first (late merge; empty nearly always)."""
+
+    score: StoryScore | None
+    story: StoryState | None
+    absorbed: tuple[StoryState, ...] = ()
+
+
+def choose_story(features: StoryFeatures, vecs: EventVectors, ts: float, candidates: Sequence[StoryState],
+                 settings: StorySettings = DEFAULT_STORY_SETTINGS, linked: StoryState | None = None) -> StoryChoice:
+    """The story an event joins: the ``linked`` story (the one of an event it repeats, or the one its
+    source named) while that is open, else the most probable candidate with ``p >= join_threshold``
+    (ties to the smaller id), else none (it starts a new story).
+
+    Late merge: other candidates the event also joins (``p >= join_threshold``) that
+    :func:`same_event` finds report the best one's event are the same event told twice; the story with
+    the most events (then the oldest, then the smaller id) survives and absorbs the others, and the
+    event joins it. Only stories that are :func:`same_event` with the survivor itself are absorbed."""
     if linked is not None and ts - linked.last_seen <= settings.max_gap_s:
-        return score_story(features, vecs, ts, linked, settings), linked
-    scores = [score_story(features, vecs, ts, st, settings) for st in candidates]
-    ok = [s for s in scores if s.score >= settings.join_threshold]
+        return StoryChoice(score_story(features, vecs, ts, linked, settings), linked)
+    scored = [(score_story(features, vecs, ts, st, settings), st) for st in candidates]
+    ok = sorted(((sc, st) for sc, st in scored if sc.score >= settings.join_threshold),
+                key=lambda e: (-e[0].score, e[0].story_id))
     if not ok:
-        return None, None
-    best = min(ok, key=lambda s: (-s.score, s.story_id))
-    return best, next(st for st in candidates if st.story_id == best.story_id)
+        return StoryChoice(None, None)
+    best, story = ok[0]
+    if settings.merge_min_similarity >= 1.0:
+        return StoryChoice(best, story)
+    group = [(best, story)] + [(sc, st) for sc, st in ok[1:] if same_event(story, st, settings)]
+    if len(group) == 1:
+        return StoryChoice(best, story)
+    win_score, survivor = min(group, key=lambda e: (-e[1].event_count, e[1].first_seen, e[1].story_id))
+    absorbed = tuple(st for _, st in group if st is not survivor and (st is story or same_event(survivor, st, settings)))
+    return StoryChoice(win_score, survivor, absorbed)
+
+
+def merge_into(survivor: StoryState, absorbed: Iterable[StoryState], settings: StorySettings = DEFAULT_STORY_SETTINGS) -> None:
+    """Fold the ``absorbed`` stories into ``survivor`` (see :func:`choose_story`)."""
+    for st in absorbed:
+        survivor.absorb(st, settings)
 
 
 Posting = tuple[str, float]  # (story_id, last filed)
@@ -528,9 +613,22 @@ def file_posting(postings: tuple[Posting, ...], story_id: str, ts: float,
     return tuple(rest[: settings.max_postings])
 
 
-def rank_candidates(hits: Mapping[str, float], settings: StorySettings = DEFAULT_STORY_SETTINGS) -> list[str]:
-    """The ``max_candidates`` stories with the most index weight shared with the event."""
-    return sorted(hits, key=lambda sid: (-hits[sid], sid))[: settings.max_candidates]
+def rank_candidates(hits: Mapping[str, float], settings: StorySettings = DEFAULT_STORY_SETTINGS,
+                    root: Callable[[str], str] | None = None) -> list[str]:
+    """The ``max_candidates`` stories with the most index weight shared with the event; with
+    ``root``, postings of a merged story count as the story it was merged into (resolved in rank
+    order, each story once, as the Redis script does)."""
+    ranked = sorted(hits, key=lambda sid: (-hits[sid], sid))
+    if root is None:
+        return ranked[: settings.max_candidates]
+    out: list[str] = []
+    for sid in ranked:
+        r = root(sid)
+        if r not in out:
+            out.append(r)
+            if len(out) >= settings.max_candidates:
+                break
+    return out
 
 
 class StoryClusterer:
@@ -541,6 +639,13 @@ class StoryClusterer:
         self.rarity = rarity if rarity is not None else Rarity(prior_docs=settings.prior_docs)
         self.stories: dict[str, StoryState] = {}
         self.index: dict[str, tuple[Posting, ...]] = {}
+        self.merged: dict[str, str] = {}  # absorbed story id -> the story it was merged into
+
+    def root(self, story_id: str) -> str:
+        """The story ``story_id`` is now part of (itself unless it was merged)."""
+        while story_id in self.merged:
+            story_id = self.merged[story_id]
+        return story_id
 
     def assign(self, item: StoryInput, join: str | None = None) -> StoryAssignment:
         """Put the event in its story (or a new one) and update all state.
@@ -556,14 +661,18 @@ class StoryClusterer:
         hits: dict[str, float] = {}
         for k, w in keys.items():
             for sid, seen in self.index.get(k, ()):
-                if sid in self.stories and seen >= item.ts - s.max_gap_s:
+                if self.root(sid) in self.stories and seen >= item.ts - s.max_gap_s:
                     hits[sid] = hits.get(sid, 0.0) + w
-        candidates = [self.stories[sid] for sid in rank_candidates(hits, s)]
-        best, story = pick_story(features, vecs, item.ts, candidates, s,
-                                 linked=self.stories.get(join) if join is not None else None)
+        candidates = [self.stories[sid] for sid in rank_candidates(hits, s, self.root) if sid in self.stories]
+        best, story, absorbed = choose_story(features, vecs, item.ts, candidates, s,
+                                             linked=self.stories.get(self.root(join)) if join is not None else None)
         if story is None:
             best, story = None, StoryState(story_id_for(item.event_id), item.ts, item.ts)
             self.stories[story.story_id] = story
+        merge_into(story, absorbed, s)
+        for st in absorbed:
+            self.merged[st.story_id] = story.story_id
+            del self.stories[st.story_id]
         story.add(item, features, vecs, s)
         for k in keys:
             self.index[k] = file_posting(self.index.get(k, ()), story.story_id, item.ts, s)
@@ -575,6 +684,7 @@ class StoryClusterer:
         old = [sid for sid, st in self.stories.items() if st.last_seen < horizon]
         for sid in old:
             del self.stories[sid]
+        self.merged = {a: b for a, b in self.merged.items() if self.root(b) in self.stories}
         for k in list(self.index):
             live = tuple(e for e in self.index[k] if e[1] >= horizon)
             if live:

@@ -17,7 +17,8 @@ Per event, two script calls (``EVALSHA``):
 2. **commit** (:data:`_COMMIT`): re-runs the same retrieval; if the event has meanwhile got a
    result, returns it; if the fingerprint changed (another worker filed a story under one of the
    event's keys, or changed a candidate), returns ``retry`` and the event is decided again;
-   otherwise writes the result, the story, its novelty sets, links, postings and counts at once.
+   otherwise writes the result, the story, its novelty sets, links, postings and counts at once,
+   and, on a late merge, turns each absorbed story into a redirect to the survivor.
 
 So concurrent workers decide as if one after another (a Lua script runs alone), as the old
 ``WATCH``/``MULTI`` transaction did, in 2 round trips instead of ~6. Idempotency: the result under
@@ -27,6 +28,7 @@ Layout (``p`` = namespace + ``st:``; every key expires ``max_gap_s`` after its l
 
     p a:<event_id>        string  the event's story fields (orjson)             idempotency
     p s:<story_id>        string  StoryState (orjson: centroids, names, ...)    scoring, summary
+                                  or '>' + survivor id once merged (late merge)  redirect
     p p:<day>:<index key> zset    story_id -> last filed (max_postings newest)   candidate lookup
     p l:<link key>        string  story_id (event id / source story_key)         re-posts, live blogs
     p nk:<story_id>       set     sentence-key hashes (capped: max_sentences)    novelty
@@ -56,8 +58,9 @@ from pipelines.stages.stories.clustering import (
     StoryInput,
     StoryScore,
     StoryState,
+    choose_story,
     index_keys,
-    pick_story,
+    merge_into,
     small_hash,
     story_features,
     story_id_for,
@@ -75,13 +78,23 @@ _DAY_S = 86400.0
 
 # Shared by both scripts. A = cjson.decode(ARGV[1]): links (keys), posts ([key, group, weight]),
 # horizon, maxc, prefix. Returns the linked story id (or false), candidate ids (linked first),
-# their states ('' when expired) and the fingerprint.
+# their states ('' when expired) and the fingerprint. A merged story's state is '>' + the id of the
+# story it was merged into: ids from links and postings are followed there (root), each story once.
 _RETRIEVE = """
+local function root(prefix, sid)
+  for _ = 1, 16 do
+    local st = redis.call('GET', prefix .. 's:' .. sid)
+    if not st then return sid, '' end
+    if string.sub(st, 1, 1) ~= '>' then return sid, st end
+    sid = string.sub(st, 2)
+  end
+  return sid, ''
+end
 local function retrieve(A)
-  local linked = false
+  local linked, linked_state = false, ''
   for _, key in ipairs(A.links) do
     local sid = redis.call('GET', key)
-    if sid then linked = sid; break end
+    if sid then linked, linked_state = root(A.prefix, sid); break end
   end
   local score, order, seen = {}, {}, {}
   for _, post in ipairs(A.posts) do
@@ -95,15 +108,19 @@ local function retrieve(A)
     end
   end
   table.sort(order, function(a, b) if score[a] ~= score[b] then return score[a] > score[b] end return a < b end)
-  local cands = {}
-  if linked then cands[1] = linked end
+  local cands, states, taken = {}, {}, {}
+  if linked then cands[1] = linked; states[1] = linked_state; taken[linked] = true end
   for _, sid in ipairs(order) do
     if #cands >= A.maxc + (linked and 1 or 0) then break end
-    if sid ~= linked then cands[#cands + 1] = sid end
+    local r, st = root(A.prefix, sid)
+    if not taken[r] then
+      taken[r] = true
+      cands[#cands + 1] = r
+      states[#states + 1] = st
+    end
   end
-  local states, parts = {}, {}
+  local parts = {}
   for i, sid in ipairs(cands) do
-    states[i] = redis.call('GET', A.prefix .. 's:' .. sid) or ''
     parts[#parts + 1] = sid
     parts[#parts + 1] = states[i]
   end
@@ -152,8 +169,9 @@ return reply
 """
 
 # ARGV: the read's JSON plus fp, sid, ts, ttl, keep, day_ttl, file (posting keys), own (link keys),
-# day (df hash), nk / nh (members to add, empty when the set is full); ARGV[2] the story state,
-# ARGV[3] the event's result. Reply: {'ok'} | {'retry'} | {'done', result}.
+# day (df hash), nk / nh (members to add, empty when the set is full), absorb (ids of stories merged
+# into sid: each becomes a redirect '>' .. sid, its novelty sets join sid's); ARGV[2] the story
+# state, ARGV[3] the event's result. Reply: {'ok'} | {'retry'} | {'done', result}.
 _COMMIT = _RETRIEVE + """
 local A = cjson.decode(ARGV[1])
 local done = redis.call('GET', A.done)
@@ -163,6 +181,17 @@ if fp ~= A.fp then return {'retry'} end
 local sid, ttl = A.sid, A.ttl
 redis.call('SET', A.done, ARGV[3], 'PX', ttl)
 redis.call('SET', A.prefix .. 's:' .. sid, ARGV[2], 'PX', ttl)
+for _, old in ipairs(A.absorb) do
+  redis.call('SET', A.prefix .. 's:' .. old, '>' .. sid, 'PX', ttl)
+  for _, kind in ipairs({'nk', 'nh'}) do
+    local from = A.prefix .. kind .. ':' .. old
+    if redis.call('EXISTS', from) == 1 then
+      local into = A.prefix .. kind .. ':' .. sid
+      redis.call('SUNIONSTORE', into, into, from)
+      redis.call('DEL', from)
+    end
+  end
+end
 for _, kind in ipairs({'nk', 'nh'}) do
   local key, members = A.prefix .. kind .. ':' .. sid, A[kind]
   for from = 1, #members, 1000 do
@@ -202,13 +231,16 @@ class StoryDecision:
     def to_fields(self) -> dict[str, Any]:
         """The ``story_id`` / ``story`` / ``novelty`` fields written on the event (JSON-ready)."""
         st = self.story
+        story = {"is_new": self.is_new,
+                 "score": round(self.score.score, 3) if self.score else None,
+                 "event_count": st["event_count"], "source_count": st["source_count"],
+                 "first_seen": st["first_seen"], "last_seen": st["last_seen"],
+                 "top_entities": st["top_entities"], "top_places": st["top_places"]}
+        if st.get("merged_from"):  # only on stories that absorbed another (late merge)
+            story["merged_from"] = list(st["merged_from"])
         return {
             "story_id": self.story_id,
-            "story": {"is_new": self.is_new,
-                      "score": round(self.score.score, 3) if self.score else None,
-                      "event_count": st["event_count"], "source_count": st["source_count"],
-                      "first_seen": st["first_seen"], "last_seen": st["last_seen"],
-                      "top_entities": st["top_entities"], "top_places": st["top_places"]},
+            "story": story,
             "novelty": {"ratio": round(self.novelty_ratio, 3), "new_sentences": list(self.new_sentences),
                         "repeated": self.repeated},
         }
@@ -299,18 +331,21 @@ class RedisStoryStore:
             states = {sid: StoryState.from_state(orjson.loads(raw)) for sid, raw in zip(cands, reply[1:], strict=True)
                       if raw}
             linked = states.get(meta["linked"]) if meta["linked"] else None
-            best, story = pick_story(features, vecs, ts, [st for sid, st in states.items()
-                                                                         if sid != meta["linked"]], s, linked)
+            best, story, absorbed = choose_story(features, vecs, ts, [st for sid, st in states.items()
+                                                                      if sid != meta["linked"]], s, linked)
             if story is None:
                 best, story = None, StoryState(story_id_for(event_id), ts, ts)
             sid = story.story_id
+            merge_into(story, absorbed, s)
             story.add(item, features, vecs, s)
             memory, full = StoryMemory(), (False, False)
             if sid in states:
-                n_k, k_hits, n_h, h_hits = meta["nov"][cands.index(sid)]
                 key_marks, sh_marks = list(marks.keys), list(marks.shingles)
-                memory = StoryMemory({key_marks[j - 1]: None for j in k_hits or []},
-                                     {sh_marks[j - 1]: None for j in h_hits or []})
+                n_k, _, n_h, _ = meta["nov"][cands.index(sid)]
+                for member in [sid, *(st.story_id for st in absorbed)]:  # a merged story's sentences count too
+                    _, k_hits, _, h_hits = meta["nov"][cands.index(member)]
+                    memory.sentence_keys.update({key_marks[j - 1]: None for j in k_hits or []})
+                    memory.shingles.update({sh_marks[j - 1]: None for j in h_hits or []})
                 full = (n_k >= self.novelty.max_sentences, n_h >= self.novelty.max_shingles)
             novelty = assess_novelty(item.text, memory, self.novelty, marks.counted)
             decision = StoryDecision(sid, best is None, best, _iso_summary(story, s),
@@ -318,7 +353,7 @@ class RedisStoryStore:
             commit = {**args, "fp": meta["fp"], "sid": sid, "ts": ts, "ttl": self._ttl_ms, "keep": s.max_postings,
                       "day_ttl": int(self._days * _DAY_S), "day": self._k("df", str(today)),
                       "file": [self._k("p", f"{today}:{k}") for k in keys],
-                      "own": [self._k("l", o) for o in own],
+                      "own": [self._k("l", o) for o in own], "absorb": [st.story_id for st in absorbed],
                       "nk": [] if full[0] else args["nk"], "nh": [] if full[1] else args["nh"]}
             result = self._commit(args=[orjson.dumps(commit), orjson.dumps(story.to_state()),
                                         _decision_to_json(decision, item.text)])
@@ -331,9 +366,21 @@ class RedisStoryStore:
         raise StoryContention(f"stories: event {event_id} lost {self.max_retries} commits in a row; "
                               "is another writer looping on the same keys?")
 
+    def merged_into(self, story_id: str) -> str:
+        """The story ``story_id`` is part of now: itself, or (after late merges) the story it was
+        merged into, followed to the end; unknown and expired ids map to themselves."""
+        for _ in range(16):
+            raw = self.client.get(self._k("s", story_id))
+            text = raw.decode() if isinstance(raw, bytes) else raw
+            if text is None or not text.startswith(">"):
+                break
+            story_id = text[1:]
+        return story_id
+
     def story(self, story_id: str) -> dict[str, Any] | None:
-        """A story's summary as stored now (None when unknown or expired)."""
-        raw = self.client.get(self._k("s", story_id))
+        """A story's summary as stored now (None when unknown or expired; a merged story's id gives
+        the story it was merged into)."""
+        raw = self.client.get(self._k("s", self.merged_into(story_id)))
         return None if raw is None else StoryState.from_state(orjson.loads(raw)).summary(self.settings)
 
     def memory_usage(self, sample: int = 2000) -> dict[str, int]:
@@ -366,12 +413,14 @@ def _decision_to_json(d: StoryDecision, text: str) -> bytes:
                          d.repeated, d.novelty_ratio])
 
 
-_SUMMARY_KEYS = ("event_count", "source_count", "first_seen", "last_seen", "top_entities", "top_places")
+_SUMMARY_KEYS = ("event_count", "source_count", "first_seen", "last_seen", "top_entities", "top_places", "merged_from")
 
 
 def _decision_from_json(raw: bytes, text: str) -> StoryDecision:
     sid, is_new, score, summary, new_idx, repeated, ratio = orjson.loads(raw)
     all_sentences = sentences(text)
+    if len(summary) < len(_SUMMARY_KEYS):  # stored before late merges existed
+        summary = [*summary, []]
     return StoryDecision(sid, is_new, None if score is None else StoryScore(sid, score),
                          dict(zip(_SUMMARY_KEYS, summary, strict=True)),
                          tuple(all_sentences[i] for i in new_idx), repeated, ratio)
