@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -402,9 +402,12 @@ class _LanguageRules:
         names = [(a, e) for e in entities.values() for a in (e.name, *e.aliases) if len(a.split()) > 1]
         names += [(a, entities[eid]) for a, eid in lex.entity_aliases]
         cues = tagger._cues
-        lang_cues = NameCues(first_names=cues.first_names, org_last_words=cues.org_last_words | lex.org_last_words,
-                             org_heads=cues.org_heads | lex.org_heads, connectors=cues.connectors | lex.connectors,
-                             nationalities=cues.nationalities, team_verbs=frozenset())
+        # The team and business cues are English words ("beat", "shares in"): none of them here.
+        none: frozenset[str] = frozenset()
+        lang_cues = replace(cues, org_last_words=cues.org_last_words | lex.org_last_words,
+                            org_heads=cues.org_heads | lex.org_heads, connectors=cues.connectors | lex.connectors,
+                            team_verbs=none, team_roles=none, team_plural_verbs=none, club_heads=none,
+                            club_tails=none, national_sides=none, org_context_before=none, org_context_after=none)
         # Everyday words are no name's first word, unless they are first names too ("Pedro", "Rosa").
         not_names = tagger._stop.not_names | lex.never_places | (lex.common_words - cues.first_names)
         places = tagger._places
@@ -412,8 +415,8 @@ class _LanguageRules:
         place_names = (places.well_known if places is not None else frozenset()) | own_places
         if places is not None:
             # "Sophie Marchand": an everyday word of the language is no well-known place's name here.
-            places = PlaceKeys(all=places.all, well_known=places.well_known - lex.common_words,
-                               acronyms=places.acronyms, countries=places.countries)
+            places = replace(places, well_known=places.well_known - lex.common_words,
+                             major=places.major - lex.common_words)
         return cls(lexicon=lex, aliases=LanguageNames(names, lower_tail=True), cues=lang_cues,
                    not_names=not_names, titles=tagger._titles | lex.titles | lex.honorifics, places=places,
                    place_names=place_names)
