@@ -303,6 +303,37 @@ def test_search_by_an_explicit_time_range_on_both_stores(store_kind: str, tmp_pa
         console.store.close()
 
 
+@pytest.mark.parametrize("store_kind", ["sqlite", "postgresql"])
+def test_a_merged_story_redirects_to_its_survivor_and_is_not_listed(store_kind: str, tmp_path: Path,
+                                                                    request: pytest.FixtureRequest) -> None:
+    url = f"sqlite:///{tmp_path / 'merge.db'}" if store_kind == "sqlite" else request.getfixturevalue("postgres_url")
+    settings = load_settings(overrides={"storage.url": url, "data_dir": str(tmp_path)}, environ={})
+    absorbed = "story:<script>merged"  # a stored id is untrusted text too
+    store = open_store(url)
+    store.add_many([hostile.event(0), hostile.event(10, story_id=absorbed), hostile.event(11, story_id=absorbed)])
+    store.flush()
+    merging = hostile.event(1)
+    store.add({**merging, "story": {**merging["story"], "event_count": 4, "merged_from": [absorbed]}})
+    store.flush()
+    store.close()
+    console = Console(settings, credentials=Credentials(VIEWER, OPERATOR))
+    try:
+        client = TestClient(console.app)
+        login(client, VIEWER)
+        survivor_href = f'/stories/{hostile.STORY_ID.replace(":", "%3A")}'
+        moved = client.get(f"/stories/{absorbed}", follow_redirects=False)
+        assert moved.status_code == 303
+        assert moved.headers["location"] == f"{survivor_href}?merged=story%3A%3Cscript%3Emerged"
+        html = assert_inert(client, moved.headers["location"])
+        assert "was merged into this one" in html and "story:&lt;script&gt;merged" in html
+        assert re.findall(r'data-event-id="0*(\w+)"', html) == ["0", "1", "a", "b"]  # both stories' events
+        assert "was merged into this one" not in client.get(f"{survivor_href}?merged=story%3Aother").text
+        stories = client.get("/stories").text
+        assert stories.count(f'href="{survivor_href}"') == 2 and "merged" not in stories
+    finally:
+        console.store.close()
+
+
 def test_sparkline_spans_the_box() -> None:
     assert views.sparkline([0, 2, 1], width=10, height=12) == "0.0,11.0 5.0,1.0 10.0,6.0"
     assert views.sparkline([]) == "" and views.sparkline([0]) == "0.0,23.0"
