@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -267,17 +268,23 @@ def test_search_finds_events_by_entity_and_source_and_refuses_a_bad_duration(con
     assert bad.status_code == 400 and "must be a duration" in bad.text
 
 
+def console_over(url: str, tmp_path: Path, *batches: list[dict[str, Any]]) -> Console:
+    """A console (not started) over the store at `url` holding `batches` of events, written in order."""
+    store = open_store(url)
+    for batch in batches:
+        store.add_many(batch)
+        store.flush()
+    store.close()
+    settings = load_settings(overrides={"storage.url": url, "data_dir": str(tmp_path)}, environ={})
+    return Console(settings, credentials=Credentials(VIEWER, OPERATOR))
+
+
 @pytest.mark.parametrize("store_kind", ["sqlite", "postgresql"])
 def test_search_by_an_explicit_time_range_on_both_stores(store_kind: str, tmp_path: Path,
                                                           request: pytest.FixtureRequest) -> None:
     url = f"sqlite:///{tmp_path / 'range.db'}" if store_kind == "sqlite" else request.getfixturevalue("postgres_url")
-    settings = load_settings(overrides={"storage.url": url, "data_dir": str(tmp_path)}, environ={})
-    store = open_store(url)
-    store.add_many([hostile.event(n, received_at=at) for n, at in enumerate(
+    console = console_over(url, tmp_path, [hostile.event(n, received_at=at) for n, at in enumerate(
         ["2026-03-01T10:00:00Z", "2026-03-01T12:05:00.250+02:00", "2026-03-01T10:10:00Z", "2026-03-02T00:00:00Z"])])
-    store.flush()
-    store.close()
-    console = Console(settings, credentials=Credentials(VIEWER, OPERATOR))
     try:
         client = TestClient(console.app)
         login(client, VIEWER)
@@ -307,16 +314,10 @@ def test_search_by_an_explicit_time_range_on_both_stores(store_kind: str, tmp_pa
 def test_a_merged_story_redirects_to_its_survivor_and_is_not_listed(store_kind: str, tmp_path: Path,
                                                                     request: pytest.FixtureRequest) -> None:
     url = f"sqlite:///{tmp_path / 'merge.db'}" if store_kind == "sqlite" else request.getfixturevalue("postgres_url")
-    settings = load_settings(overrides={"storage.url": url, "data_dir": str(tmp_path)}, environ={})
     absorbed = "story:<script>merged"  # a stored id is untrusted text too
-    store = open_store(url)
-    store.add_many([hostile.event(0), hostile.event(10, story_id=absorbed), hostile.event(11, story_id=absorbed)])
-    store.flush()
-    merging = hostile.event(1)
-    store.add({**merging, "story": {**merging["story"], "event_count": 4, "merged_from": [absorbed]}})
-    store.flush()
-    store.close()
-    console = Console(settings, credentials=Credentials(VIEWER, OPERATOR))
+    console = console_over(url, tmp_path, [hostile.event(0), hostile.event(10, story_id=absorbed),
+                                           hostile.event(11, story_id=absorbed)],
+                           [hostile.merging_event(1, absorbed, event_count=4)])
     try:
         client = TestClient(console.app)
         login(client, VIEWER)

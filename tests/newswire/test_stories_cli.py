@@ -25,8 +25,7 @@ def test_stories_top_and_show_resolve_a_merged_id(store_kind: str, tmp_path: Pat
     store.add_many([hostile.event(0), hostile.event(10, story_id=ABSORBED, title="Absorbed \x1b[31mred",
                                                    story=hostile.event(0)["story"])])
     store.flush()
-    merging = hostile.event(1)
-    store.add({**merging, "story": {**merging["story"], "event_count": 3, "merged_from": [ABSORBED]}})
+    store.add(hostile.merging_event(1, ABSORBED, event_count=3))
     store.flush()
     store.close()
 
