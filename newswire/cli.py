@@ -10,6 +10,7 @@
     newswire alerts tail           print alerts live as they reach the alerts topic
     newswire alerts list [--since 1h]   stored alerts, newest first
     newswire stories top [--since 24h]  the biggest stories (most sources) in the store
+    newswire stories show ID       one story and its events (an id merged into another: the survivor)
     newswire console               the web console alone (alerts live, stories, dead letters, health)
     newswire replay                re-run stored events (or --file archives) through the pipeline, no new rows
     newswire events                latest events in the SQLite store
@@ -415,9 +416,40 @@ def cmd_stories_top(args: argparse.Namespace) -> int:
         store.close()
     print(f"top {len(stories)} stories seen since {since:%Y-%m-%d %H:%M:%S}Z (sources, events, first..last seen):")
     for st in stories:
-        names = ", ".join(t["name"] for t in [*st["top_entities"][:3], *st["top_places"][:3]])
+        names = ", ".join(_plain(t["name"]) for t in [*st["top_entities"][:3], *st["top_places"][:3]])
         print(f"  {st['story_id']}  {st['source_count']:>3} src {st['event_count']:>4} ev  "
               f"{str(st['first_seen'])[5:16]}..{str(st['last_seen'])[11:16]}  {names}")
+    return 0
+
+
+def _plain(text: Any) -> str:
+    """Stored (untrusted) text for one terminal line: control and hidden characters spelled out."""
+    from newswire.console.views import visible
+
+    return visible(str(text).replace("\n", " "))
+
+
+def cmd_stories_show(args: argparse.Namespace) -> int:
+    """One story and its events, oldest first; an id merged into another story shows the survivor."""
+    from connectors.sinks import open_store
+
+    store = open_store(_settings(args).storage_url)
+    try:
+        story = store.story(args.story_id)
+        events = store.story_events(args.story_id, limit=args.limit) if story else []
+    finally:
+        store.close()
+    if story is None:
+        print(f"no story {_plain(args.story_id)} in the store", file=sys.stderr)
+        return 1
+    if story["story_id"] != args.story_id:
+        print(f"{_plain(args.story_id)} was merged into {_plain(story['story_id'])} (late merge: the same event)")
+    print(f"{_plain(story['story_id'])}  {story['source_count']} src {story['event_count']} ev  "
+          f"{story['first_seen']}..{story['last_seen']}")
+    if story["merged_from"]:
+        print(f"  merged into it: {', '.join(_plain(sid) for sid in story['merged_from'])}")
+    for e in events:
+        print(f"  {_plain(e.get('received_at'))}  {_plain(e.get('source')):<16} {_plain(e.get('title') or '')[:90]}")
     return 0
 
 
@@ -459,6 +491,10 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--since", default="24h", help="how far back: a duration like 30m, 6h, 2d (default 24h)")
     top.add_argument("--limit", type=int, default=10)
     top.set_defaults(fn=cmd_stories_top)
+    show = stories.add_parser("show", help="one story and its events (an id merged into another: the survivor)")
+    show.add_argument("story_id")
+    show.add_argument("--limit", type=int, default=50, help="at most this many events, the oldest (default 50)")
+    show.set_defaults(fn=cmd_stories_show)
     tl = sub.add_parser("tail", help="print records of topics (enriched, dlq, stats, fragments, alerts, or a name)")
     tl.add_argument("topics", nargs="+")
     tl.add_argument("--from-beginning", action="store_true")

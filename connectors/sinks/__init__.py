@@ -163,7 +163,8 @@ class EventStore(Sink):
     @abc.abstractmethod
     def top_stories(self, since: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
         """Stories seen at or after `since`, most sources first (then events, then newest): the
-        ``stories`` table's columns, with top_entities / top_places decoded."""
+        ``stories`` table's columns, with top_entities / top_places decoded. Stories merged into
+        another are not listed (here, in :meth:`growing_stories` and :meth:`biggest_stories`)."""
 
     @abc.abstractmethod
     def acknowledge_alert(self, alert_id: str, by: str) -> None:
@@ -190,7 +191,7 @@ class EventStore(Sink):
     def growing_stories(self, since: str, limit: int = 10) -> list[dict[str, Any]]:
         """Stories with events received at or after `since` (arrival, not the story's publication
         times), most such events first: the ``stories`` row (as :meth:`top_stories` gives it) plus
-        ``recent_events``, those events' count."""
+        ``recent_events``, those events' count (a merged story's events count for its survivor)."""
 
     @abc.abstractmethod
     def biggest_stories(self, since: str, limit: int = 10) -> list[dict[str, Any]]:
@@ -201,15 +202,19 @@ class EventStore(Sink):
     @abc.abstractmethod
     def story_volume(self, story_ids: list[str], since: str, bucket_s: int, buckets: int) -> dict[str, list[int]]:
         """Per story, its events received in each of `buckets` periods of `bucket_s` seconds from
-        `since` on (a sparkline's values; an event past the last period counts in the last)."""
+        `since` on (a sparkline's values; an event past the last period counts in the last; events of
+        stories merged into one count for it)."""
 
     @abc.abstractmethod
     def story(self, story_id: str) -> dict[str, Any] | None:
-        """One ``stories`` row (as :meth:`top_stories` gives it), or None."""
+        """The story `story_id` is part of now (itself, or the story it was merged into, see
+        docs/stories.md#late-merge): its ``stories`` row as :meth:`top_stories` gives it plus
+        ``merged_from``, the ids merged into it (sorted); None when unknown."""
 
     @abc.abstractmethod
     def story_events(self, story_id: str, limit: int = 200) -> list[dict[str, Any]]:
-        """The story's stored EnrichedEvents, oldest received first (at most `limit`, the oldest)."""
+        """The stored EnrichedEvents of the story `story_id` is part of now, including those of the
+        stories merged into it, oldest received first (at most `limit`, the oldest)."""
 
     @abc.abstractmethod
     def event(self, event_id: str) -> dict[str, Any] | None:

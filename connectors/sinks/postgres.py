@@ -26,7 +26,19 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from connectors.sinks import EventQuery, EventStore, volume_series
-from connectors.sinks.rows import alert_row, event_row, iso, parse_time, story_rows, upserts
+from connectors.sinks.rows import (
+    MEMBER_OF,
+    NOT_ABSORBED,
+    RESOLVED_STORY,
+    alert_row,
+    event_row,
+    iso,
+    merge_sql,
+    parse_time,
+    story_merges,
+    story_rows,
+    upserts,
+)
 
 #: Schema migrations, applied in order; schema_migrations records each version that ran.
 MIGRATIONS: tuple[str, ...] = (
@@ -99,12 +111,22 @@ MIGRATIONS: tuple[str, ...] = (
         snoozed_at    TIMESTAMPTZ NOT NULL
     );
     """,
+    # 3: late merges (docs/stories.md#late-merge): absorbed story id -> the story it is part of now.
+    """
+    CREATE TABLE IF NOT EXISTS story_merges (
+        story_id      TEXT PRIMARY KEY,
+        merged_into   TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS story_merges_merged_into ON story_merges (merged_into);
+    """,
 )
 
 #: Any constant works: it only has to be the same for every process migrating this database.
 _MIGRATION_LOCK = 0x6E657773  # "news"
 
 _UPSERT, _UPSERT_STORY, _UPSERT_ALERT = upserts("postgresql")
+_MERGES = merge_sql("postgresql")
+_RESOLVED = RESOLVED_STORY.format(p="%(id)s")
 
 
 def migrate(conn: psycopg.Connection[Any]) -> int:
@@ -178,6 +200,9 @@ class PostgresSink(EventStore):
             cur.executemany(_UPSERT, [_row(e) for e in sorted(events, key=lambda e: e["event_id"])])
             now = datetime.now(UTC)
             cur.executemany(_UPSERT_STORY, [_story(r, now) for r in story_rows(events)])
+            for absorbed, survivor in story_merges(events):
+                for statement in _MERGES:
+                    cur.execute(statement, {"absorbed": absorbed, "survivor": survivor})
             cur.executemany(_UPSERT_ALERT, [_alert(a) for a in sorted(alerts, key=lambda a: a["alert_id"])])
 
     def events(self, since: str | None = None, until: str | None = None, source: str | None = None,
@@ -203,6 +228,7 @@ class PostgresSink(EventStore):
     def top_stories(self, since: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
         query = (f"SELECT {', '.join(_STORY_FIELDS)} FROM stories"
                  " WHERE (%(since)s::timestamptz IS NULL OR last_seen >= %(since)s)"
+                 f" AND {NOT_ABSORBED.format(col='stories.story_id')}"
                  " ORDER BY source_count DESC, event_count DESC, last_seen DESC LIMIT %(limit)s")
         return [_story_dict(row) for row in self._fetch(query, {"since": since, "limit": limit})]
 
@@ -251,29 +277,39 @@ class PostgresSink(EventStore):
 
     def growing_stories(self, since: str, limit: int = 10) -> list[dict[str, Any]]:
         query = (f"SELECT {', '.join('s.' + f for f in _STORY_FIELDS)}, count(*) AS recent FROM events e"
-                 " JOIN stories s ON s.story_id = e.story_id WHERE e.received_at >= %(since)s GROUP BY s.story_id"
+                 " LEFT JOIN story_merges m ON m.story_id = e.story_id"
+                 " JOIN stories s ON s.story_id = coalesce(m.merged_into, e.story_id)"
+                 " WHERE e.received_at >= %(since)s GROUP BY s.story_id"
                  " ORDER BY recent DESC, s.event_count DESC, s.last_seen DESC LIMIT %(limit)s")
         return [{**_story_dict(row[:-1]), "recent_events": row[-1]}
                 for row in self._fetch(query, {"since": since, "limit": limit})]
 
     def biggest_stories(self, since: str, limit: int = 10) -> list[dict[str, Any]]:
         query = (f"SELECT {', '.join(_STORY_FIELDS)} FROM stories WHERE updated_at >= %(since)s"
+                 f" AND {NOT_ABSORBED.format(col='stories.story_id')}"
                  " ORDER BY source_count DESC, event_count DESC, last_seen DESC LIMIT %(limit)s")
         return [_story_dict(row) for row in self._fetch(query, {"since": since, "limit": limit})]
 
     def story_volume(self, story_ids: list[str], since: str, bucket_s: int, buckets: int) -> dict[str, list[int]]:
-        query = ("SELECT story_id, floor(extract(epoch FROM received_at - %(since)s::timestamptz) / %(bucket)s)::int,"
-                 " count(*) FROM events WHERE story_id = ANY(%(ids)s) AND received_at >= %(since)s GROUP BY 1, 2")
+        # an absorbed story's events count for the story it was merged into
+        query = ("SELECT coalesce(m.merged_into, e.story_id),"
+                 " floor(extract(epoch FROM e.received_at - %(since)s::timestamptz) / %(bucket)s)::int, count(*)"
+                 " FROM events e LEFT JOIN story_merges m ON m.story_id = e.story_id"
+                 " WHERE (e.story_id = ANY(%(ids)s) OR m.merged_into = ANY(%(ids)s)) AND e.received_at >= %(since)s"
+                 " GROUP BY 1, 2")
         rows = self._fetch(query, {"since": since, "bucket": bucket_s, "ids": list(story_ids)}) if story_ids else []
         return volume_series(((r[0], r[1], r[2]) for r in rows), story_ids, buckets)
 
     def story(self, story_id: str) -> dict[str, Any] | None:
-        rows = self._fetch(f"SELECT {', '.join(_STORY_FIELDS)} FROM stories WHERE story_id = %(id)s",
-                           {"id": story_id})
-        return _story_dict(rows[0]) if rows else None
+        fields = ", ".join(_STORY_FIELDS)
+        rows = self._fetch(f"SELECT {fields}, array(SELECT m.story_id FROM story_merges m"
+                           " WHERE m.merged_into = stories.story_id ORDER BY m.story_id)"
+                           f" FROM stories WHERE story_id = {_RESOLVED}", {"id": story_id})
+        return {**_story_dict(rows[0][:-1]), "merged_from": list(rows[0][-1])} if rows else None
 
     def story_events(self, story_id: str, limit: int = 200) -> list[dict[str, Any]]:
-        query = "SELECT body FROM events WHERE story_id = %(id)s ORDER BY received_at, event_id LIMIT %(limit)s"
+        members = MEMBER_OF.format(col="events.story_id", p=f"({_RESOLVED})")
+        query = f"SELECT body FROM events WHERE {members} ORDER BY received_at, event_id LIMIT %(limit)s"
         return [body for (body,) in self._fetch(query, {"id": story_id, "limit": limit})]
 
     def event(self, event_id: str) -> dict[str, Any] | None:

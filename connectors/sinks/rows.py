@@ -9,6 +9,12 @@ Stories only move forward: :func:`merge_story` (and both sinks' upserts) keep th
 ``first_seen`` and the largest ``last_seen``/``event_count``/``source_count``, so replaying old
 events never shrinks a story; its top entities and places follow the row with the most events.
 
+Late merges (``story.merged_from``, docs/stories.md#late-merge): :func:`story_merges` lists the
+(absorbed, survivor) pairs a batch names; :func:`merge_sql` records each in ``story_merges`` (the
+redirect, absorbed id -> survivor, kept one hop deep) and folds the absorbed row into the
+survivor's by the same never-backwards rules. The absorbed row stays, hidden from story lists;
+lookups of its id find the survivor.
+
 The upsert statements are written once here (:func:`upsert_sql`) and rendered per dialect, so the
 two stores cannot drift apart in what a replay overwrites and what it keeps.
 """
@@ -110,6 +116,17 @@ def story_rows(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return [merged[sid] for sid in sorted(merged)]
 
 
+def story_merges(events: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(absorbed, survivor) for each id an event's ``story.merged_from`` lists, deduplicated, sorted."""
+    pairs: set[tuple[str, str]] = set()
+    for event in events:
+        story, survivor = event.get("story"), event.get("story_id")
+        if survivor and isinstance(story, dict):
+            pairs.update((str(absorbed), survivor) for absorbed in story.get("merged_from") or ()
+                         if absorbed and absorbed != survivor)
+    return sorted(pairs)
+
+
 def alert_row(alert: dict[str, Any]) -> dict[str, Any]:
     """Columns of the ``alerts`` table for one Alert (window start/end and fired_at as datetimes)."""
     window = alert.get("window") or {}
@@ -158,6 +175,40 @@ def upsert_sql(dialect: str, table: str, columns: Sequence[str], updates: Mappin
     return (f"INSERT INTO {table} ({', '.join(columns)})\n"
             f"VALUES ({', '.join(param.format(c) for c in columns)})\n"
             f"ON CONFLICT ({columns[0]}) DO UPDATE SET\n    {sets}")
+
+
+def merge_sql(dialect: str) -> tuple[str, str, str]:
+    """Three statements per (absorbed, survivor) pair, run in this order with parameters
+    ``absorbed`` and ``survivor``, after the batch's story upserts:
+
+    1. record the redirect (the first one recorded stays; a survivor itself absorbed since
+       resolves to where it went, so a replayed old event never re-points an id backwards);
+    2. re-point ids merged into the absorbed story at its survivor (redirects stay one hop);
+    3. fold the absorbed row into the survivor's (earliest first_seen, largest last_seen and
+       counts: the merging event's summary already adds the two up, so adding again would count
+       twice and replays would keep adding).
+    All three are idempotent.
+    """
+    param, least, greatest = _DIALECTS[dialect]
+    absorbed, survivor = param.format("absorbed"), param.format("survivor")
+    resolved = f"coalesce((SELECT m.merged_into FROM story_merges m WHERE m.story_id = {survivor}), {survivor})"
+    record = (f"INSERT INTO story_merges (story_id, merged_into) VALUES ({absorbed}, {resolved})\n"
+              "ON CONFLICT (story_id) DO NOTHING")
+    repoint = f"UPDATE story_merges SET merged_into = {resolved} WHERE merged_into = {absorbed}"
+    fold = (f"UPDATE stories SET first_seen = {least}(stories.first_seen, a.first_seen),"
+            f" last_seen = {greatest}(stories.last_seen, a.last_seen),"
+            f" event_count = {greatest}(stories.event_count, a.event_count),"
+            f" source_count = {greatest}(stories.source_count, a.source_count)\n"
+            f"FROM stories a WHERE a.story_id = {absorbed} AND stories.story_id = {resolved}")
+    return record, repoint, fold
+
+
+#: SQL conditions on a story id column (``{col}``) and one named parameter (``{p}``, rendered per
+#: dialect): the story the id stands for now, and the ids that belong to a (resolved) story. Qualify
+#: ``{col}`` (``stories.story_id``): inside the subquery a bare ``story_id`` is the merges table's.
+RESOLVED_STORY = "coalesce((SELECT m.merged_into FROM story_merges m WHERE m.story_id = {p}), {p})"
+NOT_ABSORBED = "NOT EXISTS (SELECT 1 FROM story_merges m WHERE m.story_id = {col})"
+MEMBER_OF = "({col} = {p} OR {col} IN (SELECT m.story_id FROM story_merges m WHERE m.merged_into = {p}))"
 
 
 def upserts(dialect: str) -> tuple[str, str, str]:

@@ -17,7 +17,19 @@ from typing import Any
 import orjson
 
 from connectors.sinks import EventQuery, EventStore, volume_series
-from connectors.sinks.rows import alert_row, event_row, iso, parse_time, story_rows, upserts
+from connectors.sinks.rows import (
+    MEMBER_OF,
+    NOT_ABSORBED,
+    RESOLVED_STORY,
+    alert_row,
+    event_row,
+    iso,
+    merge_sql,
+    parse_time,
+    story_merges,
+    story_rows,
+    upserts,
+)
 
 #: Schema migrations, applied in order; PRAGMA user_version records how many ran.
 MIGRATIONS: tuple[str, ...] = (
@@ -91,9 +103,19 @@ MIGRATIONS: tuple[str, ...] = (
         snoozed_at    TEXT NOT NULL
     );
     """,
+    # 4: late merges (docs/stories.md#late-merge): absorbed story id -> the story it is part of now.
+    """
+    CREATE TABLE IF NOT EXISTS story_merges (
+        story_id      TEXT PRIMARY KEY,
+        merged_into   TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS story_merges_merged_into ON story_merges (merged_into);
+    """,
 )
 
 _UPSERT, _UPSERT_STORY, _UPSERT_ALERT = upserts("sqlite")
+_MERGES = merge_sql("sqlite")
+_RESOLVED = RESOLVED_STORY.format(p=":id")
 
 
 def open_database(path: Path) -> sqlite3.Connection:
@@ -169,6 +191,9 @@ class SQLiteSink(EventStore):
         try:
             self._conn.executemany(_UPSERT, [_row(e) for e in events])
             self._conn.executemany(_UPSERT_STORY, [_story(r, now) for r in story_rows(events)])
+            for absorbed, survivor in story_merges(events):
+                for statement in _MERGES:
+                    self._conn.execute(statement, {"absorbed": absorbed, "survivor": survivor})
             self._conn.executemany(_UPSERT_ALERT, [_alert(a) for a in alerts])
         except BaseException:
             self._conn.execute("ROLLBACK")
@@ -195,6 +220,7 @@ class SQLiteSink(EventStore):
         cutoff = _stored_time(since)
         cur = self._conn.execute(
             f"SELECT {', '.join(_STORY_FIELDS)} FROM stories WHERE (? IS NULL OR last_seen >= ?)"
+            f" AND {NOT_ABSORBED.format(col='stories.story_id')}"
             " ORDER BY source_count DESC, event_count DESC, last_seen DESC LIMIT ?", (cutoff, cutoff, int(limit)))
         return [_story_dict(row) for row in cur]
 
@@ -250,7 +276,8 @@ class SQLiteSink(EventStore):
             raise ValueError(f"growing_stories: since must be an ISO-8601 time, got {since!r}")
         cur = self._conn.execute(
             f"SELECT {', '.join('s.' + f for f in _STORY_FIELDS)}, count(*) AS recent FROM events e"
-            " JOIN stories s ON s.story_id = e.story_id WHERE e.received_at >= ?"
+            " LEFT JOIN story_merges m ON m.story_id = e.story_id"
+            " JOIN stories s ON s.story_id = coalesce(m.merged_into, e.story_id) WHERE e.received_at >= ?"
             " AND julianday(e.received_at) >= julianday(?) GROUP BY s.story_id"
             " ORDER BY recent DESC, s.event_count DESC, s.last_seen DESC LIMIT ?",
             ((cutoff - timedelta(days=1)).strftime("%Y-%m-%d"), iso(cutoff), int(limit)))
@@ -259,6 +286,7 @@ class SQLiteSink(EventStore):
     def biggest_stories(self, since: str, limit: int = 10) -> list[dict[str, Any]]:
         cur = self._conn.execute(
             f"SELECT {', '.join(_STORY_FIELDS)} FROM stories WHERE updated_at >= ?"
+            f" AND {NOT_ABSORBED.format(col='stories.story_id')}"
             " ORDER BY source_count DESC, event_count DESC, last_seen DESC LIMIT ?", (_stored_time(since), int(limit)))
         return [_story_dict(row) for row in cur]
 
@@ -266,21 +294,31 @@ class SQLiteSink(EventStore):
         cutoff = parse_time(since)
         if not story_ids or cutoff is None:
             return volume_series((), story_ids, buckets)
+        marks = ", ".join("?" * len(story_ids))
+        # an absorbed story's events count for the story it was merged into
         rows = self._conn.execute(
-            "SELECT story_id, CAST((julianday(received_at) - julianday(?)) * 86400 / ? AS INTEGER), count(*)"
-            f" FROM events WHERE story_id IN ({', '.join('?' * len(story_ids))})"
-            " AND julianday(received_at) >= julianday(?) GROUP BY 1, 2",
-            (iso(cutoff), int(bucket_s), *story_ids, iso(cutoff)))
+            "SELECT coalesce(m.merged_into, e.story_id),"
+            " CAST((julianday(e.received_at) - julianday(?)) * 86400 / ? AS INTEGER), count(*)"
+            " FROM events e LEFT JOIN story_merges m ON m.story_id = e.story_id"
+            f" WHERE (e.story_id IN ({marks}) OR m.merged_into IN ({marks}))"
+            " AND julianday(e.received_at) >= julianday(?) GROUP BY 1, 2",
+            (iso(cutoff), int(bucket_s), *story_ids, *story_ids, iso(cutoff)))
         return volume_series(rows, story_ids, buckets)
 
     def story(self, story_id: str) -> dict[str, Any] | None:
-        row = self._conn.execute(f"SELECT {', '.join(_STORY_FIELDS)} FROM stories WHERE story_id = ?",
-                                 (story_id,)).fetchone()
-        return _story_dict(row) if row else None
+        row = self._conn.execute(f"SELECT {', '.join(_STORY_FIELDS)} FROM stories WHERE story_id = {_RESOLVED}",
+                                 {"id": story_id}).fetchone()
+        if not row:
+            return None
+        merged = self._conn.execute("SELECT story_id FROM story_merges WHERE merged_into = ? ORDER BY story_id",
+                                    (row[0],))
+        return {**_story_dict(row), "merged_from": [sid for (sid,) in merged]}
 
     def story_events(self, story_id: str, limit: int = 200) -> list[dict[str, Any]]:
-        rows = self._conn.execute("SELECT body FROM events WHERE story_id = ?"
-                                  " ORDER BY julianday(received_at), event_id LIMIT ?", (story_id, int(limit)))
+        members = MEMBER_OF.format(col="events.story_id", p=f"({_RESOLVED})")
+        rows = self._conn.execute(f"SELECT body FROM events WHERE {members}"
+                                  " ORDER BY julianday(received_at), event_id LIMIT :limit",
+                                  {"id": story_id, "limit": int(limit)})
         return [orjson.loads(body) for (body,) in rows]
 
     def event(self, event_id: str) -> dict[str, Any] | None:

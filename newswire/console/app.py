@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 import jinja2
 import orjson
@@ -468,7 +468,13 @@ class Console:
         story, events = await self.store.read(lambda s: (s.story(story_id), s.story_events(story_id)))
         if story is None:
             return self._error(session, 404, "no such story in the store")
+        if story["story_id"] != story_id:  # merged into another (late merge): one page per story
+            target = f"/stories/{quote(story['story_id'], safe='')}?merged={quote(story_id, safe='')}"
+            return RedirectResponse(target, 303)
+        # says which story the visitor came from, when it is one merged into this one
+        came_from = request.query_params.get("merged")
         return self._page(session, fresh, "story.html", title="Story", story=story, names=views.names,
+                          came_from=came_from if came_from in story["merged_from"] else None,
                           headline=events[0].get("title") if events else None, events=[_event_view(e) for e in events],
                           markers=(markers := worldmap.place_markers(events)), view=worldmap.map_view(markers),
                           map_box=(worldmap.VIEW_W, worldmap.VIEW_H))

@@ -194,6 +194,62 @@ def test_console_queries_stories_a_story_its_events_and_size(store: EventStore) 
     assert store.size_bytes() > 0
 
 
+def test_late_merge_folds_the_absorbed_story_into_the_survivor(store: EventStore, store_url: str) -> None:
+    a, b, c = "story:aaaaaaaaaaaaaaaa", "story:bbbbbbbbbbbbbbbb", "story:cccccccccccccccc"
+    # a: events 1-2 from 09:00 on; b: events 3-5; event 6 joins b and merges a into it (its summary
+    # already adds the two up, as the stories stage writes it)
+    a_events = [event(i, story_id=a, story=story(i, "2026-03-01T09:00:00Z", f"2026-03-01T10:{i:02d}:00Z", "org:a"))
+                for i in (1, 2)]
+    b_events = [event(i, story_id=b, story=story(i - 2, "2026-03-01T10:03:00Z", f"2026-03-01T10:{i:02d}:00Z", "org:b"))
+                for i in (3, 4, 5)]
+    merging = event(6, story_id=b, story={**story(6, "2026-03-01T10:03:00Z", "2026-03-01T10:06:00Z", "org:b"),
+                                          "merged_from": [a]})
+    for batch in (a_events, b_events, [merging]):
+        store.add_many(batch)
+        store.flush()
+
+    def check(survivor: str, absorbed: list[str], count: int) -> None:
+        assert [s["story_id"] for s in store.top_stories()] == [survivor]
+        assert [s["story_id"] for s in store.biggest_stories("2000-01-01T00:00:00Z")] == [survivor]
+        assert [(g["story_id"], g["recent_events"]) for g in store.growing_stories("2026-03-01T10:00:00Z")] == [
+            (survivor, count)]
+        assert store.story_volume([survivor], "2026-03-01T10:00:00Z", 3600, 1) == {survivor: [count]}
+        for sid in (survivor, *absorbed):
+            got = store.story(sid)
+            assert got is not None
+            assert (got["story_id"], got["merged_from"], got["event_count"]) == (survivor, absorbed, count)
+            assert got["first_seen"].startswith("2026-03-01T09:00:00")  # the absorbed story's start
+            assert [e["source_id"] for e in store.story_events(sid)] == [f"a-{i}" for i in range(1, count + 1)]
+
+    check(b, [a], 6)
+    # at-least-once: the merging event and an old event of the absorbed story again, in one batch
+    store.add_many([merging, a_events[0]])
+    store.flush()
+    check(b, [a], 6)
+    # b is merged into c later (c's events list both ids); then an old event of b that names a is replayed
+    store.add(event(7, story_id=c, story={**story(7, "2026-03-01T09:00:00Z", "2026-03-01T10:07:00Z", "org:c"),
+                                          "merged_from": [a, b]}))
+    store.flush()
+    store.add(merging)
+    store.flush()
+    check(c, [a, b], 7)
+    assert query(store_url, "SELECT story_id, merged_into FROM story_merges ORDER BY story_id") == [(a, c), (b, c)]
+
+
+def test_a_merge_recorded_before_its_chain_is_kept_one_hop_deep(store: EventStore, store_url: str) -> None:
+    a, b, c = "story:aaaaaaaaaaaaaaaa", "story:bbbbbbbbbbbbbbbb", "story:cccccccccccccccc"
+    # b absorbed a, then c absorbed b, but c's event listed only b (merged_from keeps at most 16 ids)
+    store.add(event(1, story_id=b, story={**story(2, "2026-03-01T10:00:00Z", "2026-03-01T10:01:00Z", "b"),
+                                          "merged_from": [a]}))
+    store.flush()
+    store.add(event(2, story_id=c, story={**story(3, "2026-03-01T10:00:00Z", "2026-03-01T10:02:00Z", "c"),
+                                          "merged_from": [b]}))
+    store.flush()
+    assert query(store_url, "SELECT story_id, merged_into FROM story_merges ORDER BY story_id") == [(a, c), (b, c)]
+    assert store.story(a)["story_id"] == c  # type: ignore[index]
+    assert [s["story_id"] for s in store.top_stories()] == [c]
+
+
 def test_alert_acknowledgements_keep_the_first(store: EventStore) -> None:
     store.add_alerts([alert("a1", "one"), alert("a2", "two")])
     store.flush()

@@ -51,6 +51,12 @@ def event(i: int, **extra: Any) -> dict[str, Any]:
     }
 
 
+def merging_event(i: int, *absorbed: str, event_count: int) -> dict[str, Any]:
+    """Event `i` of the hostile story as the one that merged `absorbed` into it (late merge)."""
+    e = event(i)
+    return {**e, "story": {**e["story"], "event_count": event_count, "merged_from": list(absorbed)}}
+
+
 def alert(alert_id: str = "a" * 32, **extra: Any) -> dict[str, Any]:
     """An Alert whose rule, summary and evidence are hostile (one evidence link is javascript:)."""
     return {

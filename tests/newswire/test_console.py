@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -267,17 +268,23 @@ def test_search_finds_events_by_entity_and_source_and_refuses_a_bad_duration(con
     assert bad.status_code == 400 and "must be a duration" in bad.text
 
 
+def console_over(url: str, tmp_path: Path, *batches: list[dict[str, Any]]) -> Console:
+    """A console (not started) over the store at `url` holding `batches` of events, written in order."""
+    store = open_store(url)
+    for batch in batches:
+        store.add_many(batch)
+        store.flush()
+    store.close()
+    settings = load_settings(overrides={"storage.url": url, "data_dir": str(tmp_path)}, environ={})
+    return Console(settings, credentials=Credentials(VIEWER, OPERATOR))
+
+
 @pytest.mark.parametrize("store_kind", ["sqlite", "postgresql"])
 def test_search_by_an_explicit_time_range_on_both_stores(store_kind: str, tmp_path: Path,
                                                           request: pytest.FixtureRequest) -> None:
     url = f"sqlite:///{tmp_path / 'range.db'}" if store_kind == "sqlite" else request.getfixturevalue("postgres_url")
-    settings = load_settings(overrides={"storage.url": url, "data_dir": str(tmp_path)}, environ={})
-    store = open_store(url)
-    store.add_many([hostile.event(n, received_at=at) for n, at in enumerate(
+    console = console_over(url, tmp_path, [hostile.event(n, received_at=at) for n, at in enumerate(
         ["2026-03-01T10:00:00Z", "2026-03-01T12:05:00.250+02:00", "2026-03-01T10:10:00Z", "2026-03-02T00:00:00Z"])])
-    store.flush()
-    store.close()
-    console = Console(settings, credentials=Credentials(VIEWER, OPERATOR))
     try:
         client = TestClient(console.app)
         login(client, VIEWER)
@@ -299,6 +306,31 @@ def test_search_by_an_explicit_time_range_on_both_stores(store_kind: str, tmp_pa
         assert backwards.status_code == 400 and "to: 2026-03-01T00:00:00.000Z is not after" in backwards.text
         far = client.get("/events", params={"to": "9999-12-31T23:59:59-01:00", "since": "99999999999d"})
         assert far.status_code == 400
+    finally:
+        console.store.close()
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite", "postgresql"])
+def test_a_merged_story_redirects_to_its_survivor_and_is_not_listed(store_kind: str, tmp_path: Path,
+                                                                    request: pytest.FixtureRequest) -> None:
+    url = f"sqlite:///{tmp_path / 'merge.db'}" if store_kind == "sqlite" else request.getfixturevalue("postgres_url")
+    absorbed = "story:<script>merged"  # a stored id is untrusted text too
+    console = console_over(url, tmp_path, [hostile.event(0), hostile.event(10, story_id=absorbed),
+                                           hostile.event(11, story_id=absorbed)],
+                           [hostile.merging_event(1, absorbed, event_count=4)])
+    try:
+        client = TestClient(console.app)
+        login(client, VIEWER)
+        survivor_href = f'/stories/{hostile.STORY_ID.replace(":", "%3A")}'
+        moved = client.get(f"/stories/{absorbed}", follow_redirects=False)
+        assert moved.status_code == 303
+        assert moved.headers["location"] == f"{survivor_href}?merged=story%3A%3Cscript%3Emerged"
+        html = assert_inert(client, moved.headers["location"])
+        assert "was merged into this one" in html and "story:&lt;script&gt;merged" in html
+        assert re.findall(r'data-event-id="0*(\w+)"', html) == ["0", "1", "a", "b"]  # both stories' events
+        assert "was merged into this one" not in client.get(f"{survivor_href}?merged=story%3Aother").text
+        stories = client.get("/stories").text
+        assert stories.count(f'href="{survivor_href}"') == 2 and "merged" not in stories
     finally:
         console.store.close()
 

@@ -171,6 +171,15 @@ def story_member(event: Mapping[str, Any]) -> str:
                or event.get("update_of") or event["event_id"])
 
 
+def merged_stories(event: Mapping[str, Any]) -> list[str]:
+    """Stories merged into the event's story (``story.merged_from``, a late merge): from this event
+    on they count as its story, so a rule never counts a merged pair as two stories."""
+    story = event.get("story")
+    if not event.get("story_id") or not isinstance(story, Mapping):
+        return []
+    return [str(s) for s in story.get("merged_from") or () if s and s != event["story_id"]]
+
+
 def evidence_item(event: Mapping[str, Any]) -> dict[str, Any]:
     """The event as it appears in an alert's evidence."""
     title = event.get("title")

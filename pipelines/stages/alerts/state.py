@@ -20,13 +20,15 @@ Layout (``p`` = namespace + ``al:{<rule>}:``; the braces keep a rule's keys in o
 every key expires ``window + cooldown + memory_s`` after the rule's last matching event)::
 
     p ev              zset    event_id -> event time ms              events in the window
-    p st              zset    story member -> newest event time ms    stories (duplicates count once)
+    p st              zset    story member -> newest event time ms    stories (duplicates count once;
+                                                                      merged stories fold into their survivor)
     p so              zset    source -> newest event time ms          sources
     p in              hash    event_id -> evidence JSON               alert evidence
     p m               hash    latest, fired (window start of the last alert),
                               burst: b_start, b_count, mean, var, n, first
     p cd              string  cooldown end (event time ms), PX = the rest of the cooldown + memory
     p fb:<event_id>   string  facts of the alert this event fired     replay -> the same alert
+    p mg              hash    absorbed story id -> survivor            late merges this rule has seen
 """
 
 from __future__ import annotations
@@ -41,17 +43,19 @@ import redis
 
 from core.alert_rules import MAX_EVIDENCE, MAX_IDS, AlertRule
 from core.records import event_time_ms
-from pipelines.stages.alerts.logic import FiredFacts, evidence_item, smoothing, story_member
+from pipelines.stages.alerts.logic import FiredFacts, evidence_item, merged_stories, smoothing, story_member
 
 #: Kept after a rule's window and cooldown: how long a replayed event still finds its alert.
 DEFAULT_MEMORY_S = 7 * 86400.0
 
-# KEYS: ev st so in m cd fb. ARGV: 1 event_id, 2 t (ms), 3 story member, 4 source, 5 evidence JSON,
+# KEYS: ev st so in m cd fb mg. ARGV: 1 event_id, 2 t (ms), 3 story member, 4 source, 5 evidence JSON,
 # 6 window ms, 7 cooldown ms, 8 kind, 9 count (threshold) / min_count (burst), 10 of,
-# 11 z, 12 alpha, 13 memory ms, 14 fired_at ms (wall clock), 15 max ids, 16 max evidence.
+# 11 z, 12 alpha, 13 memory ms, 14 fired_at ms (wall clock), 15 max ids, 16 max evidence,
+# 17 stories merged into the event's story (JSON array).
 # Returns {status} or {status, facts JSON}: late | replayed | counted | fired | refired.
 _EVALUATE_SCRIPT = """
 local ev, st, so, info, meta, cd, fb = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local mg = KEYS[8]
 local id, t, story, source = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local window, cooldown, kind = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
 local count, of, zmin, alpha = tonumber(ARGV[9]), ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12])
@@ -76,6 +80,18 @@ end
 for _, key in ipairs({ev, st, so}) do redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. horizon) end
 redis.call('ZADD', ev, t, id)
 redis.call('HSET', info, id, ARGV[5])
+-- late merge: stories merged into this event's story count as it from now on, also for their own
+-- events delivered after this one (emitted before the merge); idempotent
+local moved = redis.call('HGET', mg, story)
+if moved then story = moved end
+for _, absorbed in ipairs(cjson.decode(ARGV[17])) do
+  redis.call('HSET', mg, absorbed, story)
+  local at = redis.call('ZSCORE', st, absorbed)
+  if at then
+    redis.call('ZREM', st, absorbed)
+    redis.call('ZADD', st, 'GT', at, story)
+  end
+end
 -- GT: a story or source stays in the window as long as its newest event does
 redis.call('ZADD', st, 'GT', t, story)
 redis.call('ZADD', so, 'GT', t, source)
@@ -117,7 +133,7 @@ else
 end
 redis.call('HSET', meta, 'latest', latest)
 local ttl = window + cooldown + memory
-for _, key in ipairs({ev, st, so, info, meta}) do redis.call('PEXPIRE', key, ttl) end
+for _, key in ipairs({ev, st, so, info, meta, mg}) do redis.call('PEXPIRE', key, ttl) end
 
 local cooldown_end = num(redis.call('GET', cd), 0)
 -- one alert per rule and window (dedup), none while the last one's cooldown runs
@@ -170,16 +186,17 @@ class AlertStateStore:
         self._script = client.register_script(_EVALUATE_SCRIPT)
 
     def keys(self, rule: str, event_id: str) -> list[str]:
-        """The Redis keys one evaluation of ``rule`` touches (the last one is the event's fired-by key)."""
+        """The Redis keys one evaluation of ``rule`` touches (the seventh is the event's fired-by key)."""
         p = f"{self.prefix}{{{rule}}}:"
-        return [p + "ev", p + "st", p + "so", p + "in", p + "m", p + "cd", f"{p}fb:{event_id}"]
+        return [p + "ev", p + "st", p + "so", p + "in", p + "m", p + "cd", f"{p}fb:{event_id}", p + "mg"]
 
     def evaluate(self, event: Mapping[str, Any], rules: Sequence[AlertRule]) -> list[Evaluation]:
         """Count ``event`` in each rule's window (rules it matches) and fire those due; one round trip."""
         if not rules:
             return []
         args = self._event_args(event)
-        calls = [(self.keys(rule.name, event["event_id"]), [*args, *self._rule_args(rule)]) for rule in rules]
+        merged = orjson.dumps(merged_stories(event))
+        calls = [(self.keys(rule.name, event["event_id"]), [*args, *self._rule_args(rule), merged]) for rule in rules]
         replies = self._run_scripts(calls)
         return [self._evaluation(rule, reply) for rule, reply in zip(rules, replies, strict=True)]
 

@@ -132,6 +132,24 @@ def test_duplicate_stories_count_once(store: AlertStateStore) -> None:
     assert set(result.facts.story_ids) == {original["event_id"], "story-a", "story-b"}
 
 
+def test_a_late_merge_folds_the_absorbed_story_into_its_survivor(store: AlertStateStore) -> None:
+    rule = one_rule(threshold={"count": 3, "of": "stories"})
+
+    def of(story_id: str, *merged_from: str) -> dict[str, Any]:
+        return {"story_id": story_id, "story": {"merged_from": list(merged_from)} if merged_from else {}}
+
+    early = [event(0, 0, **of("story-a")), event(1, MIN, **of("story-b"))]
+    merging = event(2, 2 * MIN, **of("story-b", "story-a"))  # story-a turned out to be story-b
+    # an event of story-a emitted before the merge, delivered after it; a replay of the merging event
+    late_absorbed = event(3, 3 * MIN, **of("story-a"))
+    assert statuses(store, rule, [*early, merging, late_absorbed, merging]) == ["counted"] * 4 + ["replayed"]
+    assert run(store, rule, event(4, 4 * MIN, **of("story-c"))).status == "counted"  # 2 stories, not 3
+    result = run(store, rule, event(5, 5 * MIN, **of("story-d")))
+    assert result.status == "fired" and result.facts is not None
+    assert result.facts.counts == {"events": 6, "stories": 3, "sources": 6}
+    assert set(result.facts.story_ids) == {"story-b", "story-c", "story-d"}
+
+
 # ------------------------------------------------------------------ bursts
 
 def feed_windows(store: AlertStateStore, rule: AlertRule, counts: list[int], start: int = 0) -> list[Evaluation]:
