@@ -52,6 +52,14 @@ import orjson
 from core.records import analysis_text
 from core.settings import StorySettings
 from pipelines.stages.dedup.logic import key_hash, shingle_hashes, words
+from pipelines.stages.stories.crosslingual import (
+    CrossEvidence,
+    cross_evidence,
+    cross_probability,
+    fold_profile,
+    merge_profiles,
+)
+from pipelines.text.multilingual import base_language
 from pipelines.text.places import PLACE_ID_PREFIXES
 
 # An opening quote starts a line or follows a space/bracket/colon/dash and is followed by text; a
@@ -201,6 +209,14 @@ def numbers(text: str) -> frozenset[str]:
     return frozenset(out)
 
 
+def event_language(event: Mapping[str, Any]) -> str:
+    """The event's detected language as an ISO 639-1 base code, "" when unknown or undetermined."""
+    lang = event.get("language")
+    code = lang.get("code") if isinstance(lang, Mapping) else lang
+    base = base_language(str(code)) if code else ""
+    return "" if base == "und" else base
+
+
 @dataclass(frozen=True)
 class StoryInput:
     """What the clusterer reads from an event (built by :meth:`from_event` from the event dict)."""
@@ -212,6 +228,7 @@ class StoryInput:
     entities: tuple[Mapping[str, Any], ...] = ()
     places: tuple[Mapping[str, Any], ...] = ()
     title: str = ""
+    language: str = ""  # ISO 639-1 base code; "" when unknown (no cross-lingual evidence then)
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any], ts: float) -> StoryInput:
@@ -224,6 +241,7 @@ class StoryInput:
             entities=tuple(event.get("entities") or ()),
             places=tuple(event.get("places") or ()),
             title=str(event.get("title") or ""),
+            language=event_language(event),
         )
 
 
@@ -237,6 +255,7 @@ class StoryFeatures:
     labels: Mapping[str, str]        # entity/place id -> display name
     quotes: frozenset[int]
     numbers: frozenset[str]
+    cross: CrossEvidence | None = None  # language-independent evidence (crosslingual.py), when the language is known
 
     @property
     def terms(self) -> list[str]:
@@ -281,8 +300,10 @@ def story_features(item: StoryInput, settings: StorySettings = DEFAULT_STORY_SET
                 names.setdefault(eid, weight)
                 labels[eid] = str(ent.get("name") or eid)
                 priors[eid] = name_doc_freq(labels[eid], settings)
+    cross = (cross_evidence(item.language, item.title, item.text, item.entities, item.places)
+             if item.language else None)
     return StoryFeatures({t: tf[t] for t in kept}, names, {t: priors[t] for t in [*kept, *names]}, labels,
-                         distinctive_quote_shingles(item.text, settings), numbers(f"{item.title}\n{item.text}"))
+                         distinctive_quote_shingles(item.text, settings), numbers(f"{item.title}\n{item.text}"), cross)
 
 
 def unit(vec: Mapping[str, float]) -> dict[str, float]:
@@ -349,6 +370,7 @@ class StoryState:
     numbers: list[str] = field(default_factory=list)
     quotes: list[int] = field(default_factory=list)
     merged_from: list[str] = field(default_factory=list)  # stories merged into this one, oldest merge first
+    lingual: dict[str, Any] = field(default_factory=dict)      # cross-lingual profile (crosslingual.py)
 
     def add(self, item: StoryInput, features: StoryFeatures, vecs: EventVectors, settings: StorySettings) -> None:
         """Fold one event into the story, keeping every collection within its cap."""
@@ -376,6 +398,8 @@ class StoryState:
                 self.names = {t: self.names[t] for t in self.terms if t in self.names}
         self.numbers = (self.numbers + sorted(features.numbers - set(self.numbers)))[: settings.max_story_numbers]
         self.quotes = (self.quotes + sorted(features.quotes - set(self.quotes)))[: settings.max_story_quotes]
+        if features.cross is not None:
+            fold_profile(self.lingual, features.cross)
 
     def absorb(self, other: StoryState, settings: StorySettings) -> None:
         """Fold ``other`` (a story found to report the same event) into this one: its span, counts,
@@ -400,6 +424,7 @@ class StoryState:
             self.names = {t: self.names[t] for t in self.terms if t in self.names}
         self.numbers = (self.numbers + [n for n in other.numbers if n not in self.numbers])[: settings.max_story_numbers]
         self.quotes = (self.quotes + [q for q in other.quotes if q not in self.quotes])[: settings.max_story_quotes]
+        merge_profiles(self.lingual, other.lingual)
         ids = [*self.merged_from, other.story_id, *other.merged_from]
         self.merged_from = list(dict.fromkeys(ids))[-settings.max_merged_ids:]
 
@@ -438,6 +463,8 @@ class StoryState:
         }
         if self.merged_from:
             state["merged_from"] = list(self.merged_from)
+        if self.lingual:
+            state["lingual"] = self.lingual
         return state
 
     @classmethod
@@ -449,7 +476,7 @@ class StoryState:
             sources=list(state["sources"]), centroid=dict(state["centroid"]),
             name_centroid=dict(state["name_centroid"]), terms=dict(state["terms"]), names=dict(state["names"]),
             numbers=list(state["numbers"]), quotes=list(state["quotes"]),
-            merged_from=list(state.get("merged_from") or ()),
+            merged_from=list(state.get("merged_from") or ()), lingual=dict(state.get("lingual") or {}),
         )
 
 
@@ -513,7 +540,10 @@ def score_story(features: StoryFeatures, vecs: EventVectors, ts: float, story: S
     if ts - story.last_seen > settings.max_gap_s or story.first_seen - ts > settings.max_gap_s:
         return StoryScore(story.story_id, 0.0)
     x = evidence(features, vecs, ts, story)
-    return StoryScore(story.story_id, (scorer or default_scorer()).probability(x), x)
+    p = (scorer or default_scorer()).probability(x)
+    if features.cross is not None and story.lingual:  # a story with reports in other languages
+        p = max(p, cross_probability(features.cross, story.lingual, max(0.0, story.first_seen - ts, ts - story.last_seen)))
+    return StoryScore(story.story_id, p, x)
 
 
 def story_id_for(event_id: str) -> str:

@@ -55,6 +55,7 @@ from pipelines.stages.dedup.logic import key_hash, sentences
 from pipelines.stages.stories.clustering import (
     DEFAULT_STORY_SETTINGS,
     Rarity,
+    StoryFeatures,
     StoryInput,
     StoryScore,
     StoryState,
@@ -66,9 +67,11 @@ from pipelines.stages.stories.clustering import (
     story_id_for,
     vectors,
 )
+from pipelines.stages.stories.crosslingual import first_in_language, translation_novelty
 from pipelines.stages.stories.novelty import (
     DEFAULT_NOVELTY_SETTINGS,
     CountedSentence,
+    NoveltyResult,
     StoryMemory,
     assess_novelty,
     counted_sentences,
@@ -279,6 +282,15 @@ def _sentence_marks(text: str, settings: NoveltySettings) -> _SentenceMarks:
     return _SentenceMarks(counted, keys, shingles)
 
 
+def _translation_profile(features: StoryFeatures, story: StoryState) -> dict[str, Any] | None:
+    """A copy of the story's cross-lingual profile when the event is the story's first report in its
+    language (its novelty is then judged by its numbers, :func:`translation_novelty`), else None."""
+    cross = features.cross
+    if cross is None or not first_in_language(story.lingual, cross.language):
+        return None
+    return {"numbers": list(story.lingual.get("numbers", ()))}
+
+
 class RedisStoryStore:
     """Assign events to stories and measure their novelty, with all state in Redis (see module doc)."""
 
@@ -337,6 +349,7 @@ class RedisStoryStore:
                 best, story = None, StoryState(story_id_for(event_id), ts, ts)
             sid = story.story_id
             merge_into(story, absorbed, s)
+            translation = _translation_profile(features, story) if sid in states else None
             story.add(item, features, vecs, s)
             memory, full = StoryMemory(), (False, False)
             if sid in states:
@@ -348,6 +361,10 @@ class RedisStoryStore:
                     memory.shingles.update({sh_marks[j - 1]: None for j in h_hits or []})
                 full = (n_k >= self.novelty.max_sentences, n_h >= self.novelty.max_shingles)
             novelty = assess_novelty(item.text, memory, self.novelty, marks.counted)
+            if translation is not None:  # first report of the story in its language: see crosslingual.py
+                new, retold = translation_novelty(novelty.new_sentences, translation)
+                novelty = NoveltyResult(tuple(new), (*novelty.repeated_sentences, *retold),
+                                        len(new) / max(1, len(novelty.new_sentences) + len(novelty.repeated_sentences)))
             decision = StoryDecision(sid, best is None, best, _iso_summary(story, s),
                                      novelty.new_sentences, len(novelty.repeated_sentences), novelty.novelty_ratio)
             commit = {**args, "fp": meta["fp"], "sid": sid, "ts": ts, "ttl": self._ttl_ms, "keep": s.max_postings,
