@@ -1,6 +1,7 @@
 """Story quality against gold events, and the story stage's cost per event.
 
-    .venv/bin/python bench/eval_stories.py [--basil PATH] [--no-enrich] [--only basil|stream|training]
+    .venv/bin/python bench/eval_stories.py [--basil PATH] [--no-enrich] [--language en]
+                                           [--only basil|stream|training|multilingual]
                                            [--training-seeds 3 4 5 6 8 9]
 
 Feeds two event-labelled sets through gazetteer enrichment (entities, places) and
@@ -17,6 +18,12 @@ stories, milliseconds and Redis round trips per event, and Redis memory grown pe
   (a football tournament's matches, one country's bills, daily market closes, stock quoted
   phrases) and events that evolve over days. The scorer is trained on other topics
   (``training_stream()``, bench/train_story_scorer.py);
+* ``multilingual``: the self-written en/fr/de/es fixtures (tests/fixtures/multilingual/, story
+  labels: two same-event groups across four languages, same-country distractors), each article
+  tagged in its own language and marked with it, 20 minutes apart with the languages interleaved;
+  cross-lingual joins (pipelines/stages/stories/crosslingual.py) are what it measures. ``--language
+  en`` marks the English sets' events as English too (as the pipeline does; their figures stay the
+  same, and the cost of computing the cross-lingual evidence shows);
 * ``training-<seed>`` (``--training-seeds``): ``training_stream(seed)``, where settings such as the
   late-merge thresholds are chosen (seeds 3-5 also fit the scorer).
 
@@ -64,7 +71,7 @@ def basil(path: Path) -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: (r["ts"], r["id"]))
 
 
-def as_events(rows: list[dict[str, Any]], enrich: bool) -> list[dict[str, Any]]:
+def as_events(rows: list[dict[str, Any]], enrich: bool, language: str | None = None) -> list[dict[str, Any]]:
     """Pipeline-shaped events: normalised text, title, publication time, entities and places."""
     tagger = resolver = None
     if enrich:
@@ -78,8 +85,8 @@ def as_events(rows: list[dict[str, Any]], enrich: bool) -> list[dict[str, Any]]:
         event: dict[str, Any] = {"event_id": f"{i:08d}-{row['id']}", "source": row["source"], "title": row["title"],
                                  "text": text, "published_at": published, "entities": [], "places": [],
                                  "origin": {"timestamp_ms": int(rows[-1]["ts"] * 1000) + 10_000 * i}}
-        lang = row.get("language", "en")
-        if "language" in row:  # the multilingual set: the language the pipeline would have detected
+        lang = row.get("language") or language or "en"
+        if row.get("language") or language:  # as the pipeline's language stage would have set it
             event["language"] = {"code": lang, "confidence": 1.0, "hint": None}
         if tagger is not None and resolver is not None:
             ents = tagger.tag(f"{row['title']}\n\n{text}", lang)
@@ -152,10 +159,28 @@ def story_time(event: dict[str, Any]) -> float:
     return story_time_s(event)
 
 
-def evaluate(name: str, rows: list[dict[str, Any]], url: str, enrich: bool) -> dict[str, Any]:
+def _cross_evidence_ms(events: list[dict[str, Any]], passes: int = 5) -> float | None:
+    """CPU milliseconds per event of the cross-lingual evidence alone (part of ms_per_event; the
+    fastest of ``passes``), or None when no event has a language (then it is not computed)."""
+    from pipelines.stages.stories.clustering import StoryInput
+    from pipelines.stages.stories.crosslingual import cross_evidence
+
+    items = [StoryInput.from_event(e, 0.0) for e in events]
+    if not any(i.language for i in items):
+        return None
+    best = float("inf")
+    for _ in range(passes):
+        t0 = time.process_time()
+        for i in items:
+            cross_evidence(i.language, i.title, i.text, i.entities, i.places)
+        best = min(best, time.process_time() - t0)
+    return 1000 * best / len(items)
+
+
+def evaluate(name: str, rows: list[dict[str, Any]], url: str, enrich: bool, language: str | None = None) -> dict[str, Any]:
     from pipelines.stages.stories.state import RedisStoryStore
 
-    events = as_events(rows, enrich)
+    events = as_events(rows, enrich, language)
     store = RedisStoryStore(make_redis(url), namespace=f"eval-{name}:")
     store.assign(events[0], story_time(events[0]))  # warm up scripts and connections, then start afresh
     store.client.flushdb()
@@ -167,6 +192,7 @@ def evaluate(name: str, rows: list[dict[str, Any]], url: str, enrich: bool) -> d
             pred.append(store.assign(event, story_time(event)).story_id)
             times.append(time.perf_counter() - t0)
     grown = store.client.info("memory")["used_memory"] - before
+    cross_ms = _cross_evidence_ms(events)
     gold = [r["event"] for r in rows]
     emitted_r = pairwise(gold, pred)[1]
     resolve = getattr(store, "merged_into", None)  # late merges: the story each event is part of at the end
@@ -181,13 +207,15 @@ def evaluate(name: str, rows: list[dict[str, Any]], url: str, enrich: bool) -> d
             "mixed_stories": sum(len(v) > 1 for v in sizes.values()),
             "pair_P": p, "pair_R": r, "pair_F1": f, "emitted_pair_R": emitted_r, "bcubed_P": bp, "bcubed_R": br, "bcubed_F1": bf,
             "ms_per_event": 1000 * statistics.fmean(times), "round_trips_per_event": trips.count / len(events),
-            "state_MiB_per_1M": grown / len(events) * 1e6 / 2**20}
+            "state_MiB_per_1M": grown / len(events) * 1e6 / 2**20,
+            **({"cross_evidence_ms_per_event": cross_ms} if cross_ms is not None else {})}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--basil", type=Path, default=DEFAULT_BASIL)
-    parser.add_argument("--pairs", action="store_true", help="multilingual: print each wrong pair")
+    parser.add_argument("--language", help="give English sets' events this language code, as the pipeline "
+                        "does (cross-lingual evidence is then computed for them too: its cost)")
     parser.add_argument("--no-enrich", action="store_true", help="no entities/places (text only)")
     parser.add_argument("--only", choices=("basil", "stream", "training", "multilingual"))
     parser.add_argument("--training-seeds", type=int, nargs="*", default=[],
@@ -201,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
         for name, load in sets.items():
             if args.only and name.split("-")[0] != args.only:
                 continue
-            res = evaluate(name, load(), server.url, not args.no_enrich)
+            res = evaluate(name, load(), server.url, not args.no_enrich, args.language)
             print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in res.items()))
 
 

@@ -61,8 +61,10 @@ WEEKDAYS: Mapping[str, tuple[str, ...]] = {
     "pt": ("segunda-feira", "terça-feira", "quarta-feira", "quinta-feira", "sexta-feira", "sábado", "domingo"),
     "nl": ("maandag", "dinsdag", "woensdag", "donderdag", "vrijdag", "zaterdag", "zondag"),
 }
-_WEEKDAY_PREFIXES = tuple(sorted({(n, i) for names in WEEKDAYS.values() for i, n in enumerate(names)},
-                                  key=lambda p: (-len(p[0]), p)))
+_WEEKDAY_INDEX = {n: i for names in WEEKDAYS.values() for i, n in enumerate(names)}
+_WEEKDAY_HEADS = {n[:4] for n in _WEEKDAY_INDEX}
+_WEEKDAY_LENGTHS = sorted({len(n) for n in _WEEKDAY_INDEX}, reverse=True)
+_LOWER_WORD_RE = re.compile(r"[^\W\d_][^\W\d_-]*(?:-feira)?")
 
 # A number: digit groups of three after a separator (thousands: "200 000", "200,000", "200.000"),
 # or a plain number with an optional decimal part ("6,8", "6.8", "148").
@@ -84,6 +86,7 @@ MIN_SHARED = 2
 _MAX_PROFILE = 64
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _fold(word: str) -> str:
     """Lower case without accents: "Rügen" -> "rugen"."""
     return "".join(c for c in unicodedata.normalize("NFKD", word.lower()) if not unicodedata.combining(c))
@@ -110,13 +113,12 @@ def normalised_numbers(text: str) -> frozenset[str]:
 def weekdays(text: str) -> frozenset[int]:
     """Weekdays the text names (0 = Monday), in any of :data:`WEEKDAYS`' languages."""
     out: set[int] = set()
-    for w in _WORD_RE.findall(text.lower()):
-        if len(w) < 5:
-            continue
-        for name, i in _WEEKDAY_PREFIXES:
-            if w.startswith(name):
-                out.add(i)
-                break
+    for w in _LOWER_WORD_RE.findall(text.lower()):
+        if len(w) >= 5 and w[:4] in _WEEKDAY_HEADS:  # cheap test first: most words are no weekday
+            for n in _WEEKDAY_LENGTHS:
+                if w[:n] in _WEEKDAY_INDEX:
+                    out.add(_WEEKDAY_INDEX[w[:n]])
+                    break
     return frozenset(out)
 
 
@@ -133,8 +135,10 @@ def rare_names(text: str, known: Iterable[str] = ()) -> frozenset[str]:
             w = m.group(0)
             if len(w) < 4 or not w[0].isupper() or w.isupper():
                 continue
-            before = line[:m.start()].rstrip()
-            if not before or before[-1] in _OPENERS:
+            j = m.start() - 1
+            while j >= 0 and line[j].isspace():
+                j -= 1
+            if j < 0 or line[j] in _OPENERS:
                 continue  # a sentence's first word is capitalised in every language
             folded = _fold(w)
             if folded not in skip and prior_doc_freq(folded) < NAME_MAX_DOC_FREQ:

@@ -24,6 +24,7 @@ from pipelines.stages.stories.crosslingual import (
     weekdays,
 )
 from pipelines.stages.stories.state import RedisStoryStore
+from pipelines.stages.stories.transform import story_time_s
 from pipelines.text.language import detect_language
 from pipelines.text.normalise import normalise_text
 from pipelines.transforms.enrich import _models, enrich_event
@@ -31,6 +32,7 @@ from tests.paths import REPO
 
 DEMO = REPO / "docs" / "examples" / "demo-fragments.jsonl"
 T0 = datetime.fromisoformat("2026-11-24T06:10:00+00:00").timestamp()
+ARRIVED = T0 + 9 * 86400.0  # `newswire up --demo` days after the reports were published
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +40,13 @@ def models() -> tuple[Any, Any]:
     return _models("gazetteer", True)
 
 
-def pipeline_event(n: int, fragment: dict[str, Any], models: tuple[Any, Any]) -> dict[str, Any]:
-    """A fragment as Normalise -> Language -> Enrich hand it to the story stage."""
+def pipeline_event(n: int, fragment: dict[str, Any], models: tuple[Any, Any], arrived: float = ARRIVED) -> dict[str, Any]:
+    """A fragment as Normalise -> Language -> Enrich hand it to the story stage, arriving at ``arrived``."""
     text = normalise_text(fragment["text"]).text
     guess = detect_language(text)
     event = {"event_id": f"{n:032x}", "source": fragment["source"], "title": fragment.get("title") or "",
-             "text": text, "language": {"code": guess.code, "confidence": guess.confidence, "hint": None}}
+             "text": text, "language": {"code": guess.code, "confidence": guess.confidence, "hint": None},
+             "published_at": fragment.get("published_at"), "origin": {"timestamp_ms": int(arrived * 1000)}}
     return enrich_event(event, *models)
 
 
@@ -58,7 +61,8 @@ def test_the_demo_storm_reports_in_three_languages_join_one_story(
     store = RedisStoryStore(make_redis(redis_server.url), namespace=redis_namespace)
     events = [pipeline_event(i, demo[k], models) for i, k in enumerate(("wa-001", "ag-5512", "af-9001"))]
     assert [e["language"]["code"] for e in events] == ["en", "de", "fr"]
-    decisions = [store.assign(e, T0 + 60 * i) for i, e in enumerate(events)]
+    # Scored on their publication times, as AssignStories does (the demo file gives all three).
+    decisions = [store.assign(e, story_time_s(e)) for e in events]
     assert len({d.story_id for d in decisions}) == 1
     assert decisions[0].is_new and not decisions[1].is_new and not decisions[2].is_new
     assert decisions[-1].story["source_count"] == 3 and decisions[-1].story["event_count"] == 3
