@@ -16,6 +16,7 @@ import pytest
 from connectors.kafka import make_producer
 from connectors.sinks import open_store
 from connectors.sources.base import fragment_key
+from newswire.cli import DEMO_FRAGMENTS
 from newswire.workers import PipelineWorkers
 from tests.harness import Stack, free_port, has_sources, scrape, series
 
@@ -267,3 +268,18 @@ def test_two_pipeline_workers_splitting_the_partitions_share_dedup_and_stories(m
         assert not pool.failed, logs()
     finally:
         pool.stop()
+
+
+def test_the_demo_storm_reports_in_three_languages_are_one_story(stack: Stack) -> None:
+    """Issue 15: what `newswire up --demo` ingests; its English, German and French storm reports
+    (three sources) come out with one story id."""
+    demo = [orjson.loads(line) for line in DEMO_FRAGMENTS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    stack.start_pipeline()
+    stack.produce(demo)
+    wanted = ("wa-001", "ag-5512", "af-9001")
+    events = {e["source_id"]: e for e in stack.consume("enriched", has_sources(*wanted, "wa-002"), timeout_s=120)}
+    storm = [events[k] for k in wanted]
+    assert [e["language"]["code"] for e in storm] == ["en", "de", "fr"], stack.pipeline_log()
+    assert len({e["story_id"] for e in storm}) == 1, [(e["source_id"], e["story"]) for e in storm]
+    assert {e["source"] for e in storm} == {"demo:wire-a", "demo:agentur", "demo:agence"}
+    assert events["wa-002"]["story_id"] != storm[0]["story_id"]  # the energy bill is another story
