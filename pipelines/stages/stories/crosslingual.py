@@ -25,9 +25,10 @@ also gets a :class:`CrossEvidence` (pure functions here), and every story folds 
 (pipelines/data/crosslingual_scorer.json) bench/train_crosslingual_scorer.py fits on the generated
 training stream (bench/story_streams.py ``training_stream``), with the text features withheld: the
 same features computed on English pairs, never on the multilingual fixtures it is measured on. It is
-used only when the story has members in another language than the event's; a pair that shares a
-country and nothing else specific (no place below country level, no entity, no rare name) scores 0
-whatever the weights say.
+used only when the story has members in another language than the event's (the event's probability
+is then the higher of the two scorers'). Whatever the weights say, a pair scores 0 when it shares a
+country and nothing specific (no place below country level, no entity, no rare name), or fewer
+than :data:`MIN_SHARED` specific things in all (one city named in both is not one event).
 
 Novelty stays per language: sentences are compared as text, so a report is only ever "repeated"
 against reports in its own language; the first report of a story in a new language (a translation
