@@ -39,7 +39,6 @@ functions. See docs/stories.md.
 from __future__ import annotations
 
 import functools
-import gzip
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -59,6 +58,7 @@ from pipelines.stages.stories.crosslingual import (
     fold_profile,
     merge_profiles,
 )
+from pipelines.stages.stories.prior import doc_freq as _prior_doc_freq
 from pipelines.text.multilingual import base_language
 from pipelines.text.places import PLACE_ID_PREFIXES
 
@@ -68,7 +68,6 @@ _QUOTE_RE = re.compile(r"""(?:(?<=^)|(?<=[\s(\[:;,-]))(['"])(?=\S)(.{6,800}?)(?<
 _WORD_RE = re.compile(r"[^\W\d_]+")
 _NUMBER_RE = re.compile(r"(?<![\w.])\d+-\d+(?![\w-])|(?<![\w.])\d[\d,]*(?:\.\d+)?(?![\w])")
 _DATA = Path(__file__).resolve().parents[2] / "data"
-_DOC_WORDS = 500.0  # words in a typical article: turns a word frequency into a document frequency
 _LEAD_WORDS = 40
 
 DEFAULT_STORY_SETTINGS = StorySettings()
@@ -79,21 +78,9 @@ DEFAULT_STORY_SETTINGS = StorySettings()
 # --------------------------------------------------------------------------------------------------
 
 
-@functools.cache
-def word_prior() -> dict[str, float]:
-    """word -> frequency per running word (pipelines/data/word_prior.tsv.gz)."""
-    with gzip.open(_DATA / "word_prior.tsv.gz", "rt", encoding="utf-8") as f:
-        return {w: float(v) for w, v in (line.rstrip("\n").split("\t") for line in f)}
-
-
 def prior_doc_freq(word: str, settings: StorySettings = DEFAULT_STORY_SETTINGS) -> float:
     """The prior chance that an article contains ``word`` (unknown words: ``unseen_doc_freq``)."""
     return _prior_doc_freq(word, settings.unseen_doc_freq)
-
-
-@functools.lru_cache(maxsize=1 << 17)
-def _prior_doc_freq(word: str, unseen: float) -> float:
-    return max(unseen, 1.0 - math.exp(-word_prior().get(word, 0.0) * _DOC_WORDS))
 
 
 def name_doc_freq(name: str, settings: StorySettings = DEFAULT_STORY_SETTINGS) -> float:

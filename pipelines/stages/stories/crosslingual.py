@@ -49,7 +49,11 @@ from typing import Any
 
 import orjson
 
+from core.settings import StorySettings
+from pipelines.stages.stories.prior import doc_freq
+
 _DATA = Path(__file__).resolve().parents[2] / "data"
+_UNSEEN_DOC_FREQ = StorySettings().unseen_doc_freq  # the prior of a word the table lacks
 
 #: Weekday names (lower case, Monday first) per language; a word that starts with one counts
 #: ("Dienstagmorgen", "mardi-soir").
@@ -128,8 +132,6 @@ def rare_names(text: str, known: Iterable[str] = ()) -> frozenset[str]:
     rare in English (see module doc) and are no word of ``known`` (the names of the places and
     entities found, which their ids already compare)."""
     skip = {_fold(w) for name in known for w in _WORD_RE.findall(name)}
-    from pipelines.stages.stories.clustering import prior_doc_freq  # clustering imports this module
-
     out: set[str] = set()
     for line in text.splitlines():
         for m in _WORD_RE.finditer(line):
@@ -142,7 +144,7 @@ def rare_names(text: str, known: Iterable[str] = ()) -> frozenset[str]:
             if j < 0 or line[j] in _OPENERS:
                 continue  # a sentence's first word is capitalised in every language
             folded = _fold(w)
-            if folded not in skip and prior_doc_freq(folded) < NAME_MAX_DOC_FREQ:
+            if folded not in skip and doc_freq(folded, _UNSEEN_DOC_FREQ) < NAME_MAX_DOC_FREQ:
                 out.add(folded)
     return frozenset(out)
 

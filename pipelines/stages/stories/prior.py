@@ -1,0 +1,26 @@
+"""The shipped word prior behind story IDF weights and rare-name checks: how often an article
+contains a word before the stream has taught anything (pipelines/data/word_prior.tsv.gz, built by
+bench/build_idf_prior.py). Read by clustering.py (IDF) and crosslingual.py (rare names)."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import math
+from pathlib import Path
+
+_DATA = Path(__file__).resolve().parents[2] / "data"
+_DOC_WORDS = 500.0  # words in a typical article: turns a word frequency into a document frequency
+
+
+@functools.cache
+def word_prior() -> dict[str, float]:
+    """word -> frequency per running word (pipelines/data/word_prior.tsv.gz)."""
+    with gzip.open(_DATA / "word_prior.tsv.gz", "rt", encoding="utf-8") as f:
+        return {w: float(v) for w, v in (line.rstrip("\n").split("\t") for line in f)}
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def doc_freq(word: str, unseen: float) -> float:
+    """The prior chance that an article contains ``word``, at least ``unseen`` (unknown words)."""
+    return max(unseen, 1.0 - math.exp(-word_prior().get(word, 0.0) * _DOC_WORDS))
