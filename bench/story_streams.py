@@ -8,7 +8,8 @@ is not a figure the scorer was fitted on:
 * :func:`training_stream` (bench/train_story_scorer.py fits on it): a tennis tournament's matches,
   one country's regional election results, quarterly company earnings, earthquakes and floods in
   several countries, court rulings, a flood, a hostage standoff and a bank outage that evolve over three days, and small local events
-  quoting stock phrases;
+  quoting stock phrases; in templated copy, or (``style=Varied()``) in varied copy: a flash to a
+  long feature, reworded, naming bystanders, some outlets a day or two late (:class:`Varied`);
 * :func:`evaluation_stream` (bench/eval_stories.py measures on it): a football tournament's
   matches (same teams, same days), one country's politics (one prime minister, many bills),
   daily market closes (the same wording every day, other numbers), a wildfire and a ferry strike
