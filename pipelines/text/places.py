@@ -327,7 +327,10 @@ class PlaceResolver:
             # Outside English the name rules find organisations by their head or last word, and a
             # place inside one is part of its name ("Banque de France", "Météo-France").
             blocked += [(m.start, m.end) for e in entities if e.source == "rule" and e.type == "org" for m in e.mentions]
-        toponyms = self._recognise(text, tokens, blocked, lex)
+        # First names of the people found ("Charlotte Graham"): that name alone is the person's too.
+        first_names = {k for k in (name_key(e.name).split()[0] for e in entities if e.type == "person" and " " in e.name)
+                       if k in self._first_names} if lex is None else set()
+        toponyms = self._recognise(text, tokens, blocked, lex, first_names)
         if lex is not None:
             toponyms = [t for t in toponyms if not self._everyday_word(t, lex)]
             self._designate(tokens, toponyms, lex)
@@ -433,7 +436,8 @@ class PlaceResolver:
     # ------------------------------------------------------------------ recognition
 
     def _recognise(self, text: str, tokens: list[Token], blocked: list[tuple[int, int]],
-                   lex: LanguageLexicon | None = None) -> list[_Toponym]:
+                   lex: LanguageLexicon | None = None, first_names: set[str] | None = None) -> list[_Toponym]:
+        """`first_names`: first names of the text's people (English texts), grown here."""
         ordinary: frozenset[str] = frozenset()
         if lex is None:
             matches = self._matcher.find(text, tokens, blocked)
@@ -446,6 +450,7 @@ class PlaceResolver:
         index_of = {m.first: m for m in matches}
         name_words = self._name_words(text, tokens, index_of, ordinary)
         toponyms: list[_Toponym] = []
+        first_names = set() if first_names is None else first_names  # names the text gives people
         for m in matches:
             key = " ".join(t.key for t in tokens[m.first:m.last + 1])
             if key in self._stop.not_places:
@@ -453,6 +458,9 @@ class PlaceResolver:
             # A function word, a month or a title of the text's language is never a place ("Un", "Mai").
             if lex is not None and m.first == m.last and key in lex.never_places and not (
                     tokens[m.first].upper and len(key) > 2):  # "USA" in capitals is no Spanish "usa"
+                continue
+            if lex is None and self._first_name(text, tokens, m, index_of):
+                first_names.add(key)
                 continue
             if self._part_of_other_name(text, tokens, m, m.values, index_of, name_words, ordinary):
                 continue
@@ -466,7 +474,32 @@ class PlaceResolver:
                 after = tokens[m.last + 1]
                 state = NameMatch(m.last + 1, m.last + 1, after.start, after.end, (within[0],))
                 toponyms.append(_Toponym(state, after.key, [within[0]], []))
+        if first_names:
+            # One sense per text: once "Lindsay Graham" is a person, "Lindsay" alone is her too.
+            toponyms = [t for t in toponyms if not (t.key in first_names and t.match.first == t.match.last
+                                                    and not t.within and not self._major(t.candidates))]
         return self._bare_counties(text, tokens, blocked, toponyms)
+
+    @staticmethod
+    def _major(candidates: Sequence[PlaceRecord]) -> bool:
+        return any(c.feature != "city" or c.capital or c.population >= 1_000_000 for c in candidates)
+
+    def _first_name(self, text: str, tokens: list[Token], m: NameMatch, index_of: dict[int, NameMatch]) -> bool:
+        """A one-word town name that is a first name, before a capitalised word that starts no place
+        ("Nadia Moayyad"), or before "and" and such a name ("Lindsay and Charlotte Graham"): a person's,
+        unless the place is a major one (a country, state, capital or city of a million)."""
+        if m.first != m.last or tokens[m.first].key not in self._first_names or self._major(m.values):
+            return False
+        nxt = m.last + 1
+        if nxt + 2 < len(tokens) and tokens[nxt].key == "and" and tokens[nxt + 1].key in self._first_names \
+                and _joined_space(text, tokens[m.last], tokens[nxt]) \
+                and _joined_space(text, tokens[nxt], tokens[nxt + 1]):
+            nxt += 2  # "Lindsay and Charlotte Graham": look past "and Charlotte"
+        if nxt >= len(tokens) or not _joined_space(text, tokens[nxt - 1], tokens[nxt]):
+            return False
+        after = tokens[nxt]
+        return (after.capitalised and not after.upper and nxt not in index_of and after.key not in self._stop.not_names
+                and after.key not in self._stop.place_words)
 
     @staticmethod
     def _state_or_city(tokens: list[Token], m: NameMatch, candidates: list[PlaceRecord]) -> list[PlaceRecord]:
@@ -595,13 +628,6 @@ class PlaceResolver:
         if m.first == m.last and tokens[m.first].key in name_words and biggest < _BIG_CITY:
             return True
         if m.first == m.last and after is not None and not after.capitalised and after.key in _PERSON_AFTER:
-            return True
-        # "Nadia Moayyad": a first name before a capitalised word that starts no place is a person's,
-        # unless the place is a major one (a capital or a city of a million: "Paris Hilton" is rarer).
-        if m.first == m.last and after is not None and after.capitalised and not after.upper \
-                and nxt not in index_of and after.key not in self._stop.not_names \
-                and after.key not in self._stop.place_words and tokens[m.first].key in self._first_names \
-                and biggest < 1_000_000 and not any(c.capital for c in candidates):
             return True
         if biggest >= _BIG_CITY:
             return False
