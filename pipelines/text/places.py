@@ -450,7 +450,8 @@ class PlaceResolver:
         index_of = {m.first: m for m in matches}
         name_words = self._name_words(text, tokens, index_of, ordinary)
         toponyms: list[_Toponym] = []
-        first_names = set() if first_names is None else first_names  # names the text gives people
+        first_names = set() if first_names is None else first_names  # names the text gives people or things
+        lower: list[frozenset[str]] = []  # keys of the text's lower-case words, made when first needed
         for m in matches:
             key = " ".join(t.key for t in tokens[m.first:m.last + 1])
             if key in self._stop.not_places:
@@ -462,6 +463,16 @@ class PlaceResolver:
             if lex is None and self._first_name(text, tokens, m, index_of):
                 first_names.add(key)
                 continue
+            if lex is None and m.first == m.last and self._small_towns_only(m.values):
+                prv = m.first - 1
+                if prv >= 0 and tokens[prv].key.isdigit() and len(tokens[prv].key) == 4 \
+                        and 1900 <= int(tokens[prv].key) < 2100 and _joined_space(text, tokens[prv], tokens[m.first]):
+                    first_names.add(key)  # "a red 1991 Honda": a make or model, and so again in this text
+                    continue
+            if lex is None and m.first == m.last and tokens[m.first].sentence_start and not self._major(m.values) \
+                    and all(c.population < _BIG_CITY or key not in self._canonical[c.id] for c in m.values) \
+                    and key in self._lower_keys(tokens, lower):
+                continue  # "Can you imagine", "Far too often": the word, written in lower case elsewhere
             if self._part_of_other_name(text, tokens, m, m.values, index_of, name_words, ordinary):
                 continue
             within = self._container(text, tokens, m, index_of)
@@ -479,6 +490,16 @@ class PlaceResolver:
             toponyms = [t for t in toponyms if not (t.key in first_names and t.match.first == t.match.last
                                                     and not t.within and not self._major(t.candidates))]
         return self._bare_counties(text, tokens, blocked, toponyms)
+
+    @staticmethod
+    def _lower_keys(tokens: list[Token], made: list[frozenset[str]]) -> frozenset[str]:
+        if not made:
+            made.append(frozenset(t.key for t in tokens if not t.capitalised))
+        return made[0]
+
+    @staticmethod
+    def _small_towns_only(candidates: Sequence[PlaceRecord]) -> bool:
+        return all(c.feature == "city" and c.population < _BIG_CITY for c in candidates)
 
     @staticmethod
     def _major(candidates: Sequence[PlaceRecord]) -> bool:
