@@ -362,20 +362,23 @@ class PlaceResolver:
                     continue  # "St. Louis", "Port St. Lucie": a saint
                 j = i - 1
                 while j >= 0 and i - j <= _STREET_WORDS_MAX and _joined_space(text, tokens[j], tokens[j + 1]) and (
-                        (tokens[j].capitalised and (tokens[j].key not in self._stop.not_names
-                                                    or tokens[j].key in _DIRECTIONS))
+                        tokens[j].capitalised
                         or (tokens[j].key[:1].isdigit() and tokens[j].key.endswith(("st", "nd", "rd", "th")))):
                     j -= 1
-                if j == i - 1:
-                    continue
                 first = j + 1
-                if tokens[first].sentence_start and tokens[first].key in self._stop.not_names:
+                # A sentence's first word that is no name ("Crews", "The") is not the street's.
+                while first < i and tokens[first].sentence_start and tokens[first].key in self._stop.not_names \
+                        and tokens[first].key not in _DIRECTIONS:
+                    first += 1
+                if first == i:
                     continue
                 if after is not None and after.capitalised and after.key in _DIRECTIONS:
                     last = i + 1  # "40th Avenue South"
             else:
                 continue
             start, end = tokens[first].start, tokens[last].end
+            if tokens[last].key.isdigit() and text[end - 1] == ".":
+                end -= 1  # "County Road 12." ends a sentence
             if spans and start < spans[-1][1]:
                 continue
             # Inside a person's or an organisation's name ("Wall Street Journal") it is no street; a
@@ -547,11 +550,13 @@ class PlaceResolver:
         name or "Douglas, Minn." says it is a town), or lists names before "counties" ("Clay and
         Wilkin counties", "Otter Tail/Grant counties")."""
         named: dict[str, list[PlaceRecord]] = {}  # bare key -> the counties the text names in full
+        full_key: dict[str, str] = {}  # bare key -> the full name's key: one name, so no mutual support
         for t in toponyms:
             if t.match.last > t.match.first:
                 for c in t.candidates:
                     if c.feature == "admin2":
                         named.setdefault(t.key.rsplit(" ", 1)[0], []).append(c)
+                        full_key.setdefault(t.key.rsplit(" ", 1)[0], t.key)
         plural = [i for i, tok in enumerate(tokens) if tok.key in _COUNTY_PLURALS and i > 0]
         if not named and not plural:
             return toponyms
@@ -597,7 +602,7 @@ class PlaceResolver:
                     continue  # "Douglas, Minn.", or a big city's name ("Dallas" beside "Dallas County")
             else:
                 continue
-            added.append(_Toponym(m, key, sorted(counties, key=self._prior, reverse=True), []))
+            added.append(_Toponym(m, full_key.get(key, key), sorted(counties, key=self._prior, reverse=True), []))
         if not added:
             return toponyms
         spans = Spans((t.match.start, t.match.end) for t in added)
@@ -772,9 +777,11 @@ class PlaceResolver:
         if rec.country_code and choices.other_country(key, rec.country_code):
             score += 3.0
         if rec.admin1 and choices.other_state(key, (rec.country_code or "", rec.admin1)):
-            # The text names the state (or a county of it): strong; only another town there: weaker
-            # ("New York ... Boston" is no Boston, N.Y.).
-            score += 3.0 if choices.other_named_state(key, (rec.country_code or "", rec.admin1)) else _TOWN_STATE_BONUS
+            # A state holding the text's towns, or a town in a state (or county of it) the text names:
+            # strong; a town in the state of another town only: weaker ("New York ... Boston" is no
+            # Boston, N.Y.).
+            score += 3.0 if rec.feature != "city" or choices.other_named_state(
+                key, (rec.country_code or "", rec.admin1)) else _TOWN_STATE_BONUS
         if rec.feature == "city" and any(abs(rec.lat - p.lat) < 1.5 and p.id != rec.id
                                          and distance_km(rec.lat, rec.lon, p.lat, p.lon) < _NEAR_KM
                                          for p in choices.other_points(key, rec.lat)):
