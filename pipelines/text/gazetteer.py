@@ -143,7 +143,7 @@ class PlaceRecord:
     id: str
     geonameid: int | None
     name: str
-    feature: str  # "country" | "admin1" | "city" | "continent" | "region" | "sea"
+    feature: str  # "country" | "admin1" | "admin2" | "city" | "continent" | "region" | "sea"
     country_code: str | None
     admin1: str | None
     lat: float

@@ -1,7 +1,8 @@
 """Toponyms resolved to GeoNames places (or curated seas and regions), and a document's focus place.
 
 Recognition is a gazetteer lookup of capitalised names (GeoNames cities of 1,000+ people, countries,
-first-level divisions, continents, plus config/gazetteer/places.yaml). Resolution picks, for each name,
+first-level divisions, US counties, continents, plus config/gazetteer/places.yaml), and in English
+texts streets and roads by pattern (located at the text's town). Resolution picks, for each name,
 the candidate with the best population prior plus context from the rest of the text: a "Town, State"
 or "Town, Country" pattern, countries and states the text mentions, and nearness to its other places
 (the usual CLAVIN-style heuristics). Names inside a person or organisation ("Vladimir" in "Vladimir
@@ -11,6 +12,7 @@ Putin", "Kremlin") are not places.
 from __future__ import annotations
 
 import math
+import re
 from bisect import bisect_left, bisect_right, insort
 from collections import Counter
 from collections.abc import Sequence
@@ -45,7 +47,7 @@ from pipelines.text.multilingual import (
     merge_matches,
     split_elisions,
 )
-from pipelines.text.names import keeps_place, load_first_names, load_local_bodies
+from pipelines.text.names import FIRST_NAMES_TABLE, keeps_place, load_first_names, load_local_bodies
 
 # Prior for each kind of place before population counts: a country name is nearly always the
 # country, a curated sea or region the sea or region, a state name usually the state, and a city
@@ -66,6 +68,8 @@ _ROAD_HEADS = frozenset({"state", "county", "us", "u s", "farm", "ranch"})  # "S
 _DIRECTIONS = frozenset({"north", "south", "east", "west", "northeast", "northwest", "southeast", "southwest",
                          "n", "s", "e", "w", "ne", "nw", "se", "sw", "old", "new"})
 _STREET_WORDS_MAX = 3  # capitalised words before the street word
+_STREET_HINT = re.compile(r"\b(?:Street|St|Avenue|Ave|Road|Rd|Drive|Lane|Ln|Boulevard|Blvd|Parkway|Pkwy|Highway|Hwy|"
+                          r"Expressway|Freeway|Turnpike|Trail|Interstate|Route)\b", re.IGNORECASE)
 _STATE_BEFORE = frozenset({"upstate", "downstate"})  # "upstate New York": the state
 _SAINT_BEFORE = frozenset({"mount", "mt", "port", "fort", "ft", "lake", "point", "cape"})  # "Port St. Lucie"
 # A one-word town name before one of these is a person's ("the Clinton administration").
@@ -98,7 +102,7 @@ class Place:
     admin1: str | None  # GeoNames admin1 code where known (US: the state's postal code)
     lat: float
     lon: float
-    feature: str  # "country" | "admin1" | "city" | "continent" | "region" | "sea"
+    feature: str  # "country" | "admin1" | "admin2" | "city" | "street" | "continent" | "region" | "sea"
     mentions: tuple[Mention, ...]
 
     def to_dict(self) -> dict[str, Any]:
@@ -145,6 +149,10 @@ class _Toponym:
 
 def _lat(rec: PlaceRecord) -> float:
     return rec.lat
+
+
+def _token_start(tok: Token) -> int:
+    return tok.start
 
 
 # Two points under _NEAR_KM apart are less than 1.44 degrees of latitude apart: looking this far
@@ -265,7 +273,7 @@ class PlaceResolver:
         self._states = load_state_abbreviations(gazetteer_dir)
         self._titles = frozenset(t.split()[-1] for t in self._stop.person_titles)
         self._local_bodies = load_local_bodies(gazetteer_dir)
-        self._first_names = load_first_names()
+        self._first_names = load_first_names(FIRST_NAMES_TABLE)  # cached: the entities stage reads it too
         self._matcher = NameMatcher()
         self._canonical: dict[str, set[str]] = {}  # record id -> keys of its main name
         records = load_places(gazetteer_dir)
@@ -345,7 +353,11 @@ class PlaceResolver:
         """Character spans of streets and roads ("North Cooper Street", "Highway 10", "County Road 42")."""
         spans: list[tuple[int, int]] = []
         n = len(tokens)
-        for i in range(1, n):
+        # Most texts hold no street word: one regex scan finds the few tokens worth a look.
+        for hit in _STREET_HINT.finditer(text):
+            i = bisect_left(tokens, hit.start(), key=_token_start)
+            if i == 0 or i >= n or tokens[i].start != hit.start():
+                continue
             tok = tokens[i]
             if not tok.capitalised or (tok.key not in _STREET_WORDS and tok.key not in _ROAD_WORDS):
                 continue
