@@ -59,6 +59,8 @@ _TOWN_STATE_BONUS = 1.5  # a candidate in the state of another of the text's tow
 _SPECIFICITY = {"city": 4, "admin2": 3, "admin1": 2, "region": 1, "sea": 1, "country": 0, "continent": -1}
 # Words after a list of bare county names that make them counties ("Clay and Wilkin counties").
 _COUNTY_PLURALS = frozenset({"counties", "parishes", "boroughs"})
+_COUNTY_PLURAL_HINT = re.compile(r"(?i:counties|parishes|boroughs)")
+_COUNTY_ENDINGS = (" county", " parish", " borough")
 # Streets and roads (English texts): capitalised words before one of these ("Cooper Street",
 # "40th Avenue South"), or a road word before a number ("Highway 10", "County Road 42", "Interstate 95").
 _STREET_WORDS = frozenset({"street", "st", "avenue", "ave", "road", "rd", "drive", "lane", "ln", "boulevard", "blvd",
@@ -296,6 +298,7 @@ class PlaceResolver:
         self._records = records
         self._priors: dict[str, float] = {}  # record id -> _compute_prior, filled as names are seen
         self._ranked_by_key: dict[str, tuple[tuple[PlaceRecord, ...], list[PlaceRecord]]] = {}
+        self._state_and_town: dict[str, bool] = {}  # key -> names a state and a town (English texts)
         self._demonyms: frozenset[str] = frozenset()  # keys of the demonyms matched as their country
         if demonyms:
             words = {word: code for word, code in load_demonyms(gazetteer_dir).items() if code in self._countries}
@@ -481,12 +484,12 @@ class PlaceResolver:
             if lex is None and self._first_name(text, tokens, m, index_of):
                 first_names.add(key)
                 continue
-            if lex is None and m.first == m.last and self._small_towns_only(m.values):
-                prv = m.first - 1
-                if prv >= 0 and tokens[prv].key.isdigit() and len(tokens[prv].key) == 4 \
-                        and 1900 <= int(tokens[prv].key) < 2100 and _joined_space(text, tokens[prv], tokens[m.first]):
-                    first_names.add(key)  # "a red 1991 Honda": a make or model, and so again in this text
-                    continue
+            prv = m.first - 1
+            if lex is None and m.first == m.last and prv >= 0 and len(tokens[prv].key) == 4 \
+                    and tokens[prv].key.isdigit() and 1900 <= int(tokens[prv].key) < 2100 \
+                    and _joined_space(text, tokens[prv], tokens[m.first]) and self._small_towns_only(m.values):
+                first_names.add(key)  # "a red 1991 Honda": a make or model, and so again in this text
+                continue
             if lex is None and m.first == m.last and tokens[m.first].sentence_start and not self._major(m.values) \
                     and all(c.population < _BIG_CITY or key not in self._canonical[c.id] for c in m.values) \
                     and key in self._lower_keys(tokens, lower):
@@ -496,7 +499,12 @@ class PlaceResolver:
             within = self._container(text, tokens, m, index_of)
             candidates = self._ranked(key, m.values)
             if lex is None:
-                candidates = self._state_or_city(tokens, m, candidates)
+                mixed = self._state_and_town.get(key)
+                if mixed is None:
+                    mixed = self._state_and_town[key] = any(c.feature == "admin1" for c in candidates) and any(
+                        c.feature == "city" for c in candidates)
+                if mixed:
+                    candidates = self._state_or_city(tokens, m, candidates)
             toponyms.append(_Toponym(m, key, candidates, within))
             if within and within[0].id.startswith("geonames:") and m.last + 1 not in index_of:
                 # "Alexandria, La.": the state abbreviation is a toponym too.
@@ -567,12 +575,13 @@ class PlaceResolver:
         named: dict[str, list[PlaceRecord]] = {}  # bare key -> the counties the text names in full
         full_key: dict[str, str] = {}  # bare key -> the full name's key: one name, so no mutual support
         for t in toponyms:
-            if t.match.last > t.match.first:
+            if t.match.last > t.match.first and t.key.endswith(_COUNTY_ENDINGS):
                 for c in t.candidates:
                     if c.feature == "admin2":
                         named.setdefault(t.key.rsplit(" ", 1)[0], []).append(c)
                         full_key.setdefault(t.key.rsplit(" ", 1)[0], t.key)
-        plural = [i for i, tok in enumerate(tokens) if tok.key in _COUNTY_PLURALS and i > 0]
+        plural = [i for i, tok in enumerate(tokens) if tok.key in _COUNTY_PLURALS and i > 0] \
+            if _COUNTY_PLURAL_HINT.search(text) else []
         if not named and not plural:
             return toponyms
         found = self._county_names.find(text, tokens, blocked)
