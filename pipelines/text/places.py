@@ -79,6 +79,11 @@ _STATE_BEFORE = frozenset({"upstate", "downstate"})  # "upstate New York": the s
 _SAINT_BEFORE = frozenset({"mount", "mt", "port", "fort", "ft", "lake", "point", "cape"})  # "Port St. Lucie"
 # A one-word town name before one of these is a person's ("the Clinton administration").
 _PERSON_AFTER = frozenset({"administration", "administrations", "presidency", "campaign"})
+# A small town's one-word name before one of these, not after "in"/"at"/..., is a person's ("Torres
+# said", "Martin told the council"); a big city may speak for its government ("Moscow said").
+_SPEECH_VERBS = frozenset({"said", "says", "told", "tells", "added", "asked", "urged", "explained", "noted",
+                           "recalled", "testified", "wrote", "replied"})
+_PLACE_BEFORE = frozenset({"in", "at", "from", "to", "near", "of", "outside", "across", "into", "toward", "towards"})
 _MAX_CANDIDATES = 40
 _NEAR_KM = 160.0
 # How far from a first-level division's reference point its towns may lie (large provinces, e.g.
@@ -485,6 +490,11 @@ class PlaceResolver:
                 first_names.add(key)
                 continue
             prv = m.first - 1
+            if lex is None and m.first == m.last and m.last + 1 < len(tokens) \
+                    and tokens[m.last + 1].key in _SPEECH_VERBS and _joined_space(text, tokens[m.last], tokens[m.last + 1]) \
+                    and not (prv >= 0 and tokens[prv].key in _PLACE_BEFORE) and self._small_towns_only(m.values):
+                first_names.add(key)  # "Torres said": a person, and so again in this text
+                continue
             if lex is None and m.first == m.last and prv >= 0 and len(tokens[prv].key) == 4 \
                     and tokens[prv].key.isdigit() and 1900 <= int(tokens[prv].key) < 2100 \
                     and _joined_space(text, tokens[prv], tokens[m.first]) and self._small_towns_only(m.values):

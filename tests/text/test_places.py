@@ -222,3 +222,7 @@ def test_people_and_models_named_like_towns_are_not_places(resolver, tagger):
             "Police found a 2004 Honda at the scene; the Honda was stolen. Can you imagine it? Nobody can.")
     got = _mentioned(_resolve(resolver, tagger, text))
     assert set(got) == {"Fargo"}
+    # A small town's name before "said" is a person's, there and later; after "in" it stays the town.
+    got = _mentioned(_resolve(resolver, tagger, "Bowie said the plant in Austin would close. Bowie left."))
+    assert set(got) == {"Austin"}
+    assert "Kenner" in _mentioned(_resolve(resolver, tagger, "Officials in Kenner said the levee held in Louisiana."))
