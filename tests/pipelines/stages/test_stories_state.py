@@ -125,3 +125,36 @@ def test_a_very_long_article_is_scored_against_its_story(redis_server: RedisServ
                      T0 + 60)
     assert again.story_id == first.story_id
     assert again.new_sentences == ("One more line about the harbour fire today.",)
+
+
+def _commit_after(s: RedisStoryStore, meanwhile: Any) -> None:
+    """Make ``s``'s next commit run ``meanwhile()`` first: another worker's write between its read
+    and its commit."""
+    commit, pending = s._commit, [meanwhile]
+
+    def late_commit(*args: Any, **kwargs: Any) -> Any:
+        while pending:
+            pending.pop()()
+        return commit(*args, **kwargs)
+
+    s._commit = late_commit  # type: ignore[assignment]
+
+
+def test_a_story_filed_between_read_and_commit_is_seen(redis_server: RedisServer, redis_namespace: str) -> None:
+    """Worker 2 files the port-fire story while worker 1 decides the other outlet's report of it:
+    worker 1's commit is refused (a posting key it read moved) and its retry joins worker 2's story."""
+    one, two = store(redis_server, redis_namespace), store(redis_server, redis_namespace)
+    theirs: list[str] = []
+    _commit_after(one, lambda: theirs.append(two.assign(make_event("turku-port-fire.txt", T0, 1), T0).story_id))
+    mine = one.assign(make_event("turku-port-fire.other-outlet.txt", T0 + 60, 2, source="other"), T0 + 60)
+    assert one.conflicts == 1
+    assert mine.story_id == theirs[0] and mine.story["event_count"] == 2
+
+
+def test_an_unrelated_write_between_read_and_commit_costs_no_retry(redis_server: RedisServer,
+                                                                   redis_namespace: str) -> None:
+    """The commit checks the versions of the keys its decision read, not a global counter."""
+    one, two = store(redis_server, redis_namespace), store(redis_server, redis_namespace)
+    _commit_after(one, lambda: two.assign(make_event("stockholm-housing.txt", T0, 1, title="Housing"), T0))
+    one.assign(make_event("turku-port-fire.txt", T0 + 60, 2, title="Fire"), T0 + 60)
+    assert one.conflicts == 0
