@@ -57,6 +57,7 @@ import math
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -477,15 +478,40 @@ def _iso_summary(story: StoryState, settings: StorySettings) -> dict[str, Any]:
 
 
 def _decision_to_json(d: StoryDecision, text: str) -> bytes:
-    """The event's result, compact: new sentences as their positions in the event's text."""
+    """The event's result, compact (it is kept for every event in the window, for replays): new
+    sentences as their positions in the event's text, times as epoch milliseconds, and a list of
+    like-keyed dicts (top entities, top places) as ``[keys, rows]``."""
     index = {sent: i for i, sent in enumerate(sentences(text))}
     st = d.story
     return orjson.dumps([d.story_id, d.is_new, d.score.score if d.score else None,
-                         [st[k] for k in _SUMMARY_KEYS], [index[x] for x in d.new_sentences],
+                         [_pack(st[k]) for k in _SUMMARY_KEYS], [index[x] for x in d.new_sentences],
                          d.repeated, d.novelty_ratio])
 
 
 _SUMMARY_KEYS = ("event_count", "source_count", "first_seen", "last_seen", "top_entities", "top_places", "merged_from")
+
+
+def _pack(value: Any) -> Any:
+    if isinstance(value, str) and value.endswith("Z"):
+        try:
+            ms = round(datetime.fromisoformat(value).timestamp() * 1000)
+        except ValueError:
+            return value
+        return ms if iso_from_millis(ms) == value else value
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        keys = list(value[0])
+        if all(list(v) == keys for v in value):
+            return [keys, [list(v.values()) for v in value]]
+    return value
+
+
+def _unpack(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return iso_from_millis(value)
+    if isinstance(value, list) and len(value) == 2 and isinstance(value[0], list) and isinstance(value[1], list) \
+            and all(isinstance(k, str) for k in value[0]) and all(isinstance(r, list) for r in value[1]):
+        return [dict(zip(value[0], row, strict=True)) for row in value[1]]
+    return value
 
 
 def _decision_from_json(raw: bytes, text: str) -> StoryDecision:
@@ -493,6 +519,9 @@ def _decision_from_json(raw: bytes, text: str) -> StoryDecision:
     all_sentences = sentences(text)
     if len(summary) < len(_SUMMARY_KEYS):  # stored before late merges existed
         summary = [*summary, []]
-    return StoryDecision(sid, is_new, None if score is None else StoryScore(sid, score),
-                         dict(zip(_SUMMARY_KEYS, summary, strict=True)),
+    story = {k: (_unpack(v) if k in _PACKED else v) for k, v in zip(_SUMMARY_KEYS, summary, strict=True)}
+    return StoryDecision(sid, is_new, None if score is None else StoryScore(sid, score), story,
                          tuple(all_sentences[i] for i in new_idx), repeated, ratio)
+
+
+_PACKED = frozenset({"first_seen", "last_seen", "top_entities", "top_places"})

@@ -158,3 +158,22 @@ def test_an_unrelated_write_between_read_and_commit_costs_no_retry(redis_server:
     _commit_after(one, lambda: two.assign(make_event("stockholm-housing.txt", T0, 1, title="Housing"), T0))
     one.assign(make_event("turku-port-fire.txt", T0 + 60, 2, title="Fire"), T0 + 60)
     assert one.conflicts == 0
+
+
+def test_replay_records_are_compact_and_older_ones_still_read(redis_server: RedisServer, redis_namespace: str) -> None:
+    """The replay record keeps times as milliseconds and top names as [keys, rows]; a record stored
+    in the earlier layout (ISO times, a dict per name) gives the same result."""
+    import orjson
+
+    from pipelines.stages.stories.state import _SUMMARY_KEYS
+
+    s = store(redis_server, redis_namespace)
+    event, ts = fixture_events()[0]
+    first = s.assign(event, ts)
+    key = f"{redis_namespace}st:a:{event['event_id']}"
+    record = orjson.loads(s.client.get(key))
+    assert isinstance(record[3][2], int) and isinstance(record[3][4][0], list)
+    old = [*record[:3], [first.story[k] for k in _SUMMARY_KEYS], *record[4:]]
+    s.client.set(key, orjson.dumps(old))
+    assert len(orjson.dumps(old)) > len(orjson.dumps(record))
+    assert s.assign(event, ts).to_fields() == first.to_fields()
