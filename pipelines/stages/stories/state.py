@@ -37,7 +37,7 @@ to any re-processing of the event, and counts never double.
 
 Layout (``p`` = namespace + ``st:``; every key expires ``max_gap_s`` after its last write)::
 
-    p a:<event_id>        string  the event's story fields (orjson)             idempotency
+    p a:<event_id>        string  the event's story fields (orjson, compact)    idempotency
     p s:<story_id>        string  StoryState (orjson: centroids, names, ...)    scoring, summary
                                   or '>' + survivor id once merged (late merge)  redirect
     p p:<day>:<index key> zset    story_id -> last filed (max_postings newest)   candidate lookup
