@@ -6,7 +6,9 @@ DoFn loads what it needs in ``setup`` once the first bundle arrives: the place t
 Until then the process mostly waits (the broker, Prism preparing the job, the worker connecting), so
 a thread started first thing loads the same per-process caches meanwhile; a setup that comes
 first simply waits for it (the caches are loaded under a lock or are idempotent). Nothing here
-changes what is loaded, only when. Measured in bench/RESULTS.md ("Startup").
+changes what is loaded, only when. Measured in bench/RESULTS.md ("Framework overhead ... and
+start-up"): a mixed result, faster on a loaded machine (median 24.5 -> 19.2 s), 2.5-3.3 s slower in
+two of three pairs at load ~3, where the load competes for the GIL with the job submission.
 """
 
 from __future__ import annotations
