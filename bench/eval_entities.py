@@ -93,7 +93,7 @@ def run_conll(path: Path, modes: list[str], resolver: PlaceResolver, show_errors
             pairs.append((pred, gold))
         ms_kb = (time.process_time() - t) * 1000 / kb
         for how, table in conll_scores(pairs).items():
-            cells = "  ".join(f"{k} {p:.2f}/{r:.2f}/{f:.2f}" for k, (p, r, f) in table.items())
+            cells = "  ".join(f"{k} {p:.3f}/{r:.3f}/{f:.3f}" for k, (p, r, f) in table.items())
             print(f"[{mode}] {how:7s} P/R/F1  {cells}")
         print(f"[{mode}] entities+places {ms_kb:.2f} ms/KB")
         if show_errors:

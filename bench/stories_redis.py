@@ -12,10 +12,15 @@ event time:
 * 60% follow one of the 200 most recent stories: new filler, four of the story's ids plus two
   random ones, and one of the story's quotations (what another outlet or a live-blog update does).
 
-Reported: ms per event (mean, p50, p99, the whole step: features, rarity read, transaction),
+Reported: ms per event (mean, p50, p99, the whole step: features, rarity read, transaction), the
+client's and redis-server's CPU per event (``INFO cpu``), the server time of each script per event
+(``INFO commandstats``, and split into read and commit by ``SLOWLOG`` on ``--split-events`` more;
+this needs ``CONFIG``, enabled on its own server),
 events/s for one client, the share of follow-ups that joined their story (a sanity check, not a
 quality metric: quality is tested on real articles in tests/), and, for ``--memory-events``,
-``used_memory`` growth extrapolated to 1M events with the bytes per key kind.
+``used_memory`` growth extrapolated to 1M events with the bytes per key kind (the version hash
+``v``, which stops growing at ``STRIPES`` fields, counted once at that size; the per-kind figures
+scale a ``MEMORY USAGE`` sample and vary run to run, ``used_memory`` is the total to quote).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from bench.dedup_eval import base_articles, filler
 from connectors.process import free_port
 from connectors.redis import RedisServer, make_redis
 from pipelines.stages.dedup.logic import sentences
-from pipelines.stages.stories.state import KEY_KINDS, RedisStoryStore
+from pipelines.stages.stories.state import KEY_KINDS, STRIPES, RedisStoryStore
 
 T0 = 1_700_000_000.0
 
@@ -74,10 +79,52 @@ def stream(seed: int, n: int) -> list[tuple[dict[str, Any], str | None]]:
     return out
 
 
+def _server_cpu_s(client: Any) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_sys"] + info["used_cpu_user"])
+
+
+def _evalsha(client: Any) -> tuple[int, int]:
+    stats = client.info("commandstats").get("cmdstat_evalsha", {})
+    return int(stats.get("calls", 0)), int(stats.get("usec", 0))
+
+
+def script_split(store: RedisStoryStore, events: list[tuple[dict[str, Any], str | None]]) -> dict[str, float]:
+    """Server microseconds per event of each script, from ``SLOWLOG`` at threshold 0 (which logs
+    every call, the commands inside scripts too, so it is drained every 10 events; a separate pass
+    on a fresh namespace, since logging every command costs the server time itself)."""
+    client, read, commit = store.client, store._read.sha, store._commit.sha
+    store = RedisStoryStore(client, namespace="split:")
+    usec = {"read": 0, "commit": 0}
+
+    def drain() -> None:
+        for entry in client.slowlog_get(-1):
+            cmd = entry["command"]
+            head = (cmd.decode(errors="replace") if isinstance(cmd, bytes) else cmd)[:49].split(" ")
+            if head[0].upper() == "EVALSHA" and len(head) > 1:
+                usec["read" if head[1] == read else "commit" if head[1] == commit else "other"] = (
+                    usec.get("read" if head[1] == read else "commit" if head[1] == commit else "other", 0)
+                    + entry["duration"])
+        client.slowlog_reset()
+
+    client.config_set("slowlog-max-len", 100_000)
+    client.config_set("slowlog-log-slower-than", 0)
+    client.slowlog_reset()
+    for i, (event, _) in enumerate(events):
+        store.assign(event, T0 + i)
+        if i % 10 == 9:
+            drain()
+    client.config_set("slowlog-log-slower-than", 10_000)
+    drain()
+    return {f"server_us_per_event[{k}]": v / len(events) for k, v in usec.items() if k != "other"}
+
+
 def cost(store: RedisStoryStore, events: list[tuple[dict[str, Any], str | None]]) -> dict[str, float]:
     times, joined, follows = [], 0, 0
     story_of_gen: dict[int, str] = {}
     gen_index = -1
+    client = store.client
+    cpu0, srv0, (calls0, usec0) = time.process_time(), _server_cpu_s(client), _evalsha(client)
     t_all = time.perf_counter()
     for i, (event, follows_gen) in enumerate(events):
         t0 = time.perf_counter()
@@ -90,10 +137,15 @@ def cost(store: RedisStoryStore, events: list[tuple[dict[str, Any], str | None]]
             follows += 1
             joined += story_of_gen.get(int(follows_gen)) == d.story_id
     wall = time.perf_counter() - t_all
+    client_cpu, server_cpu = time.process_time() - cpu0, _server_cpu_s(client) - srv0
+    calls, usec = (a - b for a, b in zip(_evalsha(client), (calls0, usec0), strict=True))
     kb = statistics.fmean(len(e["text"].encode()) for e, _ in events) / 1024
     q = statistics.quantiles(times, n=100)
     return {"events": len(events), "mean_event_kb": kb, "ms_per_event": 1000 * statistics.fmean(times),
             "ms_per_event_p50": 1000 * q[49], "ms_per_event_p99": 1000 * q[98],
+            "client_cpu_ms_per_event": 1000 * client_cpu / len(events),
+            "server_cpu_ms_per_event": 1000 * server_cpu / len(events),
+            "script_calls_per_event": calls / len(events), "script_us_per_call": usec / max(1, calls),
             "events_per_s_one_client": len(events) / wall, "follow_ups_joined": joined / max(1, follows),
             "transaction_retries": store.conflicts}
 
@@ -106,11 +158,17 @@ def memory(store: RedisStoryStore, events: list[tuple[dict[str, Any], str | None
         store.assign(event, T0 + i)
     grown = client.info("memory")["used_memory"] - before
     scale = 1_000_000 / len(events)
-    out: dict[str, float] = {"events": len(events), "keys_per_event": client.dbsize() / len(events),
-                             "used_memory_MiB_per_1M": grown * scale / 2**20}
     usage = store.memory_usage(sample=1500)
+    # The version hash (st:v:) does not grow with events past STRIPES fields: count it once, at
+    # its full size (bytes per field now x STRIPES), instead of scaling it with the events.
+    versions = store.prefix + "v:"
+    fields = client.hlen(versions)
+    v_now = usage.get("v_bytes", 0)
+    v_full = v_now / max(1, fields) * STRIPES
+    out: dict[str, float] = {"events": len(events), "keys_per_event": client.dbsize() / len(events),
+                             "used_memory_MiB_per_1M": ((grown - v_now) * scale + v_full) / 2**20}
     for kind in KEY_KINDS:
-        out[f"MiB_per_1M[{kind}]"] = usage[f"{kind}_bytes"] * scale / 2**20
+        out[f"MiB_per_1M[{kind}]"] = (v_full if kind == "v" else usage[f"{kind}_bytes"] * scale) / 2**20
     return out
 
 
@@ -119,13 +177,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--memory-events", type=int, default=30_000)
+    parser.add_argument("--split-events", type=int, default=500, help="events for the read/commit split (0: skip)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp) / "redis", port=free_port(),
-                                                           enable_commands=("FLUSHALL",)) as server:
+                                                           enable_commands=("FLUSHALL", "CONFIG")) as server:
         client = make_redis(server.url)
         store = RedisStoryStore(client)
         for k, v in cost(store, stream(args.seed, args.events)).items():
             print(f"{k:28s} {v:,.3f}" if isinstance(v, float) else f"{k:28s} {v:,}")
+        if args.split_events:
+            for k, v in script_split(store, stream(args.seed + 2, args.split_events)).items():
+                print(f"{k:28s} {v:,.1f}")
         if args.memory_events:
             for k, v in memory(store, stream(args.seed + 1, args.memory_events)).items():
                 print(f"{k:28s} {v:,.1f}")

@@ -8,7 +8,8 @@ is not a figure the scorer was fitted on:
 * :func:`training_stream` (bench/train_story_scorer.py fits on it): a tennis tournament's matches,
   one country's regional election results, quarterly company earnings, earthquakes and floods in
   several countries, court rulings, a flood, a hostage standoff and a bank outage that evolve over three days, and small local events
-  quoting stock phrases;
+  quoting stock phrases; in templated copy, or (``style=Varied()``) in varied copy: a flash to a
+  long feature, reworded, naming bystanders, some outlets a day or two late (:class:`Varied`);
 * :func:`evaluation_stream` (bench/eval_stories.py measures on it): a football tournament's
   matches (same teams, same days), one country's politics (one prime minister, many bills),
   daily market closes (the same wording every day, other numbers), a wildfire and a ferry strike
@@ -20,7 +21,9 @@ vocabulary, and one event reported over several days with new facts each day.
 
 from __future__ import annotations
 
+import dataclasses
 import random
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -90,6 +93,105 @@ class Topic:
     boilerplate: Sequence[str]
 
 
+# ------------------------------------------------------------------------- varied copy (training)
+# What real multi-outlet reporting has and templated copy lacks (bench/RESULTS.md, issue 16): reports
+# of one event from a one-line flash to a long feature, worded differently (synonyms, rounded
+# numbers), naming people, places and bodies that have nothing to do with the event, and published
+# up to two days after the first report. None of these names, places or words is in the evaluation
+# stream's topics.
+
+_BYSTANDERS = ("Jonas Richter", "Claire Dubois", "Marek Novak", "Ingrid Solberg", "Paolo Greco", "Hanna Lehtinen",
+               "Victor Lambert", "Eva Horvath", "Tomasz Zielinski", "Sara Lindqvist", "Dmitri Volkov", "Aoife Byrne",
+               "Lukas Hofer", "Irene Papadopoulou", "Julien Moreau", "Katarzyna Wrobel", "Felix Baumann", "Nora Quinn",
+               "Stefano Ricci", "Agnes Kovacs")
+_BODIES = ("the United Nations", "the Red Cross", "the World Bank", "Amnesty International", "the European Union",
+           "the International Monetary Fund", "Greenpeace", "the World Health Organization")
+_ELSEWHERE = ("Brussels", "Geneva", "Vienna", "Rome", "Warsaw", "Prague", "Zurich", "Munich", "Milan", "Dublin",
+              "Athens", "Budapest")
+_ASIDES = (
+    "{person}, a researcher in {city}, said the case showed how quickly such situations can change.",
+    "{body} has published several reports on similar cases in recent years.",
+    "A comparable case in {city} two years ago drew criticism from {body}.",
+    "{person} of {body} said more attention should be paid to the long-term effects.",
+    "In {city}, {person} said people were following the news closely.",
+    "{person}, who has written about the subject for {body}, called for a full review.",
+    "Commentators in {city} compared the situation with events of the previous decade.",
+    "{body} said it was ready to help if asked.",
+)
+_SYNONYMS = {
+    "said": ("told reporters", "stated", "added"), "beat": ("defeated", "overcame"), "match": ("contest", "encounter"),
+    "struck": ("hit", "shook"), "earthquake": ("quake", "tremor"), "people": ("residents", "persons"),
+    "reported": ("posted", "announced"), "company": ("firm", "group"), "cut": ("shed", "eliminate"),
+    "homes": ("houses", "properties"), "police": ("officers", "authorities"), "customers": ("clients", "users"),
+    "outage": ("failure", "disruption"), "results": ("figures", "numbers"), "election": ("vote", "poll"),
+    "guilty": ("culpable",), "killed": ("dead",), "began": ("started",), "released": ("freed",),
+    "surrounded": ("encircled",), "appeal": ("challenge",), "rain": ("downpours",), "deep": ("below ground",),
+}
+_SYN_RE = re.compile(r"\b(" + "|".join(_SYNONYMS) + r")\b")
+_BIG_INT_RE = re.compile(r"(?<![\d.,-])(\d{2,})(?![\d.,-])")
+
+
+@dataclass(frozen=True)
+class Varied:
+    """How far an outlet's copy strays from the facts' templates (see the comment above)."""
+
+    flash: float = 0.25      # headline plus one or two facts
+    feature: float = 0.3     # long feature: most facts, much background, asides naming bystanders
+    asides: int = 4          # at most this many bystander sentences in a feature (half that otherwise)
+    synonym: float = 0.5     # chance that a word with synonyms is reworded
+    round_numbers: float = 0.3  # chance that an outlet rounds the counts it gives ("about 300")
+    late: float = 0.3        # chance that a later outlet's report comes 8-56 h after the first
+
+
+def _reword(rng: random.Random, text: str, style: Varied, rounding: bool) -> str:
+    text = _SYN_RE.sub(lambda m: rng.choice(_SYNONYMS[m.group(1)]) if rng.random() < style.synonym else m.group(1), text)
+    if rounding:
+        def rounded(m: re.Match[str]) -> str:
+            n = int(m.group(1))
+            step = 10 if n < 200 else 100
+            return f"{rng.choice(('about', 'nearly', 'more than', 'some'))} {max(step, round(n / step) * step)}"
+        text = _BIG_INT_RE.sub(rounded, text)
+    return text
+
+
+def _aside(rng: random.Random) -> str:
+    text = rng.choice(_ASIDES).format(person=rng.choice(_BYSTANDERS), body=rng.choice(_BODIES),
+                                      city=rng.choice(_ELSEWHERE))
+    return text[0].upper() + text[1:]
+
+
+def _varied_article(rng: random.Random, topic: Topic, facts: dict[str, Any], stock: bool, style: Varied) -> tuple[str, str]:
+    rounding = rng.random() < style.round_numbers
+    title = _reword(rng, rng.choice(topic.titles).format(**facts), style, rounding)
+    kind = rng.random()
+    sentences = list(topic.sentences)
+    if kind < style.flash:
+        flash = rng.sample(sentences, k=min(len(sentences), rng.randint(1, 2)))
+        return title, " ".join(_reword(rng, s.format(**facts), style, rounding) for s in flash)
+    feature = kind > 1.0 - style.feature
+    n_facts = rng.randint(max(2, len(sentences) - 2), len(sentences)) if feature else rng.randint(2, min(4, len(sentences)))
+    lead, *rest = rng.sample(sentences, k=n_facts)
+    lines = [_reword(rng, s.format(**facts), style, rounding) for s in rest]
+    lines += rng.sample(BACKGROUND, k=rng.randint(5, 12) if feature else rng.randint(1, 4))
+    lines += [_aside(rng) for _ in range(rng.randint(1, style.asides) if feature else rng.randint(0, style.asides // 2))]
+    rng.shuffle(lines)
+    lines.insert(0, _reword(rng, lead.format(**facts), style, rounding))  # the lead is a fact, as in any report
+    lines += rng.sample(list(topic.boilerplate), k=min(len(topic.boilerplate), rng.randint(0, 2)))
+    if rng.random() < 0.6:
+        said = facts["_said"]
+        cut = said.split()
+        said = " ".join(cut[: max(8, len(cut) // 2)]) if rng.random() < 0.4 else said
+        lines.append(f'"{said}," {facts.get("speaker", "a spokesperson")} said.')
+    if stock:
+        lines.append(f'"{rng.choice(STOCK_QUOTES)}," {facts.get("speaker", "a spokesperson")} said.')
+    paragraphs, i = [], 0
+    while i < len(lines):  # one to three sentences a paragraph
+        k = rng.randint(1, 3)
+        paragraphs.append(" ".join(lines[i:i + k]))
+        i += k
+    return title, "\n\n".join(paragraphs)
+
+
 def _article(rng: random.Random, topic: Topic, facts: dict[str, Any], stock: bool) -> tuple[str, str]:
     title = rng.choice(topic.titles).format(**facts)
     if rng.random() < 0.25:  # a wire flash: the headline and one or two facts
@@ -112,13 +214,18 @@ def _article(rng: random.Random, topic: Topic, facts: dict[str, Any], stock: boo
 
 
 def _emit(rng: random.Random, topic: Topic, facts: dict[str, Any], event: str, ts: float,
-          outlets: int, stock: float, out: list[dict[str, Any]]) -> None:
+          outlets: int, stock: float, out: list[dict[str, Any]], style: Varied | None = None) -> None:
     if "_said" not in facts:  # the statement the event's speaker made: its own words, not a template's
         words = rng.sample(SPEECH_WORDS, 16)
         facts["_said"] = (" ".join(words[:8]) + ", " + " ".join(words[8:])).capitalize()
-    for source in rng.sample(OUTLETS, outlets):
-        title, text = _article(rng, topic, facts, rng.random() < stock)
-        t = ts + rng.uniform(0, 5 * HOUR)
+    for n, source in enumerate(rng.sample(OUTLETS, outlets)):
+        if style is None:
+            title, text = _article(rng, topic, facts, rng.random() < stock)
+            t = ts + rng.uniform(0, 5 * HOUR)
+        else:
+            title, text = _varied_article(rng, topic, facts, rng.random() < stock, style)
+            late = n > 0 and rng.random() < style.late
+            t = ts + (rng.uniform(8, 56) if late else rng.uniform(0, 5)) * HOUR
         out.append({"id": f"{event}/{source}/{len(out)}", "event": event, "source": source, "title": title,
                     "text": text, "ts": t,
                     "published_at": datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")})
@@ -298,7 +405,7 @@ _LOCAL = (("museum", "The {town} city museum reopened on {day} after a two-year 
 _LOCAL_TOWNS = ("Aarhus", "Bergen", "Uppsala", "Tartu", "Kaunas", "Turku", "Gdansk", "Malmo", "Odense", "Riga")
 
 
-def _local_events(rng: random.Random, n: int, t: float, out: list[dict[str, Any]]) -> None:
+def _local_events(rng: random.Random, n: int, t: float, out: list[dict[str, Any]], style: Varied | None = None) -> None:
     for i in range(n):
         kind, lead, title = _LOCAL[i % len(_LOCAL)]
         facts = {"town": _LOCAL_TOWNS[i % len(_LOCAL_TOWNS)], "day": "Wednesday", "cost": rng.randint(5, 60),
@@ -306,7 +413,7 @@ def _local_events(rng: random.Random, n: int, t: float, out: list[dict[str, Any]
         topic = Topic(f"local-{kind}", lambda r, j: {}, (title,),
                       (lead, "The mayor of {town} attended the event.", "Local residents in {town} welcomed the news."),
                       ("The city council will discuss the matter at its next meeting.",))
-        _emit(rng, topic, facts, f"local-{kind}-{i}", t + i * 1.5 * HOUR, rng.randint(1, 2), 1.0, out)
+        _emit(rng, topic, facts, f"local-{kind}-{i}", t + i * 1.5 * HOUR, rng.randint(1, 2), 1.0, out, style)
 
 
 def evaluation_stream(seed: int = 7) -> list[dict[str, Any]]:
@@ -336,6 +443,18 @@ _TENNIS = ("Elena Markova", "Sofia Brandt", "Yuki Tanaka", "Ana Ribeiro", "Chloe
 
 def _tennis(rng: random.Random, i: int) -> dict[str, Any]:
     w, loser = _pick(rng, _TENNIS, 2)
+    return {"w": w, "l": loser, "s1": f"6-{rng.randint(0, 4)}", "s2": f"7-{rng.randint(5, 6)}",
+            "court": rng.choice(("Centre Court", "Court One", "Court Two")), "hours": rng.randint(1, 3),
+            "aces": rng.randint(2, 14), "speaker": w}
+
+
+def _tennis_draw(rng: random.Random, i: int) -> dict[str, Any]:
+    """A match of a round robin (circle method): four a day, no pair of players meets twice."""
+    day, match = divmod(i, 4)
+    ring = list(_TENNIS[1:])
+    ring = ring[day % 7:] + ring[: day % 7]
+    pairs = [(_TENNIS[0], ring[0])] + [(ring[k], ring[7 - k]) for k in range(1, 4)]
+    w, loser = rng.sample(pairs[match], 2)
     return {"w": w, "l": loser, "s1": f"6-{rng.randint(0, 4)}", "s2": f"7-{rng.randint(5, 6)}",
             "court": rng.choice(("Centre Court", "Court One", "Court Two")), "hours": rng.randint(1, 3),
             "aces": rng.randint(2, 14), "speaker": w}
@@ -506,25 +625,31 @@ def _outage_topic(day: int) -> Topic:
                  boilerplate=("Banks have faced growing pressure over the reliability of their systems.",))
 
 
-def training_stream(seed: int = 3) -> list[dict[str, Any]]:
-    """~120 articles (49 events) over ten days from the training topics, in publication order."""
+def training_stream(seed: int = 3, style: Varied | None = None) -> list[dict[str, Any]]:
+    """~120 articles (49 events) over ten days from the training topics, in publication order.
+    ``style``: outlets' copy varied as real reporting is (:class:`Varied`: lengths, rewording,
+    bystander names, reports a day or two late; 2-4 outlets an event), else templated copy."""
     rng = random.Random(seed)
     out: list[dict[str, Any]] = []
+    most = 3 if style is None else 4
+    tennis = TENNIS if style is None else dataclasses.replace(TENNIS, facts=_tennis_draw)
     for i in range(12):
-        _emit(rng, TENNIS, TENNIS.facts(rng, i), f"tennis-{i}", T0 + (i // 4) * 24 * HOUR + (i % 4) * 2 * HOUR,
-              rng.randint(2, 3), 0.5, out)
+        _emit(rng, tennis, tennis.facts(rng, i), f"tennis-{i}", T0 + (i // 4) * 24 * HOUR + (i % 4) * 2 * HOUR,
+              rng.randint(2, most), 0.5, out, style)
     for i in range(6):
-        _emit(rng, ELECTIONS, ELECTIONS.facts(rng, i), f"vote-{i}", T0 + 30 * HOUR + i * 3 * HOUR, rng.randint(2, 3), 0.3, out)
+        _emit(rng, ELECTIONS, ELECTIONS.facts(rng, i), f"vote-{i}", T0 + 30 * HOUR + i * 3 * HOUR, rng.randint(2, most), 0.3,
+              out, style)
     for i in range(6):
-        _emit(rng, EARNINGS, EARNINGS.facts(rng, i), f"earnings-{i}", T0 + i * 14 * HOUR, rng.randint(2, 3), 0.3, out)
+        _emit(rng, EARNINGS, EARNINGS.facts(rng, i), f"earnings-{i}", T0 + i * 14 * HOUR, rng.randint(2, most), 0.3, out, style)
     for i in range(7):
-        _emit(rng, QUAKES, QUAKES.facts(rng, i), f"quake-{i}", T0 + i * 26 * HOUR, rng.randint(2, 3), 0.2, out)
+        _emit(rng, QUAKES, QUAKES.facts(rng, i), f"quake-{i}", T0 + i * 26 * HOUR, rng.randint(2, most), 0.2, out, style)
     for i in range(5):
-        _emit(rng, COURTS, COURTS.facts(rng, i), f"court-{i}", T0 + 5 * HOUR + i * 18 * HOUR, rng.randint(2, 3), 0.4, out)
+        _emit(rng, COURTS, COURTS.facts(rng, i), f"court-{i}", T0 + 5 * HOUR + i * 18 * HOUR, rng.randint(2, most), 0.4,
+              out, style)
     for k, (topics, make, start) in enumerate(((_flood_topic, _flood, 8), (_standoff_topic, _standoff, 50),
                                                (_outage_topic, _outage, 100))):
         facts = make(rng, k)
         for day in range(3):  # one event over three days, new facts each day
-            _emit(rng, topics(day), facts, f"evolving-{k}", T0 + (start + day * 24) * HOUR, 2, 0.3, out)
-    _local_events(rng, 10, T0 + 40 * HOUR, out)
+            _emit(rng, topics(day), facts, f"evolving-{k}", T0 + (start + day * 24) * HOUR, 2, 0.3, out, style)
+    _local_events(rng, 10, T0 + 40 * HOUR, out, style)
     return sorted(out, key=lambda e: (e["ts"], e["id"]))

@@ -23,6 +23,8 @@ import yaml
 
 DEFAULT_GAZETTEER_DIR = Path(__file__).resolve().parents[2] / "config" / "gazetteer"
 PLACES_TABLE = Path(__file__).resolve().parents[1] / "data" / "places.tsv.gz"
+#: US counties, parishes and boroughs (feature "admin2"), built by bench/build_us_counties.py.
+US_COUNTIES_TABLE = PLACES_TABLE.with_name("us_counties.tsv.gz")
 
 # Typographic variants found in scraped news text, mapped to what the gazetteers use.
 _TYPOGRAPHY = str.maketrans({"’": "'", "‘": "'", "´": "'", "`": "'", "\u00a0": " ", "‐": "-", "‑": "-",
@@ -141,7 +143,7 @@ class PlaceRecord:
     id: str
     geonameid: int | None
     name: str
-    feature: str  # "country" | "admin1" | "city" | "continent" | "region" | "sea"
+    feature: str  # "country" | "admin1" | "admin2" | "city" | "continent" | "region" | "sea"
     country_code: str | None
     admin1: str | None
     lat: float
@@ -163,16 +165,23 @@ def _parse_row(line: str) -> PlaceRecord:
                        capital=f[10] == "1")
 
 
-def load_places(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR, table: Path = PLACES_TABLE) -> list[PlaceRecord]:
-    """The shipped GeoNames table with places.yaml applied (extra places, extra names, fixed points)."""
+def _read_table(table: Path, how: str) -> Iterator[PlaceRecord]:
     if not table.exists():
-        raise FileNotFoundError(f"{table} is missing; it ships with the repository "
-                                f"(regenerate it with `python -m pipelines.text.gazetteer build`)")
+        raise FileNotFoundError(f"{table} is missing; it ships with the repository (regenerate it with `{how}`)")
     with gzip.open(table, "rt", encoding="utf-8") as fh:
         header = fh.readline().rstrip("\n").split("\t")
         if tuple(header) != _COLUMNS:
             raise ValueError(f"{table}: unexpected columns {header}; rebuild it with this version of the code")
-        records = {r.id: r for r in map(_parse_row, fh)}
+        yield from map(_parse_row, fh)
+
+
+def load_places(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR, table: Path = PLACES_TABLE,
+                counties: Path | None = US_COUNTIES_TABLE) -> list[PlaceRecord]:
+    """The shipped GeoNames table and US county table with places.yaml applied (extra places, extra
+    names, fixed points). `counties=None` leaves the counties out."""
+    records = {r.id: r for r in _read_table(table, "python -m pipelines.text.gazetteer build")}
+    if counties is not None:
+        records.update((r.id, r) for r in _read_table(counties, "python bench/build_us_counties.py"))
     doc = read_yaml(gazetteer_dir / "places.yaml")
     for i, raw in enumerate(doc.get("places") or []):
         rid = raw.get("id")

@@ -22,6 +22,7 @@ import pickle
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cache
 from itertools import pairwise
 from pathlib import Path
 
@@ -57,8 +58,9 @@ class NameCues:
     org_context_after: frozenset[str]  # "shares", "CEO": a name right before one is a company's
 
 
+@cache
 def load_first_names(table: Path = FIRST_NAMES_TABLE) -> frozenset[str]:
-    """The shipped first-name table as name_key()s."""
+    """The shipped first-name table as name_key()s (read once per process: both stages use it)."""
     if not table.exists():
         raise FileNotFoundError(f"{table} is missing; it ships with the repository "
                                 f"(regenerate it with `python -m pipelines.text.names build`)")

@@ -1,7 +1,8 @@
 """Toponyms resolved to GeoNames places (or curated seas and regions), and a document's focus place.
 
 Recognition is a gazetteer lookup of capitalised names (GeoNames cities of 1,000+ people, countries,
-first-level divisions, continents, plus config/gazetteer/places.yaml). Resolution picks, for each name,
+first-level divisions, US counties, continents, plus config/gazetteer/places.yaml), and in English
+texts streets and roads by pattern (located at the text's town). Resolution picks, for each name,
 the candidate with the best population prior plus context from the rest of the text: a "Town, State"
 or "Town, Country" pattern, countries and states the text mentions, and nearness to its other places
 (the usual CLAVIN-style heuristics). Names inside a person or organisation ("Vladimir" in "Vladimir
@@ -11,6 +12,7 @@ Putin", "Kremlin") are not places.
 from __future__ import annotations
 
 import math
+import re
 from bisect import bisect_left, bisect_right, insort
 from collections import Counter
 from collections.abc import Sequence
@@ -25,6 +27,7 @@ from pipelines.text.gazetteer import (
     NameMatcher,
     PlaceKeys,
     PlaceRecord,
+    Spans,
     Token,
     load_demonyms,
     load_places,
@@ -32,6 +35,7 @@ from pipelines.text.gazetteer import (
     load_stoplist,
     name_key,
     place_keys,
+    slug,
     tokenize,
 )
 from pipelines.text.multilingual import (
@@ -43,14 +47,43 @@ from pipelines.text.multilingual import (
     merge_matches,
     split_elisions,
 )
-from pipelines.text.names import keeps_place, load_local_bodies
+from pipelines.text.names import FIRST_NAMES_TABLE, keeps_place, load_first_names, load_local_bodies
 
 # Prior for each kind of place before population counts: a country name is nearly always the
 # country, a curated sea or region the sea or region, a state name usually the state, and a city
 # name depends on how big the city is (log10 of its population, so 1 to 7.5).
-_FEATURE_PRIOR = {"country": 12.0, "continent": 11.0, "region": 10.0, "sea": 10.0, "admin1": 7.0, "city": 0.0}
+_FEATURE_PRIOR = {"country": 12.0, "continent": 11.0, "region": 10.0, "sea": 10.0, "admin1": 7.0, "admin2": 6.0,
+                  "city": 0.0}
 _CAPITAL_BONUS = 2.0
-_SPECIFICITY = {"city": 3, "admin1": 2, "region": 1, "sea": 1, "country": 0, "continent": -1}
+_TOWN_STATE_BONUS = 1.5  # a candidate in the state of another of the text's towns
+_SPECIFICITY = {"city": 4, "admin2": 3, "admin1": 2, "region": 1, "sea": 1, "country": 0, "continent": -1}
+# Words after a list of bare county names that make them counties ("Clay and Wilkin counties").
+_COUNTY_PLURALS = frozenset({"counties", "parishes", "boroughs"})
+_COUNTY_PLURAL_HINT = re.compile(r"(?i:counties|parishes|boroughs)")
+_COUNTY_ENDINGS = (" county", " parish", " borough")
+# Streets and roads (English texts): capitalised words before one of these ("Cooper Street",
+# "40th Avenue South"), or a road word before a number ("Highway 10", "County Road 42", "Interstate 95").
+_STREET_WORDS = frozenset({"street", "st", "avenue", "ave", "road", "rd", "drive", "lane", "ln", "boulevard", "blvd",
+                           "parkway", "pkwy", "highway", "hwy", "expressway", "freeway", "turnpike", "trail"})
+_ROAD_WORDS = frozenset({"highway", "hwy", "interstate", "route", "road", "rd"})
+_ROAD_HEADS = frozenset({"state", "county", "us", "u s", "farm", "ranch"})  # "State Highway 3", "U.S. Route 66"
+_DIRECTIONS = frozenset({"north", "south", "east", "west", "northeast", "northwest", "southeast", "southwest",
+                         "n", "s", "e", "w", "ne", "nw", "se", "sw", "old", "new"})
+_STREET_WORDS_MAX = 3  # capitalised words before the street word
+# A capital, then the rest in any case ("Street", "STREET"); the lookahead lets the engine skip most
+# positions at once (a case-insensitive pattern cost ~0.15 ms per KB, this one ~0.05).
+_STREET_HINT = re.compile(r"\b(?=[SARDLBPHETI])(?:" + "|".join(w[0] + "(?i:" + w[1:] + ")" for w in (
+    "Street", "St", "Avenue", "Ave", "Road", "Rd", "Drive", "Lane", "Ln", "Boulevard", "Blvd", "Parkway", "Pkwy",
+    "Highway", "Hwy", "Expressway", "Freeway", "Turnpike", "Trail", "Interstate", "Route")) + r")\b")
+_STATE_BEFORE = frozenset({"upstate", "downstate"})  # "upstate New York": the state
+_SAINT_BEFORE = frozenset({"mount", "mt", "port", "fort", "ft", "lake", "point", "cape"})  # "Port St. Lucie"
+# A one-word town name before one of these is a person's ("the Clinton administration").
+_PERSON_AFTER = frozenset({"administration", "administrations", "presidency", "campaign"})
+# A small town's one-word name before one of these, not after "in"/"at"/..., is a person's ("Torres
+# said", "Martin told the council"); a big city may speak for its government ("Moscow said").
+_SPEECH_VERBS = frozenset({"said", "says", "told", "tells", "added", "asked", "urged", "explained", "noted",
+                           "recalled", "testified", "wrote", "replied"})
+_PLACE_BEFORE = frozenset({"in", "at", "from", "to", "near", "of", "outside", "across", "into", "toward", "towards"})
 _MAX_CANDIDATES = 40
 _NEAR_KM = 160.0
 # How far from a first-level division's reference point its towns may lie (large provinces, e.g.
@@ -79,7 +112,7 @@ class Place:
     admin1: str | None  # GeoNames admin1 code where known (US: the state's postal code)
     lat: float
     lon: float
-    feature: str  # "country" | "admin1" | "city" | "continent" | "region" | "sea"
+    feature: str  # "country" | "admin1" | "admin2" | "city" | "street" | "continent" | "region" | "sea"
     mentions: tuple[Mention, ...]
 
     def to_dict(self) -> dict[str, Any]:
@@ -128,6 +161,10 @@ def _lat(rec: PlaceRecord) -> float:
     return rec.lat
 
 
+def _token_start(tok: Token) -> int:
+    return tok.start
+
+
 # Two points under _NEAR_KM apart are less than 1.44 degrees of latitude apart: looking this far
 # either side of a place's latitude finds every point near it (and passes _score's 1.5-degree test).
 _LAT_WINDOW = 2.0
@@ -140,6 +177,7 @@ class _Tally:
     places: Counter[str] = field(default_factory=Counter)
     countries: Counter[str] = field(default_factory=Counter)
     states: Counter[tuple[str, str]] = field(default_factory=Counter)  # (country code, admin1 code)
+    named_states: Counter[tuple[str, str]] = field(default_factory=Counter)  # the state or a county of it
 
 
 _NO_TALLY = _Tally()  # read-only stand-in for a key with no choices yet (Counter reads do not insert)
@@ -182,6 +220,10 @@ class _Choices:
         """Another key stands for a place in `state` (country code, admin1 code)."""
         return self._all.states[state] > self._mine(key).states[state]
 
+    def other_named_state(self, key: str, state: tuple[str, str]) -> bool:
+        """Another key stands for the state `state` itself or for one of its counties."""
+        return self._all.named_states[state] > self._mine(key).named_states[state]
+
     def other_points(self, key: str, lat: float) -> list[PlaceRecord]:
         """Cities and states chosen under other keys within _LAT_WINDOW degrees of latitude `lat`."""
         lo = bisect_left(self._points, lat - _LAT_WINDOW, key=_lat)
@@ -212,9 +254,11 @@ class _Choices:
                 tally.countries[rec.country_code] += step
             if rec.admin1:
                 tally.states[(rec.country_code or "", rec.admin1)] += step
+                if rec.feature in ("admin1", "admin2"):
+                    tally.named_states[(rec.country_code or "", rec.admin1)] += step
         if not distinct:
             return
-        if rec.feature in ("city", "admin1"):
+        if rec.feature in ("city", "admin1", "admin2"):
             if step > 0:
                 insort(self._points, rec, key=_lat)
             else:
@@ -239,13 +283,19 @@ class PlaceResolver:
         self._states = load_state_abbreviations(gazetteer_dir)
         self._titles = frozenset(t.split()[-1] for t in self._stop.person_titles)
         self._local_bodies = load_local_bodies(gazetteer_dir)
+        self._first_names = load_first_names(FIRST_NAMES_TABLE)  # cached: the entities stage reads it too
         self._matcher = NameMatcher()
         self._canonical: dict[str, set[str]] = {}  # record id -> keys of its main name
         records = load_places(gazetteer_dir)
         self._admin1: dict[tuple[str, str], PlaceRecord] = {}
+        # A county's name without "County" ("Otter Tail") only where the text gives evidence (places
+        # below): a matcher of its own, run only on such texts.
+        self._county_names = NameMatcher()
         for rec in records:
             for n in rec.names:
                 self._matcher.add(n, rec)
+            if rec.feature == "admin2":
+                self._county_names.add(rec.name.rsplit(" ", 1)[0], rec)
             self._canonical[rec.id] = {name_key(rec.name), name_key(rec.names[0])}
             if rec.feature == "admin1" and rec.country_code and rec.admin1:
                 self._admin1[(rec.country_code, rec.admin1)] = rec
@@ -253,6 +303,7 @@ class PlaceResolver:
         self._records = records
         self._priors: dict[str, float] = {}  # record id -> _compute_prior, filled as names are seen
         self._ranked_by_key: dict[str, tuple[tuple[PlaceRecord, ...], list[PlaceRecord]]] = {}
+        self._state_and_town: dict[str, bool] = {}  # key -> names a state and a town (English texts)
         self._demonyms: frozenset[str] = frozenset()  # keys of the demonyms matched as their country
         if demonyms:
             words = {word: code for word, code in load_demonyms(gazetteer_dir).items() if code in self._countries}
@@ -295,12 +346,69 @@ class PlaceResolver:
             # Outside English the name rules find organisations by their head or last word, and a
             # place inside one is part of its name ("Banque de France", "Météo-France").
             blocked += [(m.start, m.end) for e in entities if e.source == "rule" and e.type == "org" for m in e.mentions]
-        toponyms = self._recognise(text, tokens, blocked, lex)
+        # First names of the people found ("Charlotte Graham"): that name alone is the person's too.
+        first_names = {k for k in (name_key(e.name).split()[0] for e in entities if e.type == "person" and " " in e.name)
+                       if k in self._first_names} if lex is None else set()
+        toponyms = self._recognise(text, tokens, blocked, lex, first_names)
         if lex is not None:
             toponyms = [t for t in toponyms if not self._everyday_word(t, lex)]
             self._designate(tokens, toponyms, lex)
+        streets = self._streets(text, tokens, blocked) if lex is None else []
+        if streets:
+            inside = Spans(streets)
+            toponyms = [t for t in toponyms if not inside.overlaps(t.match.start, t.match.end)]
         self._disambiguate(toponyms)
-        return self._result(text, toponyms)
+        return self._result(text, toponyms, streets)
+
+    def _streets(self, text: str, tokens: list[Token], blocked: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Character spans of streets and roads ("North Cooper Street", "Highway 10", "County Road 42")."""
+        spans: list[tuple[int, int]] = []
+        n = len(tokens)
+        # Most texts hold no street word: one regex scan finds the few tokens worth a look.
+        for hit in _STREET_HINT.finditer(text):
+            i = bisect_left(tokens, hit.start(), key=_token_start)
+            if i == 0 or i >= n or tokens[i].start != hit.start():
+                continue
+            tok = tokens[i]
+            if not tok.capitalised or (tok.key not in _STREET_WORDS and tok.key not in _ROAD_WORDS):
+                continue
+            first = last = i
+            after = tokens[i + 1] if i + 1 < n and _joined_space(text, tok, tokens[i + 1]) else None
+            if tok.key in _ROAD_WORDS and after is not None and after.key.isdigit():
+                last = i + 1  # "Highway 10"
+                while first > 0 and tokens[first - 1].key in _ROAD_HEADS and tokens[first - 1].capitalised \
+                        and _joined_space(text, tokens[first - 1], tokens[first]):
+                    first -= 1
+            elif tok.key in _STREET_WORDS:
+                if tok.key == "st" and after is not None and after.capitalised and (
+                        not tokens[i - 1].capitalised or tokens[i - 1].key in _SAINT_BEFORE):
+                    continue  # "St. Louis", "Port St. Lucie": a saint
+                j = i - 1
+                while j >= 0 and i - j <= _STREET_WORDS_MAX and _joined_space(text, tokens[j], tokens[j + 1]) and (
+                        tokens[j].capitalised
+                        or (tokens[j].key[:1].isdigit() and tokens[j].key.endswith(("st", "nd", "rd", "th")))):
+                    j -= 1
+                first = j + 1
+                # A sentence's first word that is no name ("Crews", "The") is not the street's.
+                while first < i and tokens[first].sentence_start and tokens[first].key in self._stop.not_names \
+                        and tokens[first].key not in _DIRECTIONS:
+                    first += 1
+                if first == i:
+                    continue
+                if after is not None and after.capitalised and after.key in _DIRECTIONS:
+                    last = i + 1  # "40th Avenue South"
+            else:
+                continue
+            start, end = tokens[first].start, tokens[last].end
+            if tokens[last].key.isdigit() and text[end - 1] == ".":
+                end -= 1  # "County Road 12." ends a sentence
+            if spans and start < spans[-1][1]:
+                continue
+            # Inside a person's or an organisation's name ("Wall Street Journal") it is no street; a
+            # name found inside the street ("Highway" read as an organisation) does not count.
+            if not any(s < end and start < e and (s < start or e > end) for s, e in blocked):
+                spans.append((start, end))
+        return spans
 
     def _after_demonym(self, mention: Mention) -> int:
         """Where a mention starts, past a leading demonym ("Finnish ...") if it has one."""
@@ -354,7 +462,8 @@ class PlaceResolver:
     # ------------------------------------------------------------------ recognition
 
     def _recognise(self, text: str, tokens: list[Token], blocked: list[tuple[int, int]],
-                   lex: LanguageLexicon | None = None) -> list[_Toponym]:
+                   lex: LanguageLexicon | None = None, first_names: set[str] | None = None) -> list[_Toponym]:
+        """`first_names`: first names of the text's people (English texts), grown here."""
         ordinary: frozenset[str] = frozenset()
         if lex is None:
             matches = self._matcher.find(text, tokens, blocked)
@@ -367,6 +476,8 @@ class PlaceResolver:
         index_of = {m.first: m for m in matches}
         name_words = self._name_words(text, tokens, index_of, ordinary)
         toponyms: list[_Toponym] = []
+        first_names = set() if first_names is None else first_names  # names the text gives people or things
+        lower: list[frozenset[str]] = []  # keys of the text's lower-case words, made when first needed
         for m in matches:
             key = " ".join(t.key for t in tokens[m.first:m.last + 1])
             if key in self._stop.not_places:
@@ -375,16 +486,162 @@ class PlaceResolver:
             if lex is not None and m.first == m.last and key in lex.never_places and not (
                     tokens[m.first].upper and len(key) > 2):  # "USA" in capitals is no Spanish "usa"
                 continue
+            if lex is None and self._first_name(text, tokens, m, index_of):
+                first_names.add(key)
+                continue
+            prv = m.first - 1
+            if lex is None and m.first == m.last and m.last + 1 < len(tokens) \
+                    and tokens[m.last + 1].key in _SPEECH_VERBS and _joined_space(text, tokens[m.last], tokens[m.last + 1]) \
+                    and not (prv >= 0 and tokens[prv].key in _PLACE_BEFORE) and self._small_towns_only(m.values):
+                first_names.add(key)  # "Torres said": a person, and so again in this text
+                continue
+            if lex is None and m.first == m.last and prv >= 0 and len(tokens[prv].key) == 4 \
+                    and tokens[prv].key.isdigit() and 1900 <= int(tokens[prv].key) < 2100 \
+                    and _joined_space(text, tokens[prv], tokens[m.first]) and self._small_towns_only(m.values):
+                first_names.add(key)  # "a red 1991 Honda": a make or model, and so again in this text
+                continue
+            if lex is None and m.first == m.last and tokens[m.first].sentence_start and not self._major(m.values) \
+                    and all(c.population < _BIG_CITY or key not in self._canonical[c.id] for c in m.values) \
+                    and key in self._lower_keys(tokens, lower):
+                continue  # "Can you imagine", "Far too often": the word, written in lower case elsewhere
             if self._part_of_other_name(text, tokens, m, m.values, index_of, name_words, ordinary):
                 continue
             within = self._container(text, tokens, m, index_of)
-            toponyms.append(_Toponym(m, key, self._ranked(key, m.values), within))
+            candidates = self._ranked(key, m.values)
+            if lex is None:
+                mixed = self._state_and_town.get(key)
+                if mixed is None:
+                    mixed = self._state_and_town[key] = any(c.feature == "admin1" for c in candidates) and any(
+                        c.feature == "city" for c in candidates)
+                if mixed:
+                    candidates = self._state_or_city(tokens, m, candidates)
+            toponyms.append(_Toponym(m, key, candidates, within))
             if within and within[0].id.startswith("geonames:") and m.last + 1 not in index_of:
                 # "Alexandria, La.": the state abbreviation is a toponym too.
                 after = tokens[m.last + 1]
                 state = NameMatch(m.last + 1, m.last + 1, after.start, after.end, (within[0],))
                 toponyms.append(_Toponym(state, after.key, [within[0]], []))
-        return toponyms
+        if first_names:
+            # One sense per text: once "Lindsay Graham" is a person, "Lindsay" alone is her too.
+            toponyms = [t for t in toponyms if not (t.key in first_names and t.match.first == t.match.last
+                                                    and not t.within and not self._major(t.candidates))]
+        return self._bare_counties(text, tokens, blocked, toponyms)
+
+    @staticmethod
+    def _lower_keys(tokens: list[Token], made: list[frozenset[str]]) -> frozenset[str]:
+        if not made:
+            made.append(frozenset(t.key for t in tokens if not t.capitalised))
+        return made[0]
+
+    @staticmethod
+    def _small_towns_only(candidates: Sequence[PlaceRecord]) -> bool:
+        return all(c.feature == "city" and c.population < _BIG_CITY for c in candidates)
+
+    @staticmethod
+    def _major(candidates: Sequence[PlaceRecord]) -> bool:
+        return any(c.feature != "city" or c.capital or c.population >= 1_000_000 for c in candidates)
+
+    def _first_name(self, text: str, tokens: list[Token], m: NameMatch, index_of: dict[int, NameMatch]) -> bool:
+        """A one-word town name that is a first name, before a capitalised word that starts no place
+        ("Nadia Moayyad"), or before "and" and such a name ("Lindsay and Charlotte Graham"): a person's,
+        unless the place is a major one (a country, state, capital or city of a million)."""
+        if m.first != m.last or tokens[m.first].key not in self._first_names or self._major(m.values):
+            return False
+        nxt = m.last + 1
+        if nxt + 2 < len(tokens) and tokens[nxt].key == "and" and tokens[nxt + 1].key in self._first_names \
+                and _joined_space(text, tokens[m.last], tokens[nxt]) \
+                and _joined_space(text, tokens[nxt], tokens[nxt + 1]):
+            nxt += 2  # "Lindsay and Charlotte Graham": look past "and Charlotte"
+        if nxt >= len(tokens) or not _joined_space(text, tokens[nxt - 1], tokens[nxt]):
+            return False
+        after = tokens[nxt]
+        return (after.capitalised and not after.upper and nxt not in index_of and after.key not in self._stop.not_names
+                and after.key not in self._stop.place_words)
+
+    @staticmethod
+    def _state_or_city(tokens: list[Token], m: NameMatch, candidates: list[PlaceRecord]) -> list[PlaceRecord]:
+        """A state sharing its name with a town: "Washington state", "the state of New York", "upstate
+        New York" are the state; otherwise a namesake city of a million in that state ("New York")
+        is the city, as news means it. Other cases are left to disambiguation."""
+        states = [c for c in candidates if c.feature == "admin1"]
+        if not states or len(states) == len(candidates):
+            return candidates
+        nxt, prv = m.last + 1, m.first - 1
+        if (nxt < len(tokens) and tokens[nxt].key == "state") or (prv >= 0 and tokens[prv].key in _STATE_BEFORE) \
+                or (prv >= 1 and tokens[prv].key == "of" and tokens[prv - 1].key == "state"):
+            return states
+        namesake = [c for c in candidates if c.feature == "city" and c.population >= 1_000_000 and any(
+            c.country_code == s.country_code and (c.admin1 == s.admin1 if s.admin1 else
+                                                  distance_km(c.lat, c.lon, s.lat, s.lon) < _DIVISION_REACH_KM)
+            for s in states)]
+        return [c for c in candidates if c.feature != "admin1"] if namesake else candidates
+
+    def _bare_counties(self, text: str, tokens: list[Token], blocked: list[tuple[int, int]],
+                       toponyms: list[_Toponym]) -> list[_Toponym]:
+        """A county's name without its designator, where the text vouches for it: the text also names
+        "Douglas County" (then "Douglas" is that county, unless a city of _BIG_CITY people has the
+        name or "Douglas, Minn." says it is a town), or lists names before "counties" ("Clay and
+        Wilkin counties", "Otter Tail/Grant counties")."""
+        named: dict[str, list[PlaceRecord]] = {}  # bare key -> the counties the text names in full
+        full_key: dict[str, str] = {}  # bare key -> the full name's key: one name, so no mutual support
+        for t in toponyms:
+            if t.match.last > t.match.first and t.key.endswith(_COUNTY_ENDINGS):
+                for c in t.candidates:
+                    if c.feature == "admin2":
+                        named.setdefault(t.key.rsplit(" ", 1)[0], []).append(c)
+                        full_key.setdefault(t.key.rsplit(" ", 1)[0], t.key)
+        plural = [i for i, tok in enumerate(tokens) if tok.key in _COUNTY_PLURALS and i > 0] \
+            if _COUNTY_PLURAL_HINT.search(text) else []
+        if not named and not plural:
+            return toponyms
+        found = self._county_names.find(text, tokens, blocked)
+        if not found:
+            return toponyms
+        ending = {m.last: m for m in found}
+        listed: set[int] = set()  # first tokens of the names listed before "counties"
+        for k in plural:
+            m = ending.get(k - 1)
+            if m is None or text[m.end:tokens[k].start].strip():
+                continue
+            while m is not None:
+                listed.add(m.first)
+                j = m.first - 1
+                if j >= 0 and tokens[j].key in ("and", "or"):
+                    j -= 1
+                prev = ending.get(j)
+                if prev is None or text[prev.end:m.start].replace(" and ", " ").replace(" or ", " ").strip() \
+                        not in ("", ",", "/", "&"):
+                    break
+                m = prev
+        taken = Spans((t.match.start, t.match.end) for t in toponyms if any(c.feature == "admin2" for c in t.candidates))
+        by_start = {t.match.start: t for t in toponyms}
+        added: list[_Toponym] = []
+        for m in found:
+            key = " ".join(tok.key for tok in tokens[m.first:m.last + 1])
+            if taken.overlaps(m.start, m.end):
+                continue  # the name inside "Douglas County"
+            if m.first in listed:
+                counties = list(m.values)
+            elif key in named:
+                counties = [c for c in m.values if c in named[key]]
+                nxt, prv = m.last + 1, m.first - 1
+                if nxt < len(tokens) and tokens[nxt].capitalised and _joined_space(text, tokens[m.last], tokens[nxt]):
+                    continue  # "Douglas Smith"
+                if prv >= 0 and tokens[prv].capitalised and not tokens[m.first].sentence_start \
+                        and _joined_space(text, tokens[prv], tokens[m.first]):
+                    continue  # "Kirk Douglas"
+                other = by_start.get(m.start)
+                if other is not None and (other.within or any(
+                        c.feature != "city" or c.population >= _BIG_CITY for c in other.candidates)):
+                    continue  # "Douglas, Minn.", or a big city's name ("Dallas" beside "Dallas County")
+            else:
+                continue
+            added.append(_Toponym(m, full_key.get(key, key), sorted(counties, key=self._prior, reverse=True), []))
+        if not added:
+            return toponyms
+        spans = Spans((t.match.start, t.match.end) for t in added)
+        kept = [t for t in toponyms if not spans.overlaps(t.match.start, t.match.end)]
+        return sorted(kept + added, key=lambda t: t.match.start)
 
     def _name_words(self, text: str, tokens: list[Token], index_of: dict[int, NameMatch],
                     ordinary: frozenset[str] = frozenset()) -> set[str]:
@@ -429,6 +686,8 @@ class PlaceResolver:
             return True
         biggest = max(c.population for c in candidates)
         if m.first == m.last and tokens[m.first].key in name_words and biggest < _BIG_CITY:
+            return True
+        if m.first == m.last and after is not None and not after.capitalised and after.key in _PERSON_AFTER:
             return True
         if biggest >= _BIG_CITY:
             return False
@@ -542,7 +801,7 @@ class PlaceResolver:
                 i != rec.id for i in choices.other_divisions(key, rec.country_code, rec.admin1)):
             return True
         return rec.feature == "city" and any(
-            p.feature == "city" and distance_km(rec.lat, rec.lon, p.lat, p.lon) < _NEAR_KM
+            p.feature in ("city", "admin2") and distance_km(rec.lat, rec.lon, p.lat, p.lon) < _NEAR_KM
             for p in choices.other_points(key, rec.lat))
 
     def _score(self, rec: PlaceRecord, key: str, choices: _Choices) -> float:
@@ -552,7 +811,11 @@ class PlaceResolver:
         if rec.country_code and choices.other_country(key, rec.country_code):
             score += 3.0
         if rec.admin1 and choices.other_state(key, (rec.country_code or "", rec.admin1)):
-            score += 3.0
+            # A state holding the text's towns, or a town in a state (or county of it) the text names:
+            # strong; a town in the state of another town only: weaker ("New York ... Boston" is no
+            # Boston, N.Y.).
+            score += 3.0 if rec.feature != "city" or choices.other_named_state(
+                key, (rec.country_code or "", rec.admin1)) else _TOWN_STATE_BONUS
         if rec.feature == "city" and any(abs(rec.lat - p.lat) < 1.5 and p.id != rec.id
                                          and distance_km(rec.lat, rec.lon, p.lat, p.lon) < _NEAR_KM
                                          for p in choices.other_points(key, rec.lat)):
@@ -561,7 +824,7 @@ class PlaceResolver:
 
     # ------------------------------------------------------------------ output
 
-    def _result(self, text: str, toponyms: list[_Toponym]) -> PlaceResult:
+    def _result(self, text: str, toponyms: list[_Toponym], streets: Sequence[tuple[int, int]] = ()) -> PlaceResult:
         grouped: dict[str, tuple[PlaceRecord, list[Mention]]] = {}
         for t in toponyms:
             if t.choice is None:
@@ -572,8 +835,27 @@ class PlaceResolver:
         places = [Place(id=rec.id, geonameid=rec.geonameid, name=rec.name, country_code=rec.country_code,
                         admin1=rec.admin1, lat=rec.lat, lon=rec.lon, feature=rec.feature,
                         mentions=tuple(mentions)) for rec, mentions in grouped.values()]
+        focus = self._focus(text, places)
+        if streets:
+            places += self._street_places(text, places, streets)
         places.sort(key=lambda p: p.mentions[0].start)
-        return PlaceResult(places=tuple(places), focus=self._focus(text, places))
+        return PlaceResult(places=tuple(places), focus=focus)
+
+    @staticmethod
+    def _street_places(text: str, places: list[Place], streets: Sequence[tuple[int, int]]) -> list[Place]:
+        # A street lies in the town (else the county) the text names most: the table has no streets,
+        # so its point is that town's; with no town or county in the text it is left out.
+        local = [p for p in places if p.feature in ("city", "admin2")]
+        if not local:
+            return []
+        town = max(local, key=lambda p: (p.feature == "city", len(p.mentions), -p.mentions[0].start))
+        grouped: dict[str, list[Mention]] = {}
+        for start, end in streets:
+            name = " ".join(text[start:end].split())
+            grouped.setdefault(name, []).append(Mention(start, end, text[start:end]))
+        return [Place(id=f"nw:street:{slug(name)}@{town.id}", geonameid=None, name=name,
+                      country_code=town.country_code, admin1=town.admin1, lat=town.lat, lon=town.lon,
+                      feature="street", mentions=tuple(mentions)) for name, mentions in grouped.items()]
 
     @staticmethod
     def _focus(text: str, places: list[Place]) -> Place | None:

@@ -168,3 +168,61 @@ def test_short_and_former_names_of_countries_and_regions(resolver, tagger):
     ids = {name: p.id for name, p in _mentioned(_resolve(resolver, tagger, text)).items()}
     assert ids == {"Chechnya": "nw:admin1:RU-CE", "Bosnia": "geonames:3277605",
                    "Yugoslavia": "nw:region:yugoslavia", "Soviet Union": "nw:region:soviet-union"}
+
+
+def test_counties_and_parishes_resolve_to_the_county_in_the_texts_state(resolver, tagger):
+    text = "Deputies in Harlan County searched the hills near Hazard, Ky. Bossier Parish sent two boats."
+    got = _mentioned(_resolve(resolver, tagger, text))
+    harlan, bossier = got["Harlan County"], got["Bossier Parish"]
+    assert (harlan.feature, harlan.admin1, harlan.id) == ("admin2", "KY", "nw:admin2:US-21095")
+    assert (bossier.admin1, bossier.id) == ("LA", "nw:admin2:US-22015")
+    # The county's point is its centroid: Harlan County lies around 36.9 N, 83.2 W.
+    assert distance_km(harlan.lat, harlan.lon, 36.86, -83.22) < 30
+    # "Washington County" alone is the one in the state the text names.
+    got = _mentioned(_resolve(resolver, tagger, "Floods closed roads in Washington County, and Oregon sent crews."))
+    assert got["Washington County"].admin1 == "OR"
+
+
+def test_a_bare_county_name_needs_the_text_to_vouch_for_it(resolver, tagger):
+    got = _mentioned(_resolve(resolver, tagger, "Rain hit Traverse and Big Stone counties, and Minnesota's "
+                                                "governor sent help to Grant County. Grant officials thanked him."))
+    assert got["Traverse"].id == "nw:admin2:US-27155" and got["Big Stone"].id == "nw:admin2:US-27011"
+    assert got["Grant"].id == got["Grant County"].id == "nw:admin2:US-27051"
+    # Without "County" anywhere in the text, a county's name alone is no county.
+    got = _mentioned(_resolve(resolver, tagger, "Traverse officials said the river crested in Minnesota."))
+    assert all(p.feature != "admin2" for p in got.values())
+
+
+def test_streets_and_roads_lie_in_the_texts_town(resolver, tagger):
+    text = ("A fire on East Main Street in Springfield, Ill., closed Highway 4 and County Road 12. "
+            "Crews left North Grand Avenue open. The St. Louis crews helped.")
+    result = _resolve(resolver, tagger, text)
+    got = _mentioned(result)
+    town = got["Springfield"]
+    for street in ("East Main Street", "Highway 4", "County Road 12", "North Grand Avenue"):
+        assert got[street].feature == "street" and (got[street].lat, got[street].lon) == (town.lat, town.lon)
+        assert got[street].id.endswith("@" + town.id)
+    assert got["St. Louis"].feature == "city" and result.focus is town
+    # With no town or county in the text there is nothing to place a street in.
+    assert _resolve(resolver, tagger, "Traffic was slow on Elm Street.").places == ()
+
+
+def test_a_state_sharing_its_name_with_a_big_city(resolver, tagger):
+    assert _mentioned(_resolve(resolver, tagger, "She moved to New York in 2010."))["New York"].feature == "city"
+    for text in ("Farms in upstate New York lost crops.", "The state of New York sued.",
+                 "Fires spread in Washington state."):
+        assert next(iter(_mentioned(_resolve(resolver, tagger, text)).values())).feature == "admin1", text
+    # A town in the state of another town of the text is no strong evidence: Boston stays Boston, Mass.
+    got = _mentioned(_resolve(resolver, tagger, "He left New York for Boston."))
+    assert got["Boston"].admin1 == "MA"
+
+
+def test_people_and_models_named_like_towns_are_not_places(resolver, tagger):
+    text = ("Twin brothers Tyler and Carson Whitcombe of Fargo won. Tyler received a medal. "
+            "Police found a 2004 Honda at the scene; the Honda was stolen. Can you imagine it? Nobody can.")
+    got = _mentioned(_resolve(resolver, tagger, text))
+    assert set(got) == {"Fargo"}
+    # A small town's name before "said" is a person's, there and later; after "in" it stays the town.
+    got = _mentioned(_resolve(resolver, tagger, "Bowie said the plant in Austin would close. Bowie left."))
+    assert set(got) == {"Austin"}
+    assert "Kenner" in _mentioned(_resolve(resolver, tagger, "Officials in Kenner said the levee held in Louisiana."))

@@ -100,19 +100,29 @@ def _perms(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return cached
 
 
-def shingle_hashes(tokens: Sequence[str], k: int = 3) -> np.ndarray:
-    """Distinct 64-bit hashes of the word k-shingles of ``tokens`` (the whole text if shorter than k)."""
-    if not tokens:
-        return np.zeros(0, dtype=np.uint64)
+#: The longest shingle :func:`window_hashes` hashes (longer ones are cut to this many words).
+MAX_SHINGLE_WORDS = len(_SHINGLE_MULT)
+
+
+def window_hashes(tokens: Sequence[str], k: int = 3) -> np.ndarray:
+    """The 64-bit hash of every word k-shingle of ``tokens``, in order, repeats included (k is cut
+    to ``len(tokens)`` and to :data:`MAX_SHINGLE_WORDS`); ``tokens`` must not be empty."""
     w = np.fromiter((zlib.crc32(t.encode("utf-8")) for t in tokens), dtype=np.uint64, count=len(tokens))
-    k = max(1, min(k, len(tokens), len(_SHINGLE_MULT)))
+    k = max(1, min(k, len(tokens), MAX_SHINGLE_WORDS))
     n = len(tokens) - k + 1
     with np.errstate(over="ignore"):
         h = np.zeros(n, dtype=np.uint64)
         for i in range(k):
             h += w[i:i + n] * _SHINGLE_MULT[i]
         h ^= h >> np.uint64(29)
-    return np.unique(h)
+    return h
+
+
+def shingle_hashes(tokens: Sequence[str], k: int = 3) -> np.ndarray:
+    """Distinct 64-bit hashes of the word k-shingles of ``tokens`` (the whole text if shorter than k)."""
+    if not tokens:
+        return np.zeros(0, dtype=np.uint64)
+    return np.unique(window_hashes(tokens, k))
 
 
 def minhash_signature(text: str, settings: DedupSettings = DEFAULT_SETTINGS) -> tuple[int, ...]:

@@ -584,7 +584,8 @@ class StoryChoice(NamedTuple):
 
 
 def choose_story(features: StoryFeatures, vecs: EventVectors, ts: float, candidates: Sequence[StoryState],
-                 settings: StorySettings = DEFAULT_STORY_SETTINGS, linked: StoryState | None = None) -> StoryChoice:
+                 settings: StorySettings = DEFAULT_STORY_SETTINGS, linked: StoryState | None = None,
+                 scorer: Scorer | None = None) -> StoryChoice:
     """The story an event joins: the ``linked`` story (the one of an event it repeats, or the one its
     source named) while that is open, else the most probable candidate with ``p >= join_threshold``
     (ties to the smaller id), else none (it starts a new story).
@@ -594,8 +595,8 @@ def choose_story(features: StoryFeatures, vecs: EventVectors, ts: float, candida
     the most events (then the oldest, then the smaller id) survives and absorbs the others, and the
     event joins it. Only stories that are :func:`same_event` with the survivor itself are absorbed."""
     if linked is not None and ts - linked.last_seen <= settings.max_gap_s:
-        return StoryChoice(score_story(features, vecs, ts, linked, settings), linked)
-    scored = [(score_story(features, vecs, ts, st, settings), st) for st in candidates]
+        return StoryChoice(score_story(features, vecs, ts, linked, settings, scorer), linked)
+    scored = [(score_story(features, vecs, ts, st, settings, scorer), st) for st in candidates]
     ok = sorted(((sc, st) for sc, st in scored if sc.score >= settings.join_threshold),
                 key=lambda e: (-e[0].score, e[0].story_id))
     if not ok:
@@ -651,8 +652,10 @@ def rank_candidates(hits: Mapping[str, float], settings: StorySettings = DEFAULT
 class StoryClusterer:
     """Single-process story clustering over explicit state (stories, inverted index, counts)."""
 
-    def __init__(self, settings: StorySettings = DEFAULT_STORY_SETTINGS, rarity: Rarity | None = None) -> None:
+    def __init__(self, settings: StorySettings = DEFAULT_STORY_SETTINGS, rarity: Rarity | None = None,
+                 scorer: Scorer | None = None) -> None:
         self.settings = settings
+        self.scorer = scorer  # None: the shipped coefficients
         self.rarity = rarity if rarity is not None else Rarity(prior_docs=settings.prior_docs)
         self.stories: dict[str, StoryState] = {}
         self.index: dict[str, tuple[Posting, ...]] = {}
@@ -682,7 +685,8 @@ class StoryClusterer:
                     hits[sid] = hits.get(sid, 0.0) + w
         candidates = [self.stories[sid] for sid in rank_candidates(hits, s, self.root) if sid in self.stories]
         best, story, absorbed = choose_story(features, vecs, item.ts, candidates, s,
-                                             linked=self.stories.get(self.root(join)) if join is not None else None)
+                                             linked=self.stories.get(self.root(join)) if join is not None else None,
+                                             scorer=self.scorer)
         if story is None:
             best, story = None, StoryState(story_id_for(item.event_id), item.ts, item.ts)
             self.stories[story.story_id] = story

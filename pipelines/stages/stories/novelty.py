@@ -20,7 +20,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.settings import NoveltySettings
-from pipelines.stages.dedup.logic import sentence_key, sentences, shingle_hashes, words
+from pipelines.stages.dedup.logic import (
+    MAX_SHINGLE_WORDS,
+    sentence_key,
+    sentences,
+    shingle_hashes,
+    window_hashes,
+    words,
+)
 
 DEFAULT_NOVELTY_SETTINGS = NoveltySettings()
 
@@ -84,11 +91,24 @@ class CountedSentence:
 
 def counted_sentences(text: str, settings: NoveltySettings = DEFAULT_NOVELTY_SETTINGS) -> list[CountedSentence]:
     """The text's sentences as novelty compares them (computed once, used to assess and to remember)."""
-    out = []
-    for sentence in sentences(text):
-        toks = words(sentence)
-        if len(toks) >= settings.min_words:
-            out.append(CountedSentence(sentence, sentence_key(sentence), tuple(sampled_shingles(toks, settings))))
+    kept = [(sentence, toks) for sentence in sentences(text) if len(toks := words(sentence)) >= settings.min_words]
+    shingles = _sampled_shingles_of_all([toks for _, toks in kept], settings)
+    return [CountedSentence(sentence, sentence_key(sentence), tuple(sh)) for (sentence, _), sh in zip(kept, shingles, strict=True)]
+
+
+def _sampled_shingles_of_all(sentence_tokens: list[list[str]], settings: NoveltySettings) -> list[list[int]]:
+    """``[sampled_shingles(toks, settings) for toks in sentence_tokens]``, hashed in one pass over all
+    the sentences' words (the per-sentence numpy calls were most of the stories step's own work on
+    long texts): the same window hashes as :func:`shingle_hashes`, cut at sentence boundaries, each
+    sentence's distinct sampled ones in ascending order."""
+    k = max(1, min(settings.shingle_words, MAX_SHINGLE_WORDS))
+    if not sentence_tokens or min(map(len, sentence_tokens)) < k:  # a sentence shorter than a shingle
+        return [sampled_shingles(toks, settings) for toks in sentence_tokens]
+    hashes = window_hashes([t for toks in sentence_tokens for t in toks], k).tolist()
+    sample, out, start = settings.shingle_sample, [], 0
+    for toks in sentence_tokens:
+        out.append(sorted({x for x in hashes[start:start + len(toks) - k + 1] if x % sample == 0}))
+        start += len(toks)
     return out
 
 

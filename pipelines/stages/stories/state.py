@@ -1,4 +1,4 @@
-"""RedisStoryStore: story clustering and novelty with their state in Redis, two round trips an event.
+"""RedisStoryStore: story clustering and novelty with their state in Redis, two or three round trips an event.
 
 The same decisions as :class:`pipelines.stages.stories.clustering.StoryClusterer` and
 :func:`pipelines.stages.stories.novelty.novelty_step` (it calls their pure parts: features, index
@@ -6,27 +6,38 @@ keys, scoring, choice, ``StoryState.add``, ``assess_novelty``), with the state k
 survives a pipeline restart and several workers or pipeline instances share it: two outlets'
 articles on different workers still meet, because index keys come from content.
 
-Per event, two script calls (``EVALSHA``):
+Per event:
 
-1. **read** (:data:`_READ`): the event's earlier result if it has one; the story its links point
-   to; candidate stories from the inverted index (the event's index keys over the day buckets a
-   story can span, each story counted once per key with that key's weight, the
-   ``max_candidates`` best), their states and, for novelty, which of the event's sentence
-   hashes each already holds; the event's terms' document counts over those days; and a
-   fingerprint (SHA-1 of the candidates' ids and states).
-2. **commit** (:data:`_COMMIT`): re-runs the same retrieval; if the event has meanwhile got a
-   result, returns it; if the fingerprint changed (another worker filed a story under one of the
-   event's keys, or changed a candidate), returns ``retry`` and the event is decided again;
-   otherwise writes the result, the story, its novelty sets, links, postings and counts at once,
-   and, on a late merge, turns each absorbed story into a redirect to the survivor.
+1. **read** (:data:`_READ`, one script): the event's earlier result if it has one; the story its
+   links point to; candidate stories from the inverted index (the event's index keys over the day
+   buckets a story can span, each story counted once per key with that key's weight, the
+   ``max_candidates`` best) and their states; the event's terms' document counts over those days;
+   and the **versions** of everything that decision rests on (see below).
+2. **novelty read** (one pipelined round trip, only when the event joins a story): which of the
+   event's sentence keys and shingle hashes the chosen story (and any story it absorbs) holds.
+3. **commit** (:data:`_COMMIT`, one script): if the event has meanwhile got a result, returns it; if
+   any version it was given moved, returns ``retry`` and the event is decided again; otherwise
+   writes the result, the story, its novelty sets, links, postings and counts at once, bumps the
+   versions of what it wrote, and, on a late merge, turns each absorbed story into a redirect to
+   the survivor.
 
-So concurrent workers decide as if one after another (a Lua script runs alone), as the old
-``WATCH``/``MULTI`` transaction did, in 2 round trips instead of ~6. Idempotency: the result under
-``a:<event_id>`` is returned to any re-processing of the event, and counts never double.
+Versions: a hash ``p v:`` of :data:`STRIPES` counters. A commit bumps the counter ("stripe") of each
+index key it files under (all day buckets of a key share one), each link key it sets and each story
+it writes (the story it joins or starts, the stories it absorbs). The read returns the counters of
+its index keys, its link keys and its candidate stories; the commit compares them in one ``HMGET``.
+So a commit is refused exactly when another worker filed a story under one of the event's keys, set
+one of its links or changed a candidate since the read (or, rarely, when an unrelated key shares a
+stripe: a needless retry), as the earlier check did by re-running the whole candidate retrieval
+(and as the ``WATCH``/``MULTI`` transaction before it): concurrent workers decide as if one after
+another. What no commit writes is not versioned: a story expiring between read and commit is
+decided as if the commit ran just before it expired, and the document counts (IDF) may have grown
+by other events, as before. The novelty sets change only together with their story's state, so the
+novelty read needs no lock of its own. Idempotency: the result under ``a:<event_id>`` is returned
+to any re-processing of the event, and counts never double.
 
 Layout (``p`` = namespace + ``st:``; every key expires ``max_gap_s`` after its last write)::
 
-    p a:<event_id>        string  the event's story fields (orjson)             idempotency
+    p a:<event_id>        string  the event's story fields (orjson, compact)    idempotency
     p s:<story_id>        string  StoryState (orjson: centroids, names, ...)    scoring, summary
                                   or '>' + survivor id once merged (late merge)  redirect
     p p:<day>:<index key> zset    story_id -> last filed (max_postings newest)   candidate lookup
@@ -34,6 +45,7 @@ Layout (``p`` = namespace + ``st:``; every key expires ``max_gap_s`` after its l
     p nk:<story_id>       set     sentence-key hashes (capped: max_sentences)    novelty
     p nh:<story_id>       set     sentence shingle hashes (capped: max_shingles)  novelty
     p df:<day>            hash    term -> events that day; "" -> events          IDF (online part)
+    p v:                  hash    stripe -> commits that wrote it (<= STRIPES)    versions
 
 The scripts build story keys from the ids they read, so this layout needs one Redis server (or a
 cluster hash tag on the namespace), not a sharded cluster.
@@ -42,8 +54,10 @@ cluster hash tag on the namespace), not a sharded cluster.
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -79,11 +93,21 @@ from pipelines.stages.stories.novelty import (
 
 _DAY_S = 86400.0
 
-# Shared by both scripts. A = cjson.decode(ARGV[1]): links (keys), posts ([key, group, weight]),
-# horizon, maxc, prefix. Returns the linked story id (or false), candidate ids (linked first),
-# their states ('' when expired) and the fingerprint. A merged story's state is '>' + the id of the
-# story it was merged into: ids from links and postings are followed there (root), each story once.
-_RETRIEVE = """
+# Version stripes (see RedisStoryStore._stripe): every commit bumps the stripe (a field of the hash
+# ``p v:``) of each thing it writes: its story id (here) and its index and link keys (computed by the
+# client, A.bump); the read returns the versions of the stripes of everything its decision rests on,
+# and the commit goes ahead only if none moved.
+_STRIPE = """
+local function stripe(sid)
+  return tonumber(string.sub(redis.sha1hex(sid), 1, 4), 16)
+end
+"""
+
+# The read's retrieval. A = cjson.decode(ARGV[1]): links (keys), posts ([index key, weight]), pdays
+# (the day buckets to look in), horizon, maxc, prefix. Returns the linked story id (or false), candidate ids (linked first) and
+# their states ('' when expired). A merged story's state is '>' + the id of the story it was merged
+# into: ids from links and postings are followed there (root), each story once.
+_RETRIEVE = _STRIPE + """
 local function root(prefix, sid)
   for _ = 1, 16 do
     local st = redis.call('GET', prefix .. 's:' .. sid)
@@ -99,14 +123,16 @@ local function retrieve(A)
     local sid = redis.call('GET', key)
     if sid then linked, linked_state = root(A.prefix, sid); break end
   end
-  local score, order, seen = {}, {}, {}
-  for _, post in ipairs(A.posts) do
-    for _, sid in ipairs(redis.call('ZRANGEBYSCORE', post[1], A.horizon, '+inf')) do
-      local mark = post[2] .. ' ' .. sid
-      if not seen[mark] then
-        seen[mark] = true
-        if not score[sid] then score[sid] = 0; order[#order + 1] = sid end
-        score[sid] = score[sid] + post[3]
+  local score, order = {}, {}
+  for g, post in ipairs(A.posts) do
+    local seen = {}
+    for _, day in ipairs(A.pdays) do
+      for _, sid in ipairs(redis.call('ZRANGEBYSCORE', A.prefix .. 'p:' .. day .. ':' .. post[1], A.horizon, '+inf')) do
+        if not seen[sid] then
+          seen[sid] = true
+          if not score[sid] then score[sid] = 0; order[#order + 1] = sid end
+          score[sid] = score[sid] + post[2]
+        end
       end
     end
   end
@@ -122,70 +148,65 @@ local function retrieve(A)
       states[#states + 1] = st
     end
   end
-  local parts = {}
-  for i, sid in ipairs(cands) do
-    parts[#parts + 1] = sid
-    parts[#parts + 1] = states[i]
-  end
-  return linked, cands, states, redis.sha1hex(table.concat(parts, '|'))
+  return linked, cands, states
 end
 """
 
-# Reply: [meta JSON, state 1, state 2, ...], or ['{"done": true}', stored result]. meta: linked, cands,
-# fp, df (events, then per term), nov (per candidate: [n keys, key hits, n shingles, shingle hits],
-# hits as 1-based positions in A.nk / A.nh).
+# Reply: [meta JSON, state 1, state 2, ...], or ['{"done": true}', stored result]. meta: linked,
+# cands, df (events, then per term), stripes and ver: the stripes of what the decision read (A.read,
+# its index and link keys', from the client; the candidates') and their versions, ','-joined.
 _READ = _RETRIEVE + """
 local A = cjson.decode(ARGV[1])
 local done = redis.call('GET', A.done)
 if done then return {'{"done": true}', done} end
-local linked, cands, states, fp = retrieve(A)
+local linked, cands, states = retrieve(A)
 local df = {}
 for i = 0, #A.terms do df[i + 1] = 0 end
 for _, day in ipairs(A.days) do
   local row = redis.call('HMGET', day, '', unpack(A.terms))
   for i = 1, #row do df[i] = df[i] + (tonumber(row[i]) or 0) end
 end
-local function hits(key, members)
-  local n, out = redis.call('SCARD', key), {}
-  if n > 0 then
-    for from = 1, #members, 1000 do
-      local to = math.min(from + 999, #members)
-      for j, flag in ipairs(redis.call('SMISMEMBER', key, unpack(members, from, to))) do
-        if flag == 1 then out[#out + 1] = from + j - 1 end
-      end
-    end
-  end
-  return n, out
+local stripes, seen = {}, {}
+for _, n in ipairs(A.read) do seen[n] = true; stripes[#stripes + 1] = n end
+for _, sid in ipairs(cands) do
+  local n = stripe(sid)
+  if not seen[n] then seen[n] = true; stripes[#stripes + 1] = n end
 end
-local nov = {}
-for i, sid in ipairs(cands) do
-  local nk, kh, nh, hh = 0, {}, 0, {}
-  if states[i] ~= '' then
-    nk, kh = hits(A.prefix .. 'nk:' .. sid, A.nk)
-    nh, hh = hits(A.prefix .. 'nh:' .. sid, A.nh)
-  end
-  nov[i] = {nk, kh, nh, hh}
-end
-local reply = {cjson.encode({done = false, linked = linked or '', cands = cands, fp = fp, df = df, nov = nov})}
+local ver = {}
+if #stripes > 0 then ver = redis.call('HMGET', A.prefix .. 'v:', unpack(stripes)) end
+for i = 1, #ver do ver[i] = ver[i] or '0' end
+local reply = {cjson.encode({done = false, linked = linked or '', cands = cands, df = df,
+                             stripes = stripes, ver = table.concat(ver, ',')})}
 for i = 1, #states do reply[#reply + 1] = states[i] end
 return reply
 """
 
-# ARGV: the read's JSON plus fp, sid, ts, ttl, keep, day_ttl, file (posting keys), own (link keys),
-# day (df hash), nk / nh (members to add, empty when the set is full), absorb (ids of stories merged
-# into sid: each becomes a redirect '>' .. sid, its novelty sets join sid's); ARGV[2] the story
-# state, ARGV[3] the event's result. Reply: {'ok'} | {'retry'} | {'done', result}.
-_COMMIT = _RETRIEVE + """
+# ARGV[1] (JSON): done, prefix, the read's stripes and ver, sid, ts, ttl, keep, day_ttl, file
+# (posting keys), own (link keys), bump (their stripes), day (df hash), terms, nk / nh (members to
+# add, empty when the set is full), absorb (ids of stories merged into sid: each becomes a redirect '>' .. sid, its novelty
+# sets join sid's); ARGV[2] the story state, ARGV[3] the event's result.
+# Reply: {'ok'} | {'retry'} | {'done', result}.
+_COMMIT = _STRIPE + """
 local A = cjson.decode(ARGV[1])
 local done = redis.call('GET', A.done)
 if done then return {'done', done} end
-local _, _, _, fp = retrieve(A)
-if fp ~= A.fp then return {'retry'} end
+local vkey = A.prefix .. 'v:'
+local ver = {}
+if #A.stripes > 0 then ver = redis.call('HMGET', vkey, unpack(A.stripes)) end
+for i = 1, #ver do ver[i] = ver[i] or '0' end
+if table.concat(ver, ',') ~= A.ver then return {'retry'} end
 local sid, ttl = A.sid, A.ttl
+local bumped = {}
+local function bump(n)
+  if not bumped[n] then bumped[n] = true; redis.call('HINCRBY', vkey, n, 1) end
+end
+for _, n in ipairs(A.bump) do bump(n) end
+bump(stripe(sid))
 redis.call('SET', A.done, ARGV[3], 'PX', ttl)
 redis.call('SET', A.prefix .. 's:' .. sid, ARGV[2], 'PX', ttl)
 for _, old in ipairs(A.absorb) do
   redis.call('SET', A.prefix .. 's:' .. old, '>' .. sid, 'PX', ttl)
+  bump(stripe(old))
   for _, kind in ipairs({'nk', 'nh'}) do
     local from = A.prefix .. kind .. ':' .. old
     if redis.call('EXISTS', from) == 1 then
@@ -211,6 +232,7 @@ end
 redis.call('HINCRBY', A.day, '', 1)
 for _, term in ipairs(A.terms) do redis.call('HINCRBY', A.day, term, 1) end
 redis.call('EXPIRE', A.day, A.day_ttl)
+redis.call('PEXPIRE', vkey, ttl)
 return {'ok'}
 """
 
@@ -323,12 +345,13 @@ class RedisStoryStore:
         today = int(ts // _DAY_S)
         days = range(int((ts - s.max_gap_s) // _DAY_S), today + 2)
         terms = features.terms
+        links = [self._k("l", f) for f in follow]
         args: dict[str, Any] = {
-            "done": self._k("a", event_id), "links": [self._k("l", f) for f in follow],
-            "posts": [[self._k("p", f"{d}:{k}"), g, w] for g, (k, w) in enumerate(keys.items()) for d in days],
+            "done": self._k("a", event_id), "links": links,
+            "read": sorted({*map(_stripe, keys), *map(_stripe, links)}),
+            "posts": [[k, w] for k, w in keys.items()], "pdays": list(days),
             "horizon": ts - s.max_gap_s, "maxc": s.max_candidates, "prefix": self.prefix,
             "days": [self._k("df", str(d)) for d in range(today - self._days + 1, today + 1)], "terms": terms,
-            "nk": list(marks.keys.values()), "nh": list(marks.shingles.values()),
         }
         for _ in range(self.max_retries):
             reply = self._read(args=[orjson.dumps(args)])
@@ -353,13 +376,7 @@ class RedisStoryStore:
             story.add(item, features, vecs, s)
             memory, full = StoryMemory(), (False, False)
             if sid in states:
-                key_marks, sh_marks = list(marks.keys), list(marks.shingles)
-                n_k, _, n_h, _ = meta["nov"][cands.index(sid)]
-                for member in [sid, *(st.story_id for st in absorbed)]:  # a merged story's sentences count too
-                    _, k_hits, _, h_hits = meta["nov"][cands.index(member)]
-                    memory.sentence_keys.update({key_marks[j - 1]: None for j in k_hits or []})
-                    memory.shingles.update({sh_marks[j - 1]: None for j in h_hits or []})
-                full = (n_k >= self.novelty.max_sentences, n_h >= self.novelty.max_shingles)
+                full = self._novelty_memory(memory, marks, [sid, *(st.story_id for st in absorbed)])
             novelty = assess_novelty(item.text, memory, self.novelty, marks.counted)
             if translation is not None:  # first report of the story in its language: see crosslingual.py
                 new, retold = translation_novelty(novelty.new_sentences, translation)
@@ -367,11 +384,14 @@ class RedisStoryStore:
                                         len(new) / max(1, len(novelty.new_sentences) + len(novelty.repeated_sentences)))
             decision = StoryDecision(sid, best is None, best, _iso_summary(story, s),
                                      novelty.new_sentences, len(novelty.repeated_sentences), novelty.novelty_ratio)
-            commit = {**args, "fp": meta["fp"], "sid": sid, "ts": ts, "ttl": self._ttl_ms, "keep": s.max_postings,
-                      "day_ttl": int(self._days * _DAY_S), "day": self._k("df", str(today)),
+            commit = {"done": args["done"], "prefix": self.prefix, "stripes": meta["stripes"], "ver": meta["ver"],
+                      "sid": sid, "ts": ts, "ttl": self._ttl_ms, "keep": s.max_postings,
+                      "day_ttl": int(self._days * _DAY_S), "day": self._k("df", str(today)), "terms": terms,
                       "file": [self._k("p", f"{today}:{k}") for k in keys],
                       "own": [self._k("l", o) for o in own], "absorb": [st.story_id for st in absorbed],
-                      "nk": [] if full[0] else args["nk"], "nh": [] if full[1] else args["nh"]}
+                      "bump": sorted({*map(_stripe, keys), *(_stripe(self._k("l", o)) for o in own)}),
+                      "nk": [] if full[0] else list(marks.keys.values()),
+                      "nh": [] if full[1] else list(marks.shingles.values())}
             result = self._commit(args=[orjson.dumps(commit), orjson.dumps(story.to_state()),
                                         _decision_to_json(decision, item.text)])
             status = result[0].decode() if isinstance(result[0], bytes) else result[0]
@@ -382,6 +402,32 @@ class RedisStoryStore:
             self.conflicts += 1
         raise StoryContention(f"stories: event {event_id} lost {self.max_retries} commits in a row; "
                               "is another writer looping on the same keys?")
+
+    def _novelty_memory(self, memory: StoryMemory, marks: _SentenceMarks, stories: list[str]) -> tuple[bool, bool]:
+        """Fill ``memory`` with the event's sentence keys and shingles that the chosen story (first of
+        ``stories``) or a story merged into it holds; returns whether the chosen story's sets are full.
+
+        One pipelined round trip, for the chosen story only (the read used to test every candidate's
+        sets inside its script). No lock is needed: the sets change only with their story's state,
+        whose version the commit checks."""
+        key_marks, sh_marks = list(marks.keys), list(marks.shingles)
+        nk, nh = list(marks.keys.values()), list(marks.shingles.values())
+        pipe = self.client.pipeline(transaction=False)
+        for sid in stories:
+            for kind, members in (("nk", nk), ("nh", nh)):
+                pipe.scard(self._k(kind, sid))
+                if members:
+                    pipe.smismember(self._k(kind, sid), members)
+        replies = iter(pipe.execute())
+        counts: list[int] = []
+        for _ in stories:
+            counts.append(int(next(replies)))
+            if nk:
+                memory.sentence_keys.update({m: None for m, hit in zip(key_marks, next(replies), strict=True) if hit})
+            counts.append(int(next(replies)))
+            if nh:
+                memory.shingles.update({m: None for m, hit in zip(sh_marks, next(replies), strict=True) if hit})
+        return counts[0] >= self.novelty.max_sentences, counts[1] >= self.novelty.max_shingles
 
     def merged_into(self, story_id: str) -> str:
         """The story ``story_id`` is part of now: itself, or (after late merges) the story it was
@@ -411,7 +457,17 @@ class RedisStoryStore:
         return out
 
 
-KEY_KINDS = ("a", "s", "p", "l", "nk", "nh", "df")
+KEY_KINDS = ("a", "s", "p", "l", "nk", "nh", "df", "v")
+
+#: Version stripes: fields of the hash ``p v:``, a counter each (a few MB when all are used).
+STRIPES = 1 << 16
+
+
+def _stripe(name: str) -> int:
+    """The version stripe of an index key (all its day buckets) or a link key. Two names sharing a
+    stripe only cost a needless retry now and then. Story ids' stripes are computed in the scripts
+    (``_STRIPE``), from a different hash; both land in the same field space."""
+    return zlib.crc32(name.encode()) % STRIPES
 
 
 def _iso_summary(story: StoryState, settings: StorySettings) -> dict[str, Any]:
@@ -422,15 +478,40 @@ def _iso_summary(story: StoryState, settings: StorySettings) -> dict[str, Any]:
 
 
 def _decision_to_json(d: StoryDecision, text: str) -> bytes:
-    """The event's result, compact: new sentences as their positions in the event's text."""
+    """The event's result, compact (it is kept for every event in the window, for replays): new
+    sentences as their positions in the event's text, times as epoch milliseconds, and a list of
+    like-keyed dicts (top entities, top places) as ``[keys, rows]``."""
     index = {sent: i for i, sent in enumerate(sentences(text))}
     st = d.story
     return orjson.dumps([d.story_id, d.is_new, d.score.score if d.score else None,
-                         [st[k] for k in _SUMMARY_KEYS], [index[x] for x in d.new_sentences],
+                         [_pack(st[k]) for k in _SUMMARY_KEYS], [index[x] for x in d.new_sentences],
                          d.repeated, d.novelty_ratio])
 
 
 _SUMMARY_KEYS = ("event_count", "source_count", "first_seen", "last_seen", "top_entities", "top_places", "merged_from")
+
+
+def _pack(value: Any) -> Any:
+    if isinstance(value, str) and value.endswith("Z"):
+        try:
+            ms = round(datetime.fromisoformat(value).timestamp() * 1000)
+        except ValueError:
+            return value
+        return ms if iso_from_millis(ms) == value else value
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        keys = list(value[0])
+        if all(list(v) == keys for v in value):
+            return [keys, [list(v.values()) for v in value]]
+    return value
+
+
+def _unpack(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return iso_from_millis(value)
+    if isinstance(value, list) and len(value) == 2 and isinstance(value[0], list) and isinstance(value[1], list) \
+            and all(isinstance(k, str) for k in value[0]) and all(isinstance(r, list) for r in value[1]):
+        return [dict(zip(value[0], row, strict=True)) for row in value[1]]
+    return value
 
 
 def _decision_from_json(raw: bytes, text: str) -> StoryDecision:
@@ -438,6 +519,9 @@ def _decision_from_json(raw: bytes, text: str) -> StoryDecision:
     all_sentences = sentences(text)
     if len(summary) < len(_SUMMARY_KEYS):  # stored before late merges existed
         summary = [*summary, []]
-    return StoryDecision(sid, is_new, None if score is None else StoryScore(sid, score),
-                         dict(zip(_SUMMARY_KEYS, summary, strict=True)),
+    story = {k: (_unpack(v) if k in _PACKED else v) for k, v in zip(_SUMMARY_KEYS, summary, strict=True)}
+    return StoryDecision(sid, is_new, None if score is None else StoryScore(sid, score), story,
                          tuple(all_sentences[i] for i in new_idx), repeated, ratio)
+
+
+_PACKED = frozenset({"first_seen", "last_seen", "top_entities", "top_places"})

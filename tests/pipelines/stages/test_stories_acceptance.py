@@ -127,7 +127,7 @@ def test_a_story_does_not_chain_through_pairwise_similar_events(redis_server: Re
         fa, fb = story_features(item_a), story_features(item_b)
         story = StoryState("x", ta, ta)
         story.add(item_a, fa, vectors(fa, rarity), StorySettings(founder_weight=1.0))
-        assert default_scorer().probability(evidence(fb, vectors(fb, rarity), tb, story)) >= 0.5
+        assert default_scorer().probability(evidence(fb, vectors(fb, rarity), tb, story)) >= StorySettings().join_threshold
     # ... but the story is about what its first events said: the chain's far end is another story
     got = assign_all(redis_server, redis_namespace, events)
     assert got[0] == got[1]

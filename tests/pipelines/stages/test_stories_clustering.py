@@ -148,3 +148,17 @@ def test_a_text_naming_many_places_keeps_its_people_in_the_story() -> None:
     story = clusterer.stories[clusterer.assign(StoryInput("a", 1000.0, "wire", text, entities, places)).story_id]
     assert {e["id"] for e in story.top(False, 5)} == {"person:maria-zakharova", "org:nato"}
     assert len(story.top(True, 5)) == 2
+
+
+def test_the_shipped_join_threshold_is_the_one_chosen_with_the_shipped_coefficients() -> None:
+    """bench/train_story_scorer.py picks join_threshold on held-out seeds for the coefficients it
+    writes; the setting and config/newswire.yaml must ship that value, not an older one."""
+    import orjson
+    import yaml
+
+    from tests.paths import REPO
+
+    chosen = orjson.loads((REPO / "pipelines" / "data" / "story_scorer.json").read_bytes())["join_threshold"]
+    config = yaml.safe_load((REPO / "config" / "newswire.yaml").read_text(encoding="utf-8"))
+    assert StorySettings().join_threshold == chosen
+    assert config["pipeline"]["stories"]["join_threshold"] == chosen

@@ -56,3 +56,26 @@ def test_memory_is_bounded_and_round_trips() -> None:
     restored = StoryMemory.from_state(json.loads(json.dumps(memory.to_state())))
     assert restored == memory
     assert list(restored.sentence_keys) == list(memory.sentence_keys)  # eviction order survives
+
+
+def test_counted_sentences_hash_every_sentence_as_alone() -> None:
+    """The one-pass shingle hashing over all sentences gives each sentence exactly the sampled
+    shingles it has on its own (no shingle across a sentence boundary), for several settings."""
+    import random
+
+    from core.settings import NoveltySettings
+    from pipelines.stages.dedup.logic import sentence_key, sentences, words
+    from pipelines.stages.stories.novelty import CountedSentence, counted_sentences, sampled_shingles
+    from tests.paths import ARTICLES
+
+    rng = random.Random(5)
+    vocab = [f"w{i}" for i in range(40)]
+    texts = [p.read_text(encoding="utf-8") for p in sorted(ARTICLES.glob("*.txt"))]
+    texts += [" ".join(" ".join(rng.choice(vocab) for _ in range(rng.randrange(1, 9))) + "." for _ in range(30))
+              for _ in range(20)]
+    for settings in (NoveltySettings(), NoveltySettings(shingle_words=5, shingle_sample=3),
+                     NoveltySettings(min_words=1, shingle_words=2, shingle_sample=1)):
+        for text in texts:
+            want = [CountedSentence(s, sentence_key(s), tuple(sampled_shingles(words(s), settings)))
+                    for s in sentences(text) if len(words(s)) >= settings.min_words]
+            assert counted_sentences(text, settings) == want

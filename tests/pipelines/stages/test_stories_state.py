@@ -125,3 +125,55 @@ def test_a_very_long_article_is_scored_against_its_story(redis_server: RedisServ
                      T0 + 60)
     assert again.story_id == first.story_id
     assert again.new_sentences == ("One more line about the harbour fire today.",)
+
+
+def _commit_after(s: RedisStoryStore, meanwhile: Any) -> None:
+    """Make ``s``'s next commit run ``meanwhile()`` first: another worker's write between its read
+    and its commit."""
+    commit, pending = s._commit, [meanwhile]
+
+    def late_commit(*args: Any, **kwargs: Any) -> Any:
+        while pending:
+            pending.pop()()
+        return commit(*args, **kwargs)
+
+    s._commit = late_commit  # type: ignore[assignment]
+
+
+def test_a_story_filed_between_read_and_commit_is_seen(redis_server: RedisServer, redis_namespace: str) -> None:
+    """Worker 2 files the port-fire story while worker 1 decides the other outlet's report of it:
+    worker 1's commit is refused (a posting key it read moved) and its retry joins worker 2's story."""
+    one, two = store(redis_server, redis_namespace), store(redis_server, redis_namespace)
+    theirs: list[str] = []
+    _commit_after(one, lambda: theirs.append(two.assign(make_event("turku-port-fire.txt", T0, 1), T0).story_id))
+    mine = one.assign(make_event("turku-port-fire.other-outlet.txt", T0 + 60, 2, source="other"), T0 + 60)
+    assert one.conflicts == 1
+    assert mine.story_id == theirs[0] and mine.story["event_count"] == 2
+
+
+def test_an_unrelated_write_between_read_and_commit_costs_no_retry(redis_server: RedisServer,
+                                                                   redis_namespace: str) -> None:
+    """The commit checks the versions of the keys its decision read, not a global counter."""
+    one, two = store(redis_server, redis_namespace), store(redis_server, redis_namespace)
+    _commit_after(one, lambda: two.assign(make_event("stockholm-housing.txt", T0, 1, title="Housing"), T0))
+    one.assign(make_event("turku-port-fire.txt", T0 + 60, 2, title="Fire"), T0 + 60)
+    assert one.conflicts == 0
+
+
+def test_replay_records_are_compact_and_older_ones_still_read(redis_server: RedisServer, redis_namespace: str) -> None:
+    """The replay record keeps times as milliseconds and top names as [keys, rows]; a record stored
+    in the earlier layout (ISO times, a dict per name) gives the same result."""
+    import orjson
+
+    from pipelines.stages.stories.state import _SUMMARY_KEYS
+
+    s = store(redis_server, redis_namespace)
+    event, ts = fixture_events()[0]
+    first = s.assign(event, ts)
+    key = f"{redis_namespace}st:a:{event['event_id']}"
+    record = orjson.loads(s.client.get(key))
+    assert isinstance(record[3][2], int) and isinstance(record[3][4][0], list)
+    old = [*record[:3], [first.story[k] for k in _SUMMARY_KEYS], *record[4:]]
+    s.client.set(key, orjson.dumps(old))
+    assert len(orjson.dumps(old)) > len(orjson.dumps(record))
+    assert s.assign(event, ts).to_fields() == first.to_fields()
