@@ -15,6 +15,12 @@ Every default is the shipped config/newswire.yaml's (gazetteer entities, near-du
 
     python bench/e2e_throughput.py [--n 5000] [--rate 200] [--seconds 15] [--dedup near|exact]
                                    [--entities off|gazetteer|spacy] [--stories on|off] [--alerts on|off]
+                                   [--profile DIR]
+
+Also prints the CPU time of the pipeline's processes (Python with its SDK worker, Prism) per fragment
+over the throughput phase, which is steadier than wall clock on a shared machine. ``--profile DIR``:
+samples the pipeline process with py-spy (the dev extra) during the throughput phase and prints where
+its CPU goes (DIR gets the collapsed stacks and an SVG flame graph).
 """
 
 from __future__ import annotations
@@ -23,10 +29,14 @@ import argparse
 import os
 import platform
 import random
+import re
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import orjson
@@ -91,12 +101,78 @@ def baseline(values: list[bytes], settings, clock: StageClock | None = None) -> 
     """Fragments/s of the same stage functions in a plain loop (one core, no Kafka, no Beam):
     bench/stage_chain.py, shared with the Quix Streams peer; ``clock`` collects the time of each stage."""
     chain = StageChain(settings, namespace="baseline:", clock=clock or StageClock())
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for i, v in enumerate(values):
         chain.process(v, i)
     rate = len(values) / (time.perf_counter() - t0)
+    if clock is not None:
+        clock.cpu_ms = (time.process_time() - cpu0) * 1000 / len(values)
     chain.close()
     return rate
+
+
+def start_profile(pid: int, out: Path, native: bool = False) -> subprocess.Popen[bytes]:
+    """py-spy sampling ``pid`` (the pipeline process, all threads) into ``out``/pipeline.collapsed until
+    stopped with SIGINT: only samples holding the GIL (Python doing work), or with ``native`` every
+    thread on a CPU with its C frames too (gRPC, sockets, the kernel's share does not show)."""
+    out.mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).with_name("py-spy")
+    mode = ["--native"] if native else ["--gil"]
+    return subprocess.Popen([str(spy), "record", "--pid", str(pid), "--format", "raw", *mode, "--rate", "200",
+                             "--output", str(out / "pipeline.collapsed")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds of each live thread of ``pid``, keyed ``tid:name`` (gRPC's C threads name
+    themselves; Python's threads show the process name)."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[f"{task.name}:{name}"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def _frame(frame: str) -> str:
+    """``func (/long/path/site-packages/pkg/mod.py:123)`` -> ``func (pkg/mod.py)``."""
+    m = re.match(r"(.*) \((.*?)(?::\d+)?\)$", frame)
+    if not m:
+        return frame
+    path = re.sub(r"^.*?/(site-packages|lib/python3\.\d+)/", "", m.group(2))
+    path = re.sub(r"^.*/wt-[^/]+/|^" + re.escape(str(REPO)) + "/", "", path)
+    return f"{m.group(1)} ({path})"
+
+
+def stop_profile(spy: subprocess.Popen[bytes], out: Path, top: int = 25) -> None:
+    """Stop py-spy and print the top frames by self and inclusive share of the samples."""
+    spy.send_signal(signal.SIGINT)
+    spy.wait(60)
+    self_n: Counter[str] = Counter()
+    incl: Counter[str] = Counter()
+    total = 0
+    path = out / "pipeline.collapsed"
+    if not path.exists():
+        print("profile: py-spy wrote nothing (ptrace not permitted?)")
+        return
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        count = int(n)
+        frames = [_frame(f) for f in stack.split(";")[1:]]
+        total += count
+        if frames:
+            self_n[frames[-1]] += count
+        for f in set(frames):
+            incl[f] += count
+    print(f"profile: {total} samples (200/s); top self:")
+    for f, n in self_n.most_common(top):
+        print(f"  {100 * n / total:5.1f}%  {f}")
+    print("top inclusive:")
+    for f, n in incl.most_common(top * 2):
+        print(f"  {100 * n / total:5.1f}%  {f}")
 
 
 def main() -> None:
@@ -116,6 +192,9 @@ def main() -> None:
                     help="alerts.enabled (config/alerts.yaml)")
     ap.add_argument("--workers", type=int, default=1,
                     help="pipeline jobs splitting the partitions, as `newswire up --workers N` starts them")
+    ap.add_argument("--profile", type=Path, help="py-spy the pipeline process over the throughput phase into DIR")
+    ap.add_argument("--profile-native", action="store_true",
+                    help="with --profile: sample threads on a CPU with native frames, not only GIL holders")
     ap.add_argument("--baseline-only", action="store_true",
                     help="only the plain loop and its per-stage cost table (no broker, no pipeline)")
     args = ap.parse_args()
@@ -143,10 +222,12 @@ def main() -> None:
                                     "alerts.enabled": args.alerts == "on"})
         t_start = time.monotonic()
         pool = None
+        procs = []
         if args.workers == 1:
-            stack.start_pipeline()
+            procs = [stack.start_pipeline()]
         else:
             pool = PipelineWorkers(stack.config_path, args.partitions, args.workers, tmp / "workers").start()
+            procs = pool.procs
         # One warm-up fragment per partition: every job is up before the clock starts.
         warm = make_producer(stack.settings)
         for p in range(args.partitions):
@@ -162,12 +243,27 @@ def main() -> None:
         values = make_fragments(args.n, 1, "tp")
         size = statistics.mean(map(len, values))
         producer = make_producer(stack.settings, linger_ms=20, batch_size=256 * 1024)
+        from bench.peers.compare import tree_cpu_s  # (compare imports this module)
+
+        spy = start_profile(procs[0].pid, args.profile, args.profile_native) if args.profile else None
+        cpu0 = [tree_cpu_s(p.pid) for p in procs]
+        threads0 = thread_cpu_s(procs[0].pid)
         t0 = time.time()
         for v in values:
             producer.send(stack.settings.kafka.topics.fragments.name, value=v)
         producer.flush()
         produced_s = time.time() - t0
         got = collect(stack, {f"tp-{i}" for i in range(args.n)}, 600)
+        cpu1 = [tree_cpu_s(p.pid) for p in procs]
+        threads1 = thread_cpu_s(procs[0].pid)
+        by_thread = sorted(((k, (v - threads0.get(k, 0.0)) * 1000 / args.n) for k, v in threads1.items()),
+                           key=lambda kv: -kv[1])
+        if spy is not None:
+            stop_profile(spy, args.profile)
+        cpu_by: Counter[str] = Counter()
+        for before, after in zip(cpu0, cpu1, strict=True):
+            for name, v in after.items():
+                cpu_by[name] += (v - before.get(name, 0.0)) * 1000 / args.n
         last_ms = max(e for _, e in got.values())
         throughput = len(got) / (last_ms / 1000 - t0)
         tp_lat = [e - r for r, e in got.values()]
@@ -200,10 +296,15 @@ def main() -> None:
     print(f"pipeline startup (process start -> first enriched event): {startup:.1f} s")
     print(f"throughput: {len(got)}/{args.n} fragments of {size:.0f} B; produced in {produced_s:.2f} s; "
           f"end to end {throughput:.0f} fragments/s")
+    print(f"  CPU of the pipeline's processes: {sum(cpu_by.values()):.1f} ms per fragment ("
+          + ", ".join(f"{k} {v:.1f}" for k, v in cpu_by.most_common()) + f"); load average {os.getloadavg()[0]:.1f}")
+    print("  CPU ms per fragment by thread of the (first) pipeline process: "
+          + ", ".join(f"{k} {v:.1f}" for k, v in by_thread if v >= 0.1))
     print(f"  latency under that burst: p50 {percentile(tp_lat, .5):.0f} ms, p99 {percentile(tp_lat, .99):.0f} ms")
     print(f"latency at {args.rate:.0f} fragments/s for {args.seconds:.0f} s ({len(got_l)}/{len(values_l)} arrived): "
           f"p50 {percentile(lat, .5):.0f} ms, p99 {percentile(lat, .99):.0f} ms, max {max(lat):.0f} ms")
-    print(f"baseline (same stage functions, plain loop, 1 core): {base_rate:.0f} fragments/s; per stage:")
+    print(f"baseline (same stage functions, plain loop, 1 core): {base_rate:.0f} fragments/s, CPU "
+          f"{clock.cpu_ms:.1f} ms per fragment; per stage:")
     print(clock.table(n_base))
     print(f"overhead ratio (baseline / pipeline): {base_rate / throughput:.2f}x")
 

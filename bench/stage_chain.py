@@ -49,6 +49,7 @@ class StageClock:
 
     def __init__(self) -> None:
         self.total: dict[str, float] = {}
+        self.cpu_ms = float("nan")  # CPU time per fragment of the whole loop (set by its runner)
         self._name = ""
         self._t = 0.0
 

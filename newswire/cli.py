@@ -182,6 +182,15 @@ def cmd_broker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warm_up_in_process(s: Settings) -> None:
+    """On Prism the stage work runs in this process: load its models while the rest starts
+    (pipelines/warmup.py). On Flink the workers are elsewhere and load their own."""
+    if s.pipeline.runner == "prism":
+        from pipelines.warmup import start_warm_up
+
+        start_warm_up(s)
+
+
 def cmd_pipeline(args: argparse.Namespace) -> int:
     """Run the pipeline under its supervisor until stopped (0) or until it gives up on the job (1)."""
     from connectors.kafka import ensure_topics, wait_for_broker
@@ -189,6 +198,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
     s = _settings(args)
     stop = _wait_for_signal()
+    _warm_up_in_process(s)
     wait_for_broker(s.kafka.bootstrap_servers)
     ensure_topics(s)  # idempotent: creates missing topics, grows partition counts
     supervisor = supervise(s, args.beam_args)
@@ -240,6 +250,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     s = _settings(args)
     stop = _wait_for_signal()
+    partitions = s.kafka.topics.fragments.partitions
+    workers = default_workers(partitions) if args.workers == "auto" else int(args.workers)
+    if workers == 1:
+        _warm_up_in_process(s)  # while Redis and the broker start
     broker = None
     redis = start_embedded_redis(s)
     postgres = start_embedded_postgres(s)
@@ -250,8 +264,6 @@ def cmd_up(args: argparse.Namespace) -> int:
         wait_for_broker(s.kafka.bootstrap_servers)
         ensure_topics(s)
     try:
-        partitions = s.kafka.topics.fragments.partitions
-        workers = default_workers(partitions) if args.workers == "auto" else int(args.workers)
         result: Any = None
         pool: PipelineWorkers | None = None
         if workers == 1:

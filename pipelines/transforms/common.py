@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -110,7 +110,88 @@ class StageFn(beam.DoFn):
             yield TaggedOutput(DEAD_LETTERS, reject(event, self.stage, "internal", f"{type(exc).__name__}: {exc}"))
 
 
-def run_stage(pcoll: beam.PCollection, label: str, fn: StageFn) -> tuple[beam.PCollection, beam.PCollection]:
-    """Apply a StageFn; returns (events, dead letters)."""
+def run_stage(pcoll: beam.PCollection, label: str, fn: beam.DoFn) -> tuple[beam.PCollection, beam.PCollection]:
+    """Apply a StageFn (or a ChainFn of them); returns (events, dead letters)."""
     out = pcoll | label >> beam.ParDo(fn).with_outputs(DEAD_LETTERS, main="events")
     return out.events, out[DEAD_LETTERS]
+
+
+#: One step of a ChainFn: a StageFn, or a plain function of the event that cannot fail on its content.
+Step = StageFn | Callable[[dict[str, Any]], Any]
+
+
+class ChainFn(beam.DoFn):
+    """Consecutive stages as ONE DoFn: each event goes through every step in turn, in one Beam call.
+
+    Why: every ParDo between the reader and the delivery step costs per element (Beam's dispatch,
+    an element count and sampled size per output collection) and per bundle (its metrics, sent again
+    on every progress report, which Prism asks for every 100 ms of a running bundle); the stages
+    themselves are cheap pure functions, so that framework cost was a large part of the pipeline's
+    (bench/RESULTS.md, "Framework overhead"). Nothing else changes: each StageFn still times itself
+    (``<stage>/latency_us``), counts its rejects and errors under its own namespace, waits out its
+    outages, and an event it refuses leaves the chain there as a dead letter naming that stage.
+    """
+
+    def __init__(self, steps: Sequence[Step]) -> None:
+        self.steps = list(steps)
+        self._fns = [s for s in self.steps if isinstance(s, StageFn)]
+
+    def setup(self) -> None:
+        for fn in self._fns:
+            fn.setup()
+
+    def start_bundle(self) -> None:
+        for fn in self._fns:
+            fn.start_bundle()
+
+    def process(self, event: Any) -> Iterator[Any]:
+        for step in self.steps:
+            if not isinstance(step, StageFn):
+                event = step(event)
+                continue
+            for out in step.process(event):
+                if isinstance(out, TaggedOutput):  # a dead letter: the event leaves the chain here
+                    yield out
+                    return
+                event = out
+        yield event
+
+    def finish_bundle(self) -> None:
+        for fn in self._fns:
+            fn.finish_bundle()
+
+    def teardown(self) -> None:
+        for fn in reversed(self._fns):
+            fn.teardown()
+
+
+def chain_steps(pcoll: beam.PCollection, steps: Sequence[tuple[str, Any]], dead_letters: list[beam.PCollection]
+                ) -> beam.PCollection:
+    """Apply the (label, step) ``steps`` in order, fusing each run of consecutive ones that are stage
+    transforms (with a ``stage_fn()``) or plain functions into one ChainFn labelled with their labels
+    joined by "+"; any other transform (e.g. Beam-state exact dedup) is applied as it is, under its
+    label. Every step's dead letters are appended to ``dead_letters``."""
+    run: list[Step] = []
+    names: list[str] = []
+
+    def flush(pc: beam.PCollection) -> beam.PCollection:
+        if not run:
+            return pc
+        events, dead = run_stage(pc, "+".join(names), ChainFn(run))
+        dead_letters.append(dead)
+        run.clear()
+        names.clear()
+        return events
+
+    for label, step in steps:
+        if hasattr(step, "stage_fn"):
+            run.append(step.stage_fn())
+            names.append(label)
+        elif isinstance(step, beam.PTransform):
+            pcoll = flush(pcoll)
+            pcoll, dead = pcoll | label >> step
+            dead_letters.append(dead)
+        else:
+            run.append(step)
+            names.append(label)
+    return flush(pcoll)

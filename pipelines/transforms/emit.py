@@ -49,5 +49,8 @@ class EmitEvents(beam.PTransform):
         super().__init__()
         self.max_list_items, self.max_event_bytes = max_list_items, max_event_bytes
 
+    def stage_fn(self) -> StageFn:
+        return _Emit(self.max_list_items, self.max_event_bytes)
+
     def expand(self, events: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        return run_stage(events, "Emit", _Emit(self.max_list_items, self.max_event_bytes))
+        return run_stage(events, "Emit", self.stage_fn())

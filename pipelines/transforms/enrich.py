@@ -46,6 +46,13 @@ def _models(entities: str, demonyms: bool) -> tuple[Any, Any]:
     return EntityTagger(mode=entities, places=places), resolver
 
 
+def load_models(settings: EnrichmentSettings) -> tuple[Any, Any]:
+    """The (tagger, resolver) of ``settings``, loaded once per process by whichever thread asks first:
+    a DoFn's setup, or pipelines/warmup.py while the job is still being submitted."""
+    with _MODELS_LOCK:  # functools.cache does not stop two threads loading at once
+        return _models(settings.entities, settings.demonyms)
+
+
 class _Tag(StageFn):
     stage = "enrich"
 
@@ -54,8 +61,7 @@ class _Tag(StageFn):
         self.settings = settings
 
     def setup(self) -> None:
-        with _MODELS_LOCK:  # functools.cache does not stop two threads loading at once
-            self._tagger, self._resolver = _models(self.settings.entities, self.settings.demonyms)
+        self._tagger, self._resolver = load_models(self.settings)
 
     def apply(self, event: dict[str, Any]) -> dict[str, Any]:
         return enrich_event(event, self._tagger, self._resolver)
@@ -68,5 +74,8 @@ class TagEntities(beam.PTransform):
         super().__init__()
         self.settings = settings
 
+    def stage_fn(self) -> StageFn:
+        return _Tag(self.settings)
+
     def expand(self, events: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        return run_stage(events, "TagEntities", _Tag(self.settings))
+        return run_stage(events, "TagEntities", self.stage_fn())

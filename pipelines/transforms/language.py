@@ -40,5 +40,8 @@ class DetectLanguage(beam.PTransform):
         super().__init__()
         self.settings = settings
 
+    def stage_fn(self) -> StageFn:
+        return _Detect(self.settings)
+
     def expand(self, events: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        return run_stage(events, "DetectLanguage", _Detect(self.settings))
+        return run_stage(events, "DetectLanguage", self.stage_fn())

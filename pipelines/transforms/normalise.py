@@ -46,5 +46,8 @@ class NormaliseText(beam.PTransform):
         super().__init__()
         self.analysis_max_chars = analysis_max_chars
 
+    def stage_fn(self) -> StageFn:
+        return _Normalise(self.analysis_max_chars)
+
     def expand(self, events: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        return run_stage(events, "Normalise", _Normalise(self.analysis_max_chars))
+        return run_stage(events, "Normalise", self.stage_fn())

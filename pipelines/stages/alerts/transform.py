@@ -149,7 +149,10 @@ class EvaluateAlerts(beam.PTransform):
         self.redis_url, self.namespace = settings.redis.url, settings.redis.namespace
         self.outage_max_wait_s = settings.pipeline.outage_max_wait_s
 
-    def expand(self, events: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+    def stage_fn(self) -> StageFn:
         fn = _Evaluate(self.redis_url, self.rules, self.namespace, self.rules_path, self.reload_interval_s)
         fn.outage_max_wait_s = self.outage_max_wait_s
-        return run_stage(events, "Evaluate", fn)
+        return fn
+
+    def expand(self, events: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        return run_stage(events, "Evaluate", self.stage_fn())

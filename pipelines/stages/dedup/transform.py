@@ -128,7 +128,10 @@ class DeduplicateWithRedis(beam.PTransform):
         self.match_url, self.match_guid = match_url, match_guid
         self.outage_max_wait_s = outage_max_wait_s
 
-    def expand(self, events: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+    def stage_fn(self) -> StageFn:
         fn = _JudgeWithRedis(self.redis_url, self.settings, self.match_url, self.match_guid, self.namespace)
         fn.outage_max_wait_s = self.outage_max_wait_s
-        return run_stage(events, "JudgeWithRedis", fn)
+        return fn
+
+    def expand(self, events: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        return run_stage(events, "JudgeWithRedis", self.stage_fn())

@@ -108,7 +108,10 @@ class AssignStories(beam.PTransform):
         self.redis_url, self.settings, self.novelty, self.namespace = redis_url, settings, novelty, namespace
         self.outage_max_wait_s = outage_max_wait_s
 
-    def expand(self, events: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+    def stage_fn(self) -> StageFn:
         fn = _AssignWithRedis(self.redis_url, self.settings, self.novelty, self.namespace)
         fn.outage_max_wait_s = self.outage_max_wait_s
-        return run_stage(events, "AssignWithRedis", fn)
+        return fn
+
+    def expand(self, events: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        return run_stage(events, "AssignWithRedis", self.stage_fn())
