@@ -21,6 +21,8 @@ from typing import Any, NamedTuple
 
 import yaml
 
+from pipelines.text.prebuilt import cached, path_label
+
 DEFAULT_GAZETTEER_DIR = Path(__file__).resolve().parents[2] / "config" / "gazetteer"
 PLACES_TABLE = Path(__file__).resolve().parents[1] / "data" / "places.tsv.gz"
 #: US counties, parishes and boroughs (feature "admin2"), built by bench/build_us_counties.py.
@@ -34,7 +36,9 @@ _TYPOGRAPHY = str.maketrans({"’": "'", "‘": "'", "´": "'", "`": "'", "\u00a
 @cache
 def _combining_marks() -> dict[int, None]:
     """str.translate table deleting every combining character (what NFKD splits accents into)."""
-    return {cp: None for cp in range(sys.maxunicode + 1) if unicodedata.combining(chr(cp))}
+    # Scanning all of Unicode takes ~0.5 s; the table depends on the Python version only (the cache key).
+    return cached("combining-marks", [], lambda: {cp: None for cp in range(sys.maxunicode + 1)
+                                                  if unicodedata.combining(chr(cp))})
 
 
 # Cached: building the place table keys ~1M names, a third of them distinct (startup 7.5 -> ~5 s).
@@ -80,6 +84,11 @@ _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def read_yaml(path: Path) -> Any:
+    """A YAML document as plain data; parsed once per version of the file (the model cache, prebuilt.py)."""
+    return cached(f"yaml-{path_label(path)}", [path], lambda: _parse_yaml(path))
+
+
+def _parse_yaml(path: Path) -> Any:
     try:
         with path.open(encoding="utf-8") as fh:
             return yaml.load(fh, Loader=_SafeLoader) or {}  # a safe loader: plain data only
