@@ -14,7 +14,7 @@ language tables) takes seconds of CPU in every worker; reading back the same str
 - files are written to a temporary name and renamed into place, so a reader never sees half a file,
   and older files of the same name are removed.
 
-Where: `$NEWSWIRE_MODEL_CACHE` if set (empty or "off" turns the cache off), else `var/cache/models`
+Only what derives from the shipped files (CACHED_FOLDERS) is cached. Where: `$NEWSWIRE_MODEL_CACHE` if set (empty or "off" turns the cache off), else `var/cache/models`
 under the repository root (git-ignored). A cache that cannot be written costs the build time only.
 """
 
@@ -36,7 +36,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CACHE_ENV = "NEWSWIRE_MODEL_CACHE"
-DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[2] / "var" / "cache" / "models"
+_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CACHE_DIR = _ROOT / "var" / "cache" / "models"
+#: Only tables derived from files in these folders (the shipped gazetteers and data) are cached:
+#: anything else, such as a test's temporary gazetteer, is built each time and leaves no file behind.
+CACHED_FOLDERS: tuple[Path, ...] = (_ROOT / "config" / "gazetteer", _ROOT / "pipelines" / "data")
 _MAGIC = b"newswire-prebuilt-1\n"
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 _CODE = tuple(sorted(Path(__file__).resolve().parent.glob("*.py")))
@@ -80,7 +84,8 @@ def cached(name: str, sources: Iterable[Path], build: Callable[[], T]) -> T:
     """build(), or its value from the cache when it was stored for the same sources (see module doc).
     `name`: a file-name-safe label; one file per name is kept."""
     folder = cache_dir()
-    if folder is None:
+    sources = [Path(p).resolve() for p in sources]
+    if folder is None or not all(any(p.is_relative_to(f) for f in CACHED_FOLDERS) for p in sources):
         return build()
     key = source_key(sources)
     path = folder / f"{name}-{key[:24]}.pickle"

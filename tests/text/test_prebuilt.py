@@ -31,12 +31,14 @@ class Builds:
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "cache"
     monkeypatch.setenv(CACHE_ENV, str(folder))
+    monkeypatch.setattr(prebuilt, "CACHED_FOLDERS", (*prebuilt.CACHED_FOLDERS, tmp_path / "sources"))
     return folder
 
 
 @pytest.fixture
 def source(tmp_path: Path) -> Path:
-    path = tmp_path / "table.txt"
+    (tmp_path / "sources").mkdir()
+    path = tmp_path / "sources" / "table.txt"
     path.write_text("alpha beta gamma")
     return path
 
@@ -100,6 +102,7 @@ def test_a_file_others_can_write_is_not_read(cache: Path, source: Path) -> None:
 
 def test_the_cache_can_be_turned_off(tmp_path: Path, source: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(CACHE_ENV, "off")
+    monkeypatch.setattr(prebuilt, "CACHED_FOLDERS", (tmp_path / "sources",))
     build = Builds(source)
     cached("table", [source], build)
     cached("table", [source], build)
@@ -107,11 +110,23 @@ def test_the_cache_can_be_turned_off(tmp_path: Path, source: Path, monkeypatch: 
     assert not list(tmp_path.rglob("*.pickle"))
 
 
+def test_tables_from_other_folders_are_not_cached(cache: Path, tmp_path: Path) -> None:
+    """A test's temporary gazetteer (anything but the shipped folders) leaves no file behind."""
+    other = tmp_path / "elsewhere.txt"
+    other.write_text("one two")
+    build = Builds(other)
+    cached("table", [other], build)
+    cached("table", [other], build)
+    assert build.calls == 2
+    assert not cache.exists()
+
+
 def test_an_unwritable_cache_costs_only_the_build(tmp_path: Path, source: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     monkeypatch.setenv(CACHE_ENV, str(blocker / "cache"))
+    monkeypatch.setattr(prebuilt, "CACHED_FOLDERS", (tmp_path / "sources",))
     build = Builds(source)
     assert cached("table", [source], build) == {"words": ["alpha", "beta", "gamma"]}
 
