@@ -39,6 +39,7 @@ from pipelines.text.gazetteer import (
     tokenize,
     words_joined,
 )
+from pipelines.text.prebuilt import cached, path_label
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 LANGUAGE_WORDS_TABLE = DATA_DIR / "language_words.tsv.gz"
@@ -108,6 +109,10 @@ def _read_table(path: Path) -> Iterator[list[str]]:
 
 @cache
 def _language_words(path: Path) -> dict[str, dict[str, frozenset[str]]]:
+    return cached(f"language-words-{path_label(path)}", [path], lambda: _read_language_words(path))
+
+
+def _read_language_words(path: Path) -> dict[str, dict[str, frozenset[str]]]:
     words: dict[str, dict[str, set[str]]] = {}
     for lang, kind, key in _read_table(path):  # stored as name_key()s: no work per word at start-up
         words.setdefault(lang, {}).setdefault(kind, set()).add(key)
@@ -116,6 +121,10 @@ def _language_words(path: Path) -> dict[str, dict[str, frozenset[str]]]:
 
 @cache
 def _place_names(path: Path) -> dict[str, tuple[tuple[str, str], ...]]:
+    return cached(f"place-names-{path_label(path)}", [path], lambda: _read_place_names(path))
+
+
+def _read_place_names(path: Path) -> dict[str, tuple[tuple[str, str], ...]]:
     names: dict[str, list[tuple[str, str]]] = {}
     for lang, place_id, name in _read_table(path):
         names.setdefault(lang, []).append((name, place_id))

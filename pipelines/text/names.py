@@ -35,6 +35,7 @@ from pipelines.text.gazetteer import (
     read_yaml,
     words_joined,
 )
+from pipelines.text.prebuilt import cached, path_label
 
 FIRST_NAMES_TABLE = Path(__file__).resolve().parents[1] / "data" / "first_names.txt.gz"
 
@@ -64,8 +65,12 @@ def load_first_names(table: Path = FIRST_NAMES_TABLE) -> frozenset[str]:
     if not table.exists():
         raise FileNotFoundError(f"{table} is missing; it ships with the repository "
                                 f"(regenerate it with `python -m pipelines.text.names build`)")
-    with gzip.open(table, "rt", encoding="utf-8") as fh:
-        return frozenset(name_key(line) for line in fh if line.strip())
+
+    def build() -> frozenset[str]:
+        with gzip.open(table, "rt", encoding="utf-8") as fh:
+            return frozenset(name_key(line) for line in fh if line.strip())
+
+    return cached(f"first-names-{path_label(table)}", [table], build)  # prebuilt.py: keyed once, then read back
 
 
 def load_name_cues(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR, table: Path = FIRST_NAMES_TABLE) -> NameCues:

@@ -23,6 +23,7 @@ from typing import Any
 from pipelines.text.entities import Entity, Mention
 from pipelines.text.gazetteer import (
     DEFAULT_GAZETTEER_DIR,
+    PLACES_TABLE,
     NameMatch,
     NameMatcher,
     PlaceKeys,
@@ -48,6 +49,7 @@ from pipelines.text.multilingual import (
     split_elisions,
 )
 from pipelines.text.names import FIRST_NAMES_TABLE, keeps_place, load_first_names, load_local_bodies
+from pipelines.text.prebuilt import cached, files_under, path_label
 
 # Prior for each kind of place before population counts: a country name is nearly always the
 # country, a curated sea or region the sea or region, a state name usually the state, and a city
@@ -278,7 +280,15 @@ class PlaceResolver:
     """Finds and resolves toponyms; load once per worker (the constructor reads the place table)."""
 
     def __init__(self, gazetteer_dir: Path | None = None, demonyms: bool = True) -> None:
-        gazetteer_dir = gazetteer_dir or DEFAULT_GAZETTEER_DIR
+        gazetteer_dir = (gazetteer_dir or DEFAULT_GAZETTEER_DIR).resolve()
+        # The tables (_build) derive from the gazetteer folder and the data tables only: built once,
+        # then read back from the model cache (prebuilt.py; ~8 s of CPU -> ~2).
+        self.__dict__.update(cached(f"resolver-{path_label(gazetteer_dir)}-{int(demonyms)}",
+                                    files_under(gazetteer_dir, PLACES_TABLE.parent),
+                                    lambda: self._build(gazetteer_dir, demonyms)))
+
+    def _build(self, gazetteer_dir: Path, demonyms: bool) -> dict[str, Any]:
+        """Build the tables from the files; returns the attributes (what the model cache stores)."""
         self._stop = load_stoplist(gazetteer_dir)
         self._states = load_state_abbreviations(gazetteer_dir)
         self._titles = frozenset(t.split()[-1] for t in self._stop.person_titles)
@@ -313,12 +323,14 @@ class PlaceResolver:
         # Texts in other languages: their stop words, everyday words and extra place names.
         self._lexicons = load_lexicons(gazetteer_dir)
         self._language_names: dict[str, LanguageNames] = {}  # built on a language's first text
+        self._place_keys = place_keys(records)
+        return dict(self.__dict__)
 
     # ------------------------------------------------------------------ public API
 
     def place_keys(self) -> PlaceKeys:
         """The names of this resolver's places, for EntityTagger(places=...): the table is read once."""
-        return place_keys(self._records)
+        return self._place_keys
 
     def resolve(self, text: str, language: str, entities: Sequence[Entity] = (),
                 tokens: list[Token] | None = None) -> PlaceResult:
