@@ -26,16 +26,13 @@ import gzip
 import hashlib
 import io
 import json
-import shutil
-import subprocess
 import sys
-import tarfile
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.npm_vendor import fetch_pinned
 from pipelines.text.gazetteer import _COLUMNS, PLACES_TABLE, US_COUNTIES_TABLE
 
 PACKAGE = "us-atlas@3.0.1"
@@ -99,25 +96,9 @@ def _polygons(geom: dict, arcs: list[Ring]) -> list[Ring]:
     return [_ring(arcs, p[0]) for p in polys]
 
 
-def _fetch() -> tuple[bytes, bytes]:
-    if shutil.which("npm") is None:
-        sys.exit("npm is needed to rebuild the county table (apt-get install npm)")
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(["npm", "pack", PACKAGE, "--silent", "--pack-destination", tmp], check=True,
-                       stdout=subprocess.DEVNULL)
-        (archive,) = Path(tmp).glob("us-atlas-*.tgz")
-        with tarfile.open(archive) as tar:
-            member, notice = tar.extractfile(MEMBER), tar.extractfile(LICENSE)
-            if member is None:
-                sys.exit(f"{PACKAGE} has no {MEMBER}")
-            return member.read(), notice.read() if notice is not None else b""
-
-
 def main() -> None:
-    data, licence = _fetch()
+    data, licence = fetch_pinned(PACKAGE, MEMBER, SHA256, LICENSE)
     digest = hashlib.sha256(data).hexdigest()
-    if digest != SHA256:
-        sys.exit(f"{PACKAGE} {MEMBER}: SHA-256 {digest}, expected {SHA256}; check the package and update the pin")
     topo = json.loads(data)
     arcs = _decode(topo)
     state_names = {g["id"]: g["properties"]["name"] for g in topo["objects"]["states"]["geometries"]}

@@ -12,14 +12,14 @@ console fetches nothing at run time.
 from __future__ import annotations
 
 import hashlib
-import shutil
-import subprocess
 import sys
-import tarfile
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.npm_vendor import fetch_pinned
+
 OUT = ROOT / "newswire" / "console" / "data" / "countries-110m.json"
 PACKAGE = "world-atlas@2.0.2"
 MEMBER = "package/countries-110m.json"
@@ -28,22 +28,8 @@ SHA256 = "2516c915867c7baf18ddec727aec46c315541a07cfb3d79a6559b05d5e94eee8"
 
 
 def main() -> None:
-    if shutil.which("npm") is None:
-        sys.exit("npm is needed to rebuild the world map (apt-get install npm)")
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(["npm", "pack", PACKAGE, "--silent", "--pack-destination", tmp], check=True,
-                       stdout=subprocess.DEVNULL)
-        (archive,) = Path(tmp).glob("world-atlas-*.tgz")
-        with tarfile.open(archive) as tar:
-            member = tar.extractfile(MEMBER)
-            if member is None:
-                sys.exit(f"{PACKAGE} has no {MEMBER}")
-            data = member.read()
-            notice = tar.extractfile(LICENSE)
-            licence = notice.read() if notice is not None else b""
+    data, licence = fetch_pinned(PACKAGE, MEMBER, SHA256, LICENSE)
     digest = hashlib.sha256(data).hexdigest()
-    if digest != SHA256:
-        sys.exit(f"{PACKAGE} {MEMBER}: SHA-256 {digest}, expected {SHA256}; check the package and update the pin")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_bytes(data)
     OUT.with_name("world-atlas.LICENSE").write_bytes(
