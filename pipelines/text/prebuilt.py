@@ -14,7 +14,8 @@ language tables) takes seconds of CPU in every worker; reading back the same str
 - files are written to a temporary name and renamed into place, so a reader never sees half a file,
   and older files of the same name are removed.
 
-Only what derives from the shipped files (CACHED_FOLDERS) is cached. Where: `$NEWSWIRE_MODEL_CACHE` if set (empty or "off" turns the cache off), else `var/cache/models`
+Only what derives from the shipped files (CACHED_FOLDERS: our gazetteers and data tables, and
+the language profiles of the installed, pinned langdetect) is cached. Where: `$NEWSWIRE_MODEL_CACHE` if set (empty or "off" turns the cache off), else `var/cache/models`
 under the repository root (git-ignored). A cache that cannot be written costs the build time only.
 """
 
@@ -31,6 +32,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
+from langdetect.detector_factory import PROFILES_DIRECTORY
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -40,7 +43,8 @@ _ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CACHE_DIR = _ROOT / "var" / "cache" / "models"
 #: Only tables derived from files in these folders (the shipped gazetteers and data) are cached:
 #: anything else, such as a test's temporary gazetteer, is built each time and leaves no file behind.
-CACHED_FOLDERS: tuple[Path, ...] = (_ROOT / "config" / "gazetteer", _ROOT / "pipelines" / "data")
+CACHED_FOLDERS: tuple[Path, ...] = (_ROOT / "config" / "gazetteer", _ROOT / "pipelines" / "data",
+                                    Path(PROFILES_DIRECTORY).resolve())  # langdetect's, as installed
 _MAGIC = b"newswire-prebuilt-1\n"
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 _CODE = tuple(sorted(Path(__file__).resolve().parent.glob("*.py")))

@@ -120,7 +120,7 @@ def test_fast_detector_matches_langdetect_exactly() -> None:
         (Path(__file__).parents[2].parent / "shared" / "samples" / name).read_text(encoding="utf-8")[:600]
         for name in sorted(p.name for p in (Path(__file__).parents[2].parent / "shared" / "samples").glob("*.txt"))
     ] + ["ABc DEF ghi JKL mnO p", "ÄÖÜ äöü ș ț ş ţ Ðð Þþ", "Tiếng Việt có dấu", "  double  spaces  http://x.y/z a@b.cc "]
-    fast, plain = language._prototype(), language._factory().create()
+    fast, plain = language._prototype(), language._langdetect_factory().create()
     assert type(fast) is not type(plain)
     for text in texts:
         results = []
@@ -133,3 +133,44 @@ def test_fast_detector_matches_langdetect_exactly() -> None:
             results.append((detector.text, ngrams, detector.get_probabilities()))
         assert results[0][:2] == results[1][:2], text
         assert [(c.lang, c.prob) for c in results[0][2]] == [(c.lang, c.prob) for c in results[1][2]], text
+
+
+def test_profiles_load_once_when_threads_ask_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The warm-up thread and a DoFn setup asking at the same moment share one load (it was two)."""
+    import threading
+    import time
+
+    from pipelines.text import language
+
+    loads: list[int] = []
+    real = language._profiles()
+
+    def slow_cached(name: str, sources: object, build: object) -> object:
+        loads.append(1)
+        time.sleep(0.2)
+        return real
+
+    monkeypatch.setattr(language, "_PROFILES", [])
+    monkeypatch.setattr(language, "cached", slow_cached)
+    got: list[object] = []
+    threads = [threading.Thread(target=lambda: got.append(language._profiles())) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert loads == [1]
+    assert got == [real] * 4
+
+
+def test_compact_profiles_hold_langdetect_rows_bit_for_bit() -> None:
+    from pipelines.text import language
+
+    plain = language._langdetect_factory()
+    compact = language._build_profiles()
+    width = len(plain.langlist)
+    assert compact.langlist == plain.langlist
+    assert compact.word_lang_prob_map.keys() == plain.word_lang_prob_map.keys()
+    for word in ("the", " d", "ß", "の", "zz"):
+        if word in plain.word_lang_prob_map:
+            start = compact.word_lang_prob_map[word]
+            assert list(compact.probs[start:start + width]) == plain.word_lang_prob_map[word]
