@@ -14,7 +14,7 @@ import sys
 import unicodedata
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -145,9 +145,13 @@ def load_stoplist(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR) -> Stoplist:
 
 # --------------------------------------------------------------------------- places
 
-@dataclass(frozen=True)
-class PlaceRecord:
-    """One gazetteer place: a GeoNames row or a curated override."""
+class PlaceRecord(NamedTuple):
+    """One gazetteer place: a GeoNames row or a curated override (immutable, compared by value).
+
+    A named tuple rather than a frozen dataclass: the model cache (prebuilt.py) holds 155k of them,
+    and a worker's start-up unpickles them all. As tuples rebuilt by ``tuple.__new__`` they load in
+    ~0.25 s of CPU, against ~0.85 s as dataclass objects (one ``__dict__`` each) even with a
+    tuple-of-values ``__reduce__`` (bench/RESULTS.md, start-up)."""
 
     id: str
     geonameid: int | None
@@ -162,20 +166,8 @@ class PlaceRecord:
     capital: bool = False  # a national capital (a prior: "Moscow" is rarely Moscow, Idaho)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Pickled as one tuple of values: the model cache (prebuilt.py) holds 155k records, and this
-        # loads in ~60% of the time of the default (a dict per record).
-        return _place_record, (tuple([getattr(self, f) for f in _RECORD_FIELDS]),)
-
-
-_RECORD_FIELDS = tuple(f.name for f in fields(PlaceRecord))
-_new_object = object.__new__
-
-
-def _place_record(values: tuple[Any, ...]) -> PlaceRecord:
-    """A PlaceRecord from its pickled values (PlaceRecord.__reduce__), without the frozen __init__'s setattrs."""
-    rec: PlaceRecord = _new_object(PlaceRecord)
-    rec.__dict__.update(zip(_RECORD_FIELDS, values))
-    return rec
+        # NamedTuple's default goes through its Python-level __new__ (one call per record).
+        return tuple.__new__, (PlaceRecord, tuple(self))
 
 
 _COLUMNS = ("id", "geonameid", "feature", "country_code", "admin1", "lat", "lon", "population", "name", "names",
