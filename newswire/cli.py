@@ -413,7 +413,8 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 def cmd_stories_top(args: argparse.Namespace) -> int:
-    """The biggest stories (most sources, then events) seen in the last ``--since``."""
+    """The biggest stories (most sources, then events) that got a report in the last ``--since`` (as
+    the console's "biggest" list), or, with ``--event-time``, whose own last report is that recent."""
     from datetime import UTC, datetime, timedelta
 
     from connectors.sinks import open_store
@@ -423,10 +424,14 @@ def cmd_stories_top(args: argparse.Namespace) -> int:
     since = datetime.now(UTC) - timedelta(seconds=parse_duration(args.since))
     store = open_store(s.storage_url)
     try:
-        stories = store.top_stories(since=since.isoformat(), limit=args.limit)
+        if args.event_time:
+            stories = store.top_stories(since=since.isoformat(), limit=args.limit)
+        else:
+            stories = store.biggest_stories(since.isoformat(), limit=args.limit)
     finally:
         store.close()
-    print(f"top {len(stories)} stories seen since {since:%Y-%m-%d %H:%M:%S}Z (sources, events, first..last seen):")
+    what = "with a report published" if args.event_time else "updated by a report received"
+    print(f"top {len(stories)} stories {what} since {since:%Y-%m-%d %H:%M:%S}Z (sources, events, first..last report):")
     for st in stories:
         names = ", ".join(_plain(t["name"]) for t in [*st["top_entities"][:3], *st["top_places"][:3]])
         print(f"  {st['story_id']}  {st['source_count']:>3} src {st['event_count']:>4} ev  "
@@ -502,6 +507,9 @@ def parser() -> argparse.ArgumentParser:
     top = stories.add_parser("top", help="the biggest stories of the last --since (most sources first)")
     top.add_argument("--since", default="24h", help="how far back: a duration like 30m, 6h, 2d (default 24h)")
     top.add_argument("--limit", type=int, default=10)
+    top.add_argument("--event-time", action="store_true",
+                     help="--since counts from the stories' own report times (published_at), not from when "
+                          "the reports arrived: for replayed archives")
     top.set_defaults(fn=cmd_stories_top)
     show = stories.add_parser("show", help="one story and its events (an id merged into another: the survivor)")
     show.add_argument("story_id")

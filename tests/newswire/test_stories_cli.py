@@ -41,3 +41,24 @@ def test_stories_top_and_show_resolve_a_merged_id(store_kind: str, tmp_path: Pat
 
     assert main(["--config", str(config), "stories", "show", "story:none"]) == 1
     assert "no story story:none" in capsys.readouterr().err
+
+
+def test_stories_top_lists_what_arrived_recently_even_if_published_long_ago(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An archive or a feed's week-old reports ingested now (the demo's are dated 2026-11-24) are
+    among the stories of the last 24 h by arrival, as on the console; --event-time asks by their own
+    publication time instead."""
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    config = write_config(tmp_path / "newswire.yaml", {"storage.url": url, "data_dir": str(tmp_path)})
+    week_ago = "2020-01-01T10:00:00.000Z"
+    old = hostile.event(0)
+    store = open_store(url)
+    store.add_many([{**old, "story": {**old["story"], "first_seen": week_ago, "last_seen": week_ago}}])
+    store.flush()
+    store.close()
+
+    assert main(["--config", str(config), "stories", "top"]) == 0
+    assert hostile.STORY_ID in capsys.readouterr().out
+    assert main(["--config", str(config), "stories", "top", "--event-time"]) == 0
+    out = capsys.readouterr().out
+    assert hostile.STORY_ID not in out and "top 0 stories with a report published since" in out
