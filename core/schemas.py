@@ -67,6 +67,13 @@ def _compiled(name: str) -> Any:
     return fastjsonschema.compile(schema)
 
 
+def prepare(*names: str) -> None:
+    """Compile the named schemas' hot-path validators now (the pipeline's start-up warm-up) rather
+    than on the first document (~0.01-0.05 s each)."""
+    for name in names:
+        _compiled(name)
+
+
 def validate(name: str, document: Any) -> None:
     """Raise SchemaViolation naming the offending field if `document` does not match schema `name`."""
     if name == "newswire-config":

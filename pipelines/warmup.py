@@ -30,7 +30,10 @@ def warm_up(settings: Settings) -> None:
         from pipelines.transforms.enrich import load_models
 
         load_models(p.enrichment)
+    from core.schemas import prepare
     from pipelines.text.language import detect_language
+
+    prepare("fragment", "enriched-event")  # validated on every record: compiled on the first otherwise
 
     detect_language("warm up the language profiles before the first event")
     if p.stories.enabled:
