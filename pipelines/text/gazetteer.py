@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import itertools
 import re
 import sys
 import unicodedata
@@ -27,6 +28,8 @@ DEFAULT_GAZETTEER_DIR = Path(__file__).resolve().parents[2] / "config" / "gazett
 PLACES_TABLE = Path(__file__).resolve().parents[1] / "data" / "places.tsv.gz"
 #: US counties, parishes and boroughs (feature "admin2"), built by bench/build_us_counties.py.
 US_COUNTIES_TABLE = PLACES_TABLE.with_name("us_counties.tsv.gz")
+#: English words by frequency, most frequent first (word<TAB>frequency), built by bench/build_idf_prior.py.
+WORD_PRIOR_TABLE = PLACES_TABLE.with_name("word_prior.tsv.gz")
 
 # Typographic variants found in scraped news text, mapped to what the gazetteers use.
 _TYPOGRAPHY = str.maketrans({"’": "'", "‘": "'", "´": "'", "`": "'", "\u00a0": " ", "‐": "-", "‑": "-",
@@ -272,6 +275,12 @@ def load_state_abbreviations(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR) -> dic
     """places.yaml `us_state_abbreviations` ("La." -> "LA") keyed by name_key()."""
     doc = read_yaml(gazetteer_dir / "places.yaml")
     return {name_key(k): str(v) for k, v in (doc.get("us_state_abbreviations") or {}).items()}
+
+
+def load_everyday_words(limit: int, table: Path = WORD_PRIOR_TABLE) -> frozenset[str]:
+    """The `limit` most frequent English words of the word prior ("can", "far", "hope")."""
+    with gzip.open(table, "rt", encoding="utf-8") as f:
+        return frozenset(line.split("\t", 1)[0] for line in itertools.islice(f, limit))
 
 
 def load_demonyms(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR) -> dict[str, str]:
