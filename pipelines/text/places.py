@@ -93,6 +93,9 @@ _EVERYDAY_WORDS = 1000
 # said", "Martin told the council"); a big city may speak for its government ("Moscow said").
 _SPEECH_VERBS = frozenset({"said", "says", "told", "tells", "added", "asked", "urged", "explained", "noted",
                            "recalled", "testified", "wrote", "replied"})
+# A colour, then a make, then a town's name: a vehicle ("a red Dodge Durango"), there and again in the text.
+_COLOURS = frozenset({"red", "blue", "white", "black", "silver", "gray", "grey", "green", "gold", "tan", "maroon",
+                      "beige", "brown", "burgundy", "purple", "yellow", "orange", "dark", "light"})
 _SPEECH_ADVERBS = frozenset({"also", "again", "later", "then", "once", "never", "still", "further", "previously"})
 _PLACE_BEFORE = frozenset({"in", "at", "from", "to", "near", "of", "outside", "across", "into", "toward", "towards"})
 _MAX_CANDIDATES = 40
@@ -500,6 +503,7 @@ class PlaceResolver:
         toponyms: list[_Toponym] = []
         first_names = set() if first_names is None else first_names  # names the text gives people or things
         lower: list[frozenset[str]] = []  # keys of the text's lower-case words, made when first needed
+        vehicles: set[str] = set()  # models of cars this text names
         for m in matches:
             key = " ".join(t.key for t in tokens[m.first:m.last + 1])
             if key in self._stop.not_places:
@@ -523,6 +527,12 @@ class PlaceResolver:
                     and tokens[prv].key.isdigit() and 1900 <= int(tokens[prv].key) < 2100 \
                     and _joined_space(text, tokens[prv], tokens[m.first]) and self._small_towns_only(m.values):
                 first_names.add(key)  # "a red 1991 Honda": a make or model, and so again in this text
+                continue
+            if lex is None and m.first == m.last and prv >= 1 and tokens[prv].capitalised \
+                    and not tokens[prv - 1].capitalised and tokens[prv - 1].key in _COLOURS \
+                    and _joined_space(text, tokens[prv - 1], tokens[prv]) and _joined_space(text, tokens[prv], tokens[m.first]) \
+                    and not self._nation(m.values):
+                vehicles.add(key)  # "a red Dodge Durango": a make and model, and so again in this text
                 continue
             if lex is None and m.first == m.last and tokens[m.first].sentence_start and not self._nation(m.values) \
                     and all(c.population < _BIG_CITY or key not in self._canonical[c.id] for c in m.values) \
@@ -557,6 +567,9 @@ class PlaceResolver:
             # One sense per text: once "Lindsay Graham" is a person, "Lindsay" alone is her too.
             toponyms = [t for t in toponyms if not (t.key in first_names and t.match.first == t.match.last
                                                     and not t.within and not self._major(t.candidates))]
+        if vehicles:
+            toponyms = [t for t in toponyms if not (t.key in vehicles and t.match.first == t.match.last
+                                                    and not t.within and not self._nation(t.candidates))]
         return self._bare_counties(text, tokens, blocked, toponyms)
 
     @staticmethod

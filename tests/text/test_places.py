@@ -250,3 +250,15 @@ def test_everyday_words_languages_and_name_parts_are_not_places(resolver, tagger
     assert "Brugge" not in names("Supporters cheered as Club Brugge won in Ghent.")
     # A small town's name before an adverb and a verb of speech is a person's, as before the verb alone.
     assert "Thompson" not in names("Sheriff Ray Thompson met deputies in Tulsa, Okla. Thompson again urged calm.")
+
+
+def test_cars_and_clubs_named_after_towns_are_not_places(resolver, tagger):
+    def names(text: str) -> set[str]:
+        return set(_mentioned(_resolve(resolver, tagger, text)))
+
+    # A colour, a make, a town's name: a car model, there and where the text names it again.
+    assert names("Witnesses saw a white Seat Toledo leave Madrid. The Toledo was found later.") == {"Madrid"}
+    # A town listed beside a club is a club too, and so wherever the text names it alone.
+    assert names("Burnley and Dynamo Kiev will play a friendly in Dublin. Burnley announced the date.") == {"Dublin"}
+    # A town listed beside another town stays a town.
+    assert names("Floods hit Burnley and Preston, and later Dublin.") == {"Burnley", "Preston", "Dublin"}
