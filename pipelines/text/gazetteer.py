@@ -30,6 +30,8 @@ PLACES_TABLE = Path(__file__).resolve().parents[1] / "data" / "places.tsv.gz"
 US_COUNTIES_TABLE = PLACES_TABLE.with_name("us_counties.tsv.gz")
 #: English words by frequency, most frequent first (word<TAB>frequency), built by bench/build_idf_prior.py.
 WORD_PRIOR_TABLE = PLACES_TABLE.with_name("word_prior.tsv.gz")
+#: English demonyms of every country and territory (code<TAB>demonym), built by bench/build_demonyms.py.
+DEMONYMS_TABLE = PLACES_TABLE.with_name("demonyms.tsv")
 
 # Typographic variants found in scraped news text, mapped to what the gazetteers use.
 _TYPOGRAPHY = str.maketrans({"’": "'", "‘": "'", "´": "'", "`": "'", "\u00a0": " ", "‐": "-", "‑": "-",
@@ -283,11 +285,16 @@ def load_everyday_words(limit: int, table: Path = WORD_PRIOR_TABLE) -> frozenset
         return frozenset(line.split("\t", 1)[0] for line in itertools.islice(f, limit))
 
 
-def load_demonyms(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR) -> dict[str, str]:
-    """demonyms.yaml as {"Russian": "RU", "Russians": "RU", ...}."""
+def load_demonyms(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR, table: Path = DEMONYMS_TABLE) -> dict[str, str]:
+    """The shipped demonym table, then demonyms.yaml on top (its words win), as {"Russian": "RU",
+    "Russians": "RU", ...}."""
     doc = read_yaml(gazetteer_dir / "demonyms.yaml")
+    listed: dict[str, list[str]] = {}
+    for line in table.read_text(encoding="utf-8").splitlines():
+        code, _, word = line.partition("\t")
+        listed.setdefault(code, []).append(word)
     out: dict[str, str] = {}
-    for code, words in (doc.get("demonyms") or {}).items():
+    for code, words in [*listed.items(), *(doc.get("demonyms") or {}).items()]:
         for w in words or ():
             out[str(w)] = str(code)
             if not w.endswith(("ese", "ss", "sh", "ch", "i")) and w not in ("Swiss", "Thai", "Lao", "Dutch"):

@@ -542,7 +542,7 @@ class PlaceResolver:
                 continue
             if lex is None and key in self._demonyms and self._language_named(tokens, m.first):
                 continue  # "she speaks French": the language, neither the country nor a nationality
-            if self._part_of_other_name(text, tokens, m, m.values, index_of, name_words, ordinary):
+            if self._part_of_other_name(text, tokens, m, key, m.values, index_of, name_words, ordinary):
                 continue
             within = self._container(text, tokens, m, index_of)
             if lex is None and m.first == m.last and not within and key in self._everyday and all(
@@ -733,7 +733,13 @@ class PlaceResolver:
                 words.add(tok.key)
         return words
 
-    def _part_of_other_name(self, text: str, tokens: list[Token], m: NameMatch, candidates: Sequence[PlaceRecord],
+    def _own_name(self, key: str, rec: PlaceRecord, upper: bool) -> bool:
+        """`key` is the place's own name, a shortening of it ("Alexandria City" for Alexandria, sharing a
+        word) or an abbreviation written in capitals ("D.C."), not an unrelated alternate name."""
+        own = self._canonical[rec.id]
+        return key in own or upper or any(w in n.split() for n in own for w in key.split())
+
+    def _part_of_other_name(self, text: str, tokens: list[Token], m: NameMatch, key: str, candidates: Sequence[PlaceRecord],
                             index_of: dict[int, NameMatch], name_words: set[str],
                             ordinary: frozenset[str] = frozenset()) -> bool:
         """The match is a piece of a longer name: a person ("Vladimir Putin"), a river, a county.
@@ -754,10 +760,7 @@ class PlaceResolver:
             return True
         # Only a city that bears the name as its own (or an abbreviation or a shortening of it) makes
         # the name a big city's: "St. James" is no big city for being an old name of one in Vietnam.
-        key = " ".join(t.key for t in tokens[m.first:m.last + 1])
-        words, upper = set(key.split()), tokens[m.first].upper
-        biggest = max((c.population for c in candidates if upper or any(
-            words & set(n.split()) for n in self._canonical[c.id])), default=0)
+        biggest = max((c.population for c in candidates if self._own_name(key, c, tokens[m.first].upper)), default=0)
         if m.first == m.last and tokens[m.first].key in name_words and biggest < _BIG_CITY:
             return True
         if m.first == m.last and after is not None and self._before_person_word(text, tokens, nxt):

@@ -262,3 +262,16 @@ def test_cars_and_clubs_named_after_towns_are_not_places(resolver, tagger):
     assert names("Burnley and Dynamo Kiev will play a friendly in Dublin. Burnley announced the date.") == {"Dublin"}
     # A town listed beside another town stays a town.
     assert names("Floods hit Burnley and Preston, and later Dublin.") == {"Burnley", "Preston", "Dublin"}
+
+
+def test_demonyms_come_from_the_shipped_table_with_the_yaml_on_top(resolver, tagger):
+    from pipelines.text.gazetteer import load_demonyms
+
+    demonyms = load_demonyms()
+    # Only in the table built from npm world-countries (bench/build_demonyms.py): read as the country.
+    assert demonyms["Bhutanese"] == "BT" and demonyms["Fijians"] == "FJ"
+    # The package gives "Dominican" to Dominica; demonyms.yaml says the Dominican Republic, and wins.
+    assert demonyms["Dominican"] == "DO"
+    result = _resolve(resolver, tagger, "Bhutanese monks marched through the capital.")
+    assert [(p.country_code, m.text, m.nationality) for p in result.places for m in p.mentions] == [
+        ("BT", "Bhutanese", True)]
