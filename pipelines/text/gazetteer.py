@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import itertools
 import re
 import sys
 import unicodedata
@@ -27,6 +28,10 @@ DEFAULT_GAZETTEER_DIR = Path(__file__).resolve().parents[2] / "config" / "gazett
 PLACES_TABLE = Path(__file__).resolve().parents[1] / "data" / "places.tsv.gz"
 #: US counties, parishes and boroughs (feature "admin2"), built by bench/build_us_counties.py.
 US_COUNTIES_TABLE = PLACES_TABLE.with_name("us_counties.tsv.gz")
+#: English words by frequency, most frequent first (word<TAB>frequency), built by bench/build_idf_prior.py.
+WORD_PRIOR_TABLE = PLACES_TABLE.with_name("word_prior.tsv.gz")
+#: English demonyms of every country and territory (code<TAB>demonym), built by bench/build_demonyms.py.
+DEMONYMS_TABLE = PLACES_TABLE.with_name("demonyms.tsv")
 
 # Typographic variants found in scraped news text, mapped to what the gazetteers use.
 _TYPOGRAPHY = str.maketrans({"’": "'", "‘": "'", "´": "'", "`": "'", "\u00a0": " ", "‐": "-", "‑": "-",
@@ -266,11 +271,22 @@ def load_state_abbreviations(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR) -> dic
     return {name_key(k): str(v) for k, v in (doc.get("us_state_abbreviations") or {}).items()}
 
 
-def load_demonyms(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR) -> dict[str, str]:
-    """demonyms.yaml as {"Russian": "RU", "Russians": "RU", ...}."""
+def load_everyday_words(limit: int, table: Path = WORD_PRIOR_TABLE) -> frozenset[str]:
+    """The `limit` most frequent English words of the word prior ("can", "far", "hope")."""
+    with gzip.open(table, "rt", encoding="utf-8") as f:
+        return frozenset(line.split("\t", 1)[0] for line in itertools.islice(f, limit))
+
+
+def load_demonyms(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR, table: Path = DEMONYMS_TABLE) -> dict[str, str]:
+    """The shipped demonym table, then demonyms.yaml on top (its words win), as {"Russian": "RU",
+    "Russians": "RU", ...}."""
     doc = read_yaml(gazetteer_dir / "demonyms.yaml")
+    listed: dict[str, list[str]] = {}
+    for line in table.read_text(encoding="utf-8").splitlines():
+        code, _, word = line.partition("\t")
+        listed.setdefault(code, []).append(word)
     out: dict[str, str] = {}
-    for code, words in (doc.get("demonyms") or {}).items():
+    for code, words in [*listed.items(), *(doc.get("demonyms") or {}).items()]:
         for w in words or ():
             out[str(w)] = str(code)
             if not w.endswith(("ese", "ss", "sh", "ch", "i")) and w not in ("Swiss", "Thai", "Lao", "Dutch"):

@@ -122,6 +122,7 @@ def _caps_lines(text: str) -> Callable[[int], bool]:
 
 
 _FIXTURE_MARKS = frozenset({"v", "vs"})  # "Kent v Essex"
+_LIST_GAPS = frozenset({", ", " and ", " & ", " or "})  # between two names of one list
 
 
 def _dateline(text: str, tokens: list[Token], first: int, last: int) -> bool:
@@ -154,6 +155,20 @@ def _name_word(tok: Token) -> bool:
 
 def _score(tok: Token) -> bool:
     return tok.key.isdigit() and len(tok.key) <= 3
+
+
+def _club(run_keys: list[str], cues: NameCues, is_place: Callable[[str], bool]) -> bool:
+    """A club named after its town: "Dynamo Kiev", "Club Brugge", "Stoke City"."""
+    return len(run_keys) >= 2 and (run_keys[0] in cues.club_heads and is_place(" ".join(run_keys[1:]))
+                                   or run_keys[-1] in cues.club_tails and is_place(" ".join(run_keys[:-1])))
+
+
+def _listed_with_club(text: str, tokens: list[Token], runs: list[tuple[int, int]], clubs: list[bool], at: int) -> bool:
+    """Run `at` is listed next to a club ("Chelsea and Dynamo Kiev", "Real Madrid, Chelsea"): a team too."""
+    first, last = runs[at]
+    if at > 0 and clubs[at - 1] and text[tokens[runs[at - 1][1]].end:tokens[first].start] in _LIST_GAPS:
+        return True
+    return at + 1 < len(runs) and clubs[at + 1] and text[tokens[last].end:tokens[runs[at + 1][0]].start] in _LIST_GAPS
 
 
 def _team(text: str, tokens: list[Token], first: int, last: int, verbs: frozenset[str],
@@ -312,7 +327,9 @@ def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: fr
     teams: set[str] = set()  # names this text uses for a team or a company
     elsewhere: list[tuple[int, int, str]] = []  # names not (yet) seen as one: (start, end, key)
     caps_verbs = cues.team_verbs | _FIXTURE_MARKS
-    for first, last in capitalised_runs(text, tokens, cues.connectors, _CAPS_FIXTURE_WORDS):
+    runs = list(capitalised_runs(text, tokens, cues.connectors, _CAPS_FIXTURE_WORDS))
+    clubs = [_club(" ".join(t.key for t in tokens[first:last + 1]).split(), cues, is_place) for first, last in runs]
+    for at, (first, last) in enumerate(runs):
         in_caps = caps(tokens[first].start)
         whole_run = " ".join(t.key for t in tokens[first:last + 1])
         if is_place(whole_run):
@@ -323,15 +340,13 @@ def unlisted_names(text: str, tokens: list[Token], cues: NameCues, not_names: fr
                 continue
             if _team(text, tokens, first, last, caps_verbs if in_caps else cues.team_verbs, cues.team_roles) \
                     or (not in_caps and _plural_verb_after(text, tokens, first, last, cues.team_plural_verbs)) \
-                    or (in_caps and _visitors(text, tokens, last)):
+                    or (in_caps and _visitors(text, tokens, last)) or _listed_with_club(text, tokens, runs, clubs, at):
                 found.append((tokens[first].start, tokens[last].end, "org"))
                 teams.add(whole_run)
             elif not (first > 0 and tokens[first - 1].key in _LOCATIVES) and not (in_caps and _dateline(text, tokens, first, last)):
                 elsewhere.append((tokens[first].start, tokens[last].end, whole_run))
             continue
-        run_keys = whole_run.split()
-        if len(run_keys) >= 2 and (run_keys[0] in cues.club_heads and is_place(" ".join(run_keys[1:]))
-                                   or run_keys[-1] in cues.club_tails and is_place(" ".join(run_keys[:-1]))):
+        if clubs[at]:
             found.append((tokens[first].start, tokens[last].end, "org"))  # "Dynamo Kiev", "Stoke City"
             continue
         if in_caps:

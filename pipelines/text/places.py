@@ -31,6 +31,7 @@ from pipelines.text.gazetteer import (
     Spans,
     Token,
     load_demonyms,
+    load_everyday_words,
     load_places,
     load_state_abbreviations,
     load_stoplist,
@@ -79,12 +80,23 @@ _STREET_HINT = re.compile(r"\b(?=[SARDLBPHETI])(?:" + "|".join(w[0] + "(?i:" + w
     "Highway", "Hwy", "Expressway", "Freeway", "Turnpike", "Trail", "Interstate", "Route")) + r")\b")
 _STATE_BEFORE = frozenset({"upstate", "downstate"})  # "upstate New York": the state
 _SAINT_BEFORE = frozenset({"mount", "mt", "port", "fort", "ft", "lake", "point", "cape"})  # "Port St. Lucie"
-# A one-word town name before one of these is a person's ("the Clinton administration").
-_PERSON_AFTER = frozenset({"administration", "administrations", "presidency", "campaign"})
+# A one-word town name before one of these is a person's ("the Clinton administration", "the
+# Carter and Reagan administrations").
+_PERSON_AFTER = frozenset({"administration", "administrations", "presidency", "presidencies", "campaign",
+                           "campaigns"})
+# A demonym right after one of these (or one word further: "speaks fluent French") names a language.
+_SPEAK_VERBS = frozenset({"speak", "speaks", "spoke", "spoken", "speaking", "speaker", "speakers"})
+# One-word names that are among the most frequent English words ("Can", "Far", "Hope") name only
+# small towns or another town by an alternate spelling: the word, unless "Town, State" says otherwise.
+_EVERYDAY_WORDS = 1000
 # A small town's one-word name before one of these, not after "in"/"at"/..., is a person's ("Torres
 # said", "Martin told the council"); a big city may speak for its government ("Moscow said").
 _SPEECH_VERBS = frozenset({"said", "says", "told", "tells", "added", "asked", "urged", "explained", "noted",
                            "recalled", "testified", "wrote", "replied"})
+# A colour, then a make, then a town's name: a vehicle ("a red Dodge Durango"), there and again in the text.
+_COLOURS = frozenset({"red", "blue", "white", "black", "silver", "gray", "grey", "green", "gold", "tan", "maroon",
+                      "beige", "brown", "burgundy", "purple", "yellow", "orange", "dark", "light"})
+_SPEECH_ADVERBS = frozenset({"also", "again", "later", "then", "once", "never", "still", "further", "previously"})
 _PLACE_BEFORE = frozenset({"in", "at", "from", "to", "near", "of", "outside", "across", "into", "toward", "towards"})
 _MAX_CANDIDATES = 40
 _NEAR_KM = 160.0
@@ -294,6 +306,7 @@ class PlaceResolver:
         self._titles = frozenset(t.split()[-1] for t in self._stop.person_titles)
         self._local_bodies = load_local_bodies(gazetteer_dir)
         self._first_names = load_first_names(FIRST_NAMES_TABLE)  # cached: the entities stage reads it too
+        self._everyday = load_everyday_words(_EVERYDAY_WORDS)
         self._matcher = NameMatcher()
         self._canonical: dict[str, set[str]] = {}  # record id -> keys of its main name
         records = load_places(gazetteer_dir)
@@ -490,9 +503,13 @@ class PlaceResolver:
         toponyms: list[_Toponym] = []
         first_names = set() if first_names is None else first_names  # names the text gives people or things
         lower: list[frozenset[str]] = []  # keys of the text's lower-case words, made when first needed
+        vehicles: set[str] = set()  # models of cars this text names
         for m in matches:
             key = " ".join(t.key for t in tokens[m.first:m.last + 1])
             if key in self._stop.not_places:
+                continue
+            # "Creek" in "Madison Creek": a place word alone is the end of a longer name.
+            if m.first == m.last and key in self._stop.place_words:
                 continue
             # A function word, a month or a title of the text's language is never a place ("Un", "Mai").
             if lex is not None and m.first == m.last and key in lex.never_places and not (
@@ -502,23 +519,36 @@ class PlaceResolver:
                 first_names.add(key)
                 continue
             prv = m.first - 1
-            if lex is None and m.first == m.last and m.last + 1 < len(tokens) \
-                    and tokens[m.last + 1].key in _SPEECH_VERBS and _joined_space(text, tokens[m.last], tokens[m.last + 1]) \
+            if lex is None and m.first == m.last and self._speaks(text, tokens, m.last) \
                     and not (prv >= 0 and tokens[prv].key in _PLACE_BEFORE) and self._small_towns_only(m.values):
-                first_names.add(key)  # "Torres said": a person, and so again in this text
+                first_names.add(key)  # "Torres said", "Torres again urged": a person, and so again in this text
                 continue
             if lex is None and m.first == m.last and prv >= 0 and len(tokens[prv].key) == 4 \
                     and tokens[prv].key.isdigit() and 1900 <= int(tokens[prv].key) < 2100 \
                     and _joined_space(text, tokens[prv], tokens[m.first]) and self._small_towns_only(m.values):
                 first_names.add(key)  # "a red 1991 Honda": a make or model, and so again in this text
                 continue
-            if lex is None and m.first == m.last and tokens[m.first].sentence_start and not self._major(m.values) \
+            if lex is None and m.first == m.last and prv >= 1 and tokens[prv].capitalised \
+                    and not tokens[prv - 1].capitalised and tokens[prv - 1].key in _COLOURS \
+                    and _joined_space(text, tokens[prv - 1], tokens[prv]) and _joined_space(text, tokens[prv], tokens[m.first]) \
+                    and not self._nation(m.values):
+                vehicles.add(key)  # "a red Dodge Durango": a make and model, and so again in this text
+                continue
+            if lex is None and m.first == m.last and tokens[m.first].sentence_start and not self._nation(m.values) \
                     and all(c.population < _BIG_CITY or key not in self._canonical[c.id] for c in m.values) \
                     and key in self._lower_keys(tokens, lower):
-                continue  # "Can you imagine", "Far too often": the word, written in lower case elsewhere
-            if self._part_of_other_name(text, tokens, m, m.values, index_of, name_words, ordinary):
+                # "Can you imagine", "Pool operators ...": the word, written in lower case elsewhere
+                # (a province named by an everyday word too: only countries, capitals and big cities stay).
+                continue
+            if lex is None and key in self._demonyms and self._language_named(tokens, m.first):
+                continue  # "she speaks French": the language, neither the country nor a nationality
+            if self._part_of_other_name(text, tokens, m, key, m.values, index_of, name_words, ordinary):
                 continue
             within = self._container(text, tokens, m, index_of)
+            if lex is None and m.first == m.last and not within and key in self._everyday and all(
+                    c.feature == "city" and (c.population < _BIG_CITY or key not in self._canonical[c.id])
+                    for c in m.values):
+                continue  # "Far too often" -> Pharr, "Can" -> Caen: an everyday word, not a town
             candidates = self._ranked(key, m.values)
             if lex is None:
                 mixed = self._state_and_town.get(key)
@@ -537,7 +567,20 @@ class PlaceResolver:
             # One sense per text: once "Lindsay Graham" is a person, "Lindsay" alone is her too.
             toponyms = [t for t in toponyms if not (t.key in first_names and t.match.first == t.match.last
                                                     and not t.within and not self._major(t.candidates))]
+        if vehicles:
+            toponyms = [t for t in toponyms if not (t.key in vehicles and t.match.first == t.match.last
+                                                    and not t.within and not self._nation(t.candidates))]
         return self._bare_counties(text, tokens, blocked, toponyms)
+
+    @staticmethod
+    def _speaks(text: str, tokens: list[Token], i: int) -> bool:
+        """A verb of speech follows token i, maybe past one adverb ("Torres later told")."""
+        j = i + 1
+        if j + 1 < len(tokens) and not tokens[j].capitalised and (
+                tokens[j].key in _SPEECH_ADVERBS or tokens[j].key.endswith("ly")) \
+                and _joined_space(text, tokens[i], tokens[j]):
+            i, j = j, j + 1
+        return j < len(tokens) and tokens[j].key in _SPEECH_VERBS and _joined_space(text, tokens[i], tokens[j])
 
     @staticmethod
     def _lower_keys(tokens: list[Token], made: list[frozenset[str]]) -> frozenset[str]:
@@ -552,6 +595,19 @@ class PlaceResolver:
     @staticmethod
     def _major(candidates: Sequence[PlaceRecord]) -> bool:
         return any(c.feature != "city" or c.capital or c.population >= 1_000_000 for c in candidates)
+
+    @staticmethod
+    def _nation(candidates: Sequence[PlaceRecord]) -> bool:
+        """A country, continent, sea or region, a capital or a city of a million among the candidates."""
+        return any(c.feature not in ("city", "admin1", "admin2") or c.capital or c.population >= 1_000_000
+                   for c in candidates)
+
+    @staticmethod
+    def _language_named(tokens: list[Token], i: int) -> bool:
+        """Token i follows a verb of speaking, maybe past one word ("spoke only French")."""
+        if i >= 1 and tokens[i - 1].key in _SPEAK_VERBS:
+            return True
+        return i >= 2 and tokens[i - 2].key in _SPEAK_VERBS and not tokens[i - 1].capitalised
 
     def _first_name(self, text: str, tokens: list[Token], m: NameMatch, index_of: dict[int, NameMatch]) -> bool:
         """A one-word town name that is a first name, before a capitalised word that starts no place
@@ -677,7 +733,13 @@ class PlaceResolver:
                 words.add(tok.key)
         return words
 
-    def _part_of_other_name(self, text: str, tokens: list[Token], m: NameMatch, candidates: Sequence[PlaceRecord],
+    def _own_name(self, key: str, rec: PlaceRecord, upper: bool) -> bool:
+        """`key` is the place's own name, a shortening of it ("Alexandria City" for Alexandria, sharing a
+        word) or an abbreviation written in capitals ("D.C."), not an unrelated alternate name."""
+        own = self._canonical[rec.id]
+        return key in own or upper or any(w in n.split() for n in own for w in key.split())
+
+    def _part_of_other_name(self, text: str, tokens: list[Token], m: NameMatch, key: str, candidates: Sequence[PlaceRecord],
                             index_of: dict[int, NameMatch], name_words: set[str],
                             ordinary: frozenset[str] = frozenset()) -> bool:
         """The match is a piece of a longer name: a person ("Vladimir Putin"), a river, a county.
@@ -696,10 +758,12 @@ class PlaceResolver:
         # "President Lincoln", "Mayor Jackson": a title before a one-word name, whatever the town's size.
         if m.first == m.last and before is not None and before.key in self._titles:
             return True
-        biggest = max(c.population for c in candidates)
+        # Only a city that bears the name as its own (or an abbreviation or a shortening of it) makes
+        # the name a big city's: "St. James" is no big city for being an old name of one in Vietnam.
+        biggest = max((c.population for c in candidates if self._own_name(key, c, tokens[m.first].upper)), default=0)
         if m.first == m.last and tokens[m.first].key in name_words and biggest < _BIG_CITY:
             return True
-        if m.first == m.last and after is not None and not after.capitalised and after.key in _PERSON_AFTER:
+        if m.first == m.last and after is not None and self._before_person_word(text, tokens, nxt):
             return True
         if biggest >= _BIG_CITY:
             return False
@@ -709,6 +773,20 @@ class PlaceResolver:
         # "Vladimir Putin", "George W. Bush": before another capitalised word or an initial.
         return bool(after and after.capitalised and nxt not in index_of and after.key not in self._stop.not_names
                     and (not after.upper or len(after.key) == 1))
+
+    @staticmethod
+    def _before_person_word(text: str, tokens: list[Token], i: int) -> bool:
+        """Token i is an "administration"-like word, or "and" and another name before one ("the
+        Clinton and Bush Jr administrations")."""
+        if not tokens[i].capitalised and tokens[i].key in _PERSON_AFTER:
+            return True
+        if tokens[i].key != "and":
+            return False
+        j = i + 1
+        while j < len(tokens) and j <= i + 3 and tokens[j].capitalised and _joined_space(text, tokens[j - 1], tokens[j]):
+            j += 1
+        return j > i + 1 and j < len(tokens) and not tokens[j].capitalised and tokens[j].key in _PERSON_AFTER \
+            and _joined_space(text, tokens[j - 1], tokens[j])
 
     def _container(self, text: str, tokens: list[Token], m: NameMatch,
                    index_of: dict[int, NameMatch]) -> list[PlaceRecord]:

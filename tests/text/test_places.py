@@ -226,3 +226,52 @@ def test_people_and_models_named_like_towns_are_not_places(resolver, tagger):
     got = _mentioned(_resolve(resolver, tagger, "Bowie said the plant in Austin would close. Bowie left."))
     assert set(got) == {"Austin"}
     assert "Kenner" in _mentioned(_resolve(resolver, tagger, "Officials in Kenner said the levee held in Louisiana."))
+
+
+def test_everyday_words_languages_and_name_parts_are_not_places(resolver, tagger):
+    def names(text: str) -> set[str]:
+        return set(_mentioned(_resolve(resolver, tagger, text)))
+
+    # A very frequent English word that names only small towns (or a town by another spelling) is
+    # the word, unless "Town, State" says it is the town.
+    assert names("“Far too many people came,” the organiser said in Austin, Texas.") == {"Austin", "Texas"}
+    assert "Page" in names("She grew up in Page, Ariz., and later moved to Flagstaff.")
+    # A sentence's first word that the text also writes in lower case, even a province's name.
+    assert "Pool" not in names("Pool safety rules change in Ohio. Every pool must be fenced.")
+    # A demonym after a verb of speaking is a language: neither the country nor a nationality.
+    assert names("She speaks French and works in Lyon.") == {"Lyon"}
+    assert names("He spoke fluent German in Vienna.") == {"Vienna"}
+    # "the Lincoln and Grant administrations": people, like "the Lincoln administration".
+    assert names("The Lincoln and Grant administrations shaped Nebraska.") == {"Nebraska"}
+    # A place word alone ends a longer name; a town before "Heights" or "Hills" names a neighbourhood.
+    assert names("Crews cleared Pecan Creek in Austin, Texas.") == {"Austin", "Texas"}
+    assert "Plano" not in names("The Plano Heights apartments in Texas were sold.")
+    # "Club <town>" is a club, as "Real <town>" is.
+    assert "Brugge" not in names("Supporters cheered as Club Brugge won in Ghent.")
+    # A small town's name before an adverb and a verb of speech is a person's, as before the verb alone.
+    assert "Thompson" not in names("Sheriff Ray Thompson met deputies in Tulsa, Okla. Thompson again urged calm.")
+
+
+def test_cars_and_clubs_named_after_towns_are_not_places(resolver, tagger):
+    def names(text: str) -> set[str]:
+        return set(_mentioned(_resolve(resolver, tagger, text)))
+
+    # A colour, a make, a town's name: a car model, there and where the text names it again.
+    assert names("Witnesses saw a white Seat Toledo leave Madrid. The Toledo was found later.") == {"Madrid"}
+    # A town listed beside a club is a club too, and so wherever the text names it alone.
+    assert names("Burnley and Dynamo Kiev will play a friendly in Dublin. Burnley announced the date.") == {"Dublin"}
+    # A town listed beside another town stays a town.
+    assert names("Floods hit Burnley and Preston, and later Dublin.") == {"Burnley", "Preston", "Dublin"}
+
+
+def test_demonyms_come_from_the_shipped_table_with_the_yaml_on_top(resolver, tagger):
+    from pipelines.text.gazetteer import load_demonyms
+
+    demonyms = load_demonyms()
+    # Only in the table built from npm world-countries (bench/build_demonyms.py): read as the country.
+    assert demonyms["Bhutanese"] == "BT" and demonyms["Fijians"] == "FJ"
+    # The package gives "Dominican" to Dominica; demonyms.yaml says the Dominican Republic, and wins.
+    assert demonyms["Dominican"] == "DO"
+    result = _resolve(resolver, tagger, "Bhutanese monks marched through the capital.")
+    assert [(p.country_code, m.text, m.nationality) for p in result.places for m in p.mentions] == [
+        ("BT", "Bhutanese", True)]

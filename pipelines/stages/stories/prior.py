@@ -7,16 +7,16 @@ from __future__ import annotations
 import functools
 import gzip
 import math
-from pathlib import Path
 
-_DATA = Path(__file__).resolve().parents[2] / "data"
+from pipelines.text.gazetteer import WORD_PRIOR_TABLE
+
 _DOC_WORDS = 500.0  # words in a typical article: turns a word frequency into a document frequency
 
 
 @functools.cache
 def word_prior() -> dict[str, float]:
     """word -> frequency per running word (pipelines/data/word_prior.tsv.gz)."""
-    with gzip.open(_DATA / "word_prior.tsv.gz", "rt", encoding="utf-8") as f:
+    with gzip.open(WORD_PRIOR_TABLE, "rt", encoding="utf-8") as f:
         return {w: float(v) for w, v in (line.rstrip("\n").split("\t") for line in f)}
 
 
