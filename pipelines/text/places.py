@@ -80,8 +80,8 @@ _STREET_HINT = re.compile(r"\b(?=[SARDLBPHETI])(?:" + "|".join(w[0] + "(?i:" + w
     "Highway", "Hwy", "Expressway", "Freeway", "Turnpike", "Trail", "Interstate", "Route")) + r")\b")
 _STATE_BEFORE = frozenset({"upstate", "downstate"})  # "upstate New York": the state
 _SAINT_BEFORE = frozenset({"mount", "mt", "port", "fort", "ft", "lake", "point", "cape"})  # "Port St. Lucie"
-# A one-word town name before one of these is a person's ("the Clinton administration", "the
-# Carter and Reagan administrations").
+# A one-word town name before one of these is a person's ("the Fairfax administration", "the
+# Harlow and Whitby administrations").
 _PERSON_AFTER = frozenset({"administration", "administrations", "presidency", "presidencies", "campaign",
                            "campaigns"})
 # A demonym right after one of these (or one word further: "speaks fluent French") names a language.
@@ -89,11 +89,11 @@ _SPEAK_VERBS = frozenset({"speak", "speaks", "spoke", "spoken", "speaking", "spe
 # One-word names that are among the most frequent English words ("Can", "Far", "Hope") name only
 # small towns or another town by an alternate spelling: the word, unless "Town, State" says otherwise.
 _EVERYDAY_WORDS = 1000
-# A small town's one-word name before one of these, not after "in"/"at"/..., is a person's ("Torres
-# said", "Martin told the council"); a big city may speak for its government ("Moscow said").
+# A small town's one-word name before one of these, not after "in"/"at"/..., is a person's ("Whitby
+# said", "Barlow told the council"); a big city may speak for its government ("Moscow said").
 _SPEECH_VERBS = frozenset({"said", "says", "told", "tells", "added", "asked", "urged", "explained", "noted",
                            "recalled", "testified", "wrote", "replied"})
-# A colour, then a make, then a town's name: a vehicle ("a red Dodge Durango"), there and again in the text.
+# A colour, then a make, then a town's name: a vehicle ("a grey Hyundai Tucson"), there and again in the text.
 _COLOURS = frozenset({"red", "blue", "white", "black", "silver", "gray", "grey", "green", "gold", "tan", "maroon",
                       "beige", "brown", "burgundy", "purple", "yellow", "orange", "dark", "light"})
 _SPEECH_ADVERBS = frozenset({"also", "again", "later", "then", "once", "never", "still", "further", "previously"})
@@ -106,7 +106,7 @@ _DIVISION_REACH_KM = 1500.0
 # A one-word town name smaller than this needs support from the rest of the text (its state or
 # country named, a neighbour nearby, "Town, State") to count: most are surnames or ordinary words.
 _SMALL_TOWN = 20_000
-# A city at least this big keeps its name even next to another capitalised word ("Dallas Cowboys").
+# A city at least this big keeps its name even next to another capitalised word ("Denver Broncos").
 _BIG_CITY = 100_000
 
 
@@ -508,7 +508,7 @@ class PlaceResolver:
             key = " ".join(t.key for t in tokens[m.first:m.last + 1])
             if key in self._stop.not_places:
                 continue
-            # "Creek" in "Madison Creek": a place word alone is the end of a longer name.
+            # "Creek" in "Willow Creek": a place word alone is the end of a longer name.
             if m.first == m.last and key in self._stop.place_words:
                 continue
             # A function word, a month or a title of the text's language is never a place ("Un", "Mai").
@@ -521,7 +521,7 @@ class PlaceResolver:
             prv = m.first - 1
             if lex is None and m.first == m.last and self._speaks(text, tokens, m.last) \
                     and not (prv >= 0 and tokens[prv].key in _PLACE_BEFORE) and self._small_towns_only(m.values):
-                first_names.add(key)  # "Torres said", "Torres again urged": a person, and so again in this text
+                first_names.add(key)  # "Whitby said", "Whitby again urged": a person, and so again in this text
                 continue
             if lex is None and m.first == m.last and prv >= 0 and len(tokens[prv].key) == 4 \
                     and tokens[prv].key.isdigit() and 1900 <= int(tokens[prv].key) < 2100 \
@@ -532,12 +532,12 @@ class PlaceResolver:
                     and not tokens[prv - 1].capitalised and tokens[prv - 1].key in _COLOURS \
                     and _joined_space(text, tokens[prv - 1], tokens[prv]) and _joined_space(text, tokens[prv], tokens[m.first]) \
                     and not self._nation(m.values):
-                vehicles.add(key)  # "a red Dodge Durango": a make and model, and so again in this text
+                vehicles.add(key)  # "a grey Hyundai Tucson": a make and model, and so again in this text
                 continue
             if lex is None and m.first == m.last and tokens[m.first].sentence_start and not self._nation(m.values) \
                     and all(c.population < _BIG_CITY or key not in self._canonical[c.id] for c in m.values) \
                     and key in self._lower_keys(tokens, lower):
-                # "Can you imagine", "Pool operators ...": the word, written in lower case elsewhere
+                # "Reading lists ...", "Mobile phones ...": the word, written in lower case elsewhere
                 # (a province named by an everyday word too: only countries, capitals and big cities stay).
                 continue
             if lex is None and key in self._demonyms and self._language_named(tokens, m.first):
@@ -548,7 +548,7 @@ class PlaceResolver:
             if lex is None and m.first == m.last and not within and key in self._everyday and all(
                     c.feature == "city" and (c.population < _BIG_CITY or key not in self._canonical[c.id])
                     for c in m.values):
-                continue  # "Far too often" -> Pharr, "Can" -> Caen: an everyday word, not a town
+                continue  # "Hope remains" -> Hope, "Can" -> Caen: an everyday word, not a town
             candidates = self._ranked(key, m.values)
             if lex is None:
                 mixed = self._state_and_town.get(key)
@@ -574,7 +574,7 @@ class PlaceResolver:
 
     @staticmethod
     def _speaks(text: str, tokens: list[Token], i: int) -> bool:
-        """A verb of speech follows token i, maybe past one adverb ("Torres later told")."""
+        """A verb of speech follows token i, maybe past one adverb ("Whitby later told")."""
         j = i + 1
         if j + 1 < len(tokens) and not tokens[j].capitalised and (
                 tokens[j].key in _SPEECH_ADVERBS or tokens[j].key.endswith("ly")) \
@@ -734,7 +734,7 @@ class PlaceResolver:
         return words
 
     def _own_name(self, key: str, rec: PlaceRecord, upper: bool) -> bool:
-        """`key` is the place's own name, a shortening of it ("Alexandria City" for Alexandria, sharing a
+        """`key` is the place's own name, a shortening of it ("Quebec City" for Québec, sharing a
         word) or an abbreviation written in capitals ("D.C."), not an unrelated alternate name."""
         own = self._canonical[rec.id]
         return key in own or upper or any(w in n.split() for n in own for w in key.split())
@@ -759,7 +759,7 @@ class PlaceResolver:
         if m.first == m.last and before is not None and before.key in self._titles:
             return True
         # Only a city that bears the name as its own (or an abbreviation or a shortening of it) makes
-        # the name a big city's: "St. James" is no big city for being an old name of one in Vietnam.
+        # the name a big city's: a name is no big city's for being an old, colonial-era name of one abroad.
         biggest = max((c.population for c in candidates if self._own_name(key, c, tokens[m.first].upper)), default=0)
         if m.first == m.last and tokens[m.first].key in name_words and biggest < _BIG_CITY:
             return True
@@ -777,7 +777,7 @@ class PlaceResolver:
     @staticmethod
     def _before_person_word(text: str, tokens: list[Token], i: int) -> bool:
         """Token i is an "administration"-like word, or "and" and another name before one ("the
-        Clinton and Bush Jr administrations")."""
+        Fairfax and Harlow administrations")."""
         if not tokens[i].capitalised and tokens[i].key in _PERSON_AFTER:
             return True
         if tokens[i].key != "and":

@@ -219,7 +219,7 @@ def test_a_state_sharing_its_name_with_a_big_city(resolver, tagger):
 
 def test_people_and_models_named_like_towns_are_not_places(resolver, tagger):
     text = ("Twin brothers Tyler and Carson Whitcombe of Fargo won. Tyler received a medal. "
-            "Police found a 2004 Honda at the scene; the Honda was stolen. Can you imagine it? Nobody can.")
+            "Police found a 2004 Honda at the scene; the Honda was stolen. Can anyone explain it? Nobody can.")
     got = _mentioned(_resolve(resolver, tagger, text))
     assert set(got) == {"Fargo"}
     # A small town's name before "said" is a person's, there and later; after "in" it stays the town.
