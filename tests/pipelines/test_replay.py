@@ -40,6 +40,14 @@ def test_a_replayed_event_keeps_its_id_text_and_marker() -> None:
     assert event_id_for(fragment) != first["event_id"]
 
 
+def test_a_date_only_publication_time_keeps_its_precision_through_parse_and_replay() -> None:
+    dated = {**FRAGMENT, "published_at": "2026-03-01T00:00:00Z", "published_precision": "day"}
+    event = processed(record(orjson.dumps(dated)))
+    assert (event["published_at"], event["published_precision"]) == ("2026-03-01T00:00:00Z", "day")
+    assert fragment_from_event(event)["published_precision"] == "day"
+    assert "published_precision" not in processed(record(orjson.dumps(FRAGMENT)))
+
+
 def test_a_replay_header_that_is_no_event_id_is_rejected() -> None:
     with pytest.raises(Rejected) as caught:
         parse_fragment(orjson.dumps(FRAGMENT), 262144, replay_of="not-an-id")
