@@ -80,10 +80,10 @@ def basil(path: Path) -> list[dict[str, Any]]:
 
 
 def as_events(rows: list[dict[str, Any]], enrich: bool, language: str | None = None) -> list[dict[str, Any]]:
-    """Pipeline-shaped events: normalised text, title, publication time (``published_at`` as a
-    connector writes the row's, with ``published_precision`` "day" for a date alone; from ``ts``
-    when the row has none), entities and places."""
-    from connectors.sources.base import iso_at, iso_utc, parse_datetime, published_precision
+    """Pipeline-shaped events: normalised text, title, publication time (``ts``; a row whose
+    ``published_at`` is a date alone gets it as a connector writes it: midnight UTC and
+    ``published_precision`` "day"), entities and places."""
+    from connectors.sources.base import iso_utc, parse_datetime, published_precision
 
     tagger = resolver = None
     if enrich:
@@ -93,14 +93,14 @@ def as_events(rows: list[dict[str, Any]], enrich: bool, language: str | None = N
     events = []
     for i, row in enumerate(rows):
         text = normalise_text(row["text"]).text
-        raw = row.get("published_at") or iso_at(row["ts"])
-        published = parse_datetime(raw)
+        precision = published_precision(row.get("published_at"))
+        day = parse_datetime(row["published_at"]) if precision else None
+        published = iso_utc(day) if day else datetime.fromtimestamp(row["ts"], UTC).isoformat().replace("+00:00", "Z")
         event: dict[str, Any] = {"event_id": f"{i:08d}-{row['id']}", "source": row["source"], "title": row["title"],
-                                 "text": text, "published_at": iso_utc(published) if published else None,
-                                 "entities": [], "places": [],
+                                 "text": text, "published_at": published, "entities": [], "places": [],
                                  "origin": {"timestamp_ms": int(rows[-1]["ts"] * 1000) + 10_000 * i}}
-        if published_precision(raw):
-            event["published_precision"] = published_precision(raw)
+        if precision:
+            event["published_precision"] = precision
         lang = row.get("language") or language or "en"
         if row.get("language") or language:  # as the pipeline's language stage would have set it
             event["language"] = {"code": lang, "confidence": 1.0, "hint": None}
