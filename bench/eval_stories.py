@@ -3,6 +3,7 @@
     .venv/bin/python bench/eval_stories.py [--basil PATH] [--no-enrich] [--language en]
                                            [--only basil|stream|training|multilingual]
                                            [--training-seeds 3 4 5 6 8 9] [--varied-seeds 6 8 9]
+                                           [--date-only 0.3] [--no-precision]
 
 Feeds two event-labelled sets through gazetteer enrichment (entities, places) and
 ``RedisStoryStore.assign`` (what the pipeline's AssignStories runs, on a real redis-server started
@@ -28,10 +29,12 @@ version hash ``st:v:`` is left out):
 * ``training-<seed>`` (``--training-seeds``): ``training_stream(seed)``, where settings such as the
   late-merge thresholds are chosen (seeds 3-5 also fit the scorer); ``varied-<seed>``
   (``--varied-seeds``): the same seed in varied copy (``Varied``: lengths, rewording, bystander
-  names, late reports), where the join threshold is chosen (seeds 6, 8, 9; 3-5 are fitted on).
+  names, late reports), where the join threshold is chosen (seeds 6, 8, 9; 3-5 are fitted on);
+  ``--date-only 0.3`` makes that share of its reports give a date without a time.
 
-Event time is the article's publication time (``published_at``: BASIL has dates only, taken as
-noon UTC); the articles arrive 10 s apart. Deduplication is not run (none of these articles repeat
+Event time is the article's publication time (``published_at``; BASIL has dates only, which are read
+as a date-only feed's are, ``published_precision`` "day", scored at the day's noon UTC; so are the
+varied training copy's date-only outlets); the articles arrive 10 s apart, in publication order. Deduplication is not run (none of these articles repeat
 another's text closely enough to matter for stories).
 """
 
@@ -65,18 +68,23 @@ DEFAULT_MULTILINGUAL = ROOT / "tests" / "fixtures" / "multilingual"
 
 
 def basil(path: Path) -> list[dict[str, Any]]:
-    """BASIL articles as {id, event, source, title, text, ts}, in date order."""
+    """BASIL articles as {id, event, source, title, text, ts, published_at}, in date order (``published_at``:
+    the date, as a date-only feed gives it; ``ts``: its noon, for the order)."""
     out = []
     for line in path.read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
         ts = datetime.fromisoformat(row["date"]).replace(hour=12, tzinfo=UTC).timestamp()
         out.append({"id": row["id"], "event": row["event"], "source": row["source"], "title": row["title"],
-                    "text": row["text"], "ts": ts})
+                    "text": row["text"], "ts": ts, "published_at": row["date"]})
     return sorted(out, key=lambda r: (r["ts"], r["id"]))
 
 
 def as_events(rows: list[dict[str, Any]], enrich: bool, language: str | None = None) -> list[dict[str, Any]]:
-    """Pipeline-shaped events: normalised text, title, publication time, entities and places."""
+    """Pipeline-shaped events: normalised text, title, publication time (``ts``; a row whose
+    ``published_at`` is a date alone gets it as a connector writes it: midnight UTC and
+    ``published_precision`` "day"), entities and places."""
+    from connectors.sources.base import iso_utc, parse_datetime, published_precision
+
     tagger = resolver = None
     if enrich:
         from pipelines.text.entities import EntityTagger
@@ -85,10 +93,14 @@ def as_events(rows: list[dict[str, Any]], enrich: bool, language: str | None = N
     events = []
     for i, row in enumerate(rows):
         text = normalise_text(row["text"]).text
-        published = datetime.fromtimestamp(row["ts"], UTC).isoformat().replace("+00:00", "Z")
+        precision = published_precision(row.get("published_at"))
+        day = parse_datetime(row["published_at"]) if precision else None
+        published = iso_utc(day) if day else datetime.fromtimestamp(row["ts"], UTC).isoformat().replace("+00:00", "Z")
         event: dict[str, Any] = {"event_id": f"{i:08d}-{row['id']}", "source": row["source"], "title": row["title"],
                                  "text": text, "published_at": published, "entities": [], "places": [],
                                  "origin": {"timestamp_ms": int(rows[-1]["ts"] * 1000) + 10_000 * i}}
+        if precision:
+            event["published_precision"] = precision
         lang = row.get("language") or language or "en"
         if row.get("language") or language:  # as the pipeline's language stage would have set it
             event["language"] = {"code": lang, "confidence": 1.0, "hint": None}
@@ -155,11 +167,9 @@ class _RoundTrips:
 
 
 def story_time(event: dict[str, Any]) -> float:
-    """The time the stage scores on (the pipeline's own helper when it has one)."""
-    try:
-        from pipelines.stages.stories.transform import story_time_s
-    except ImportError:
-        return datetime.fromisoformat(event["published_at"]).timestamp()
+    """The time the stage scores on (the pipeline's own helper)."""
+    from pipelines.stages.stories.transform import story_time_s
+
     return story_time_s(event)
 
 
@@ -181,10 +191,13 @@ def _cross_evidence_ms(events: list[dict[str, Any]], passes: int = 5) -> float |
     return 1000 * best / len(items)
 
 
-def evaluate(name: str, rows: list[dict[str, Any]], url: str, enrich: bool, language: str | None = None) -> dict[str, Any]:
+def evaluate(name: str, rows: list[dict[str, Any]], url: str, enrich: bool, language: str | None = None,
+             no_precision: bool = False) -> dict[str, Any]:
     from pipelines.stages.stories.state import RedisStoryStore
 
     events = as_events(rows, enrich, language)
+    if no_precision:
+        events = [{k: v for k, v in e.items() if k != "published_precision"} for e in events]
     store = RedisStoryStore(make_redis(url), namespace=f"eval-{name}:")
     store.assign(events[0], story_time(events[0]))  # warm up scripts and connections, then start afresh
     store.client.flushdb()
@@ -228,10 +241,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="also measure training_stream(seed) for these seeds (where settings may be chosen)")
     parser.add_argument("--varied-seeds", type=int, nargs="*", default=[],
                         help="also measure training_stream(seed, Varied()) (held-out seeds 6 8 9 choose join_threshold)")
+    parser.add_argument("--date-only", type=float, default=0.0,
+                        help="the varied seeds' share of reports that give their date only (Varied.date_only)")
+    parser.add_argument("--no-precision", action="store_true",
+                        help="drop published_precision from the events: a date alone is read as its midnight UTC "
+                        "(what the pipeline did before the field existed)")
     args = parser.parse_args(argv)
     sets = {"basil": lambda: basil(args.basil), "stream": evaluation_stream, "multilingual": multilingual}
     seeded: list[tuple[str, int, Varied | None]] = [(f"training-{seed}", seed, None) for seed in args.training_seeds]
-    seeded += [(f"varied-{seed}", seed, Varied()) for seed in args.varied_seeds]
+    seeded += [(f"varied-{seed}", seed, Varied(date_only=args.date_only)) for seed in args.varied_seeds]
     for name, seed, style in seeded:
         sets[name] = functools.partial(training_stream, seed, style)
     with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp) / "redis", port=free_port(),
@@ -239,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
         for name, load in sets.items():
             if args.only and name.split("-")[0] != args.only:
                 continue
-            res = evaluate(name, load(), server.url, not args.no_enrich, args.language)
+            res = evaluate(name, load(), server.url, not args.no_enrich, args.language, args.no_precision)
             print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in res.items()))
 
 

@@ -141,6 +141,7 @@ class Varied:
     synonym: float = 0.5     # chance that a word with synonyms is reworded
     round_numbers: float = 0.3  # chance that an outlet rounds the counts it gives ("about 300")
     late: float = 0.3        # chance that a later outlet's report comes 8-56 h after the first
+    date_only: float = 0.0   # chance that a report gives its date only (published_precision "day"; see RESULTS.md)
 
 
 def _reword(rng: random.Random, text: str, style: Varied, rounding: bool) -> str:
@@ -226,9 +227,12 @@ def _emit(rng: random.Random, topic: Topic, facts: dict[str, Any], event: str, t
             title, text = _varied_article(rng, topic, facts, rng.random() < stock, style)
             late = n > 0 and rng.random() < style.late
             t = ts + (rng.uniform(8, 56) if late else rng.uniform(0, 5)) * HOUR
-        out.append({"id": f"{event}/{source}/{len(out)}", "event": event, "source": source, "title": title,
-                    "text": text, "ts": t,
-                    "published_at": datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")})
+        row = {"id": f"{event}/{source}/{len(out)}", "event": event, "source": source, "title": title,
+               "text": text, "ts": t, "published_at": datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")}
+        # Drawn apart from ``rng`` so the rest of the stream is the same with or without date-only feeds.
+        if style is not None and random.Random(f"{event}/{source}/{n}").random() < style.date_only:
+            row["published_at"] = row["published_at"][:10]  # what a date-only feed says: the day
+        out.append(row)
 
 
 def _pick(rng: random.Random, pool: Sequence[str], k: int) -> list[str]:
@@ -628,7 +632,8 @@ def _outage_topic(day: int) -> Topic:
 def training_stream(seed: int = 3, style: Varied | None = None) -> list[dict[str, Any]]:
     """~120 articles (49 events) over ten days from the training topics, in publication order.
     ``style``: outlets' copy varied as real reporting is (:class:`Varied`: lengths, rewording,
-    bystander names, reports a day or two late; 2-4 outlets an event), else templated copy."""
+    bystander names, reports a day or two late, with ``date_only`` dates without a time; 2-4 outlets
+    an event), else templated copy."""
     rng = random.Random(seed)
     out: list[dict[str, Any]] = []
     most = 3 if style is None else 4

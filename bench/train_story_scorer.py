@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +55,7 @@ from pipelines.stages.stories.clustering import (
     story_features,
     vectors,
 )
+from pipelines.stages.stories.transform import story_time_s
 
 OUT = ROOT / "pipelines" / "data" / "story_scorer.json"
 THRESHOLDS = (0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
@@ -69,7 +69,7 @@ def stream(seed: int, varied: bool) -> Stream:
 
 
 def _ts(event: dict[str, Any]) -> float:
-    return datetime.fromisoformat(event["published_at"]).astimezone(UTC).timestamp()
+    return story_time_s(event)  # what the stage scores on (a date-only report: its day's noon)
 
 
 def pairs(data: Stream, settings: StorySettings) -> tuple[list[tuple[float, ...]], list[int]]:

@@ -32,6 +32,11 @@ DLQ_EXCERPT_BYTES = 65_536
 #: Characters of an error message a dead letter keeps (messages quote input).
 MAX_ERROR_CHARS = 2_000
 
+#: How long the interval is that a ``published_at`` of each ``published_precision`` stands for, in
+#: seconds: a feed that gives a date with no time ("day") says the report appeared within that UTC
+#: day, and ``published_at`` is its midnight. No precision: the time is exact.
+PUBLISHED_PRECISION_S: Mapping[str, float] = {"day": 86_400.0}
+
 #: Kafka header of a replayed fragment (``newswire replay``): the event id it was first stored
 #: under. A replayed fragment is rebuilt from the stored event, whose text is already normalised,
 #: so its content-derived id would differ; Parse takes the id from the header instead, and the
@@ -55,6 +60,7 @@ class EnrichedEvent(TypedDict, total=False):
     title: str | None
     author: str | None
     published_at: str | None
+    published_precision: str | None
     received_at: str
     processed_at: str
     text: str
@@ -232,7 +238,8 @@ def fragment_from_event(event: dict[str, Any]) -> dict[str, Any]:
     fields = {
         "schema": FRAGMENT_SCHEMA, "source": event["source"], "id": event.get("source_id"), "text": text,
         "url": event.get("url"), "title": event.get("title"), "author": event.get("author"),
-        "published_at": event.get("published_at"), "received_at": event.get("received_at"),
+        "published_at": event.get("published_at"), "published_precision": event.get("published_precision"),
+        "received_at": event.get("received_at"),
         "language": (event.get("language") or {}).get("hint"), "story_key": event.get("story_key"),
         "parent_id": event.get("parent_id"),
         **{k: metadata.pop(k) for k in _METADATA_FIELDS if k in metadata},

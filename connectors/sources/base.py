@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 import orjson
@@ -84,6 +84,38 @@ def _parse_datetime_text(text: str) -> datetime:
         raise ValueError(f"{text!r} is not a date-time a connector can read ({exc})") from None
 
 
+_NO_TIME_DEFAULTS = (datetime(2000, 1, 1, 0), datetime(2000, 1, 1, 23))  # apart in the hour only
+
+
+def published_precision(value: Any) -> str | None:
+    """"day" when a publication time in text names a date and no time of day ("2026-12-03",
+    "Thu, 03 Dec 2026", "December 3, 2026"), which `parse_datetime` reads as that day's midnight
+    UTC; None for a full time, a struct_time or epoch seconds (exact as far as anyone can tell), empty
+    input or text that is no time."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        pass
+    else:
+        return "day"
+    try:
+        datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        pass
+    else:
+        return None
+    if _RFC822_RE.fullmatch(text):
+        return None
+    try:  # dateutil fills what the text lacks from the default: two defaults apart -> no time given
+        early, late = (dateutil_parser.parse(text, default=d, tzinfos=_TZ_NAMES) for d in _NO_TIME_DEFAULTS)
+    except (ValueError, OverflowError):
+        return None
+    return "day" if early.hour != late.hour else None
+
+
 def iso_utc(moment: datetime) -> str:
     """RFC 3339 UTC with a Z; milliseconds only when the time has a fraction."""
     spec = "milliseconds" if moment.microsecond else "seconds"
@@ -100,7 +132,8 @@ def complete_fragment(raw: dict[str, Any], default_source: str) -> dict[str, Any
 
     - ``source`` defaults to `default_source`, ``received_at`` to now;
     - ``published_at`` is parsed in any format `parse_datetime` reads and written as RFC 3339 UTC
-      (ValueError names the bad value);
+      (ValueError names the bad value); a date without a time is that day's midnight UTC with
+      ``published_precision`` "day" (`published_precision`; a value the source sent itself wins);
     - HTML text (``content_type`` text/html, or undeclared text that is clearly markup) becomes
       plain text with its paragraphs, and ``content_type`` keeps saying what arrived;
     - a live-blog marker on the first line becomes ``part``/``parts`` with a shared ``story_key``.
@@ -110,6 +143,9 @@ def complete_fragment(raw: dict[str, Any], default_source: str) -> dict[str, Any
     published = parse_datetime(raw.get("published_at"))
     if published is not None:
         fragment["published_at"] = iso_utc(published)
+        precision = published_precision(raw.get("published_at"))
+        if precision is not None and not raw.get("published_precision"):
+            fragment["published_precision"] = precision
     text = fragment.get("text")
     if isinstance(text, str):
         declared = str(fragment.get("content_type") or "").split(";")[0].strip().lower()

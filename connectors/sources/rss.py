@@ -29,7 +29,7 @@ import httpx
 import orjson
 
 from connectors.metrics import MetricsServer
-from connectors.sources.base import BaseSource, FragmentWriter, complete_fragment, iso_at
+from connectors.sources.base import BaseSource, FragmentWriter, complete_fragment, iso_at, published_precision
 from connectors.sources.metrics import SourceMetrics
 from connectors.status import ConnectorStatus, StatusBoard
 from core.markup import html_to_text
@@ -170,6 +170,7 @@ def entry_fragment(feed: RssFeed, parsed: Any, entry: Any) -> tuple[str, dict[st
     guid = entry.get("id") or entry.get("link") or hashlib.blake2b(
         orjson.dumps([title, text]), digest_size=16).hexdigest()
     published = entry.get("published_parsed") or entry.get("updated_parsed")
+    published_raw = entry.get("published") if entry.get("published_parsed") else entry.get("updated")
     fragment: dict[str, Any] = {
         "source": f"rss:{feed.name}",
         "id": guid[:1000],
@@ -185,6 +186,8 @@ def entry_fragment(feed: RssFeed, parsed: Any, entry: Any) -> tuple[str, dict[st
                      "format": parsed.get("version") or None,
                      "published_raw": entry.get("published") or entry.get("updated")},
     }
+    if published and published_precision(published_raw):  # the feed gave a date alone
+        fragment["published_precision"] = published_precision(published_raw)
     return guid, complete_fragment(fragment, fragment["source"])
 
 

@@ -29,6 +29,7 @@ def start_event(record: KafkaRecord, max_bytes: int) -> dict[str, Any]:
         "title": f.get("title"),
         "author": f.get("author"),
         "published_at": f.get("published_at"),
+        **({"published_precision": f["published_precision"]} if f.get("published_precision") else {}),
         "received_at": f.get("received_at") or iso_from_millis(record.timestamp_ms),
         "text": f["text"],
         "language": {"code": "und", "confidence": 0.0, "hint": f.get("language")},

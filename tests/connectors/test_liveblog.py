@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 import httpx
 import pytest
 
-from connectors.sources.base import complete_fragment, fragment_key, parse_datetime
+from connectors.sources.base import complete_fragment, fragment_key, parse_datetime, published_precision
 from connectors.sources.http import HttpSource
 from connectors.sources.liveblog import link_parts, read_position
 from core.markers import FragmentMarker, parse_marker
@@ -86,6 +86,24 @@ def test_html_to_text_keeps_paragraphs_and_drops_non_content() -> None:
 def test_publication_times_in_the_formats_feeds_use_become_utc(raw: object, expected: str) -> None:
     parsed = parse_datetime(raw)
     assert parsed is not None and parsed.isoformat() == expected
+
+
+@pytest.mark.parametrize("raw, precision", [
+    ("2025-06-10", "day"), ("20250610", "day"), ("Tue, 10 Jun 2025", "day"), ("June 10, 2025", "day"),
+    ("2025-06-10T00:00:00Z", None), ("2025-06-10 04:00", None), ("Tue, 10 Jun 2025 00:00:00 GMT", None),
+    ("10 June 2025 4:00 PM CEST", None), (1749528000, None), (None, None), ("soon-ish", None),
+])
+def test_a_date_without_a_time_is_marked_as_a_whole_day(raw: object, precision: str | None) -> None:
+    assert published_precision(raw) == precision
+
+
+def test_complete_fragment_marks_a_date_alone_and_keeps_the_sources_own_precision() -> None:
+    day = complete_fragment({"text": "x", "published_at": "Tue, 10 Jun 2025"}, "s")
+    assert (day["published_at"], day["published_precision"]) == ("2025-06-10T00:00:00Z", "day")
+    exact = complete_fragment({"text": "x", "published_at": "2025-06-10T00:00:00Z"}, "s")
+    assert "published_precision" not in exact
+    own = complete_fragment({"text": "x", "published_at": "2025-06-10T00:00:00Z", "published_precision": "day"}, "s")
+    assert own["published_precision"] == "day"
 
 
 def test_unreadable_publication_time_is_an_error() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from connectors.sources.rss import RssSource
+from connectors.sources.rss import RssSource, entry_fragment
 from core.settings import RssFeed
 from tests.harness import Stack, scrape, series, status_records, wait_for
 
@@ -206,3 +206,17 @@ def test_the_poller_serves_its_metrics_and_readiness(stack: Stack, feed_server: 
         assert up["ready"] is True and list(up["failing"]) == ["nordic"] and up["dependencies"]["kafka"]["ok"]
     finally:
         source.stop()
+
+
+@pytest.mark.parametrize("pub, published_at, precision", [
+    ("Tue, 10 Jun 2025", "2025-06-10T00:00:00Z", "day"),
+    ("Tue, 10 Jun 2025 00:00:00 GMT", "2025-06-10T00:00:00Z", None),
+])
+def test_an_item_dated_without_a_time_is_marked_as_a_whole_day(pub: str, published_at: str, precision: str | None) -> None:
+    import feedparser
+
+    parsed = feedparser.parse(f"<rss version='2.0'><channel><title>t</title><item><title>A</title><guid>g</guid>"
+                              f"<description>Body.</description><pubDate>{pub}</pubDate></item></channel></rss>")
+    _, fragment = entry_fragment(RssFeed("t", "https://feeds.example/t.xml"), parsed, parsed.entries[0])
+    assert fragment["published_at"] == published_at
+    assert fragment.get("published_precision") == precision

@@ -14,6 +14,7 @@ BAD_FRAGMENTS = [
     ({"source": "a", "text": "x", "published_at": "yesterday"}, "published_at"),
     ({"source": "a", "text": "x", "colour": "red"}, "(document)"),
     ({"source": "a", "text": 5}, "text"),
+    ({"source": "a", "text": "x", "published_precision": "hour"}, "published_precision"),
 ]
 
 
@@ -22,9 +23,11 @@ def test_schema_files_are_valid_draft_2020_12(name: str) -> None:
     validator(name)  # raises SchemaError if the schema itself is malformed
 
 
-def test_good_fragment_passes_both_validators() -> None:
-    validate("fragment", GOOD_FRAGMENT)
-    assert not list(validator("fragment").iter_errors(GOOD_FRAGMENT))
+@pytest.mark.parametrize("extra", [{}, {"published_at": "2026-11-24T00:00:00Z", "published_precision": "day"}])
+def test_good_fragment_passes_both_validators(extra: dict) -> None:
+    doc = {**GOOD_FRAGMENT, **extra}
+    validate("fragment", doc)
+    assert not list(validator("fragment").iter_errors(doc))
 
 
 @pytest.mark.parametrize("doc,path", BAD_FRAGMENTS)

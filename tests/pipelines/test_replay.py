@@ -9,6 +9,7 @@ import pytest
 from core.records import Rejected, event_id_for, fragment_from_event, parse_fragment
 from core.schemas import validate
 from pipelines.io import KafkaRecord, _replay_of
+from pipelines.transforms.emit import finish_event
 from pipelines.transforms.normalise import normalise_event
 from pipelines.transforms.parse import start_event
 
@@ -38,6 +39,17 @@ def test_a_replayed_event_keeps_its_id_text_and_marker() -> None:
         assert again[key] == first[key], key
     # Without the header the normalised text would hash to another id: that is why the header exists.
     assert event_id_for(fragment) != first["event_id"]
+
+
+def test_a_date_only_publication_time_keeps_its_precision_through_parse_and_replay() -> None:
+    dated = {**FRAGMENT, "published_at": "2026-03-01T00:00:00Z", "published_precision": "day"}
+    event = processed(record(orjson.dumps(dated)))
+    assert (event["published_at"], event["published_precision"]) == ("2026-03-01T00:00:00Z", "day")
+    finish_event(event)  # the enriched-event schema declares the field: "day" passes, anything else does not
+    with pytest.raises(Rejected, match="published_precision"):
+        finish_event({**event, "published_precision": "hour"})
+    assert fragment_from_event(event)["published_precision"] == "day"
+    assert "published_precision" not in processed(record(orjson.dumps(FRAGMENT)))
 
 
 def test_a_replay_header_that_is_no_event_id_is_rejected() -> None:

@@ -142,3 +142,6 @@ def test_stories_score_on_publication_time_not_arrival() -> None:
     assert story_time_s({**arrived, "published_at": "2026-01-06T08:00:00Z"}) == T0  # in the future: arrival
     assert story_time_s({**arrived, "published_at": "yesterday"}) == T0
     assert story_time_s(arrived) == T0
+    # a date alone (a feed without times) stands for the whole day: scored at its noon
+    day = {**arrived, "published_at": "2026-01-04T00:00:00Z", "published_precision": "day"}
+    assert story_time_s(day) == T0 - 20 * 3600
