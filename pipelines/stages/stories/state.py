@@ -38,10 +38,13 @@ to any re-processing of the event, and counts never double.
 Layout (``p`` = namespace + ``st:``; every key expires ``max_gap_s`` after its last write)::
 
     p a:<event_id>        string  the event's story fields (orjson, compact)    idempotency
-    p s:<story_id>        string  StoryState (orjson: centroids, names, ...)    scoring, summary
+    p s:<story_id>        string  StoryState (orjson list, STATE_FIELDS order)  scoring, summary
                                   or '>' + survivor id once merged (late merge)  redirect
     p p:<day>:<index key> zset    story_id -> last filed (max_postings newest)   candidate lookup
-    p l:<link key>        string  story_id (event id / source story_key)         re-posts, live blogs
+    p l:<link key>        string  story_id (a source's story_key)                  live blogs
+                                  an event's link (``e:<event_id>``: re-posts, updates) is its result
+                                  ``a:<event_id>``, which opens with its story id; earlier versions
+                                  also wrote ``l:e:<event_id>``, still read while such keys last
     p nk:<story_id>       set     sentence-key hashes (capped: max_sentences)    novelty
     p nh:<story_id>       set     sentence shingle hashes (capped: max_shingles)  novelty
     p df:<day>            hash    term -> events that day; "" -> events          IDF (online part)
@@ -103,7 +106,8 @@ local function stripe(sid)
 end
 """
 
-# The read's retrieval. A = cjson.decode(ARGV[1]): links (keys), posts ([index key, weight]), pdays
+# The read's retrieval. A = cjson.decode(ARGV[1]): links (keys), linka (for each link, the result key
+# ``a:`` of the event it names, or ''), posts ([index key, weight]), pdays
 # (the day buckets to look in), horizon, maxc, prefix. Returns the linked story id (or false), candidate ids (linked first) and
 # their states ('' when expired). A merged story's state is '>' + the id of the story it was merged
 # into: ids from links and postings are followed there (root), each story once.
@@ -119,8 +123,13 @@ local function root(prefix, sid)
 end
 local function retrieve(A)
   local linked, linked_state = false, ''
-  for _, key in ipairs(A.links) do
-    local sid = redis.call('GET', key)
+  for i, key in ipairs(A.links) do
+    local sid = false
+    if A.linka[i] ~= '' then  -- an event's link: the story id that opens its result
+      local rec = redis.call('GET', A.linka[i])
+      if rec then sid = string.match(rec, '^%["([^"]+)"') or false end
+    end
+    if not sid then sid = redis.call('GET', key) end  -- a source's story key (or a link the earlier layout wrote)
     if sid then linked, linked_state = root(A.prefix, sid); break end
   end
   local score, order = {}, {}
@@ -348,6 +357,7 @@ class RedisStoryStore:
         links = [self._k("l", f) for f in follow]
         args: dict[str, Any] = {
             "done": self._k("a", event_id), "links": links,
+            "linka": [self._k("a", f[2:]) if f.startswith("e:") else "" for f in follow],
             "read": sorted({*map(_stripe, keys), *map(_stripe, links)}),
             "posts": [[k, w] for k, w in keys.items()], "pdays": list(days),
             "horizon": ts - s.max_gap_s, "maxc": s.max_candidates, "prefix": self.prefix,
@@ -363,7 +373,7 @@ class RedisStoryStore:
                             prior_docs=s.prior_docs)  # counting this event, as StoryClusterer does
             vecs = vectors(features, rarity)
             cands = meta["cands"] or []
-            states = {sid: StoryState.from_state(orjson.loads(raw)) for sid, raw in zip(cands, reply[1:], strict=True)
+            states = {sid: story_from_json(raw) for sid, raw in zip(cands, reply[1:], strict=True)
                       if raw}
             linked = states.get(meta["linked"]) if meta["linked"] else None
             best, story, absorbed = choose_story(features, vecs, ts, [st for sid, st in states.items()
@@ -388,11 +398,12 @@ class RedisStoryStore:
                       "sid": sid, "ts": ts, "ttl": self._ttl_ms, "keep": s.max_postings,
                       "day_ttl": int(self._days * _DAY_S), "day": self._k("df", str(today)), "terms": terms,
                       "file": [self._k("p", f"{today}:{k}") for k in keys],
-                      "own": [self._k("l", o) for o in own], "absorb": [st.story_id for st in absorbed],
+                      "own": [self._k("l", o) for o in own if not o.startswith("e:")],  # e: see the layout
+                      "absorb": [st.story_id for st in absorbed],
                       "bump": sorted({*map(_stripe, keys), *(_stripe(self._k("l", o)) for o in own)}),
                       "nk": [] if full[0] else list(marks.keys.values()),
                       "nh": [] if full[1] else list(marks.shingles.values())}
-            result = self._commit(args=[orjson.dumps(commit), orjson.dumps(story.to_state()),
+            result = self._commit(args=[orjson.dumps(commit), story_to_json(story),
                                         _decision_to_json(decision, item.text)])
             status = result[0].decode() if isinstance(result[0], bytes) else result[0]
             if status == "ok":
@@ -444,7 +455,7 @@ class RedisStoryStore:
         """A story's summary as stored now (None when unknown or expired; a merged story's id gives
         the story it was merged into)."""
         raw = self.client.get(self._k("s", self.merged_into(story_id)))
-        return None if raw is None else StoryState.from_state(orjson.loads(raw)).summary(self.settings)
+        return None if raw is None else story_from_json(raw).summary(self.settings)
 
     def memory_usage(self, sample: int = 2000) -> dict[str, int]:
         """Bytes and keys per key kind (``MEMORY USAGE`` on up to ``sample`` keys of each), for the bench."""
@@ -468,6 +479,28 @@ def _stripe(name: str) -> int:
     stripe only cost a needless retry now and then. Story ids' stripes are computed in the scripts
     (``_STRIPE``), from a different hash; both land in the same field space."""
     return zlib.crc32(name.encode()) % STRIPES
+
+
+#: A story's state is stored as a JSON list of these fields of :meth:`StoryState.to_state`, in this
+#: order (the names took ~150 bytes of every story); the optional last two are left out when empty.
+STATE_FIELDS = ("story_id", "first_seen", "last_seen", "event_count", "source_count", "sources", "centroid",
+                "name_centroid", "terms", "names", "numbers", "quotes", "merged_from", "lingual")
+_OPTIONAL_STATE_FIELDS = 2
+
+
+def story_to_json(story: StoryState) -> bytes:
+    """The story's state as stored under ``s:<story_id>`` (see :data:`STATE_FIELDS`)."""
+    state = story.to_state()
+    values = [state.get(k) for k in STATE_FIELDS]
+    while len(values) > len(STATE_FIELDS) - _OPTIONAL_STATE_FIELDS and not values[-1]:
+        values.pop()
+    return orjson.dumps(values)
+
+
+def story_from_json(raw: bytes | str) -> StoryState:
+    """Inverse of :func:`story_to_json`; also reads the JSON object that earlier versions stored."""
+    state = orjson.loads(raw)
+    return StoryState.from_state(dict(zip(STATE_FIELDS, state, strict=False)) if isinstance(state, list) else state)
 
 
 def _iso_summary(story: StoryState, settings: StorySettings) -> dict[str, Any]:

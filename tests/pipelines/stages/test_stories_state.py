@@ -177,3 +177,30 @@ def test_replay_records_are_compact_and_older_ones_still_read(redis_server: Redi
     s.client.set(key, orjson.dumps(old))
     assert len(orjson.dumps(old)) > len(orjson.dumps(record))
     assert s.assign(event, ts).to_fields() == first.to_fields()
+
+
+def test_an_event_link_is_its_result_and_the_earlier_layout_still_reads(redis_server: RedisServer,
+                                                                        redis_namespace: str) -> None:
+    """A re-post follows the story of the event it duplicates through that event's result
+    (``a:``; no ``l:e:`` key of its own any more), and a story state is a JSON list; links and
+    states the earlier layout wrote (``l:e:<id>`` keys, JSON objects) are still read."""
+    import orjson
+
+    from pipelines.stages.stories.state import STATE_FIELDS, story_from_json
+
+    s = store(redis_server, redis_namespace)
+    (first, ts), (other, ts2) = fixture_events()[:2]
+    d = s.assign(first, ts)
+    p = f"{redis_namespace}st:"
+    assert s.client.get(f"{p}l:e:{first['event_id']}") is None
+    raw = s.client.get(f"{p}s:{d.story_id}")
+    assert raw is not None and raw.startswith(b"[") and len(orjson.loads(raw)) <= len(STATE_FIELDS)
+    assert story_from_json(raw).story_id == d.story_id
+    repost = {**other, "event_id": "e" * 32, "near_duplicate_of": first["event_id"]}
+    assert s.assign(repost, ts2).story_id == d.story_id  # followed through a:<first>
+    # the earlier layout: the state as an object, the link as its own key, no result to open
+    s.client.set(f"{p}s:{d.story_id}", orjson.dumps(story_from_json(s.client.get(f"{p}s:{d.story_id}")).to_state()))
+    s.client.set(f"{p}l:e:{'9' * 32}", d.story_id)
+    old_repost = {**other, "event_id": "f" * 32, "near_duplicate_of": "9" * 32}
+    got = s.assign(old_repost, ts2 + 60)
+    assert got.story_id == d.story_id and got.story["event_count"] == 3
