@@ -40,7 +40,12 @@ Layout (``p`` = namespace + ``st:``; every key expires ``max_gap_s`` after its l
     p a:<event_id>        string  the event's story fields (orjson, compact)    idempotency
     p s:<story_id>        string  StoryState (orjson list, STATE_FIELDS order)  scoring, summary
                                   or '>' + survivor id once merged (late merge)  redirect
-    p p:<day>:<index key> zset    story_id -> last filed (max_postings newest)   candidate lookup
+    p ph:<day>:<shard>    hash    index key -> posting list: the max_postings    candidate lookup
+                                  newest stories filed under it that day, with
+                                  their time (_POSTINGS; shard: crc32 of the key
+                                  mod posting_shards). Earlier versions kept a zset
+                                  ``p:<day>:<index key>`` each (~260 bytes of Redis
+                                  per list): still read while the marker ``p-old`` lasts
     p l:<link key>        string  story_id (a source's story_key)                  live blogs
                                   an event's link (``e:<event_id>``: re-posts, updates) is its result
                                   ``a:<event_id>``, which opens with its story id; earlier versions
@@ -96,6 +101,11 @@ from pipelines.stages.stories.novelty import (
 
 _DAY_S = 86400.0
 
+#: Hashes each day's posting lists are spread over (``ph:<day>:<shard>``): ~2.4 new lists an event,
+#: so ~60 lists a hash (one compact listpack) at ~1M events per 72 h (~330,000 a day). Fewer
+#: events leave the hashes smaller, more turn the fullest into hash tables (~2x their memory).
+POSTING_SHARDS = 16384
+
 # Version stripes (see RedisStoryStore._stripe): every commit bumps the stripe (a field of the hash
 # ``p v:``) of each thing it writes: its story id (here) and its index and link keys (computed by the
 # client, A.bump); the read returns the versions of the stripes of everything its decision rests on,
@@ -106,12 +116,69 @@ local function stripe(sid)
 end
 """
 
+# A posting list (the field of an index key in its day's hash ``ph:<day>:<shard>``): entries
+# concatenated, each ts (double, big-endian) + tag + story id; tag 0: the id is "story:" and 16
+# lower-case hex digits, stored as 8 bytes (every id story_id_for makes); tag n > 0: n bytes of id.
+# 17 bytes an entry, so a full list (max_postings 12) stays under hash-max-listpack-value (256).
+_POSTINGS = """
+local function decode_postings(blob)
+  local rows, pos = {}, 1
+  while blob and pos <= #blob do
+    local ts, tag = struct.unpack('>d', blob, pos), string.byte(blob, pos + 8)
+    local sid
+    if tag == 0 then
+      local hi, lo = struct.unpack('>I4I4', string.sub(blob, pos + 9, pos + 16))
+      sid = string.format('story:%08x%08x', hi, lo)
+      pos = pos + 17
+    else
+      sid = string.sub(blob, pos + 9, pos + 8 + tag)
+      pos = pos + 9 + tag
+    end
+    rows[#rows + 1] = {ts, sid}
+  end
+  return rows
+end
+local function encode_posting(ts, sid)
+  if #sid == 22 and string.match(sid, '^story:[0-9a-f]+$') then
+    return struct.pack('>dB', ts, 0) .. struct.pack('>I4I4', tonumber(string.sub(sid, 7, 14), 16),
+                                                   tonumber(string.sub(sid, 15, 22), 16))
+  end
+  return struct.pack('>dB', ts, #sid) .. sid
+end
+-- the stories filed under a posting list at or after horizon (ZRANGEBYSCORE horizon +inf)
+local function postings(blob, horizon)
+  local out = {}
+  for _, row in ipairs(decode_postings(blob)) do
+    if row[1] >= horizon then out[#out + 1] = row[2] end
+  end
+  return out
+end
+-- file sid at ts in a posting list, keeping the keep newest (ZADD + ZREMRANGEBYRANK 0 -(keep + 1):
+-- ties by story id)
+local function file_posting(hkey, field, ts, sid, keep)
+  local rows = {}
+  for _, row in ipairs(decode_postings(redis.call('HGET', hkey, field))) do
+    if row[2] ~= sid then rows[#rows + 1] = row end
+  end
+  rows[#rows + 1] = {ts, sid}
+  if #rows > keep then
+    table.sort(rows, function(a, b) if a[1] ~= b[1] then return a[1] < b[1] end return a[2] < b[2] end)
+    local kept = {}
+    for i = #rows - keep + 1, #rows do kept[#kept + 1] = rows[i] end
+    rows = kept
+  end
+  local parts = {}
+  for i, row in ipairs(rows) do parts[i] = encode_posting(row[1], row[2]) end
+  redis.call('HSET', hkey, field, table.concat(parts))
+end
+"""
+
 # The read's retrieval. A = cjson.decode(ARGV[1]): links (keys), linka (for each link, the result key
 # ``a:`` of the event it names, or ''), posts ([index key, weight]), pdays
 # (the day buckets to look in), horizon, maxc, prefix. Returns the linked story id (or false), candidate ids (linked first) and
 # their states ('' when expired). A merged story's state is '>' + the id of the story it was merged
 # into: ids from links and postings are followed there (root), each story once.
-_RETRIEVE = _STRIPE + """
+_RETRIEVE = _STRIPE + _POSTINGS + """
 local function root(prefix, sid)
   for _ = 1, 16 do
     local st = redis.call('GET', prefix .. 's:' .. sid)
@@ -133,10 +200,17 @@ local function retrieve(A)
     if sid then linked, linked_state = root(A.prefix, sid); break end
   end
   local score, order = {}, {}
+  local old = redis.call('EXISTS', A.prefix .. 'p-old') == 1
   for g, post in ipairs(A.posts) do
     local seen = {}
     for _, day in ipairs(A.pdays) do
-      for _, sid in ipairs(redis.call('ZRANGEBYSCORE', A.prefix .. 'p:' .. day .. ':' .. post[1], A.horizon, '+inf')) do
+      local sids = postings(redis.call('HGET', A.prefix .. 'ph:' .. day .. ':' .. post[3], post[1]), A.horizon)
+      if old then
+        for _, sid in ipairs(redis.call('ZRANGEBYSCORE', A.prefix .. 'p:' .. day .. ':' .. post[1], A.horizon, '+inf')) do
+          sids[#sids + 1] = sid
+        end
+      end
+      for _, sid in ipairs(sids) do
         if not seen[sid] then
           seen[sid] = true
           if not score[sid] then score[sid] = 0; order[#order + 1] = sid end
@@ -195,7 +269,7 @@ return reply
 # add, empty when the set is full), absorb (ids of stories merged into sid: each becomes a redirect '>' .. sid, its novelty
 # sets join sid's); ARGV[2] the story state, ARGV[3] the event's result.
 # Reply: {'ok'} | {'retry'} | {'done', result}.
-_COMMIT = _STRIPE + """
+_COMMIT = _STRIPE + _POSTINGS + """
 local A = cjson.decode(ARGV[1])
 local done = redis.call('GET', A.done)
 if done then return {'done', done} end
@@ -233,10 +307,9 @@ for _, kind in ipairs({'nk', 'nh'}) do
   redis.call('PEXPIRE', key, ttl)
 end
 for _, key in ipairs(A.own) do redis.call('SET', key, sid, 'PX', ttl) end
-for _, key in ipairs(A.file) do
-  redis.call('ZADD', key, A.ts, sid)
-  redis.call('ZREMRANGEBYRANK', key, 0, -(A.keep + 1))
-  redis.call('PEXPIRE', key, ttl)
+for _, hf in ipairs(A.file) do
+  file_posting(hf[1], hf[2], A.ts, sid, A.keep)
+  redis.call('PEXPIRE', hf[1], ttl)
 end
 redis.call('HINCRBY', A.day, '', 1)
 for _, term in ipairs(A.terms) do redis.call('HINCRBY', A.day, term, 1) end
@@ -327,10 +400,12 @@ class RedisStoryStore:
 
     def __init__(self, client: redis.Redis, settings: StorySettings = DEFAULT_STORY_SETTINGS,
                  novelty: NoveltySettings = DEFAULT_NOVELTY_SETTINGS, *, namespace: str = "",
-                 max_retries: int = 50) -> None:
+                 max_retries: int = 50, posting_shards: int = POSTING_SHARDS) -> None:
         self.client, self.settings, self.novelty = client, settings, novelty
         self.prefix = f"{namespace}st:"
         self.max_retries = max_retries
+        self.posting_shards = posting_shards  # every process sharing the state must use the same
+        self._old_checked = False
         self._ttl_ms = max(1, round(settings.max_gap_s * 1000))
         self._days = math.ceil(settings.max_gap_s / _DAY_S) + 1
         self.conflicts = 0  # commits refused because a candidate changed, for metrics and tests
@@ -340,11 +415,32 @@ class RedisStoryStore:
     def _k(self, kind: str, name: str) -> str:
         return f"{self.prefix}{kind}:{name}"
 
+    def _posting_shard(self, index_key: str) -> int:
+        return zlib.crc32(index_key.encode()) % self.posting_shards
+
+    def _note_old_postings(self, pages: int = 16) -> None:
+        """Once, before the first event: when posting zsets of the earlier layout (``p:<day>:<key>``)
+        are left, set the marker ``p-old`` that makes the retrieval read them too, until the last of
+        them has expired (``max_gap_s``); they are a third of a stories Redis' keys, so a few ``SCAN``
+        pages find them."""
+        if self._old_checked:
+            return
+        cursor = 0
+        for _ in range(pages):
+            cursor, keys = self.client.scan(cursor, match=f"{self.prefix}p:*", count=1000)
+            if keys:
+                self.client.set(f"{self.prefix}p-old", b"1", px=self._ttl_ms, nx=True)
+                break
+            if not cursor:
+                break
+        self._old_checked = True
+
     # ------------------------------------------------------------------ public
 
     def assign(self, event: Mapping[str, Any], ts: float) -> StoryDecision:
         """The event's story and novelty; stores both. Re-processing an event returns its first result."""
         s = self.settings
+        self._note_old_postings()
         event_id = str(event["event_id"])
         item = StoryInput.from_event(event, ts)
         features = story_features(item, s)
@@ -359,7 +455,7 @@ class RedisStoryStore:
             "done": self._k("a", event_id), "links": links,
             "linka": [self._k("a", f[2:]) if f.startswith("e:") else "" for f in follow],
             "read": sorted({*map(_stripe, keys), *map(_stripe, links)}),
-            "posts": [[k, w] for k, w in keys.items()], "pdays": list(days),
+            "posts": [[k, w, self._posting_shard(k)] for k, w in keys.items()], "pdays": list(days),
             "horizon": ts - s.max_gap_s, "maxc": s.max_candidates, "prefix": self.prefix,
             "days": [self._k("df", str(d)) for d in range(today - self._days + 1, today + 1)], "terms": terms,
         }
@@ -397,7 +493,7 @@ class RedisStoryStore:
             commit = {"done": args["done"], "prefix": self.prefix, "stripes": meta["stripes"], "ver": meta["ver"],
                       "sid": sid, "ts": ts, "ttl": self._ttl_ms, "keep": s.max_postings,
                       "day_ttl": int(self._days * _DAY_S), "day": self._k("df", str(today)), "terms": terms,
-                      "file": [self._k("p", f"{today}:{k}") for k in keys],
+                      "file": [[self._k("ph", f"{today}:{self._posting_shard(k)}"), k] for k in keys],
                       "own": [self._k("l", o) for o in own if not o.startswith("e:")],  # e: see the layout
                       "absorb": [st.story_id for st in absorbed],
                       "bump": sorted({*map(_stripe, keys), *(_stripe(self._k("l", o)) for o in own)}),
@@ -468,7 +564,8 @@ class RedisStoryStore:
         return out
 
 
-KEY_KINDS = ("a", "s", "p", "l", "nk", "nh", "df", "v")
+KEY_KINDS = ("a", "s", "ph", "p", "l", "nk", "nh", "df", "v")
+
 
 #: Version stripes: fields of the hash ``p v:``, a counter each (a few MB when all are used).
 STRIPES = 1 << 16

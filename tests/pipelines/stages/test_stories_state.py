@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import struct
 import threading
 from datetime import datetime
 from typing import Any
@@ -204,3 +205,58 @@ def test_an_event_link_is_its_result_and_the_earlier_layout_still_reads(redis_se
     old_repost = {**other, "event_id": "f" * 32, "near_duplicate_of": "9" * 32}
     got = s.assign(old_repost, ts2 + 60)
     assert got.story_id == d.story_id and got.story["event_count"] == 3
+
+
+def test_posting_lists_keep_what_a_sorted_set_keeps(redis_server: RedisServer, redis_namespace: str) -> None:
+    """A posting list (a field of a day's hash) files, re-files and trims exactly as the sorted set
+    it replaced (ZADD + ZREMRANGEBYRANK, ties by story id), and reads back as ZRANGEBYSCORE does."""
+    from pipelines.stages.stories.state import _POSTINGS
+
+    client = make_redis(redis_server.url)
+    both = client.register_script(_POSTINGS + """
+file_posting(KEYS[1], 'k', tonumber(ARGV[1]), ARGV[2], 5)
+redis.call('ZADD', KEYS[2], tonumber(ARGV[1]), ARGV[2])
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -6)
+local out = {}
+for _, h in ipairs({0, 1700000004.5, 1700000008}) do
+  local a, b = postings(redis.call('HGET', KEYS[1], 'k'), h), redis.call('ZRANGEBYSCORE', KEYS[2], h, '+inf')
+  table.sort(a); table.sort(b)
+  out[#out + 1] = table.concat(a, ',') .. '|' .. table.concat(b, ',')
+end
+return out
+""")
+    rng = random.Random(3)
+    sids = [f"story:{rng.getrandbits(64):016x}" for _ in range(8)] + ["story:not-hex", "merged-x"]
+    keys = [f"{redis_namespace}h", f"{redis_namespace}z"]
+    for i in range(60):  # ties (equal times), re-filings and ids that are not story_id_for's
+        for pair in both(keys=keys, args=[1_700_000_000 + rng.choice([i // 3, i / 7, 4.5]), rng.choice(sids)]):
+            got, want = pair.decode().split("|")
+            assert got == want
+    assert client.object("encoding", keys[0]) == b"listpack" and len(client.hget(keys[0], "k")) < 5 * 30
+
+
+def test_posting_lists_are_compact_and_the_earlier_zsets_still_read(redis_server: RedisServer,
+                                                                     redis_namespace: str) -> None:
+    """Posting lists are fields of a few listpack hashes a day; posting zsets the earlier layout
+    wrote (``p:<day>:<key>``) are still found by a new process, until they expire."""
+    events = fixture_events()
+    probe = store(redis_server, redis_namespace + "probe:")
+    decided = [probe.assign(e, ts) for e, ts in events]
+    j = next(i for i, d in enumerate(decided) if not d.is_new)  # the first event that joined a story
+    i = next(k for k, d in enumerate(decided) if d.story_id == decided[j].story_id)
+    s = RedisStoryStore(make_redis(redis_server.url), namespace=redis_namespace, posting_shards=4)
+    s.assign(*events[i])
+    p, client = f"{redis_namespace}st:", s.client
+    hashes = client.keys(f"{p}ph:*")
+    assert 0 < len(hashes) <= 4 and {client.object("encoding", h) for h in hashes} == {b"listpack"}
+    assert not client.keys(f"{p}p:*")
+    for h in hashes:  # rewrite them as the earlier layout's zsets
+        day = h.decode().split(":")[-2]
+        for key, blob in client.hgetall(h).items():
+            for n in range(0, len(blob), 17):
+                ts, raw = struct.unpack(">d", blob[n:n + 8])[0], blob[n + 9:n + 17]
+                client.zadd(f"{p}p:{day}:{key.decode()}", {f"story:{raw.hex()}": ts})
+        client.delete(h)
+    later = RedisStoryStore(make_redis(redis_server.url), namespace=redis_namespace, posting_shards=4)
+    assert later.assign(*events[j]).story_id == decided[j].story_id
+    assert client.pttl(f"{p}p-old") > 0
