@@ -44,9 +44,11 @@ log = logging.getLogger(__name__)
 #: packs such a set in 4 bytes a member up to this many members (default 512, then ~60 bytes each).
 #: Membership stays a binary search; an insert moves at most 64 KB. docker-compose.yml sets it too.
 INTSET_ARGS = ("--set-max-intset-entries", "16384")
-#: The near-duplicate index keeps its buckets as hash fields of up to 8 entries x 25 bytes
-#: (pipelines.stages.dedup.state); past 64 bytes a value (default) would turn its whole hash from
-#: one listpack into a hash table (~2.5x the memory). docker-compose.yml sets it too.
+#: Story posting lists are hash fields of up to 12 x 17 bytes (pipelines.stages.stories.state), and
+#: the near-duplicate index's hashes hold records of events with long non-hex ids and, until they
+#: expire, the earlier layout's 25-byte entries (pipelines.stages.dedup.state); past 64 bytes a
+#: value (default) would turn its whole hash from one listpack into a hash table (~2-2.5x the
+#: memory). docker-compose.yml sets it too.
 LISTPACK_ARGS = ("--hash-max-listpack-value", "256")
 
 def make_redis(url: str, *, retries: int = 5, socket_timeout_s: float = 5.0) -> redis.Redis:

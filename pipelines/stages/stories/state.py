@@ -145,30 +145,55 @@ local function encode_posting(ts, sid)
   end
   return struct.pack('>dB', ts, #sid) .. sid
 end
--- the stories filed under a posting list at or after horizon (ZRANGEBYSCORE horizon +inf)
+-- the stories filed under a posting list at or after horizon (ZRANGEBYSCORE horizon +inf); the
+-- retrieval reads ~50 lists an event, so this one decodes in place and formats each id once
+local sid_of = {}
 local function postings(blob, horizon)
   local out = {}
-  for _, row in ipairs(decode_postings(blob)) do
-    if row[1] >= horizon then out[#out + 1] = row[2] end
+  if not blob then return out end
+  local pos, n = 1, #blob
+  while pos <= n do
+    local tag = string.byte(blob, pos + 8)
+    local len = tag == 0 and 8 or tag
+    if struct.unpack('>d', blob, pos) >= horizon then
+      local raw = string.sub(blob, pos + 9, pos + 8 + len)
+      if tag == 0 then
+        local sid = sid_of[raw]
+        if not sid then sid = string.format('story:%08x%08x', struct.unpack('>I4I4', raw)); sid_of[raw] = sid end
+        raw = sid
+      end
+      out[#out + 1] = raw
+    end
+    pos = pos + 9 + len
   end
   return out
 end
--- file sid at ts in a posting list, keeping the keep newest (ZADD + ZREMRANGEBYRANK 0 -(keep + 1):
--- ties by story id)
+-- file sid at ts in a posting list, keeping the keep newest (ZADD + ZREMRANGEBYRANK 0 -(keep + 1)).
+-- A list is stored in (time, story id) order, as a zset ranks its members, so filing is one pass
+-- over the raw entries (ids are decoded only to break a tie in time) and trimming drops the head.
 local function file_posting(hkey, field, ts, sid, keep)
-  local rows = {}
-  for _, row in ipairs(decode_postings(redis.call('HGET', hkey, field))) do
-    if row[2] ~= sid then rows[#rows + 1] = row end
+  local own = encode_posting(ts, sid)
+  local own_id = string.sub(own, 9)
+  local blob = redis.call('HGET', hkey, field) or ''
+  local parts, pos, n, placed = {}, 1, #blob, false
+  while pos <= n do
+    local tag = string.byte(blob, pos + 8)
+    local len = tag == 0 and 8 or tag
+    local e = string.sub(blob, pos, pos + 8 + len)
+    pos = pos + 9 + len
+    if string.sub(e, 9) ~= own_id then
+      if not placed then
+        local t = struct.unpack('>d', e)
+        if ts < t or (ts == t and sid < decode_postings(e)[1][2]) then
+          parts[#parts + 1] = own
+          placed = true
+        end
+      end
+      parts[#parts + 1] = e
+    end
   end
-  rows[#rows + 1] = {ts, sid}
-  if #rows > keep then
-    table.sort(rows, function(a, b) if a[1] ~= b[1] then return a[1] < b[1] end return a[2] < b[2] end)
-    local kept = {}
-    for i = #rows - keep + 1, #rows do kept[#kept + 1] = rows[i] end
-    rows = kept
-  end
-  local parts = {}
-  for i, row in ipairs(rows) do parts[i] = encode_posting(row[1], row[2]) end
+  if not placed then parts[#parts + 1] = own end
+  if #parts > keep then parts = {unpack(parts, #parts - keep + 1)} end
   redis.call('HSET', hkey, field, table.concat(parts))
 end
 """
