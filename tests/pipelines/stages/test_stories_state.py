@@ -7,6 +7,7 @@ import json
 import random
 import struct
 import threading
+import zlib
 from datetime import datetime
 from typing import Any
 
@@ -172,10 +173,16 @@ def test_replay_records_are_compact_and_older_ones_still_read(redis_server: Redi
     event, ts = fixture_events()[0]
     first = s.assign(event, ts)
     key = f"{redis_namespace}st:a:{event['event_id']}"
-    record = orjson.loads(s.client.get(key))
+    stored = s.client.get(key)
+    head, packed = stored.split(b"\x1f", 1)
+    assert head == b"Z" + first.story_id.encode()  # the story id readable (an event's link), the rest zlib'd
+    record = orjson.loads(zlib.decompress(packed))
+    assert len(stored) < len(orjson.dumps(record))
     assert isinstance(record[3][2], int) and isinstance(record[3][4][0], list)
+    s.client.set(key, orjson.dumps(record))  # the record as the previous version stored it (plain JSON)
+    assert s.assign(event, ts).to_fields() == first.to_fields()
     old = [*record[:3], [first.story[k] for k in _SUMMARY_KEYS], *record[4:]]
-    s.client.set(key, orjson.dumps(old))
+    s.client.set(key, orjson.dumps(old))  # ... and the one before (ISO times, a dict per name)
     assert len(orjson.dumps(old)) > len(orjson.dumps(record))
     assert s.assign(event, ts).to_fields() == first.to_fields()
 
@@ -199,12 +206,15 @@ def test_an_event_link_is_its_result_and_the_earlier_layout_still_reads(redis_se
     assert story_from_json(raw).story_id == d.story_id
     repost = {**other, "event_id": "e" * 32, "near_duplicate_of": first["event_id"]}
     assert s.assign(repost, ts2).story_id == d.story_id  # followed through a:<first>
-    # the earlier layout: the state as an object, the link as its own key, no result to open
+    # the earlier layout: the state as an object, the link as its own key (no result to open), or a
+    # result stored as plain JSON; the events following them are unrelated by content
+    (third, _), (fourth, _) = fixture_events()[2:4]
     s.client.set(f"{p}s:{d.story_id}", orjson.dumps(story_from_json(s.client.get(f"{p}s:{d.story_id}")).to_state()))
     s.client.set(f"{p}l:e:{'9' * 32}", d.story_id)
-    old_repost = {**other, "event_id": "f" * 32, "near_duplicate_of": "9" * 32}
-    got = s.assign(old_repost, ts2 + 60)
-    assert got.story_id == d.story_id and got.story["event_count"] == 3
+    s.client.set(f"{p}a:{'8' * 32}", orjson.dumps([d.story_id, True, None, [], [], 0, 1.0]))
+    assert s.assign({**third, "event_id": "7" * 32, "near_duplicate_of": "8" * 32}, ts2 + 30).story_id == d.story_id
+    got = s.assign({**fourth, "event_id": "f" * 32, "near_duplicate_of": "9" * 32}, ts2 + 60)
+    assert got.story_id == d.story_id and got.story["event_count"] == 4
 
 
 def test_posting_lists_keep_what_a_sorted_set_keeps(redis_server: RedisServer, redis_namespace: str) -> None:
