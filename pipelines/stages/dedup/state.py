@@ -37,10 +37,16 @@ log = logging.getLogger(__name__)
 
 # Layout. Redis' own cost for a key (~110 bytes: dict entry, key object, expiry entry) dwarfed the
 # ~30 bytes a bucket holds, and an event has ~50 keys (bands + sentences), so buckets are fields of
-# hashes instead: every dedup key is hashed (BLAKE2b, 9 bytes) to a *shard* (the first 3 bytes,
-# masked to ``index_shards``) and a *field* (the other 6 bytes), and lives in the hash
+# hashes instead: every dedup key is hashed (BLAKE2b, 9 bytes: :func:`key_slot`) to a *shard* (the
+# first 3 bytes, masked to ``index_shards``) and a *field* (the next 5 bytes; the earlier layout
+# used 6), and lives in the hash
 #
 #     namespace + b"y" + period (uint32 BE) + shard (3 bytes)      field -> bucket
+#
+# (shard + field: 59 bits at the shipped ``index_shards``, ~0.002 expected pairs of keys sharing a
+# bucket among the ~52M keys of 1M fragments; such a pair gives one key of an event a stray hit,
+# which turns into a wrong verdict only if one of the two is a content-hash or page key and the
+# other's event is then taken for a copy: ~2e-4 a period at 1M fragments per ttl_s.)
 #
 # A hash of up to 128 small fields is one listpack (a flat byte array, ~3 bytes of overhead per
 # field). A *period* is ``ttl_s`` of wall-clock time: writes go to the current period's hash, reads
@@ -86,8 +92,8 @@ _RECORDS_PER_SHARD = 32  # record shards = index_shards // this
 # 4 expiry of the current period's hashes (unix ms), 5 the event's handle, 6 its record,
 # 7 horizon (ms: ts - ttl), 8 one kind letter per key (e exact, p page, b band, s sentence),
 # 9 max_bucket_entries, 10 record shards, 11 the earlier layout's marker key, 12 its bucket hash
-# prefix, 13 the event id as the earlier layout stored it (tag + id bytes), 14.. one shard
-# (3 bytes) + field (6 bytes) per key. The content-hash key comes first: when it has hits the event
+# prefix, 13 the event id as the earlier layout stored it (tag + id bytes), 14.. one key_slot
+# (shard, 3 bytes + field, 6 bytes: 5 of them here, 6 in the earlier layout) per key. The content-hash key comes first: when it has hits the event
 # is an exact copy, which page keys do not store (the versions of a page they keep are distinct
 # texts; `copy` in probe_entry). Returns {key index, hits (entries concatenated)} pairs for the
 # keys that have hits.
@@ -115,11 +121,11 @@ local out, touched, copy = {}, {}, false
 for i = 1, #kinds do
   local kind = string.sub(kinds, i, i)
   local slot = ARGV[13 + i]
-  local shard, field = string.sub(slot, 1, 3), string.sub(slot, 4)
+  local shard, field = string.sub(slot, 1, 3), string.sub(slot, 4, 8)
   local live, hits, own_seen, kept = 0, {}, false, {}
   if old then
     for _, p in ipairs(periods) do
-      local bucket = redis.call('HGET', old_prefix .. p .. shard, field)
+      local bucket = redis.call('HGET', old_prefix .. p .. shard, string.sub(slot, 4))
       if bucket then
         local pos = 1
         while pos <= #bucket do
@@ -243,7 +249,8 @@ def _decode_any(blob: bytes) -> list[BucketEntry]:
 
 
 def key_slot(key: str, shards: int) -> bytes:
-    """Where a dedup key's bucket lives: shard (3 bytes, < ``shards``) + field (6 bytes)."""
+    """Where a dedup key's bucket lives: shard (3 bytes, < ``shards``) + field (6 bytes; the
+    layout now uses the first 5, the earlier one all 6)."""
     digest = hashlib.blake2b(key.encode("utf-8"), digest_size=9).digest()
     return (int.from_bytes(digest[:3], "big") % shards).to_bytes(3, "big") + digest[3:]
 

@@ -351,7 +351,7 @@ def test_a_page_key_keeps_each_version_once_and_no_exact_copy(client: redis.Redi
         None, ("update", blog[0]["event_id"]), ("exact", blog[0]["event_id"]), ("exact", blog[1]["event_id"])]
     slot = key_slot(event_fingerprint(blog[0], settings, True, True).exact_keys[1], settings.index_shards)
     period = int(now * 1000) // round(settings.ttl_s * 1000)
-    bucket = client.hget(redis_namespace.encode() + b"y" + period.to_bytes(4, "big") + slot[:3], slot[3:])
+    bucket = client.hget(redis_namespace.encode() + b"y" + period.to_bytes(4, "big") + slot[:3], slot[3:8])
     assert bucket == event_handle(blog[0]["event_id"]) + event_handle(blog[1]["event_id"])  # 8 bytes a version
     hits = store.probe(event_fingerprint(blog[0], settings, True, True), "f" * 32, T0 + 10)
     page_hits = [h for h in hits if h.key.startswith(("u:", "g:"))]
