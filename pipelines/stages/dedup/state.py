@@ -57,10 +57,12 @@ log = logging.getLogger(__name__)
 # before. Three half-TTL periods would hold 1.25 x ttl_s on average but cost a third more lookups
 # per event.)
 #
-# A bucket: the *handles* of its events concatenated, oldest first; a handle is the first 8 bytes
-# of BLAKE2b(event id) (64 bits: ~1e-5 expected collisions among 20M events in a window). What an
-# entry says about its event (time, sizes, id) is the same under all of the event's ~50 keys, so it
-# is stored once per period, as the event's *record*, in
+# A bucket: the *handles* of its events concatenated, oldest first; a handle is the first 7 bytes
+# of BLAKE2b(event id) (56 bits: ~3e-5 expected pairs of events sharing one among the ~2M events of
+# the two periods read at 1M fragments per ttl_s, ~3e-3 at 10M; such a pair's later event would
+# take over the earlier one's record). What an entry says about its event (time, sizes, id) is the
+# same under all of the event's ~50 keys, so it is stored once per period, as the event's *record*,
+# in
 #
 #     namespace + b"r" + period + record shard (3 bytes)           handle -> record
 #
@@ -68,8 +70,8 @@ log = logging.getLogger(__name__)
 # the volume ``index_shards`` suits). A record is
 #   ts: uint48 LE milliseconds | band size | sentence size | page size: uint16 LE each | tag: uint8 | id
 # (sizes: logic.kind_entry_size; tag 0: the id is 32 lower-case hex chars, every id core.records
-# makes, stored as 16 raw bytes; tag n > 0: the id is n bytes of UTF-8). So an entry costs ~10
-# bytes under each key instead of ~27, and the record ~41 bytes once.
+# makes, stored as 16 raw bytes; tag n > 0: the id is n bytes of UTF-8). So an entry costs ~9
+# bytes under each key instead of ~27, and the record ~40 bytes once.
 #
 # The script returns hits as *entries*, the earlier layout's format (one event under one key):
 #   ts: uint48 LE milliseconds | size: uint16 LE | tag: uint8 | event id
@@ -83,7 +85,7 @@ _RECORD_HEAD = struct.Struct("<6sHHH")
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
 _MAX_SIZE = 0xFFFF
 _PERIODS = 2  # periods read per probe: the current one and the one before (a period is ttl_s long)
-_HANDLE_BYTES = 8
+_HANDLE_BYTES = 7
 _RECORDS_PER_SHARD = 32  # record shards = index_shards // this
 
 # Per event, atomically (a script runs alone on the server), one round trip for all its keys:
@@ -207,7 +209,7 @@ def encode_entry(entry: BucketEntry) -> bytes:
 
 
 def event_handle(event_id: str) -> bytes:
-    """The 8 bytes that stand for an event in a bucket (see the layout above)."""
+    """The 7 bytes that stand for an event in a bucket (see the layout above)."""
     return hashlib.blake2b(event_id.encode("utf-8"), digest_size=_HANDLE_BYTES).digest()
 
 

@@ -306,7 +306,7 @@ def test_index_stays_compact_in_redis(client: redis.Redis, redis_namespace: str)
     assert 0 < len(keys) <= 64 + 64 // 32  # bucket hashes + record hashes
     assert {client.object("encoding", k) for k in keys} == {b"listpack"}
     buckets = [v for k in keys if k.startswith(redis_namespace.encode() + b"y") for v in client.hvals(k)]
-    assert buckets and all(len(v) % 8 == 0 and 0 < len(v) <= 8 * 8 for v in buckets)  # an 8-byte handle an event
+    assert buckets and all(len(v) % 7 == 0 and 0 < len(v) <= 8 * 7 for v in buckets)  # a 7-byte handle an event
     records = [v for k in keys if k.startswith(redis_namespace.encode() + b"r") for v in client.hvals(k)]
     assert len(records) == len(texts) * 3 and {len(v) for v in records} == {12 + 17}  # one record an event
 
@@ -338,7 +338,7 @@ def test_reads_the_earlier_layout_until_it_expires(client: redis.Redis, redis_na
 
 def test_a_page_key_keeps_each_version_once_and_no_exact_copy(client: redis.Redis, redis_namespace: str) -> None:
     """A live blog's versions go into its URL's bucket (so an update finds the one it supersedes),
-    tagged with their source; an exact copy does not, so a page costs 8 bytes per distinct version."""
+    tagged with their source; an exact copy does not, so a page costs 7 bytes per distinct version."""
     settings = DedupSettings()
     now = time.time()  # the wall clock picks the period hash (a past one would expire at once)
     store = RedisDedupStore(client, settings, redis_namespace.encode(), clock=lambda: now)
@@ -352,7 +352,7 @@ def test_a_page_key_keeps_each_version_once_and_no_exact_copy(client: redis.Redi
     slot = key_slot(event_fingerprint(blog[0], settings, True, True).exact_keys[1], settings.index_shards)
     period = int(now * 1000) // round(settings.ttl_s * 1000)
     bucket = client.hget(redis_namespace.encode() + b"y" + period.to_bytes(4, "big") + slot[:3], slot[3:8])
-    assert bucket == event_handle(blog[0]["event_id"]) + event_handle(blog[1]["event_id"])  # 8 bytes a version
+    assert bucket == event_handle(blog[0]["event_id"]) + event_handle(blog[1]["event_id"])  # 7 bytes a version
     hits = store.probe(event_fingerprint(blog[0], settings, True, True), "f" * 32, T0 + 10)
     page_hits = [h for h in hits if h.key.startswith(("u:", "g:"))]
     assert page_hits and {e.event_id for h in page_hits for e in h.hits} == {blog[0]["event_id"], blog[1]["event_id"]}
