@@ -17,6 +17,7 @@ from typing import Any
 
 import redis
 
+from connectors.redis import mark_if_keys_left
 from core.settings import DedupSettings
 from pipelines.stages.dedup.logic import (
     DEFAULT_SETTINGS,
@@ -287,21 +288,13 @@ class RedisDedupStore:
         self._old_marker = namespace + b"old"
         self._old_checked = False
 
-    def _note_old_layout(self, pages: int = 16) -> None:
+    def _note_old_layout(self) -> None:
         """Once, before the first probe: set the marker that makes probes read the earlier layout's
-        hashes too, when any are left (see the layout above). They are ~1 in 6 keys of a pipeline's
-        Redis, so a few ``SCAN`` pages find them; the marker expires when the last of them can have."""
-        if self._old_checked:
-            return
-        cursor = 0
-        for _ in range(pages):
-            cursor, keys = self.client.scan(cursor, match=self._old_prefix + b"*", count=1000)
-            if keys:
-                self.client.set(self._old_marker, b"1", px=2 * self._ttl_ms, nx=True)
-                break
-            if not cursor:
-                break
-        self._old_checked = True
+        hashes too, when any are left (see the layout above; ~1 in 6 keys of a pipeline's Redis); it
+        expires when the last of them can have."""
+        if not self._old_checked:
+            mark_if_keys_left(self.client, self._old_prefix + b"*", self._old_marker, 2 * self._ttl_ms)
+            self._old_checked = True
 
     def probe(self, fp: Fingerprint, event_id: str, ts: float) -> list[KeyHits]:
         """Read every key of the event and store the event under them; the keys' hits (one round trip)."""

@@ -72,6 +72,7 @@ from typing import Any
 import orjson
 import redis
 
+from connectors.redis import mark_if_keys_left
 from core.records import iso_from_millis
 from core.settings import NoveltySettings, StorySettings
 from pipelines.stages.dedup.logic import key_hash, sentences
@@ -444,22 +445,13 @@ class RedisStoryStore:
     def _posting_shard(self, index_key: str) -> int:
         return zlib.crc32(index_key.encode()) % self.posting_shards
 
-    def _note_old_postings(self, pages: int = 16) -> None:
-        """Once, before the first event: when posting zsets of the earlier layout (``p:<day>:<key>``)
-        are left, set the marker ``p-old`` that makes the retrieval read them too, until the last of
-        them has expired (``max_gap_s``); they are a third of a stories Redis' keys, so a few ``SCAN``
-        pages find them."""
-        if self._old_checked:
-            return
-        cursor = 0
-        for _ in range(pages):
-            cursor, keys = self.client.scan(cursor, match=f"{self.prefix}p:*", count=1000)
-            if keys:
-                self.client.set(f"{self.prefix}p-old", b"1", px=self._ttl_ms, nx=True)
-                break
-            if not cursor:
-                break
-        self._old_checked = True
+    def _note_old_postings(self) -> None:
+        """Once, before the first event: when posting zsets of the earlier layout (``p:<day>:<key>``,
+        a third of a stories Redis' keys) are left, set the marker ``p-old`` that makes the retrieval
+        read them too, until the last of them has expired (``max_gap_s``)."""
+        if not self._old_checked:
+            mark_if_keys_left(self.client, f"{self.prefix}p:*", f"{self.prefix}p-old", self._ttl_ms)
+            self._old_checked = True
 
     # ------------------------------------------------------------------ public
 
