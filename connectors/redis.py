@@ -44,10 +44,29 @@ log = logging.getLogger(__name__)
 #: packs such a set in 4 bytes a member up to this many members (default 512, then ~60 bytes each).
 #: Membership stays a binary search; an insert moves at most 64 KB. docker-compose.yml sets it too.
 INTSET_ARGS = ("--set-max-intset-entries", "16384")
-#: The near-duplicate index keeps its buckets as hash fields of up to 8 entries x 25 bytes
-#: (pipelines.stages.dedup.state); past 64 bytes a value (default) would turn its whole hash from
-#: one listpack into a hash table (~2.5x the memory). docker-compose.yml sets it too.
+#: Story posting lists are hash fields of up to 12 x 17 bytes (pipelines.stages.stories.state), and
+#: the near-duplicate index's hashes hold records of events with long non-hex ids and, until they
+#: expire, the earlier layout's 25-byte entries (pipelines.stages.dedup.state); past 64 bytes a
+#: value (default) would turn its whole hash from one listpack into a hash table (~2-2.5x the
+#: memory). docker-compose.yml sets it too.
 LISTPACK_ARGS = ("--hash-max-listpack-value", "256")
+
+def mark_if_keys_left(client: redis.Redis, pattern: bytes | str, marker: bytes | str, px: int,
+                      pages: int = 16) -> bool:
+    """Set ``marker`` (expiring in ``px`` ms, never extended) when a key matching ``pattern`` turns
+    up in the first ``pages`` ``SCAN`` pages; whether one did. How a stateful stage notices keys an
+    earlier layout of its state left, to keep reading them until they have expired: such keys are
+    a sizeable share of the keyspace, so a few pages find them."""
+    cursor = 0
+    for _ in range(pages):
+        cursor, keys = client.scan(cursor, match=pattern, count=1000)
+        if keys:
+            client.set(marker, b"1", px=px, nx=True)
+            return True
+        if not cursor:
+            return False
+    return False
+
 
 def make_redis(url: str, *, retries: int = 5, socket_timeout_s: float = 5.0) -> redis.Redis:
     """A client for ``url`` (``redis://host:port/db``) that returns bytes and retries what can pass.

@@ -17,10 +17,10 @@ from typing import Any
 
 import redis
 
+from connectors.redis import mark_if_keys_left
 from core.settings import DedupSettings
 from pipelines.stages.dedup.logic import (
     DEFAULT_SETTINGS,
-    KEY_KINDS,
     BucketEntry,
     DedupVerdict,
     Fingerprint,
@@ -38,78 +38,139 @@ log = logging.getLogger(__name__)
 
 # Layout. Redis' own cost for a key (~110 bytes: dict entry, key object, expiry entry) dwarfed the
 # ~30 bytes a bucket holds, and an event has ~50 keys (bands + sentences), so buckets are fields of
-# hashes instead: every dedup key is hashed (BLAKE2b, 9 bytes) to a *shard* (the first 3 bytes,
-# masked to ``index_shards``) and a *field* (the other 6 bytes), and lives in the hash
+# hashes instead: every dedup key is hashed (BLAKE2b, 9 bytes: :func:`key_slot`) to a *shard* (the
+# first 3 bytes, masked to ``index_shards``) and a *field* (the next 5 bytes; the earlier layout
+# used 6), and lives in the hash
 #
-#     namespace + b"x" + period (uint32 BE) + shard (3 bytes)      field -> bucket
+#     namespace + b"y" + period (uint32 BE) + shard (3 bytes)      field -> bucket
+#
+# (shard + field: 59 bits at the shipped ``index_shards``, ~0.002 expected pairs of keys sharing a
+# bucket among the ~52M keys of 1M fragments; such a pair gives one key of an event a stray hit,
+# which turns into a wrong verdict only if one of the two is a content-hash or page key and the
+# other's event is then taken for a copy: ~2e-4 a period at 1M fragments per ttl_s.)
 #
 # A hash of up to 128 small fields is one listpack (a flat byte array, ~3 bytes of overhead per
-# field), so an entry costs ~34 bytes instead of ~160. A *period* is ``ttl_s`` of wall-clock time:
-# writes go to the current period's hash, reads cover the periods a live entry can be in (the
-# current one and the one before), and a whole hash expires ``ttl_s`` after its period ends: no
-# per-field expiry, nothing to sweep. (A key is therefore forgotten between ttl_s and 2 x ttl_s
-# after its last write, 1.5 x ttl_s on average; entries older than ``ts - ttl_s`` in event time are
-# ignored and dropped on every write, as before. Three half-TTL periods would hold 1.25 x ttl_s on
-# average but cost a third more lookups per event.)
+# field). A *period* is ``ttl_s`` of wall-clock time: writes go to the current period's hash, reads
+# cover the periods a live entry can be in (the current one and the one before), and a whole hash
+# expires ``ttl_s`` after its period ends: no per-field expiry, nothing to sweep. (A key is
+# therefore forgotten between ttl_s and 2 x ttl_s after its last write, 1.5 x ttl_s on average;
+# entries older than ``ts - ttl_s`` in event time are ignored and dropped on every write, as
+# before. Three half-TTL periods would hold 1.25 x ttl_s on average but cost a third more lookups
+# per event.)
 #
-# A bucket: entries concatenated, oldest first. An entry is
+# A bucket: the *handles* of its events concatenated, oldest first; a handle is the first 7 bytes
+# of BLAKE2b(event id) (56 bits: ~3e-5 expected pairs of events sharing one among the ~2M events of
+# the two periods read at 1M fragments per ttl_s, ~3e-3 at 10M; such a pair's later event would
+# take over the earlier one's record). What an entry says about its event (time, sizes, id) is the
+# same under all of the event's ~50 keys, so it is stored once per period, as the event's *record*,
+# in
+#
+#     namespace + b"r" + period + record shard (3 bytes)           handle -> record
+#
+# (record shard: the handle's first 3 bytes modulo ``index_shards // 32``, ~60 records a hash at
+# the volume ``index_shards`` suits). A record is
+#   ts: uint48 LE milliseconds | band size | sentence size | page size: uint16 LE each | tag: uint8 | id
+# (sizes: logic.kind_entry_size; tag 0: the id is 32 lower-case hex chars, every id core.records
+# makes, stored as 16 raw bytes; tag n > 0: the id is n bytes of UTF-8). So an entry costs ~9
+# bytes under each key instead of ~27, and the record ~40 bytes once.
+#
+# The script returns hits as *entries*, the earlier layout's format (one event under one key):
 #   ts: uint48 LE milliseconds | size: uint16 LE | tag: uint8 | event id
-# (size: logic.kind_entry_size, the source's 16-bit tag on a page key)
-# tag 0: the id is 32 lower-case hex chars (every id core.records makes), stored as 16 raw bytes
-# (25-byte entry); tag n > 0: the id is n bytes of UTF-8.
+# and :func:`decode_entries` reads them. Earlier layout: buckets of such entries in
+# ``namespace + b"x" + period + shard`` hashes. They are read, never written, while the marker key
+# ``namespace + b"old"`` exists: a store that finds such hashes at start-up sets it to expire when
+# they all have (2 x ttl_s), so an upgrade loses no duplicates and an event first seen by the old
+# layout is still a replay; on a fresh Redis nothing is read twice.
 _ENTRY_HEAD = struct.Struct("<6sHB")
+_RECORD_HEAD = struct.Struct("<6sHHH")
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
 _MAX_SIZE = 0xFFFF
 _PERIODS = 2  # periods read per probe: the current one and the one before (a period is ttl_s long)
+_HANDLE_BYTES = 7
+_RECORDS_PER_SHARD = 32  # record shards = index_shards // this
 
 # Per event, atomically (a script runs alone on the server), one round trip for all its keys:
 # the same steps as pipelines.stages.dedup.logic.probe_entry on each key's bucket, plus one rule for
-# replays (marked *). ARGV: 1 hash prefix, 2 current period, 3 expiry of the current period's hashes
-# (unix ms), 4 event id (tag + id bytes), 5 horizon (ms: ts - ttl), 6 one kind letter per key
-# (e exact, p page, b band, s sentence), 7-10 this event's entry for e/p/b/s keys,
-# 11 max_bucket_entries, 12.. one shard (3 bytes) + field (6 bytes) per key. The content-hash key
-# comes first: when it has hits the event is an exact copy, which page keys do not store (the
-# versions of a page they keep are distinct texts; `copy` in probe_entry).
-# Returns {key index, hits (entries concatenated)} pairs for the keys that have hits.
+# replays (marked *). ARGV: 1 bucket hash prefix, 2 record hash prefix, 3 current period,
+# 4 expiry of the current period's hashes (unix ms), 5 the event's handle, 6 its record,
+# 7 horizon (ms: ts - ttl), 8 one kind letter per key (e exact, p page, b band, s sentence),
+# 9 max_bucket_entries, 10 record shards, 11 the earlier layout's marker key, 12 its bucket hash
+# prefix, 13 the event id as the earlier layout stored it (tag + id bytes), 14.. one key_slot
+# (shard, 3 bytes + field, 6 bytes: 5 of them here, 6 in the earlier layout) per key. The content-hash key comes first: when it has hits the event
+# is an exact copy, which page keys do not store (the versions of a page they keep are distinct
+# texts; `copy` in probe_entry). Returns {key index, hits (entries concatenated)} pairs for the
+# keys that have hits.
 _PROBE_SCRIPT = """
-local prefix, period, expire_at = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local own, horizon = ARGV[4], tonumber(ARGV[5])
-local kinds, entry_of = ARGV[6], {e = ARGV[7], p = ARGV[8], b = ARGV[9], s = ARGV[10]}
-local max_entries = tonumber(ARGV[11])
+local prefix, rprefix, period, expire_at = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local own, own_record, horizon = ARGV[5], ARGV[6], tonumber(ARGV[7])
+local kinds, max_entries, rshards = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
+local old = redis.call('EXISTS', ARGV[11]) == 1
+local old_prefix, own_old = ARGV[12], ARGV[13]
+local size_at = {p = 11, b = 7, s = 9}
 local periods = {}
-for j = 0, %(periods)d - 1 do periods[j + 1] = prefix .. struct.pack('>I4', period - %(periods)d + 1 + j) end
+for j = 0, %(periods)d - 1 do periods[j + 1] = struct.pack('>I4', period - %(periods)d + 1 + j) end
 local current = periods[#periods]
+local records = {}
+local function record(j, h)
+  local r = records[j .. h]
+  if r == nil then
+    local shard = struct.pack('>I3', struct.unpack('>I3', h) %% rshards)
+    r = redis.call('HGET', rprefix .. periods[j] .. shard, h) or false
+    records[j .. h] = r
+  end
+  return r
+end
 local out, touched, copy = {}, {}, false
 for i = 1, #kinds do
   local kind = string.sub(kinds, i, i)
-  local slot = ARGV[11 + i]
-  local shard, field = string.sub(slot, 1, 3), string.sub(slot, 4)
+  local slot = ARGV[13 + i]
+  local shard, field = string.sub(slot, 1, 3), string.sub(slot, 4, 8)
   local live, hits, own_seen, kept = 0, {}, false, {}
+  if old then
+    for _, p in ipairs(periods) do
+      local bucket = redis.call('HGET', old_prefix .. p .. shard, string.sub(slot, 4))
+      if bucket then
+        local pos = 1
+        while pos <= #bucket do
+          local tag = string.byte(bucket, pos + 8)
+          local len = 9 + (tag == 0 and 16 or tag)
+          local e = string.sub(bucket, pos, pos + len - 1)
+          pos = pos + len
+          if struct.unpack('<I6', e) >= horizon then
+            live = live + 1
+            if string.sub(e, 9) == own_old then
+              own_seen = true
+            elseif not own_seen then
+              hits[#hits + 1] = e
+            end
+          end
+        end
+      end
+    end
+  end
   for j, p in ipairs(periods) do
-    local bucket = redis.call('HGET', p .. shard, field)
+    local bucket = redis.call('HGET', prefix .. p .. shard, field)
     if bucket then
-      local pos = 1
-      while pos <= #bucket do
-        local tag = string.byte(bucket, pos + 8)
-        local len = 9 + (tag == 0 and 16 or tag)
-        local e = string.sub(bucket, pos, pos + len - 1)
-        pos = pos + len
-        if struct.unpack('<I6', e) >= horizon then
+      for pos = 1, #bucket, %(handle)d do
+        local h = string.sub(bucket, pos, pos + %(handle)d - 1)
+        local r = record(j, h)
+        if r and struct.unpack('<I6', r) >= horizon then
           live = live + 1
-          if j == #periods then kept[#kept + 1] = e end
-          if string.sub(e, 9) == own then
+          if j == #periods then kept[#kept + 1] = h end
+          if h == own then
             own_seen = true
           elseif not own_seen then
             -- * a replay sees only what was there before its first pass: the same verdict again
-            hits[#hits + 1] = e
+            local at = size_at[kind]
+            hits[#hits + 1] = string.sub(r, 1, 6) .. (at and string.sub(r, at, at + 1) or '\\0\\0') .. string.sub(r, 13)
           end
         end
       end
     end
   end
   if not own_seen and live < max_entries and not (kind == 'e' and #hits > 0) and not (kind == 'p' and copy) then
-    kept[#kept + 1] = entry_of[kind]
-    redis.call('HSET', current .. shard, field, table.concat(kept))
+    kept[#kept + 1] = own
+    redis.call('HSET', prefix .. current .. shard, field, table.concat(kept))
     touched[shard] = true
   end
   if kind == 'e' and #hits > 0 then copy = true end
@@ -118,9 +179,14 @@ for i = 1, #kinds do
     out[#out + 1] = table.concat(hits)
   end
 end
-for shard in pairs(touched) do redis.call('PEXPIREAT', current .. shard, expire_at) end
+if next(touched) then
+  local rkey = rprefix .. current .. struct.pack('>I3', struct.unpack('>I3', own) %% rshards)
+  redis.call('HSET', rkey, own, own_record)
+  redis.call('PEXPIREAT', rkey, expire_at)
+end
+for shard in pairs(touched) do redis.call('PEXPIREAT', prefix .. current .. shard, expire_at) end
 return out
-""".replace("%(periods)d", str(_PERIODS))
+""".replace("%(periods)d", str(_PERIODS)).replace("%(handle)d", str(_HANDLE_BYTES)).replace("%%", "%")
 
 
 def encode_event_id(event_id: str) -> bytes:
@@ -138,9 +204,21 @@ def _millis(ts: float) -> int:
 
 
 def encode_entry(entry: BucketEntry) -> bytes:
-    """One bucket entry as stored in Redis (see the layout above)."""
+    """One entry as hits come back (and as the earlier layout stored it in buckets; see above)."""
     tagged = encode_event_id(entry.event_id)
     return _millis(entry.ts).to_bytes(6, "little") + min(entry.size, _MAX_SIZE).to_bytes(2, "little") + tagged
+
+
+def event_handle(event_id: str) -> bytes:
+    """The 7 bytes that stand for an event in a bucket (see the layout above)."""
+    return hashlib.blake2b(event_id.encode("utf-8"), digest_size=_HANDLE_BYTES).digest()
+
+
+def encode_record(event_id: str, ts: float, fp: Fingerprint) -> bytes:
+    """The event's record: time, band / sentence / page sizes, id (see the layout above)."""
+    return _RECORD_HEAD.pack(_millis(ts).to_bytes(6, "little"),
+                             *(min(kind_entry_size(kind, fp), _MAX_SIZE) for kind in ("band", "sentence", "page"))
+                             ) + encode_event_id(event_id)
 
 
 _HEX_ENTRY = struct.Struct("<IHHB16s")  # a tag-0 entry: ts low 32 bits, ts high 16 bits, size, tag, id
@@ -174,7 +252,8 @@ def _decode_any(blob: bytes) -> list[BucketEntry]:
 
 
 def key_slot(key: str, shards: int) -> bytes:
-    """Where a dedup key's bucket lives: shard (3 bytes, < ``shards``) + field (6 bytes)."""
+    """Where a dedup key's bucket lives: shard (3 bytes, < ``shards``) + field (6 bytes; the
+    layout now uses the first 5, the earlier one all 6)."""
     digest = hashlib.blake2b(key.encode("utf-8"), digest_size=9).digest()
     return (int.from_bytes(digest[:3], "big") % shards).to_bytes(3, "big") + digest[3:]
 
@@ -202,12 +281,26 @@ class RedisDedupStore:
         self._script = client.register_script(_PROBE_SCRIPT)
         self._period_ms = max(1, round(settings.ttl_s * 1000))  # one TTL
         self._ttl_ms = max(1, round(settings.ttl_s * 1000))
-        self._prefix = namespace + b"x"
+        self._prefix = namespace + b"y"
+        self._record_prefix = namespace + b"r"
+        self._record_shards = max(1, settings.index_shards // _RECORDS_PER_SHARD)
+        self._old_prefix = namespace + b"x"
+        self._old_marker = namespace + b"old"
+        self._old_checked = False
+
+    def _note_old_layout(self) -> None:
+        """Once, before the first probe: set the marker that makes probes read the earlier layout's
+        hashes too, when any are left (see the layout above; ~1 in 6 keys of a pipeline's Redis); it
+        expires when the last of them can have."""
+        if not self._old_checked:
+            mark_if_keys_left(self.client, self._old_prefix + b"*", self._old_marker, 2 * self._ttl_ms)
+            self._old_checked = True
 
     def probe(self, fp: Fingerprint, event_id: str, ts: float) -> list[KeyHits]:
         """Read every key of the event and store the event under them; the keys' hits (one round trip)."""
         if not fp.keys:
             return []
+        self._note_old_layout()
         return self._hits(fp, self._script(args=self._script_args(fp, event_id, ts)))
 
     def probe_many(self, events: Sequence[tuple[Fingerprint, str, float]]) -> list[list[KeyHits]]:
@@ -215,6 +308,7 @@ class RedisDedupStore:
 
         Each event's script still runs alone, so a later event in the batch sees the earlier ones.
         """
+        self._note_old_layout()
         with self.client.pipeline(transaction=False) as pipe:
             for fp, event_id, ts in events:
                 if fp.keys:
@@ -223,13 +317,14 @@ class RedisDedupStore:
         return [self._hits(fp, next(replies)) if fp.keys else [] for fp, _, _ in events]
 
     def _script_args(self, fp: Fingerprint, event_id: str, ts: float) -> list[Any]:
-        entries = [encode_entry(BucketEntry(event_id, ts, kind_entry_size(kind, fp))) for kind in KEY_KINDS]
         kinds = "".join(key_kind(k)[0] for k in fp.keys)
         period = int(self.clock() * 1000) // self._period_ms
         expire_at = (period + 1) * self._period_ms + self._ttl_ms
         shards = self.settings.index_shards
-        return [self._prefix, period, expire_at, encode_event_id(event_id), _millis(ts - self.settings.ttl_s),
-                kinds, *entries, self.settings.max_bucket_entries, *(key_slot(k, shards) for k in fp.keys)]
+        return [self._prefix, self._record_prefix, period, expire_at, event_handle(event_id),
+                encode_record(event_id, ts, fp), _millis(ts - self.settings.ttl_s), kinds,
+                self.settings.max_bucket_entries, self._record_shards, self._old_marker, self._old_prefix,
+                encode_event_id(event_id), *(key_slot(k, shards) for k in fp.keys)]
 
     @staticmethod
     def _hits(fp: Fingerprint, reply: Sequence[Any]) -> list[KeyHits]:

@@ -37,11 +37,20 @@ to any re-processing of the event, and counts never double.
 
 Layout (``p`` = namespace + ``st:``; every key expires ``max_gap_s`` after its last write)::
 
-    p a:<event_id>        string  the event's story fields (orjson, compact)    idempotency
-    p s:<story_id>        string  StoryState (orjson: centroids, names, ...)    scoring, summary
+    p a:<event_id>        string  the event's story fields (story id + zlib'd     idempotency
+                                  orjson, _decision_to_json)
+    p s:<story_id>        string  StoryState (orjson list, STATE_FIELDS order)  scoring, summary
                                   or '>' + survivor id once merged (late merge)  redirect
-    p p:<day>:<index key> zset    story_id -> last filed (max_postings newest)   candidate lookup
-    p l:<link key>        string  story_id (event id / source story_key)         re-posts, live blogs
+    p ph:<day>:<shard>    hash    index key -> posting list: the max_postings    candidate lookup
+                                  newest stories filed under it that day, with
+                                  their time (_POSTINGS; shard: crc32 of the key
+                                  mod posting_shards). Earlier versions kept a zset
+                                  ``p:<day>:<index key>`` each (~260 bytes of Redis
+                                  per list): still read while the marker ``p-old`` lasts
+    p l:<link key>        string  story_id (a source's story_key)                  live blogs
+                                  an event's link (``e:<event_id>``: re-posts, updates) is its result
+                                  ``a:<event_id>``, which opens with its story id; earlier versions
+                                  also wrote ``l:e:<event_id>``, still read while such keys last
     p nk:<story_id>       set     sentence-key hashes (capped: max_sentences)    novelty
     p nh:<story_id>       set     sentence shingle hashes (capped: max_shingles)  novelty
     p df:<day>            hash    term -> events that day; "" -> events          IDF (online part)
@@ -63,6 +72,7 @@ from typing import Any
 import orjson
 import redis
 
+from connectors.redis import mark_if_keys_left
 from core.records import iso_from_millis
 from core.settings import NoveltySettings, StorySettings
 from pipelines.stages.dedup.logic import key_hash, sentences
@@ -93,6 +103,11 @@ from pipelines.stages.stories.novelty import (
 
 _DAY_S = 86400.0
 
+#: Hashes each day's posting lists are spread over (``ph:<day>:<shard>``): ~2.4 new lists an event,
+#: so ~60 lists a hash (one compact listpack) at ~1M events per 72 h (~330,000 a day). Fewer
+#: events leave the hashes smaller, more turn the fullest into hash tables (~2x their memory).
+POSTING_SHARDS = 16384
+
 # Version stripes (see RedisStoryStore._stripe): every commit bumps the stripe (a field of the hash
 # ``p v:``) of each thing it writes: its story id (here) and its index and link keys (computed by the
 # client, A.bump); the read returns the versions of the stripes of everything its decision rests on,
@@ -103,11 +118,94 @@ local function stripe(sid)
 end
 """
 
-# The read's retrieval. A = cjson.decode(ARGV[1]): links (keys), posts ([index key, weight]), pdays
+# A posting list (the field of an index key in its day's hash ``ph:<day>:<shard>``): entries
+# concatenated, each ts (double, big-endian) + tag + story id; tag 0: the id is "story:" and 16
+# lower-case hex digits, stored as 8 bytes (every id story_id_for makes); tag n > 0: n bytes of id.
+# 17 bytes an entry, so a full list (max_postings 12) stays under hash-max-listpack-value (256).
+_POSTINGS = """
+local function decode_postings(blob)
+  local rows, pos = {}, 1
+  while blob and pos <= #blob do
+    local ts, tag = struct.unpack('>d', blob, pos), string.byte(blob, pos + 8)
+    local sid
+    if tag == 0 then
+      local hi, lo = struct.unpack('>I4I4', string.sub(blob, pos + 9, pos + 16))
+      sid = string.format('story:%08x%08x', hi, lo)
+      pos = pos + 17
+    else
+      sid = string.sub(blob, pos + 9, pos + 8 + tag)
+      pos = pos + 9 + tag
+    end
+    rows[#rows + 1] = {ts, sid}
+  end
+  return rows
+end
+local function encode_posting(ts, sid)
+  if #sid == 22 and string.match(sid, '^story:[0-9a-f]+$') then
+    return struct.pack('>dB', ts, 0) .. struct.pack('>I4I4', tonumber(string.sub(sid, 7, 14), 16),
+                                                   tonumber(string.sub(sid, 15, 22), 16))
+  end
+  return struct.pack('>dB', ts, #sid) .. sid
+end
+-- the stories filed under a posting list at or after horizon (ZRANGEBYSCORE horizon +inf); the
+-- retrieval reads ~50 lists an event, so this one decodes in place and formats each id once
+local sid_of = {}
+local function postings(blob, horizon)
+  local out = {}
+  if not blob then return out end
+  local pos, n = 1, #blob
+  while pos <= n do
+    local tag = string.byte(blob, pos + 8)
+    local len = tag == 0 and 8 or tag
+    if struct.unpack('>d', blob, pos) >= horizon then
+      local raw = string.sub(blob, pos + 9, pos + 8 + len)
+      if tag == 0 then
+        local sid = sid_of[raw]
+        if not sid then sid = string.format('story:%08x%08x', struct.unpack('>I4I4', raw)); sid_of[raw] = sid end
+        raw = sid
+      end
+      out[#out + 1] = raw
+    end
+    pos = pos + 9 + len
+  end
+  return out
+end
+-- file sid at ts in a posting list, keeping the keep newest (ZADD + ZREMRANGEBYRANK 0 -(keep + 1)).
+-- A list is stored in (time, story id) order, as a zset ranks its members, so filing is one pass
+-- over the raw entries (ids are decoded only to break a tie in time) and trimming drops the head.
+local function file_posting(hkey, field, ts, sid, keep)
+  local own = encode_posting(ts, sid)
+  local own_id = string.sub(own, 9)
+  local blob = redis.call('HGET', hkey, field) or ''
+  local parts, pos, n, placed = {}, 1, #blob, false
+  while pos <= n do
+    local tag = string.byte(blob, pos + 8)
+    local len = tag == 0 and 8 or tag
+    local e = string.sub(blob, pos, pos + 8 + len)
+    pos = pos + 9 + len
+    if string.sub(e, 9) ~= own_id then
+      if not placed then
+        local t = struct.unpack('>d', e)
+        if ts < t or (ts == t and sid < decode_postings(e)[1][2]) then
+          parts[#parts + 1] = own
+          placed = true
+        end
+      end
+      parts[#parts + 1] = e
+    end
+  end
+  if not placed then parts[#parts + 1] = own end
+  if #parts > keep then parts = {unpack(parts, #parts - keep + 1)} end
+  redis.call('HSET', hkey, field, table.concat(parts))
+end
+"""
+
+# The read's retrieval. A = cjson.decode(ARGV[1]): links (keys), linka (for each link, the result key
+# ``a:`` of the event it names, or ''), posts ([index key, weight]), pdays
 # (the day buckets to look in), horizon, maxc, prefix. Returns the linked story id (or false), candidate ids (linked first) and
 # their states ('' when expired). A merged story's state is '>' + the id of the story it was merged
 # into: ids from links and postings are followed there (root), each story once.
-_RETRIEVE = _STRIPE + """
+_RETRIEVE = _STRIPE + _POSTINGS + """
 local function root(prefix, sid)
   for _ = 1, 16 do
     local st = redis.call('GET', prefix .. 's:' .. sid)
@@ -119,15 +217,27 @@ local function root(prefix, sid)
 end
 local function retrieve(A)
   local linked, linked_state = false, ''
-  for _, key in ipairs(A.links) do
-    local sid = redis.call('GET', key)
+  for i, key in ipairs(A.links) do
+    local sid = false
+    if A.linka[i] ~= '' then  -- an event's link: the story id that opens its result
+      local rec = redis.call('GET', A.linka[i])
+      if rec then sid = string.match(rec, '^Z([^\\31]+)\\31') or string.match(rec, '^%["([^"]+)"') or false end
+    end
+    if not sid then sid = redis.call('GET', key) end  -- a source's story key (or a link the earlier layout wrote)
     if sid then linked, linked_state = root(A.prefix, sid); break end
   end
   local score, order = {}, {}
+  local old = redis.call('EXISTS', A.prefix .. 'p-old') == 1
   for g, post in ipairs(A.posts) do
     local seen = {}
     for _, day in ipairs(A.pdays) do
-      for _, sid in ipairs(redis.call('ZRANGEBYSCORE', A.prefix .. 'p:' .. day .. ':' .. post[1], A.horizon, '+inf')) do
+      local sids = postings(redis.call('HGET', A.prefix .. 'ph:' .. day .. ':' .. post[3], post[1]), A.horizon)
+      if old then
+        for _, sid in ipairs(redis.call('ZRANGEBYSCORE', A.prefix .. 'p:' .. day .. ':' .. post[1], A.horizon, '+inf')) do
+          sids[#sids + 1] = sid
+        end
+      end
+      for _, sid in ipairs(sids) do
         if not seen[sid] then
           seen[sid] = true
           if not score[sid] then score[sid] = 0; order[#order + 1] = sid end
@@ -186,7 +296,7 @@ return reply
 # add, empty when the set is full), absorb (ids of stories merged into sid: each becomes a redirect '>' .. sid, its novelty
 # sets join sid's); ARGV[2] the story state, ARGV[3] the event's result.
 # Reply: {'ok'} | {'retry'} | {'done', result}.
-_COMMIT = _STRIPE + """
+_COMMIT = _STRIPE + _POSTINGS + """
 local A = cjson.decode(ARGV[1])
 local done = redis.call('GET', A.done)
 if done then return {'done', done} end
@@ -224,10 +334,9 @@ for _, kind in ipairs({'nk', 'nh'}) do
   redis.call('PEXPIRE', key, ttl)
 end
 for _, key in ipairs(A.own) do redis.call('SET', key, sid, 'PX', ttl) end
-for _, key in ipairs(A.file) do
-  redis.call('ZADD', key, A.ts, sid)
-  redis.call('ZREMRANGEBYRANK', key, 0, -(A.keep + 1))
-  redis.call('PEXPIRE', key, ttl)
+for _, hf in ipairs(A.file) do
+  file_posting(hf[1], hf[2], A.ts, sid, A.keep)
+  redis.call('PEXPIRE', hf[1], ttl)
 end
 redis.call('HINCRBY', A.day, '', 1)
 for _, term in ipairs(A.terms) do redis.call('HINCRBY', A.day, term, 1) end
@@ -318,10 +427,12 @@ class RedisStoryStore:
 
     def __init__(self, client: redis.Redis, settings: StorySettings = DEFAULT_STORY_SETTINGS,
                  novelty: NoveltySettings = DEFAULT_NOVELTY_SETTINGS, *, namespace: str = "",
-                 max_retries: int = 50) -> None:
+                 max_retries: int = 50, posting_shards: int = POSTING_SHARDS) -> None:
         self.client, self.settings, self.novelty = client, settings, novelty
         self.prefix = f"{namespace}st:"
         self.max_retries = max_retries
+        self.posting_shards = posting_shards  # every process sharing the state must use the same
+        self._old_checked = False
         self._ttl_ms = max(1, round(settings.max_gap_s * 1000))
         self._days = math.ceil(settings.max_gap_s / _DAY_S) + 1
         self.conflicts = 0  # commits refused because a candidate changed, for metrics and tests
@@ -331,11 +442,23 @@ class RedisStoryStore:
     def _k(self, kind: str, name: str) -> str:
         return f"{self.prefix}{kind}:{name}"
 
+    def _posting_shard(self, index_key: str) -> int:
+        return zlib.crc32(index_key.encode()) % self.posting_shards
+
+    def _note_old_postings(self) -> None:
+        """Once, before the first event: when posting zsets of the earlier layout (``p:<day>:<key>``,
+        a third of a stories Redis' keys) are left, set the marker ``p-old`` that makes the retrieval
+        read them too, until the last of them has expired (``max_gap_s``)."""
+        if not self._old_checked:
+            mark_if_keys_left(self.client, f"{self.prefix}p:*", f"{self.prefix}p-old", self._ttl_ms)
+            self._old_checked = True
+
     # ------------------------------------------------------------------ public
 
     def assign(self, event: Mapping[str, Any], ts: float) -> StoryDecision:
         """The event's story and novelty; stores both. Re-processing an event returns its first result."""
         s = self.settings
+        self._note_old_postings()
         event_id = str(event["event_id"])
         item = StoryInput.from_event(event, ts)
         features = story_features(item, s)
@@ -348,8 +471,9 @@ class RedisStoryStore:
         links = [self._k("l", f) for f in follow]
         args: dict[str, Any] = {
             "done": self._k("a", event_id), "links": links,
+            "linka": [self._k("a", f[2:]) if f.startswith("e:") else "" for f in follow],
             "read": sorted({*map(_stripe, keys), *map(_stripe, links)}),
-            "posts": [[k, w] for k, w in keys.items()], "pdays": list(days),
+            "posts": [[k, w, self._posting_shard(k)] for k, w in keys.items()], "pdays": list(days),
             "horizon": ts - s.max_gap_s, "maxc": s.max_candidates, "prefix": self.prefix,
             "days": [self._k("df", str(d)) for d in range(today - self._days + 1, today + 1)], "terms": terms,
         }
@@ -363,7 +487,7 @@ class RedisStoryStore:
                             prior_docs=s.prior_docs)  # counting this event, as StoryClusterer does
             vecs = vectors(features, rarity)
             cands = meta["cands"] or []
-            states = {sid: StoryState.from_state(orjson.loads(raw)) for sid, raw in zip(cands, reply[1:], strict=True)
+            states = {sid: story_from_json(raw) for sid, raw in zip(cands, reply[1:], strict=True)
                       if raw}
             linked = states.get(meta["linked"]) if meta["linked"] else None
             best, story, absorbed = choose_story(features, vecs, ts, [st for sid, st in states.items()
@@ -387,12 +511,13 @@ class RedisStoryStore:
             commit = {"done": args["done"], "prefix": self.prefix, "stripes": meta["stripes"], "ver": meta["ver"],
                       "sid": sid, "ts": ts, "ttl": self._ttl_ms, "keep": s.max_postings,
                       "day_ttl": int(self._days * _DAY_S), "day": self._k("df", str(today)), "terms": terms,
-                      "file": [self._k("p", f"{today}:{k}") for k in keys],
-                      "own": [self._k("l", o) for o in own], "absorb": [st.story_id for st in absorbed],
+                      "file": [[self._k("ph", f"{today}:{self._posting_shard(k)}"), k] for k in keys],
+                      "own": [self._k("l", o) for o in own if not o.startswith("e:")],  # e: see the layout
+                      "absorb": [st.story_id for st in absorbed],
                       "bump": sorted({*map(_stripe, keys), *(_stripe(self._k("l", o)) for o in own)}),
                       "nk": [] if full[0] else list(marks.keys.values()),
                       "nh": [] if full[1] else list(marks.shingles.values())}
-            result = self._commit(args=[orjson.dumps(commit), orjson.dumps(story.to_state()),
+            result = self._commit(args=[orjson.dumps(commit), story_to_json(story),
                                         _decision_to_json(decision, item.text)])
             status = result[0].decode() if isinstance(result[0], bytes) else result[0]
             if status == "ok":
@@ -444,7 +569,7 @@ class RedisStoryStore:
         """A story's summary as stored now (None when unknown or expired; a merged story's id gives
         the story it was merged into)."""
         raw = self.client.get(self._k("s", self.merged_into(story_id)))
-        return None if raw is None else StoryState.from_state(orjson.loads(raw)).summary(self.settings)
+        return None if raw is None else story_from_json(raw).summary(self.settings)
 
     def memory_usage(self, sample: int = 2000) -> dict[str, int]:
         """Bytes and keys per key kind (``MEMORY USAGE`` on up to ``sample`` keys of each), for the bench."""
@@ -457,7 +582,8 @@ class RedisStoryStore:
         return out
 
 
-KEY_KINDS = ("a", "s", "p", "l", "nk", "nh", "df", "v")
+KEY_KINDS = ("a", "s", "ph", "p", "l", "nk", "nh", "df", "v")
+
 
 #: Version stripes: fields of the hash ``p v:``, a counter each (a few MB when all are used).
 STRIPES = 1 << 16
@@ -470,6 +596,28 @@ def _stripe(name: str) -> int:
     return zlib.crc32(name.encode()) % STRIPES
 
 
+#: A story's state is stored as a JSON list of these fields of :meth:`StoryState.to_state`, in this
+#: order (the names took ~150 bytes of every story); the optional last two are left out when empty.
+STATE_FIELDS = ("story_id", "first_seen", "last_seen", "event_count", "source_count", "sources", "centroid",
+                "name_centroid", "terms", "names", "numbers", "quotes", "merged_from", "lingual")
+_OPTIONAL_STATE_FIELDS = 2
+
+
+def story_to_json(story: StoryState) -> bytes:
+    """The story's state as stored under ``s:<story_id>`` (see :data:`STATE_FIELDS`)."""
+    state = story.to_state()
+    values = [state.get(k) for k in STATE_FIELDS]
+    while len(values) > len(STATE_FIELDS) - _OPTIONAL_STATE_FIELDS and not values[-1]:
+        values.pop()
+    return orjson.dumps(values)
+
+
+def story_from_json(raw: bytes | str) -> StoryState:
+    """Inverse of :func:`story_to_json`; also reads the JSON object that earlier versions stored."""
+    state = orjson.loads(raw)
+    return StoryState.from_state(dict(zip(STATE_FIELDS, state, strict=False)) if isinstance(state, list) else state)
+
+
 def _iso_summary(story: StoryState, settings: StorySettings) -> dict[str, Any]:
     summary = story.summary(settings)
     summary["first_seen"] = iso_from_millis(int(story.first_seen * 1000))
@@ -478,14 +626,17 @@ def _iso_summary(story: StoryState, settings: StorySettings) -> dict[str, Any]:
 
 
 def _decision_to_json(d: StoryDecision, text: str) -> bytes:
-    """The event's result, compact (it is kept for every event in the window, for replays): new
-    sentences as their positions in the event's text, times as epoch milliseconds, and a list of
-    like-keyed dicts (top entities, top places) as ``[keys, rows]``."""
+    """The event's result, compact (it is kept for every event in the window, for replays and as
+    the event's link): ``Z`` + story id + ``\x1f`` + zlib of the JSON record, in which new sentences
+    are their positions in the event's text, times epoch milliseconds, and a list of like-keyed
+    dicts (top entities, top places) ``[keys, rows]``. The story id stays readable for the scripts
+    (an event's link); zlib takes ~40% off the record for ~20 us of CPU."""
     index = {sent: i for i, sent in enumerate(sentences(text))}
     st = d.story
-    return orjson.dumps([d.story_id, d.is_new, d.score.score if d.score else None,
-                         [_pack(st[k]) for k in _SUMMARY_KEYS], [index[x] for x in d.new_sentences],
-                         d.repeated, d.novelty_ratio])
+    record = orjson.dumps([d.story_id, d.is_new, d.score.score if d.score else None,
+                           [_pack(st[k]) for k in _SUMMARY_KEYS], [index[x] for x in d.new_sentences],
+                           d.repeated, d.novelty_ratio])
+    return b"Z" + d.story_id.encode() + b"\x1f" + zlib.compress(record, 1)
 
 
 _SUMMARY_KEYS = ("event_count", "source_count", "first_seen", "last_seen", "top_entities", "top_places", "merged_from")
@@ -515,6 +666,8 @@ def _unpack(value: Any) -> Any:
 
 
 def _decision_from_json(raw: bytes, text: str) -> StoryDecision:
+    if raw[:1] == b"Z":  # earlier versions stored the JSON record as it is
+        raw = zlib.decompress(raw[raw.index(b"\x1f") + 1:])
     sid, is_new, score, summary, new_idx, repeated, ratio = orjson.loads(raw)
     all_sentences = sentences(text)
     if len(summary) < len(_SUMMARY_KEYS):  # stored before late merges existed

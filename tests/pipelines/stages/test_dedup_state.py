@@ -21,8 +21,22 @@ from apache_beam.testing.util import assert_that
 
 from connectors.redis import RedisServer, make_redis
 from core.settings import DedupSettings
-from pipelines.stages.dedup.logic import BucketEntry, DedupIndex, fingerprint, source_tag
-from pipelines.stages.dedup.state import RedisDedupStore, _decode_any, decode_entries, encode_entry, key_slot
+from pipelines.stages.dedup.logic import (
+    BucketEntry,
+    DedupIndex,
+    fingerprint,
+    key_kind,
+    kind_entry_size,
+    source_tag,
+)
+from pipelines.stages.dedup.state import (
+    RedisDedupStore,
+    _decode_any,
+    decode_entries,
+    encode_entry,
+    event_handle,
+    key_slot,
+)
 from pipelines.stages.dedup.transform import (
     DEDUP_FIELDS,
     DeduplicateWithRedis,
@@ -289,13 +303,42 @@ def test_index_stays_compact_in_redis(client: redis.Redis, redis_namespace: str)
     for i, text in enumerate(texts * 3):  # every text three times: buckets of three entries
         store.add(f"{i:032x}", text, T0 + i)
     keys = client.keys(redis_namespace.encode() + b"*")
-    assert 0 < len(keys) <= 64
+    assert 0 < len(keys) <= 64 + 64 // 32  # bucket hashes + record hashes
     assert {client.object("encoding", k) for k in keys} == {b"listpack"}
+    buckets = [v for k in keys if k.startswith(redis_namespace.encode() + b"y") for v in client.hvals(k)]
+    assert buckets and all(len(v) % 7 == 0 and 0 < len(v) <= 8 * 7 for v in buckets)  # a 7-byte handle an event
+    records = [v for k in keys if k.startswith(redis_namespace.encode() + b"r") for v in client.hvals(k)]
+    assert len(records) == len(texts) * 3 and {len(v) for v in records} == {12 + 17}  # one record an event
+
+
+def test_reads_the_earlier_layout_until_it_expires(client: redis.Redis, redis_namespace: str) -> None:
+    """Buckets the earlier layout wrote (25-byte entries under ``x`` hashes) are still matched after
+    an upgrade, and an event they hold is a replay, not a duplicate of itself."""
+    settings, ns = DedupSettings(), redis_namespace.encode()
+    now = time.time()
+    period = (int(now * 1000) // round(settings.ttl_s * 1000)).to_bytes(4, "big")
+    text = ev("turku-port-fire.txt", 0, 0)["text"]
+    fp = fingerprint(text)
+    for key in fp.keys:  # what the earlier store wrote for this event under each of its keys
+        slot = key_slot(key, settings.index_shards)
+        entry = encode_entry(BucketEntry("a" * 32, T0, kind_entry_size(key_kind(key), fp)))
+        client.hset(ns + b"x" + period + slot[:3], slot[3:], entry)
+    store = RedisDedupStore(client, settings, ns, clock=lambda: now)
+    replay = store.observe("a" * 32, fp, T0)
+    assert replay.match is None and client.pttl(ns + b"old") > 0  # its own old entries: a replay
+    assert not client.keys(ns + b"y*")  # ... that stores nothing again
+    copy = store.add("b" * 32, text, T0 + 60)
+    assert copy.match is not None and (copy.match.kind, copy.match.event_id) == ("exact", "a" * 32)
+    edited = store.add("c" * 32, text.replace(" the ", " a ", 3), T0 + 120)
+    assert edited.match is not None and edited.match.event_id == "a" * 32
+    client.delete(ns + b"old", *client.keys(ns + b"x*"))  # what expiry does within 2 x ttl_s
+    later = RedisDedupStore(client, settings, ns, clock=lambda: now).add("d" * 32, text, T0 + 180).match
+    assert later is not None and later.event_id in ("b" * 32, "c" * 32)  # the old layout is no longer read
 
 
 def test_a_page_key_keeps_each_version_once_and_no_exact_copy(client: redis.Redis, redis_namespace: str) -> None:
     """A live blog's versions go into its URL's bucket (so an update finds the one it supersedes),
-    tagged with their source; an exact copy does not, so a page costs 25 bytes per distinct version."""
+    tagged with their source; an exact copy does not, so a page costs 7 bytes per distinct version."""
     settings = DedupSettings()
     now = time.time()  # the wall clock picks the period hash (a past one would expire at once)
     store = RedisDedupStore(client, settings, redis_namespace.encode(), clock=lambda: now)
@@ -308,7 +351,9 @@ def test_a_page_key_keeps_each_version_once_and_no_exact_copy(client: redis.Redi
         None, ("update", blog[0]["event_id"]), ("exact", blog[0]["event_id"]), ("exact", blog[1]["event_id"])]
     slot = key_slot(event_fingerprint(blog[0], settings, True, True).exact_keys[1], settings.index_shards)
     period = int(now * 1000) // round(settings.ttl_s * 1000)
-    bucket = client.hget(redis_namespace.encode() + b"x" + period.to_bytes(4, "big") + slot[:3], slot[3:])
-    assert bucket is not None and len(bucket) == 2 * 25
-    assert [e.event_id for e in decode_entries(bucket)] == [blog[0]["event_id"], blog[1]["event_id"]]
-    assert {e.size for e in decode_entries(bucket)} == {source_tag("daily")}
+    bucket = client.hget(redis_namespace.encode() + b"y" + period.to_bytes(4, "big") + slot[:3], slot[3:8])
+    assert bucket == event_handle(blog[0]["event_id"]) + event_handle(blog[1]["event_id"])  # 7 bytes a version
+    hits = store.probe(event_fingerprint(blog[0], settings, True, True), "f" * 32, T0 + 10)
+    page_hits = [h for h in hits if h.key.startswith(("u:", "g:"))]
+    assert page_hits and {e.event_id for h in page_hits for e in h.hits} == {blog[0]["event_id"], blog[1]["event_id"]}
+    assert {e.size for h in page_hits for e in h.hits} == {source_tag("daily")}

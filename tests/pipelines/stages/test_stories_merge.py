@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from jsonschema import Draft202012Validator
 
 from connectors.redis import RedisServer, make_redis
@@ -16,12 +15,11 @@ from core.settings import StorySettings
 from pipelines.stages.stories.clustering import (
     StoryClusterer,
     StoryInput,
-    StoryState,
     same_event,
     story_id_for,
     story_similarity,
 )
-from pipelines.stages.stories.state import RedisStoryStore
+from pipelines.stages.stories.state import RedisStoryStore, story_from_json
 
 T0 = 1_767_600_000.0  # 2026-01-05T08:00Z
 HOUR = 3600.0
@@ -117,7 +115,7 @@ def test_a_round_up_of_two_matches_does_not_merge_them(redis_server: RedisServer
     a, b = (s.assign(*m).story_id for m in matches)
     assert a != b
     raw = [s.client.get(f"{redis_namespace}st:s:{sid}") for sid in (a, b)]
-    sa, sb = (StoryState.from_state(orjson.loads(x)) for x in raw if x is not None)
+    sa, sb = (story_from_json(x) for x in raw if x is not None)
     assert story_similarity(sa, sb) >= StorySettings().merge_min_similarity and not same_event(sa, sb)
     roundup = ({"event_id": f"{9:032x}", "source": "wire-c", "title": "Baltic Cup: Estonia 2-1 Latvia, Lithuania 0-0 Finland",
                 "text": "Estonia beat Latvia 2-1 and Lithuania and Finland drew 0-0 in the Baltic Cup group stage in "

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import random
+import struct
 import threading
+import zlib
 from datetime import datetime
 from typing import Any
 
@@ -171,9 +173,100 @@ def test_replay_records_are_compact_and_older_ones_still_read(redis_server: Redi
     event, ts = fixture_events()[0]
     first = s.assign(event, ts)
     key = f"{redis_namespace}st:a:{event['event_id']}"
-    record = orjson.loads(s.client.get(key))
+    stored = s.client.get(key)
+    head, packed = stored.split(b"\x1f", 1)
+    assert head == b"Z" + first.story_id.encode()  # the story id readable (an event's link), the rest zlib'd
+    record = orjson.loads(zlib.decompress(packed))
+    assert len(stored) < len(orjson.dumps(record))
     assert isinstance(record[3][2], int) and isinstance(record[3][4][0], list)
+    s.client.set(key, orjson.dumps(record))  # the record as the previous version stored it (plain JSON)
+    assert s.assign(event, ts).to_fields() == first.to_fields()
     old = [*record[:3], [first.story[k] for k in _SUMMARY_KEYS], *record[4:]]
-    s.client.set(key, orjson.dumps(old))
+    s.client.set(key, orjson.dumps(old))  # ... and the one before (ISO times, a dict per name)
     assert len(orjson.dumps(old)) > len(orjson.dumps(record))
     assert s.assign(event, ts).to_fields() == first.to_fields()
+
+
+def test_an_event_link_is_its_result_and_the_earlier_layout_still_reads(redis_server: RedisServer,
+                                                                        redis_namespace: str) -> None:
+    """A re-post follows the story of the event it duplicates through that event's result
+    (``a:``; no ``l:e:`` key of its own any more), and a story state is a JSON list; links and
+    states the earlier layout wrote (``l:e:<id>`` keys, JSON objects) are still read."""
+    import orjson
+
+    from pipelines.stages.stories.state import STATE_FIELDS, story_from_json
+
+    s = store(redis_server, redis_namespace)
+    (first, ts), (other, ts2) = fixture_events()[:2]
+    d = s.assign(first, ts)
+    p = f"{redis_namespace}st:"
+    assert s.client.get(f"{p}l:e:{first['event_id']}") is None
+    raw = s.client.get(f"{p}s:{d.story_id}")
+    assert raw is not None and raw.startswith(b"[") and len(orjson.loads(raw)) <= len(STATE_FIELDS)
+    assert story_from_json(raw).story_id == d.story_id
+    repost = {**other, "event_id": "e" * 32, "near_duplicate_of": first["event_id"]}
+    assert s.assign(repost, ts2).story_id == d.story_id  # followed through a:<first>
+    # the earlier layout: the state as an object, the link as its own key (no result to open), or a
+    # result stored as plain JSON; the events following them are unrelated by content
+    (third, _), (fourth, _) = fixture_events()[2:4]
+    s.client.set(f"{p}s:{d.story_id}", orjson.dumps(story_from_json(s.client.get(f"{p}s:{d.story_id}")).to_state()))
+    s.client.set(f"{p}l:e:{'9' * 32}", d.story_id)
+    s.client.set(f"{p}a:{'8' * 32}", orjson.dumps([d.story_id, True, None, [], [], 0, 1.0]))
+    assert s.assign({**third, "event_id": "7" * 32, "near_duplicate_of": "8" * 32}, ts2 + 30).story_id == d.story_id
+    got = s.assign({**fourth, "event_id": "f" * 32, "near_duplicate_of": "9" * 32}, ts2 + 60)
+    assert got.story_id == d.story_id and got.story["event_count"] == 4
+
+
+def test_posting_lists_keep_what_a_sorted_set_keeps(redis_server: RedisServer, redis_namespace: str) -> None:
+    """A posting list (a field of a day's hash) files, re-files and trims exactly as the sorted set
+    it replaced (ZADD + ZREMRANGEBYRANK, ties by story id), and reads back as ZRANGEBYSCORE does."""
+    from pipelines.stages.stories.state import _POSTINGS
+
+    client = make_redis(redis_server.url)
+    both = client.register_script(_POSTINGS + """
+file_posting(KEYS[1], 'k', tonumber(ARGV[1]), ARGV[2], 5)
+redis.call('ZADD', KEYS[2], tonumber(ARGV[1]), ARGV[2])
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -6)
+local out = {}
+for _, h in ipairs({0, 1700000004.5, 1700000008}) do
+  local a, b = postings(redis.call('HGET', KEYS[1], 'k'), h), redis.call('ZRANGEBYSCORE', KEYS[2], h, '+inf')
+  table.sort(a); table.sort(b)
+  out[#out + 1] = table.concat(a, ',') .. '|' .. table.concat(b, ',')
+end
+return out
+""")
+    rng = random.Random(3)
+    sids = [f"story:{rng.getrandbits(64):016x}" for _ in range(8)] + ["story:not-hex", "merged-x"]
+    keys = [f"{redis_namespace}h", f"{redis_namespace}z"]
+    for i in range(60):  # ties (equal times), re-filings and ids that are not story_id_for's
+        for pair in both(keys=keys, args=[1_700_000_000 + rng.choice([i // 3, i / 7, 4.5]), rng.choice(sids)]):
+            got, want = pair.decode().split("|")
+            assert got == want
+    assert client.object("encoding", keys[0]) == b"listpack" and len(client.hget(keys[0], "k")) < 5 * 30
+
+
+def test_posting_lists_are_compact_and_the_earlier_zsets_still_read(redis_server: RedisServer,
+                                                                     redis_namespace: str) -> None:
+    """Posting lists are fields of a few listpack hashes a day; posting zsets the earlier layout
+    wrote (``p:<day>:<key>``) are still found by a new process, until they expire."""
+    events = fixture_events()
+    probe = store(redis_server, redis_namespace + "probe:")
+    decided = [probe.assign(e, ts) for e, ts in events]
+    j = next(i for i, d in enumerate(decided) if not d.is_new)  # the first event that joined a story
+    i = next(k for k, d in enumerate(decided) if d.story_id == decided[j].story_id)
+    s = RedisStoryStore(make_redis(redis_server.url), namespace=redis_namespace, posting_shards=4)
+    s.assign(*events[i])
+    p, client = f"{redis_namespace}st:", s.client
+    hashes = client.keys(f"{p}ph:*")
+    assert 0 < len(hashes) <= 4 and {client.object("encoding", h) for h in hashes} == {b"listpack"}
+    assert not client.keys(f"{p}p:*")
+    for h in hashes:  # rewrite them as the earlier layout's zsets
+        day = h.decode().split(":")[-2]
+        for key, blob in client.hgetall(h).items():
+            for n in range(0, len(blob), 17):
+                ts, raw = struct.unpack(">d", blob[n:n + 8])[0], blob[n + 9:n + 17]
+                client.zadd(f"{p}p:{day}:{key.decode()}", {f"story:{raw.hex()}": ts})
+        client.delete(h)
+    later = RedisStoryStore(make_redis(redis_server.url), namespace=redis_namespace, posting_shards=4)
+    assert later.assign(*events[j]).story_id == decided[j].story_id
+    assert client.pttl(f"{p}p-old") > 0
