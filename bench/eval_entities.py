@@ -39,9 +39,9 @@ def predicted_spans(text: str, tagger: EntityTagger, resolver: PlaceResolver) ->
     entities = tagger.tag(text, "en")
     spans = [(m.start, m.end, _CONLL_OF[e.type]) for e in entities if e.type in _CONLL_OF for m in e.mentions]
     places = resolver.resolve(text, "en", entities)
-    # A demonym ("French") is a nationality signal on its country's mention, not a toponym: CoNLL
+    # Places only: a demonym ("French") is a nationality (places.nationalities), not a toponym; CoNLL
     # annotates it MISC, which this scoring leaves out.
-    spans += [(m.start, m.end, "LOC") for p in places.places for m in p.mentions if not m.nationality]
+    spans += [(m.start, m.end, "LOC") for p in places.places for m in p.mentions]
     return spans
 
 

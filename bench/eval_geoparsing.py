@@ -5,6 +5,10 @@
 Prints toponym recall and precision (a predicted mention counts when it overlaps a gold toponym; exact
 offsets are reported too), Acc@161km and mean/median error over recognised toponyms that have gold
 coordinates, and milliseconds per KB of text for resolution (and for entity tagging, when used).
+
+The predicted toponyms are the places' mentions and the nationalities' (demonyms, "Sudanese" for
+Sudan, at the country's point): LGL's gold marks demonyms as toponyms, while the pipeline reports
+them apart from places (``PlaceResult.nationalities``).
 """
 
 from __future__ import annotations
@@ -19,9 +23,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipelines.text.entities import EntityTagger
-from pipelines.text.places import PlaceResolver, distance_km
+from pipelines.text.places import Nationality, Place, PlaceResolver, distance_km
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "eval" / "geoparsing" / "lgl_subset.jsonl"
+
+
+def _described(p: Place | Nationality) -> str:
+    """A predicted place for the error list: name, then feature and admin1 (a nationality's: "demonym")."""
+    if isinstance(p, Nationality):
+        return f"{p.name} (demonym, {p.country_code})"
+    return f"{p.name} ({p.feature}, {p.admin1}, {p.country_code})"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -54,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         result = resolver.resolve(text, "en", entities)
         resolve_s += time.perf_counter() - t2
         tag_s += t2 - t
-        predicted = [(m.start, m.end, p) for p in result.places for m in p.mentions]
+        predicted = [(m.start, m.end, p) for p in (*result.places, *result.nationalities) for m in p.mentions]
         gold = doc["toponyms"]
         gold_n += len(gold)
         pred_n += len(predicted)
@@ -72,11 +83,11 @@ def main(argv: list[str] | None = None) -> None:
             km = distance_km(place.lat, place.lon, g["lat"], g["lon"])
             errors.append(km)
             if km >= 161:
-                report.append(f"FAR   {g['phrase']!r}: got {place.name} ({place.admin1}, {place.country_code}) "
+                report.append(f"FAR   {g['phrase']!r}: got {_described(place)} "
                               f"{km:.0f} km; gold {g.get('gaz_name')} ({g.get('admin1')}, {g.get('country')})")
         for s, e, p in predicted:
             if not any(s < g["end"] and g["start"] < e for g in gold):
-                report.append(f"EXTRA {text[s:e]!r} -> {p.name} ({p.feature}, {p.country_code})")
+                report.append(f"EXTRA {text[s:e]!r} -> {_described(p)}")
 
     recall = gold_hit / gold_n if gold_n else 0.0
     precision = pred_hit / pred_n if pred_n else 0.0

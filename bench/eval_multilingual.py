@@ -6,7 +6,7 @@ Reads tests/fixtures/multilingual/<lang>.jsonl (format: tests/fixtures/multiling
 EntityTagger (gazetteer mode) and PlaceResolver on each article with its language, and prints per
 language, at document level (a place or entity counts once per article):
 - places: precision/recall/F1 of place ids (a gold place without an id in our table counts as found
-  when a predicted place overlaps one of its mentions); demonym-only places are left out;
+  when a predicted place overlaps one of its mentions); demonyms (nationalities) are left out;
 - entities: people and organisations, matched by watchlist id or by name (any gold form);
 - milliseconds per KB of text for tagging plus resolution (CPU time, single process, the fastest of
   --repeat passes, after one untimed article per language: a worker builds a language's name tables
@@ -40,7 +40,7 @@ def _overlaps(spans: list[list[int]], start: int, end: int) -> bool:
 
 def score_places(doc: dict[str, Any], result: PlaceResult) -> tuple[int, int, int, int, list[str]]:
     """(matched predictions, predictions, matched gold, gold, error lines) for one article."""
-    predicted = [p for p in result.places if not all(m.nationality for m in p.mentions)]
+    predicted = list(result.places)  # demonyms are result.nationalities, left out
     gold = doc["places"]
     gold_ids = {g["id"] for g in gold if g["id"]}
     unresolved = [m for g in gold if not g["id"] for m in g["mentions"]]

@@ -107,7 +107,8 @@ def as_events(rows: list[dict[str, Any]], enrich: bool, language: str | None = N
         if tagger is not None and resolver is not None:
             ents = tagger.tag(f"{row['title']}\n\n{text}", lang)
             event["entities"] = [e.to_dict() for e in ents]
-            event["places"] = resolver.resolve(f"{row['title']}\n\n{text}", lang, ents).to_dict()["places"]
+            result = resolver.resolve(f"{row['title']}\n\n{text}", lang, ents).to_dict()
+            event["places"], event["nationalities"] = result["places"], result["nationalities"]
         events.append(event)
     return events
 

@@ -72,6 +72,7 @@ class EnrichedEvent(TypedDict, total=False):
     entities: list[dict[str, Any]]
     places: list[dict[str, Any]]
     focus_place: str | None
+    nationalities: list[dict[str, Any]]
     duplicate_of: str | None
     near_duplicate_of: str | None
     update_of: str | None
@@ -306,11 +307,11 @@ def analysis_bound(text: str, max_chars: int) -> int | None:
 
 
 def bound_lists(event: dict[str, Any], max_items: int) -> dict[str, Any]:
-    """The event with its entities and places (most mentioned first kept, text order kept), each
+    """The event with its entities, places and nationalities (most mentioned first kept, text order kept), each
     one's mentions and novelty.new_sentences cut to ``max_items``; ``truncated`` counts the cuts."""
     cuts: dict[str, int] = {}
     out = event
-    for key in ("entities", "places"):
+    for key in ("entities", "places", "nationalities"):
         items = event.get(key) or []
         mentions_cut = sum(max(0, len(i.get("mentions") or ()) - max_items) for i in items)
         if len(items) <= max_items and not mentions_cut:

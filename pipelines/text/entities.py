@@ -63,12 +63,9 @@ class Mention:
     start: int
     end: int
     text: str
-    nationality: bool = False  # a place named by its demonym ("French" for France): people or things of it
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-value form for events (`nationality` only where true)."""
-        if self.nationality:
-            return {"start": self.start, "end": self.end, "text": self.text, "nationality": True}
+        """Plain-value form for events."""
         return {"start": self.start, "end": self.end, "text": self.text}
 
 

@@ -137,16 +137,36 @@ class Place:
 
 
 @dataclass(frozen=True)
+class Nationality:
+    """A country named by its demonym ("French", "Finnish officials"): the text speaks of its people or
+    things, which is a signal about the country but no mention of the place."""
+
+    id: str  # the country's place id, as a Place naming it would have
+    name: str
+    country_code: str | None
+    lat: float  # the country's reference point: not in the event, for evaluations that score demonyms as toponyms
+    lon: float
+    mentions: tuple[Mention, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-value form for events."""
+        return {"id": self.id, "name": self.name, "country_code": self.country_code,
+                "mentions": [m.to_dict() for m in self.mentions]}
+
+
+@dataclass(frozen=True)
 class PlaceResult:
-    """All places of one text and the one it is mostly about."""
+    """All places of one text, the one it is mostly about, and the countries named by demonyms."""
 
     places: tuple[Place, ...]
     focus: Place | None
+    nationalities: tuple[Nationality, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-value form for events."""
         return {"places": [p.to_dict() for p in self.places],
-                "focus": self.focus.id if self.focus else None}
+                "focus": self.focus.id if self.focus else None,
+                "nationalities": [n.to_dict() for n in self.nationalities]}
 
 
 def _joined_space(text: str, left: Token, right: Token) -> bool:
@@ -915,21 +935,35 @@ class PlaceResolver:
     # ------------------------------------------------------------------ output
 
     def _result(self, text: str, toponyms: list[_Toponym], streets: Sequence[tuple[int, int]] = ()) -> PlaceResult:
-        grouped: dict[str, tuple[PlaceRecord, list[Mention]]] = {}
+        # A demonym resolved to its country is a nationality, apart from the place's name mentions: a
+        # country named only so is no place of the text (nor its focus).
+        grouped: dict[str, tuple[PlaceRecord, list[Mention], list[Mention]]] = {}  # names, demonyms
         for t in toponyms:
             if t.choice is None:
                 continue
-            _, mentions = grouped.setdefault(t.choice.id, (t.choice, []))
-            mentions.append(Mention(t.match.start, t.match.end, text[t.match.start:t.match.end],
-                                    nationality=t.key in self._demonyms))
-        places = [Place(id=rec.id, geonameid=rec.geonameid, name=rec.name, country_code=rec.country_code,
-                        admin1=rec.admin1, lat=rec.lat, lon=rec.lon, feature=rec.feature,
-                        mentions=tuple(mentions)) for rec, mentions in grouped.values()]
-        focus = self._focus(text, places)
+            _, names, demonyms = grouped.setdefault(t.choice.id, (t.choice, [], []))
+            nationality = t.key in self._demonyms and t.choice.feature == "country"
+            (demonyms if nationality else names).append(Mention(t.match.start, t.match.end,
+                                                                text[t.match.start:t.match.end]))
+        places: list[Place] = []
+        candidates: list[tuple[Place, list[Mention]]] = []
+        nationalities: list[Nationality] = []
+        for rec, names, demonyms in grouped.values():
+            if names:
+                place = Place(id=rec.id, geonameid=rec.geonameid, name=rec.name, country_code=rec.country_code,
+                              admin1=rec.admin1, lat=rec.lat, lon=rec.lon, feature=rec.feature,
+                              mentions=tuple(names))
+                places.append(place)
+                candidates.append((place, demonyms))
+            if demonyms:
+                nationalities.append(Nationality(id=rec.id, name=rec.name, country_code=rec.country_code,
+                                                 lat=rec.lat, lon=rec.lon, mentions=tuple(demonyms)))
+        focus = self._focus(text, candidates)
         if streets:
             places += self._street_places(text, places, streets)
         places.sort(key=lambda p: p.mentions[0].start)
-        return PlaceResult(places=tuple(places), focus=focus)
+        nationalities.sort(key=lambda n: n.mentions[0].start)
+        return PlaceResult(places=tuple(places), focus=focus, nationalities=tuple(nationalities))
 
     @staticmethod
     def _street_places(text: str, places: list[Place], streets: Sequence[tuple[int, int]]) -> list[Place]:
@@ -948,14 +982,17 @@ class PlaceResolver:
                       feature="street", mentions=tuple(mentions)) for name, mentions in grouped.items()]
 
     @staticmethod
-    def _focus(text: str, places: list[Place]) -> Place | None:
+    def _focus(text: str, candidates: list[tuple[Place, list[Mention]]]) -> Place | None:
         # Most mentioned, a head start for places named in the opening lines, the more specific on a tie.
-        if not places:
+        # A country's demonyms count for it as mentions when its name is there too ("Russia ... Russian
+        # officials"): the text is about it; one named only by demonyms is no candidate.
+        if not candidates:
             return None
         lead = min(len(text), 300)
 
-        def weight(p: Place) -> tuple[float, int]:
-            early = 0.5 if p.mentions[0].start < lead else 0.0
-            return len(p.mentions) + early, _SPECIFICITY.get(p.feature, 0)
+        def weight(candidate: tuple[Place, list[Mention]]) -> tuple[float, int]:
+            p, demonyms = candidate
+            early = 0.5 if min([p.mentions[0].start, *(m.start for m in demonyms)]) < lead else 0.0
+            return len(p.mentions) + len(demonyms) + early, _SPECIFICITY.get(p.feature, 0)
 
-        return max(places, key=weight)
+        return max(candidates, key=weight)[0]

@@ -21,14 +21,15 @@ from pipelines.transforms.common import StageFn, run_stage
 
 
 def enrich_event(event: dict[str, Any], tagger: Any, resolver: Any) -> dict[str, Any]:
-    """Attach entities, places and the focus place (an id from places, or null) to an event."""
+    """Attach entities, places, the focus place (an id from places, or null) and the countries named
+    by demonyms (``nationalities``) to an event."""
     language = event["language"]["code"]
     text = analysis_text(event)
     tokens = tokenize(text)  # once per event, shared by both taggers
     entities = tagger.tag(text, language, tokens)
     result = resolver.resolve(text, language, entities, tokens).to_dict()
     return {**event, "entities": [e.to_dict() for e in entities], "places": result["places"],
-            "focus_place": result["focus"]}
+            "focus_place": result["focus"], "nationalities": result["nationalities"]}
 
 
 _MODELS_LOCK = threading.Lock()

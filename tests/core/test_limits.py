@@ -114,6 +114,9 @@ def test_lists_are_bounded_with_counts_of_what_was_cut() -> None:
     assert out["truncated"] == {"entities": 200, "mentions": 400, "new_sentences": 150}
     assert len(out["novelty"]["new_sentences"]) == 100
     assert bound_lists({"entities": entities[1:4]}, 100) == {"entities": entities[1:4]}
+    countries = [{"id": f"geonames:{n}", "name": str(n), "country_code": "FI", "mentions": [mention]} for n in range(5)]
+    out = bound_lists({"places": [], "nationalities": countries}, 3)
+    assert out["nationalities"] == countries[:3] and out["truncated"] == {"nationalities": 2}
 
 
 def test_an_event_too_large_for_the_topic_is_rejected_at_emit() -> None:

@@ -168,10 +168,11 @@ def test_a_towns_team_and_companies_keep_their_town_out_of_places_but_public_bod
     assert "Denver Marmots" in {e.name for e in entities if e.type == "org"}
     places = resolver.resolve(text, "en", entities).places
     assert [m.start for p in places for m in p.mentions] == [text.rindex("Denver")]
-    # A demonym opening such a name stays its country's nationality mention.
+    # A demonym opening such a name stays its country's nationality.
     text = "The Finnish Meteorological Institute kept its warning."
-    places = resolver.resolve(text, "en", tagger.tag(text, "en")).places
-    assert [(p.country_code, m.text, m.nationality) for p in places for m in p.mentions] == [("FI", "Finnish", True)]
+    result = resolver.resolve(text, "en", tagger.tag(text, "en"))
+    assert result.places == ()
+    assert [(n.country_code, m.text) for n in result.nationalities for m in n.mentions] == [("FI", "Finnish")]
 
 
 def test_people_in_results_lines_after_a_nationality_and_clubs(resolver_and_tagger):

@@ -30,7 +30,7 @@ def tagger() -> EntityTagger:
 
 def _resolve(resolver: PlaceResolver, tagger: EntityTagger, text: str, language: str = "en") -> PlaceResult:
     result = resolver.resolve(text, language, tagger.tag(text, language))
-    for place in result.places:
+    for place in (*result.places, *result.nationalities):
         for m in place.mentions:
             assert text[m.start:m.end] == m.text
     return result
@@ -155,12 +155,36 @@ def test_acronyms_in_capitals_are_not_towns_but_country_abbreviations_are_places
     assert "LIMA" in _mentioned(_resolve(resolver, tagger, "LIMA 1996-08-30\nPeru said."))
 
 
-def test_a_demonym_is_its_country_marked_as_a_nationality(resolver, tagger):
-    result = _resolve(resolver, tagger, "French troops left Mali, France said.")
-    france = next(p for p in result.places if p.country_code == "FR")
-    assert [(m.text, m.nationality) for m in france.mentions] == [("French", True), ("France", False)]
-    assert france.to_dict()["mentions"][0]["nationality"] is True
-    assert "nationality" not in france.to_dict()["mentions"][1]
+def test_a_demonym_is_a_nationality_of_its_country_not_a_place(resolver, tagger):
+    # Named only by demonyms: nationalities, no places, no focus.
+    result = _resolve(resolver, tagger, "Icelandic divers and Danish sailors searched the wreck overnight.")
+    assert result.places == () and result.focus is None
+    assert [(n.country_code, [m.text for m in n.mentions]) for n in result.nationalities] == [
+        ("IS", ["Icelandic"]), ("DK", ["Danish"])]
+    # Named both ways: the name is the place's mention, the demonym the nationality's, same id.
+    result = _resolve(resolver, tagger, "French engineers will inspect the dam, France said on Friday.")
+    assert [(p.country_code, [m.text for m in p.mentions]) for p in result.places] == [("FR", ["France"])]
+    assert [(n.country_code, [m.text for m in n.mentions]) for n in result.nationalities] == [("FR", ["French"])]
+    assert result.nationalities[0].id == result.places[0].id
+    as_dict = result.to_dict()
+    assert as_dict["nationalities"] == [{"id": result.places[0].id, "name": "France", "country_code": "FR",
+                                         "mentions": [{"start": 0, "end": 6, "text": "French"}]}]
+    assert as_dict["places"][0]["mentions"] == [{"start": 39, "end": 45, "text": "France"}]
+
+
+def test_an_enriched_event_with_nationalities_passes_the_event_schema(resolver, tagger):
+    from pipelines.transforms.emit import finish_event
+    from pipelines.transforms.enrich import enrich_event
+
+    text = "Estonian and Latvian crews cleared the harbour in Riga."
+    event = {"schema": "enriched-event/1", "event_id": "b" * 32, "source": "test:nationalities", "text": text,
+             "content_hash": "c" * 32, "language": {"code": "en", "confidence": 1.0}, "duplicate_of": None,
+             "received_at": "2026-12-03T15:00:00Z", "origin": {"topic": "news.fragments", "partition": 0,
+                                                               "offset": 0, "timestamp_ms": 0}}
+    out = finish_event(enrich_event(event, tagger, resolver))  # validates against enriched-event.v1.json
+    assert [p["name"] for p in out["places"]] == ["Riga"] and out["focus_place"] == out["places"][0]["id"]
+    assert [(n["country_code"], n["mentions"][0]["text"]) for n in out["nationalities"]] == [
+        ("EE", "Estonian"), ("LV", "Latvian")]
 
 
 def test_short_and_former_names_of_countries_and_regions(resolver, tagger):
@@ -273,5 +297,5 @@ def test_demonyms_come_from_the_shipped_table_with_the_yaml_on_top(resolver, tag
     # The package gives "Dominican" to Dominica; demonyms.yaml says the Dominican Republic, and wins.
     assert demonyms["Dominican"] == "DO"
     result = _resolve(resolver, tagger, "Bhutanese monks marched through the capital.")
-    assert [(p.country_code, m.text, m.nationality) for p in result.places for m in p.mentions] == [
-        ("BT", "Bhutanese", True)]
+    assert result.places == ()
+    assert [(n.country_code, m.text) for n in result.nationalities for m in n.mentions] == [("BT", "Bhutanese")]

@@ -226,10 +226,34 @@ class StoryInput:
             source=str(event.get("source") or ""),
             text=analysis_text(event) if event.get("text") else "",
             entities=tuple(event.get("entities") or ()),
-            places=tuple(event.get("places") or ()),
+            places=places_with_nationalities(event),
             title=str(event.get("title") or ""),
             language=event_language(event),
         )
+
+
+def places_with_nationalities(event: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
+    """The event's places with the countries it names by demonyms (``nationalities``) folded back in,
+    as one list in the shape enrichment wrote before 1.6 (a demonym was then a mention of its
+    country): a country's demonym mentions join its place, or make one (feature "country"), and the
+    list is in order of first mention. Stories read a demonym like a place so that their decisions
+    stay those measured (bench/RESULTS.md); alerts and the console map read ``places`` alone."""
+    places = list(event.get("places") or ())
+    nationalities = event.get("nationalities") or ()
+    if not nationalities:
+        return tuple(places)
+    at = {str(p.get("id")): n for n, p in enumerate(places)}
+    for nat in nationalities:
+        mentions = list(nat.get("mentions") or ())
+        n = at.get(str(nat.get("id")))
+        if n is None:
+            at[str(nat.get("id"))] = len(places)
+            places.append({"id": nat.get("id"), "name": nat.get("name"), "country_code": nat.get("country_code"),
+                           "feature": "country", "mentions": mentions})
+        else:
+            merged = sorted([*(places[n].get("mentions") or ()), *mentions], key=lambda m: int(m.get("start") or 0))
+            places[n] = {**places[n], "mentions": merged}
+    return tuple(sorted(places, key=lambda p: int(((p.get("mentions") or [{}])[0]).get("start") or 0)))
 
 
 @dataclass(frozen=True)

@@ -215,6 +215,11 @@ def test_places_by_id_name_country_and_radius() -> None:
     assert matches(rule(kyiv), event(places=[BUCHA]))
     assert not matches(rule({"near": {"lat": 50.4501, "lon": 30.5234, "km": 10}}), event(places=[BUCHA]))
     assert not matches(rule({"near": {"lat": 49.0, "lon": 32.0, "km": 5}}), event(places=[UKRAINE]))
+    # A country named only by its demonym ("Finnish officials") is a nationality, not a place.
+    finnish = {"id": FINLAND["id"], "name": "Finland", "country_code": "FI",
+               "mentions": [{"start": 0, "end": 7, "text": "Finnish"}]}
+    assert not matches(rule({"country": "FI"}), event(nationalities=[finnish]))
+    assert not matches(rule({"place": "Finland"}), event(nationalities=[finnish]))
 
 
 def test_keywords_are_whole_words_any_case_on_title_and_text() -> None:

@@ -14,6 +14,7 @@ from pipelines.stages.stories.clustering import (
     StoryState,
     distinctive_quote_shingles,
     index_keys,
+    places_with_nationalities,
     quoted_spans,
     story_features,
 )
@@ -162,3 +163,23 @@ def test_the_shipped_join_threshold_is_the_one_chosen_with_the_shipped_coefficie
     config = yaml.safe_load((REPO / "config" / "newswire.yaml").read_text(encoding="utf-8"))
     assert StorySettings().join_threshold == chosen
     assert config["pipeline"]["stories"]["join_threshold"] == chosen
+
+
+def test_stories_read_a_demonym_as_a_mention_of_its_country_as_before_nationalities() -> None:
+    # Since 1.6 a demonym is in ``nationalities``; stories fold it back into the places, in the shape
+    # enrichment wrote before, so that their decisions stay those measured.
+    france = {"id": "geonames:3017382", "name": "France", "country_code": "FR", "feature": "country",
+              "lat": 46.0, "lon": 2.0, "mentions": [{"start": 40, "end": 46, "text": "France"}]}
+    oslo = {"id": "geonames:3143244", "name": "Oslo", "country_code": "NO", "feature": "city",
+            "lat": 59.9, "lon": 10.7, "mentions": [{"start": 20, "end": 24, "text": "Oslo"}]}
+    french = {"id": france["id"], "name": "France", "country_code": "FR",
+              "mentions": [{"start": 0, "end": 6, "text": "French"}]}
+    danish = {"id": "geonames:2623032", "name": "Denmark", "country_code": "DK",
+              "mentions": [{"start": 30, "end": 36, "text": "Danish"}]}
+    folded = places_with_nationalities({"places": [oslo, france], "nationalities": [french, danish]})
+    assert [(p["id"], [m["text"] for m in p["mentions"]]) for p in folded] == [
+        (france["id"], ["French", "France"]), (oslo["id"], ["Oslo"]), (danish["id"], ["Danish"])]
+    assert folded[2]["feature"] == "country" and folded[0]["lat"] == 46.0
+    assert places_with_nationalities({"places": [oslo]}) == (oslo,)
+    event = {"event_id": "e1", "source": "s", "text": "x", "places": [oslo], "nationalities": [danish]}
+    assert [p["id"] for p in StoryInput.from_event(event, 0.0).places] == [oslo["id"], danish["id"]]
