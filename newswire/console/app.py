@@ -593,7 +593,8 @@ def _event_view(event: dict[str, Any]) -> dict[str, Any]:
             "duplicate_of": event.get("duplicate_of") or event.get("near_duplicate_of"),
             "pieces": views.highlight(str(event.get("text") or ""), novelty.get("new_sentences") or ()),
             "novelty_ratio": novelty.get("ratio"),
-            "entities": views.names(event.get("entities") or (), 8), "places": views.names(event.get("places") or (), 8)}
+            "entities": views.names(event.get("entities") or (), 8), "places": views.names(event.get("places") or (), 8),
+            "nationalities": views.names(event.get("nationalities") or (), 8)}
 
 
 #: The search form's fields (query parameters), and the most events one search lists.

@@ -46,6 +46,7 @@ def event(i: int, **extra: Any) -> dict[str, Any]:
         "novelty": {"ratio": 0.5, "new_sentences": [NEW_SENTENCE], "repeated": 1},
         "entities": [{"id": "person:x", "name": f"{ZERO_WIDTH} {SCRIPT}", "type": "person", "mentions": []}],
         "places": PLACES,
+        "nationalities": [{"id": "geonames:2", "name": f"{RTL} {SCRIPT}", "country_code": "XX", "mentions": []}],
         "origin": {"topic": "news.fragments", "partition": 0, "offset": i, "timestamp_ms": 1_772_359_200_000},
         **extra,
     }

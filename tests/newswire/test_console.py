@@ -352,6 +352,14 @@ def test_story_page_marks_new_sentences_and_shows_hidden_characters(console: Con
     assert folded == [f"{2:032x}"]
 
 
+def test_event_page_shows_the_countries_named_by_demonyms_apart_from_places(console: Console) -> None:
+    client = TestClient(console.app)
+    login(client, VIEWER)
+    html = client.get(f"/events/{0:032x}").text
+    shown = re.findall(r'<span class="nationality" title="named by its demonym"><bdi>([^<]*)</bdi></span>', html)
+    assert shown == ["invoice[U+202E]txt.exe &lt;script&gt;window.__pwned = 1; alert(1)&lt;/script&gt;"]
+
+
 def test_an_open_console_serves_loopback_only(settings: Settings) -> None:
     with pytest.raises(ConfigError, match="without a login token"):
         Console(settings, host="0.0.0.0", credentials=Credentials(None, None)).start()
