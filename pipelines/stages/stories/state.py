@@ -39,7 +39,9 @@ Layout (``p`` = namespace + ``st:``; every key expires ``max_gap_s`` after its l
 
     p a:<event_id>        string  the event's story fields (story id + zlib'd     idempotency
                                   orjson, _decision_to_json)
-    p s:<story_id>        string  StoryState (orjson list, STATE_FIELDS order)  scoring, summary
+    p s:<story_id>        string  StoryState: ``Z`` + zlib of the orjson list    scoring, summary
+                                  (STATE_FIELDS order; plain JSON from earlier
+                                  versions still read),
                                   or '>' + survivor id once merged (late merge)  redirect
     p ph:<day>:<shard>    hash    index key -> posting list: the max_postings    candidate lookup
                                   newest stories filed under it that day, with
@@ -559,10 +561,11 @@ class RedisStoryStore:
         merged into, followed to the end; unknown and expired ids map to themselves."""
         for _ in range(16):
             raw = self.client.get(self._k("s", story_id))
-            text = raw.decode() if isinstance(raw, bytes) else raw
-            if text is None or not text.startswith(">"):
+            if isinstance(raw, str):
+                raw = raw.encode()
+            if raw is None or raw[:1] != b">":  # a state (compressed or JSON), not a redirect
                 break
-            story_id = text[1:]
+            story_id = raw[1:].decode()
         return story_id
 
     def story(self, story_id: str) -> dict[str, Any] | None:
@@ -603,17 +606,27 @@ STATE_FIELDS = ("story_id", "first_seen", "last_seen", "event_count", "source_co
 _OPTIONAL_STATE_FIELDS = 2
 
 
+#: A story state stored compressed starts with this byte (JSON starts with "[" or "{", a merged
+#: story's redirect with ">"): zlib level 1 halves a state (1,378 -> 715 bytes on the bench stream)
+#: for ~30 us to compress at a commit and ~12 us to decompress each candidate read.
+_ZSTATE = b"Z"
+
+
 def story_to_json(story: StoryState) -> bytes:
-    """The story's state as stored under ``s:<story_id>`` (see :data:`STATE_FIELDS`)."""
+    """The story's state as stored under ``s:<story_id>``: ``Z`` + zlib of the JSON list of its
+    fields in :data:`STATE_FIELDS` order."""
     state = story.to_state()
     values = [state.get(k) for k in STATE_FIELDS]
     while len(values) > len(STATE_FIELDS) - _OPTIONAL_STATE_FIELDS and not values[-1]:
         values.pop()
-    return orjson.dumps(values)
+    return _ZSTATE + zlib.compress(orjson.dumps(values), 1)
 
 
 def story_from_json(raw: bytes | str) -> StoryState:
-    """Inverse of :func:`story_to_json`; also reads the JSON object that earlier versions stored."""
+    """Inverse of :func:`story_to_json`; also reads the plain JSON list and the JSON object that
+    earlier versions stored."""
+    if isinstance(raw, bytes) and raw[:1] == _ZSTATE:
+        raw = zlib.decompress(raw[1:])
     state = orjson.loads(raw)
     return StoryState.from_state(dict(zip(STATE_FIELDS, state, strict=False)) if isinstance(state, list) else state)
 
