@@ -186,8 +186,9 @@ def entry_fragment(feed: RssFeed, parsed: Any, entry: Any) -> tuple[str, dict[st
                      "format": parsed.get("version") or None,
                      "published_raw": entry.get("published") or entry.get("updated")},
     }
-    if published and published_precision(published_raw):  # the feed gave a date alone
-        fragment["published_precision"] = published_precision(published_raw)
+    precision = published_precision(published_raw) if published else None
+    if precision:  # the feed gave a date alone
+        fragment["published_precision"] = precision
     return guid, complete_fragment(fragment, fragment["source"])
 
 

@@ -551,10 +551,10 @@ class PlaceResolver:
             if lex is None and m.first == m.last and prv >= 1 and tokens[prv].capitalised \
                     and not tokens[prv - 1].capitalised and tokens[prv - 1].key in _COLOURS \
                     and _joined_space(text, tokens[prv - 1], tokens[prv]) and _joined_space(text, tokens[prv], tokens[m.first]) \
-                    and not self._nation(m.values):
+                    and not self._major(m.values, divisions=False):
                 vehicles.add(key)  # "a grey Hyundai Tucson": a make and model, and so again in this text
                 continue
-            if lex is None and m.first == m.last and tokens[m.first].sentence_start and not self._nation(m.values) \
+            if lex is None and m.first == m.last and tokens[m.first].sentence_start and not self._major(m.values, divisions=False) \
                     and all(c.population < _BIG_CITY or key not in self._canonical[c.id] for c in m.values) \
                     and key in self._lower_keys(tokens, lower):
                 # "Reading lists ...", "Mobile phones ...": the word, written in lower case elsewhere
@@ -589,7 +589,7 @@ class PlaceResolver:
                                                     and not t.within and not self._major(t.candidates))]
         if vehicles:
             toponyms = [t for t in toponyms if not (t.key in vehicles and t.match.first == t.match.last
-                                                    and not t.within and not self._nation(t.candidates))]
+                                                    and not t.within and not self._major(t.candidates, divisions=False))]
         return self._bare_counties(text, tokens, blocked, toponyms)
 
     @staticmethod
@@ -613,14 +613,11 @@ class PlaceResolver:
         return all(c.feature == "city" and c.population < _BIG_CITY for c in candidates)
 
     @staticmethod
-    def _major(candidates: Sequence[PlaceRecord]) -> bool:
-        return any(c.feature != "city" or c.capital or c.population >= 1_000_000 for c in candidates)
-
-    @staticmethod
-    def _nation(candidates: Sequence[PlaceRecord]) -> bool:
-        """A country, continent, sea or region, a capital or a city of a million among the candidates."""
-        return any(c.feature not in ("city", "admin1", "admin2") or c.capital or c.population >= 1_000_000
-                   for c in candidates)
+    def _major(candidates: Sequence[PlaceRecord], divisions: bool = True) -> bool:
+        """A country, continent, sea or region, a capital or a city of a million among the candidates;
+        with `divisions`, a state or county too."""
+        minor = ("city",) if divisions else ("city", "admin1", "admin2")
+        return any(c.feature not in minor or c.capital or c.population >= 1_000_000 for c in candidates)
 
     @staticmethod
     def _language_named(tokens: list[Token], i: int) -> bool:

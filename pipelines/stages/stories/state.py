@@ -606,10 +606,10 @@ STATE_FIELDS = ("story_id", "first_seen", "last_seen", "event_count", "source_co
 _OPTIONAL_STATE_FIELDS = 2
 
 
-#: A story state stored compressed starts with this byte (JSON starts with "[" or "{", a merged
-#: story's redirect with ">"): zlib level 1 halves a state (1,378 -> 715 bytes on the bench stream)
-#: for ~30 us to compress at a commit and ~12 us to decompress each candidate read.
-_ZSTATE = b"Z"
+#: A story state or an event's result stored zlib'd starts with this byte (JSON starts with "[" or
+#: "{", a merged story's redirect with ">"): zlib level 1 halves a state (1,378 -> 715 bytes on the
+#: bench stream) for ~30 us to compress at a commit and ~12 us to decompress each candidate read.
+_ZLIB = b"Z"
 
 
 def story_to_json(story: StoryState) -> bytes:
@@ -619,13 +619,13 @@ def story_to_json(story: StoryState) -> bytes:
     values = [state.get(k) for k in STATE_FIELDS]
     while len(values) > len(STATE_FIELDS) - _OPTIONAL_STATE_FIELDS and not values[-1]:
         values.pop()
-    return _ZSTATE + zlib.compress(orjson.dumps(values), 1)
+    return _ZLIB + zlib.compress(orjson.dumps(values), 1)
 
 
 def story_from_json(raw: bytes | str) -> StoryState:
     """Inverse of :func:`story_to_json`; also reads the plain JSON list and the JSON object that
     earlier versions stored."""
-    if isinstance(raw, bytes) and raw[:1] == _ZSTATE:
+    if isinstance(raw, bytes) and raw[:1] == _ZLIB:
         raw = zlib.decompress(raw[1:])
     state = orjson.loads(raw)
     return StoryState.from_state(dict(zip(STATE_FIELDS, state, strict=False)) if isinstance(state, list) else state)
@@ -649,7 +649,7 @@ def _decision_to_json(d: StoryDecision, text: str) -> bytes:
     record = orjson.dumps([d.story_id, d.is_new, d.score.score if d.score else None,
                            [_pack(st[k]) for k in _SUMMARY_KEYS], [index[x] for x in d.new_sentences],
                            d.repeated, d.novelty_ratio])
-    return b"Z" + d.story_id.encode() + b"\x1f" + zlib.compress(record, 1)
+    return _ZLIB + d.story_id.encode() + b"\x1f" + zlib.compress(record, 1)
 
 
 _SUMMARY_KEYS = ("event_count", "source_count", "first_seen", "last_seen", "top_entities", "top_places", "merged_from")
@@ -679,7 +679,7 @@ def _unpack(value: Any) -> Any:
 
 
 def _decision_from_json(raw: bytes, text: str) -> StoryDecision:
-    if raw[:1] == b"Z":  # earlier versions stored the JSON record as it is
+    if raw[:1] == _ZLIB:  # earlier versions stored the JSON record as it is
         raw = zlib.decompress(raw[raw.index(b"\x1f") + 1:])
     sid, is_new, score, summary, new_idx, repeated, ratio = orjson.loads(raw)
     all_sentences = sentences(text)
