@@ -41,9 +41,12 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- client
 
 #: Story and novelty memory are sets of 31-bit integers (pipelines.stages.stories.state.small_hash); Redis
-#: packs such a set in 4 bytes a member up to this many members (default 512, then ~60 bytes each).
-#: Membership stays a binary search; an insert moves at most 64 KB. docker-compose.yml sets it too.
-INTSET_ARGS = ("--set-max-intset-entries", "16384")
+#: packs such a set in 4 bytes a member up to this many members (default 512, then ~48 bytes each as a
+#: hash table). 65536 = NoveltySettings.max_shingles, the cap a story's shingle set grows to, so even a
+#: long live blog's set stays packed (256 KB instead of ~3 MB). Membership stays a binary search; an
+#: insert moves at most 256 KB (a 100-member SADD into a full set: ~0.25-0.5 ms of Redis time,
+#: bench/RESULTS.md "State size"). docker-compose.yml sets it too.
+INTSET_ARGS = ("--set-max-intset-entries", "65536")
 #: Story posting lists are hash fields of up to 12 x 17 bytes (pipelines.stages.stories.state), and
 #: the near-duplicate index's hashes hold records of events with long non-hex ids and, until they
 #: expire, the earlier layout's 25-byte entries (pipelines.stages.dedup.state); past 64 bytes a

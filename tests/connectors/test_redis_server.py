@@ -87,3 +87,21 @@ def test_a_full_redis_refuses_writes_loudly_and_readyz_says_why(tmp_path: Path) 
         client.close()
     finally:
         server.stop()
+
+
+def test_a_story_s_full_novelty_set_stays_packed(redis_server: RedisServer, redis_namespace: str) -> None:
+    """A story's shingle set grows to NoveltySettings.max_shingles members (a long live blog): the
+    embedded server keeps it an integer set (4 bytes a member), not a hash table (~12x the memory)."""
+    from core.settings import NoveltySettings
+    from pipelines.stages.stories.clustering import small_hash
+
+    client = make_redis(redis_server.url)
+    key = f"{redis_namespace}nh:live-blog"
+    cap = NoveltySettings().max_shingles
+    members = [small_hash((i * 0x9E3779B97F4A7C15) % (1 << 64)) for i in range(cap)]
+    for start in range(0, cap, 4096):
+        client.sadd(key, *members[start:start + 4096])
+    assert client.scard(key) == len(set(members))
+    assert client.object("encoding", key) == b"intset"
+    assert client.memory_usage(key) < 6 * cap  # a hash table: ~48 bytes a member
+    client.delete(key)
