@@ -37,11 +37,12 @@ def warm_up(settings: Settings) -> None:
 
     detect_language("warm up the language profiles before the first event")
     if p.stories.enabled:
-        from pipelines.stages.stories.clustering import default_scorer
+        from pipelines.stages.stories.clustering import default_scorer, stem_freqs
         from pipelines.stages.stories.crosslingual import default_cross_scorer
         from pipelines.stages.stories.prior import word_prior
 
         word_prior()
+        stem_freqs()  # the stems' priors, built from the word prior
         default_scorer()
         default_cross_scorer()
     log.info("stage models loaded in %.1f s", time.perf_counter() - started)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from core import schemas
 from core.settings import load_settings
+from pipelines.stages.stories.clustering import stem_freqs
 from pipelines.stages.stories.prior import word_prior
 from pipelines.text import language
 from pipelines.transforms.enrich import _models, load_models
@@ -15,7 +16,7 @@ def test_warm_up_thread_loads_the_models_the_enrich_setup_then_reuses() -> None:
     schemas._compiled.cache_clear()
     start_warm_up(settings).join(300)
     loaded = _models.cache_info().currsize
-    assert loaded >= 1 and word_prior.cache_info().currsize == 1
+    assert loaded >= 1 and word_prior.cache_info().currsize == 1 and stem_freqs.cache_info().currsize == 1
     assert schemas._compiled.cache_info().currsize >= 2  # the fragment and event validators compiled
     assert language._PROFILES  # langdetect's profiles loaded
     tagger, resolver = load_models(settings.pipeline.enrichment)  # what _Tag.setup calls

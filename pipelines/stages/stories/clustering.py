@@ -3,7 +3,8 @@
 Evidence that an event reports the same real-world event as a story (each a pure function here):
 
 * **content**: cosine between the event's TF-IDF vector over content words (title x3, lead x2,
-  rest x1; plural ``s`` folded) and the story's *centroid* (the sum of its members' unit vectors,
+  rest x1; English and unknown-language text stemmed, :func:`stem`, other languages' plural ``s``
+  folded) and the story's *centroid* (the sum of its members' unit vectors,
   the founding event counted ``founder_weight`` times, capped to ``max_story_terms`` terms);
 * **names**: the same cosine over entity and place ids (places weighted ``place_weight``);
 * **quotations**, only distinctive ones: word 5-shingles inside quotes whose words' prior IDF
@@ -47,6 +48,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import orjson
+import Stemmer
 
 from core.records import analysis_text
 from core.settings import StorySettings
@@ -59,6 +61,7 @@ from pipelines.stages.stories.crosslingual import (
     merge_profiles,
 )
 from pipelines.stages.stories.prior import doc_freq as _prior_doc_freq
+from pipelines.stages.stories.prior import freq_doc_freq, word_prior
 from pipelines.text.multilingual import base_language
 from pipelines.text.places import PLACE_ID_PREFIXES
 
@@ -69,6 +72,10 @@ _WORD_RE = re.compile(r"[^\W\d_]+")
 _NUMBER_RE = re.compile(r"(?<![\w.])\d+-\d+(?![\w-])|(?<![\w.])\d[\d,]*(?:\.\d+)?(?![\w])")
 _DATA = Path(__file__).resolve().parents[2] / "data"
 _LEAD_WORDS = 40
+# Content words are stemmed (English Snowball) where the English word prior applies: events in
+# English or of unknown language ("", sets fed without the language stage); other languages keep
+# the plural fold (their content words meet only their own language's anyway).
+STEMMED_LANGUAGES = frozenset({"en", ""})
 
 DEFAULT_STORY_SETTINGS = StorySettings()
 
@@ -260,7 +267,7 @@ def places_with_nationalities(event: Mapping[str, Any]) -> tuple[Mapping[str, An
 class StoryFeatures:
     """The comparable part of an event, before IDF: weighted term frequencies with their priors."""
 
-    words: Mapping[str, float]       # folded content word -> weighted term frequency
+    words: Mapping[str, float]       # content word stem (or fold) -> weighted term frequency
     names: Mapping[str, float]       # entity/place id -> kind weight
     priors: Mapping[str, float]      # term or id -> prior document frequency
     labels: Mapping[str, str]        # entity/place id -> display name
@@ -274,13 +281,48 @@ class StoryFeatures:
         return [*self.words, *self.names]
 
 
+@functools.cache
+def _english_stemmer() -> Stemmer.Stemmer:
+    return Stemmer.Stemmer("english")
+
+
+def stem(word: str) -> str:
+    """The English Snowball stem of a lower-case word ("voted", "voting" -> "vote"; "immigrants",
+    "immigration" -> "immigr"), so that different outlets' forms of one word meet."""
+    return str(_english_stemmer().stemWord(word))
+
+
+@functools.cache
+def stem_freqs() -> dict[str, float]:
+    """stem -> running-word frequency of the prior table's most frequent word with that stem."""
+    out: dict[str, float] = {}
+    table = word_prior()
+    for word, term in zip(table, _english_stemmer().stemWords(list(table)), strict=True):
+        out[term] = max(out.get(term, 0.0), table[word])
+    return out
+
+
 @functools.lru_cache(maxsize=1 << 17)
-def _content_word(tok: str, unseen: float, max_df: float) -> tuple[str, float] | None:
-    """(folded term, prior document frequency) of a token, or None for a short or function word."""
+def stem_doc_freq(term: str, unseen: float) -> float:
+    """A stem's prior document frequency: that of its most frequent word (the same for every event,
+    whichever of its words the event used)."""
+    return freq_doc_freq(stem_freqs().get(term, 0.0), unseen)
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _content_word(tok: str, unseen: float, max_df: float, stemmed: bool) -> tuple[str, float] | None:
+    """(term, prior document frequency) of a token, or None for a short or function word (the
+    token's own prior above ``max_df``). ``stemmed``: the term is the token's :func:`stem`, with the
+    stem's prior (:func:`stem_doc_freq`); else its :func:`fold`, with the token's prior."""
     if len(tok) < 3:
         return None
     p = _prior_doc_freq(tok, unseen)
-    return None if p > max_df else (fold(tok), p)
+    if p > max_df:
+        return None
+    if stemmed:
+        term = stem(tok)
+        return term, stem_doc_freq(term, unseen)
+    return fold(tok), p
 
 
 def story_features(item: StoryInput, settings: StorySettings = DEFAULT_STORY_SETTINGS) -> StoryFeatures:
@@ -291,9 +333,10 @@ def story_features(item: StoryInput, settings: StorySettings = DEFAULT_STORY_SET
     body = _WORD_RE.findall(without_stock_quotes(item.text, settings).lower())
     parts = ((_WORD_RE.findall(item.title.lower()), 3.0), (body[:_LEAD_WORDS], 2.0), (body[_LEAD_WORDS:], 1.0))
     unseen, max_df = settings.unseen_doc_freq, settings.max_word_doc_freq
+    stemmed = item.language in STEMMED_LANGUAGES
     for toks, weight in parts:
         for tok in toks:
-            info = _content_word(tok, unseen, max_df)
+            info = _content_word(tok, unseen, max_df, stemmed)
             if info is None:
                 continue  # short or function words
             term, p = info

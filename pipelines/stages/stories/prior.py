@@ -23,4 +23,10 @@ def word_prior() -> dict[str, float]:
 @functools.lru_cache(maxsize=1 << 17)
 def doc_freq(word: str, unseen: float) -> float:
     """The prior chance that an article contains ``word``, at least ``unseen`` (unknown words)."""
-    return max(unseen, 1.0 - math.exp(-word_prior().get(word, 0.0) * _DOC_WORDS))
+    return freq_doc_freq(word_prior().get(word, 0.0), unseen)
+
+
+def freq_doc_freq(freq: float, unseen: float) -> float:
+    """The chance that an article contains a word (or any of a group of words) of running-word
+    frequency ``freq``, at least ``unseen``."""
+    return max(unseen, 1.0 - math.exp(-freq * _DOC_WORDS))

@@ -16,6 +16,8 @@ from pipelines.stages.stories.clustering import (
     index_keys,
     places_with_nationalities,
     quoted_spans,
+    stem,
+    stem_doc_freq,
     story_features,
 )
 from pipelines.text.normalise import normalise_text
@@ -183,3 +185,22 @@ def test_stories_read_a_demonym_as_a_mention_of_its_country_as_before_nationalit
     assert places_with_nationalities({"places": [oslo]}) == (oslo,)
     event = {"event_id": "e1", "source": "s", "text": "x", "places": [oslo], "nationalities": [danish]}
     assert [p["id"] for p in StoryInput.from_event(event, 0.0).places] == [oslo["id"], danish["id"]]
+
+
+def test_english_content_words_meet_by_stem_with_one_prior_per_stem() -> None:
+    settings = StorySettings()
+    voted = story_features(StoryInput("a", 0.0, "wire", "Councillors voted against the harbour levy.",
+                                      title="Council voted down harbour levy", language="en"))
+    voting = story_features(StoryInput("b", 0.0, "radio", "Voting on the harbour levies ended in defeat.",
+                                       title="Harbour levies fail in council voting", language="en"))
+    shared = set(voted.words) & set(voting.words)
+    assert {stem("voted"), stem("harbour"), stem("levies")} <= shared
+    assert stem("voted") == stem("voting") == "vote" and stem("levy") == stem("levies")
+    for term in shared:  # one prior per stem, whichever form the report used
+        assert voted.priors[term] == voting.priors[term] == stem_doc_freq(term, settings.unseen_doc_freq)
+    assert stem_doc_freq(stem("voting"), settings.unseen_doc_freq) > stem_doc_freq(stem("levy"), settings.unseen_doc_freq)
+    # unknown language reads as English; other languages keep the plural fold
+    assert set(story_features(StoryInput("c", 0.0, "wire", "Councillors voted.")).words) == {"councillor", "vote"}
+    french = story_features(StoryInput("d", 0.0, "wire", "Les conseillers votaient contre la taxe portuaire.",
+                                       language="fr"))
+    assert "conseiller" in french.words and "votaient" in french.words

@@ -32,17 +32,17 @@ def report(n: int, title: str, text: str, hours: float, source: str, **extra: An
              "entities": [SHIPPING], "places": [GDANSK], **extra}, T0 + hours * HOUR)
 
 
-# One grounding told three ways: the second report (34 h later, on the spill) is too far from the
+# One grounding told three ways: the second report (60 h later, on the spill) is too far from the
 # first to join it; the third, published in between and arriving last, is close to both.
 GROUNDING = report(1, "Tanker Valemar Star runs aground off Gdansk, oil leaking",
                    "The tanker Valemar Star ran aground off Gdansk on Monday and began leaking oil into the Baltic, "
                    "the port authority said. Valemar Shipping said the crew of 19 was safe.", 0, "wire-a")
 SPILL = report(2, "Oil spill from grounded tanker reaches Gdansk beaches",
                "Oil from the grounded tanker Valemar Star washed up on beaches near Gdansk, where volunteers cleaned "
-               "the sand. Valemar Shipping said salvage crews were pumping the remaining cargo.", 34, "wire-b")
+               "the sand. Valemar Shipping said salvage crews were pumping the remaining cargo.", 60, "wire-b")
 BRIDGE = report(3, "Valemar Star tanker: oil leak off Gdansk spreads toward beaches",
                 "The Valemar Star tanker that ran aground off Gdansk kept leaking oil, and the slick spread toward the "
-                "beaches. Valemar Shipping said the crew was safe and salvage crews were pumping cargo.", 17, "wire-c")
+                "beaches. Valemar Shipping said the crew was safe and salvage crews were pumping cargo.", 30, "wire-c")
 
 
 def store(server: RedisServer, namespace: str) -> RedisStoryStore:
@@ -53,7 +53,7 @@ def test_an_event_close_to_two_stories_of_one_event_merges_them(redis_server: Re
                                                                 redis_namespace: str) -> None:
     s = store(redis_server, redis_namespace)
     first, second = s.assign(*GROUNDING), s.assign(*SPILL)
-    assert first.story_id != second.story_id  # 34 h apart: two stories at first
+    assert first.story_id != second.story_id  # 60 h apart: two stories at first
     bridge = s.assign(*BRIDGE)
     # the larger (here: older) story survives, the event joins it and says what it absorbed
     assert bridge.story_id == first.story_id and not bridge.is_new
@@ -68,7 +68,7 @@ def test_an_event_close_to_two_stories_of_one_event_merges_them(redis_server: Re
     assert "merged_from" not in first.to_fields()["story"]
 
     # a later copy of the absorbed story's event follows the merge to the surviving id
-    copy = s.assign(*report(4, "Oil spill reaches Gdansk beaches", SPILL[0]["text"], 36, "wire-d",
+    copy = s.assign(*report(4, "Oil spill reaches Gdansk beaches", SPILL[0]["text"], 62, "wire-d",
                             duplicate_of=SPILL[0]["event_id"]))
     assert copy.story_id == first.story_id
     assert copy.story["event_count"] == 4
