@@ -140,10 +140,11 @@ class _FastDetector(Detector):  # type: ignore[misc]
             while at >= 0:  # q[at] and q[at + 1] upper case: nothing from q[at + 1]
                 unigrams[at] = bigrams[at] = trigrams[at] = ""
                 at = upper.find(b"\x01\x01", at + 1)
-            grams = zip(unigrams, bigrams, trigrams)
         else:
-            grams = zip(tail, bigrams, trigrams)
-        return [w for triple in grams for w in triple if w in known]
+            unigrams = list(tail)
+        grams = [""] * (3 * len(tail))  # per position: its 1-, 2- and 3-gram
+        grams[0::3], grams[1::3], grams[2::3] = unigrams, bigrams, trigrams
+        return list(filter(known.__contains__, grams))
 
     def _extract_ngrams_by_char(self) -> list[str]:
         """The same n-grams, one character at a time as ``NGram.add_char`` does (for profiles that
