@@ -52,8 +52,10 @@ log = logging.getLogger(__name__)
 # A hash of up to 128 small fields is one listpack (a flat byte array, ~3 bytes of overhead per
 # field). A *period* is ``ttl_s`` of wall-clock time: writes go to the current period's hash, reads
 # cover the periods a live entry can be in (the current one and the one before), and a whole hash
-# expires ``ttl_s`` after its period ends: no per-field expiry, nothing to sweep. (A key is
-# therefore forgotten between ttl_s and 2 x ttl_s after its last write, 1.5 x ttl_s on average;
+# expires ``ttl_s`` after its period ends (set by the script write that may have created it, i.e.
+# one adding a field; every write of a period sets the same instant): no per-field expiry, nothing
+# to sweep. (A key is therefore forgotten between ttl_s and 2 x ttl_s after its last write, 1.5 x
+# ttl_s on average;
 # entries older than ``ts - ttl_s`` in event time are ignored and dropped on every write, as
 # before. Three half-TTL periods would hold 1.25 x ttl_s on average but cost a third more lookups
 # per event.)
