@@ -107,7 +107,8 @@ MAX_SHINGLE_WORDS = len(_SHINGLE_MULT)
 def window_hashes(tokens: Sequence[str], k: int = 3) -> np.ndarray:
     """The 64-bit hash of every word k-shingle of ``tokens``, in order, repeats included (k is cut
     to ``len(tokens)`` and to :data:`MAX_SHINGLE_WORDS`); ``tokens`` must not be empty."""
-    w = np.fromiter((zlib.crc32(t.encode("utf-8")) for t in tokens), dtype=np.uint64, count=len(tokens))
+    # map() over C functions, no generator frame per token: ~40% less time than a genexpr
+    w = np.fromiter(map(zlib.crc32, map(str.encode, tokens)), dtype=np.uint64, count=len(tokens))
     k = max(1, min(k, len(tokens), MAX_SHINGLE_WORDS))
     n = len(tokens) - k + 1
     with np.errstate(over="ignore"):
@@ -140,18 +141,16 @@ def _signature(shingles: np.ndarray, settings: DedupSettings) -> tuple[int, ...]
     a, b = _perms(settings.num_perm, settings.seed)
     with np.errstate(over="ignore"):
         sig = ((a * shingles.reshape(1, -1) + b) >> np.uint64(32)).min(axis=1)
-    return tuple(int(v) for v in sig)
+    return tuple(sig.tolist())
 
 
 def lsh_band_keys(signature: Sequence[int], settings: DedupSettings = DEFAULT_SETTINGS) -> list[str]:
     """One state key per LSH band: ``b<band>:<16 hex>``; equal bands give equal keys on any worker."""
-    r = settings.rows
-    keys = []
-    for band in range(settings.bands):
-        rows = signature[band * r:(band + 1) * r]
-        raw = b"".join(int(v).to_bytes(4, "little") for v in rows)
-        keys.append(f"b{band:02d}:{key_hash(raw)}")
-    return keys
+    width = 4 * settings.rows  # a band's rows as uint32 LE, concatenated
+    raw = np.asarray(signature[:settings.bands * settings.rows], dtype="<u4").tobytes()
+    blake2b = hashlib.blake2b
+    return [f"b{band:02d}:{blake2b(raw[band * width:(band + 1) * width], digest_size=8).hexdigest()}"
+            for band in range(settings.bands)]
 
 
 def sentences(text: str) -> list[str]:
@@ -190,8 +189,9 @@ def _sentence_keys(text: str, settings: DedupSettings) -> tuple[list[str], bool]
     seen: dict[str, None] = {}
     cut = False
     for sentence in sentences(text):
-        if len(words(sentence)) >= settings.min_sentence_words:
-            seen.setdefault(sentence_key(sentence), None)
+        tokens = words(sentence)
+        if len(tokens) >= settings.min_sentence_words:
+            seen.setdefault("s:" + key_hash(" ".join(tokens)), None)  # sentence_key(sentence), words once
             cut = _TERMINATED.search(sentence) is None
     keys = list(seen)
     if len(keys) > settings.max_sentence_keys:
@@ -396,7 +396,7 @@ def jaccard_from_band_hits(band_hits: int, settings: DedupSettings = DEFAULT_SET
 _SHORTER = 0.8  # a text under 80% of the other's shingles is an excerpt of it, not a copy
 
 
-@dataclass
+@dataclass(slots=True)
 class _Candidate:
     first_seen: float
     band_hits: int = 0
@@ -445,20 +445,36 @@ def judge(fp: Fingerprint, key_hits: Iterable[KeyHits], settings: DedupSettings 
     (containment both ways); the strongest qualifying relation wins, ties to the earliest event.
     """
     cands: dict[str, _Candidate] = {}
+    get = cands.get
     for key, hits in key_hits:
         kind = key_kind(key)
+        # Band and sentence keys are ~all of an event's keys and hits: their loops are inlined.
+        if kind == "band":
+            for event_id, ts, size in hits:
+                c = get(event_id)
+                if c is None:
+                    c = cands[event_id] = _Candidate(first_seen=ts)
+                elif ts < c.first_seen:
+                    c.first_seen = ts
+                c.band_hits += 1
+                c.shingle_count = size
+            continue
+        if kind == "sentence":
+            for event_id, ts, size in hits:
+                c = get(event_id)
+                if c is None:
+                    c = cands[event_id] = _Candidate(first_seen=ts)
+                elif ts < c.first_seen:
+                    c.first_seen = ts
+                c.sentence_hits += 1
+                c.sentence_count = size
+            continue
         for place, e in enumerate(hits):
-            c = cands.get(e.event_id)
+            c = get(e.event_id)
             if c is None:
                 c = cands[e.event_id] = _Candidate(first_seen=e.ts)
             c.first_seen = min(c.first_seen, e.ts)
-            if kind == "band":
-                c.band_hits += 1
-                c.shingle_count = e.size
-            elif kind == "sentence":
-                c.sentence_hits += 1
-                c.sentence_count = e.size
-            elif kind == "exact":
+            if kind == "exact":
                 c.exact = "exact"
             elif key.startswith("g:") or e.size == fp.source_tag:  # a GUID is its source's own
                 c.version = max(c.version or (e.ts, place), (e.ts, place))

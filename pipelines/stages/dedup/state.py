@@ -52,8 +52,10 @@ log = logging.getLogger(__name__)
 # A hash of up to 128 small fields is one listpack (a flat byte array, ~3 bytes of overhead per
 # field). A *period* is ``ttl_s`` of wall-clock time: writes go to the current period's hash, reads
 # cover the periods a live entry can be in (the current one and the one before), and a whole hash
-# expires ``ttl_s`` after its period ends: no per-field expiry, nothing to sweep. (A key is
-# therefore forgotten between ttl_s and 2 x ttl_s after its last write, 1.5 x ttl_s on average;
+# expires ``ttl_s`` after its period ends (set by the script write that may have created it, i.e.
+# one adding a field; every write of a period sets the same instant): no per-field expiry, nothing
+# to sweep. (A key is therefore forgotten between ttl_s and 2 x ttl_s after its last write, 1.5 x
+# ttl_s on average;
 # entries older than ``ts - ttl_s`` in event time are ignored and dropped on every write, as
 # before. Three half-TTL periods would hold 1.25 x ttl_s on average but cost a third more lookups
 # per event.)
@@ -106,26 +108,37 @@ local own, own_record, horizon = ARGV[5], ARGV[6], tonumber(ARGV[7])
 local kinds, max_entries, rshards = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
 local old = redis.call('EXISTS', ARGV[11]) == 1
 local old_prefix, own_old = ARGV[12], ARGV[13]
-local size_at = {p = 11, b = 7, s = 9}
 local periods = {}
 for j = 0, %(periods)d - 1 do periods[j + 1] = struct.pack('>I4', period - %(periods)d + 1 + j) end
 local current = periods[#periods]
+-- per period, handle -> the live record's hits by kind letter (its entry as each kind of key
+-- returns it, built once), or false (no record, or expired): one HGET per record an event meets
 local records = {}
+for j = 1, #periods do records[j] = {} end
 local function record(j, h)
-  local r = records[j .. h]
+  local r = records[j][h]
   if r == nil then
     local shard = struct.pack('>I3', struct.unpack('>I3', h) %% rshards)
-    r = redis.call('HGET', rprefix .. periods[j] .. shard, h) or false
-    records[j .. h] = r
+    local raw = redis.call('HGET', rprefix .. periods[j] .. shard, h)
+    if raw and struct.unpack('<I6', raw) >= horizon then
+      local head, id = string.sub(raw, 1, 6), string.sub(raw, 13)
+      r = {e = head .. '\\0\\0' .. id, b = head .. string.sub(raw, 7, 8) .. id,
+           s = head .. string.sub(raw, 9, 10) .. id, p = head .. string.sub(raw, 11, 12) .. id}
+    else
+      r = false
+    end
+    records[j][h] = r
   end
   return r
 end
-local out, touched, copy = {}, {}, false
+-- touched: shard -> whether the write may have created its hash (the field was not there): only a
+-- new hash needs its expiry set, one that had the field got the same expiry when it was created
+local out, touched, wrote, copy = {}, {}, false, false
 for i = 1, #kinds do
   local kind = string.sub(kinds, i, i)
   local slot = ARGV[13 + i]
   local shard, field = string.sub(slot, 1, 3), string.sub(slot, 4, 8)
-  local live, hits, own_seen, kept = 0, {}, false, {}
+  local live, hits, own_seen, kept, had = 0, {}, false, {}, false
   if old then
     for _, p in ipairs(periods) do
       local bucket = redis.call('HGET', old_prefix .. p .. shard, string.sub(slot, 4))
@@ -151,18 +164,18 @@ for i = 1, #kinds do
   for j, p in ipairs(periods) do
     local bucket = redis.call('HGET', prefix .. p .. shard, field)
     if bucket then
+      if j == #periods then had = true end
       for pos = 1, #bucket, %(handle)d do
         local h = string.sub(bucket, pos, pos + %(handle)d - 1)
         local r = record(j, h)
-        if r and struct.unpack('<I6', r) >= horizon then
+        if r then
           live = live + 1
           if j == #periods then kept[#kept + 1] = h end
           if h == own then
             own_seen = true
           elseif not own_seen then
             -- * a replay sees only what was there before its first pass: the same verdict again
-            local at = size_at[kind]
-            hits[#hits + 1] = string.sub(r, 1, 6) .. (at and string.sub(r, at, at + 1) or '\\0\\0') .. string.sub(r, 13)
+            hits[#hits + 1] = r[kind]
           end
         end
       end
@@ -171,7 +184,8 @@ for i = 1, #kinds do
   if not own_seen and live < max_entries and not (kind == 'e' and #hits > 0) and not (kind == 'p' and copy) then
     kept[#kept + 1] = own
     redis.call('HSET', prefix .. current .. shard, field, table.concat(kept))
-    touched[shard] = true
+    touched[shard] = touched[shard] or not had
+    wrote = true
   end
   if kind == 'e' and #hits > 0 then copy = true end
   if #hits > 0 then
@@ -179,12 +193,14 @@ for i = 1, #kinds do
     out[#out + 1] = table.concat(hits)
   end
 end
-if next(touched) then
+if wrote then
   local rkey = rprefix .. current .. struct.pack('>I3', struct.unpack('>I3', own) %% rshards)
   redis.call('HSET', rkey, own, own_record)
   redis.call('PEXPIREAT', rkey, expire_at)
 end
-for shard in pairs(touched) do redis.call('PEXPIREAT', prefix .. current .. shard, expire_at) end
+for shard, new in pairs(touched) do
+  if new then redis.call('PEXPIREAT', prefix .. current .. shard, expire_at) end
+end
 return out
 """.replace("%(periods)d", str(_PERIODS)).replace("%(handle)d", str(_HANDLE_BYTES)).replace("%%", "%")
 
@@ -225,16 +241,29 @@ _HEX_ENTRY = struct.Struct("<IHHB16s")  # a tag-0 entry: ts low 32 bits, ts high
 _HEX_TAG_AT = 8  # offset of the tag byte in an entry
 
 
-def decode_entries(blob: bytes) -> list[BucketEntry]:
+def decode_entries(blob: bytes, memo: dict[bytes, BucketEntry] | None = None) -> list[BucketEntry]:
     """Entries concatenated as in a bucket (or a script's hits) -> BucketEntry list, in order.
 
     Hits are decoded for every key of every event (~150 entries an event on the e2e bench's
     stream), so the common case, where every id is a 32-hex id (fixed 25-byte entries), is one
     ``iter_unpack``: if the tag at every 25-byte boundary is 0, each entry really is 25 bytes long
-    (an entry with a non-zero tag would put one at a boundary first)."""
+    (an entry with a non-zero tag would put one at a boundary first). ``memo``: entries already
+    decoded (raw bytes -> entry), shared across the keys of one reply, where the same earlier
+    event comes back under many keys."""
     size = _HEX_ENTRY.size
     if len(blob) % size == 0 and blob[_HEX_TAG_AT::size].count(0) == len(blob) // size:
-        return [BucketEntry(raw.hex(), (lo | hi << 32) / 1000, n) for lo, hi, n, _, raw in _HEX_ENTRY.iter_unpack(blob)]
+        if memo is None:
+            return [BucketEntry(raw.hex(), (lo | hi << 32) / 1000, n)
+                    for lo, hi, n, _, raw in _HEX_ENTRY.iter_unpack(blob)]
+        out = []
+        for pos in range(0, len(blob), size):
+            chunk = blob[pos:pos + size]
+            entry = memo.get(chunk)
+            if entry is None:
+                lo, hi, n, _, raw = _HEX_ENTRY.unpack(chunk)
+                entry = memo[chunk] = BucketEntry(raw.hex(), (lo | hi << 32) / 1000, n)
+            out.append(entry)
+        return out
     return _decode_any(blob)
 
 
@@ -328,7 +357,8 @@ class RedisDedupStore:
 
     @staticmethod
     def _hits(fp: Fingerprint, reply: Sequence[Any]) -> list[KeyHits]:
-        return [KeyHits(fp.keys[int(reply[i]) - 1], tuple(decode_entries(reply[i + 1])))
+        memo: dict[bytes, BucketEntry] = {}
+        return [KeyHits(fp.keys[int(reply[i]) - 1], tuple(decode_entries(reply[i + 1], memo)))
                 for i in range(0, len(reply), 2)]
 
     def observe(self, event_id: str, fp: Fingerprint, ts: float) -> DedupVerdict:

@@ -15,10 +15,12 @@ from pipelines.stages.dedup.logic import (
     fingerprint,
     is_update,
     judge,
+    lsh_band_keys,
     minhash_signature,
     probe_bucket,
     sentence_keys,
     sentences,
+    window_hashes,
 )
 from pipelines.text.normalise import normalise_text
 from tests.paths import ARTICLES, SAMPLES
@@ -123,6 +125,20 @@ def test_keys_do_not_depend_on_the_process_or_on_line_wrapping() -> None:
     assert fingerprint(article).band_keys == fingerprint(text("turku-port-fire.repost.txt")).band_keys
     shared = set(sentence_keys(excerpt)) & set(sentence_keys(article))
     assert len(shared) >= len(sentence_keys(excerpt)) - 1  # only the cut-off last sentence differs
+
+
+def test_keys_are_the_ones_redis_already_holds() -> None:
+    """Band, sentence and shingle hashes are what earlier versions computed (pinned values): a
+    faster way to compute them must not orphan the state a running store holds."""
+    signature = tuple((i * 2654435761) % (1 << 32) for i in range(126))
+    keys = lsh_band_keys(signature)
+    assert (len(keys), keys[0], keys[41]) == (42, "b00:f435948a20001c92", "b41:110d03ec690ac081")
+    assert window_hashes(["the", "port", "of", "Turku", "é"]).tolist() == [
+        17927509978494348665, 8508336073668621517, 13588137799408562375]
+    fp = fingerprint("A ship caught fire in the port of Turku on Monday night. "
+                     "Firefighters fought the blaze for six hours.")
+    assert fp.band_keys[:2] == ("b00:8ff6715849ad8c76", "b01:51b23f5d8c258779")
+    assert fp.sentence_keys == ("s:93b169d81de3f96f", "s:a80d23f9250cb309")
 
 
 def test_two_workers_meet_in_keyed_state() -> None:

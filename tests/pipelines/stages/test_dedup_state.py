@@ -296,6 +296,16 @@ def test_hit_decoding_takes_the_fixed_size_path_only_when_every_entry_has_a_hex_
         assert decode_entries(blob) == list(order) == _decode_any(blob)
 
 
+def test_hits_decoded_with_a_memo_are_the_same_entries() -> None:
+    """A reply's keys share one memo of decoded entries (an earlier event comes back under many keys)."""
+    hex_ids = [BucketEntry(f"{i:032x}", T0 + i / 8, i) for i in range(4)]
+    memo: dict[bytes, BucketEntry] = {}
+    for blob in (b"".join(encode_entry(e) for e in hex_ids), b"".join(encode_entry(e) for e in hex_ids[::-2]),
+                 encode_entry(BucketEntry("evt-7", T0, 3)) + encode_entry(hex_ids[0])):
+        assert decode_entries(blob, memo) == decode_entries(blob) == _decode_any(blob)
+    assert set(memo.values()) == set(hex_ids)  # the fixed-size path fills it, the other path does not need it
+
+
 def test_index_stays_compact_in_redis(client: redis.Redis, redis_namespace: str) -> None:
     """Buckets are fields of a few listpack-encoded hashes, not a Redis key each (~5x the memory)."""
     store = RedisDedupStore(client, DedupSettings(index_shards=64), redis_namespace.encode())
@@ -309,6 +319,9 @@ def test_index_stays_compact_in_redis(client: redis.Redis, redis_namespace: str)
     assert buckets and all(len(v) % 7 == 0 and 0 < len(v) <= 8 * 7 for v in buckets)  # a 7-byte handle an event
     records = [v for k in keys if k.startswith(redis_namespace.encode() + b"r") for v in client.hvals(k)]
     assert len(records) == len(texts) * 3 and {len(v) for v in records} == {12 + 17}  # one record an event
+    # Every hash expires, the same ms: a hash gets its expiry from the write that created it (a
+    # write to a field already there, like the second and third copies here, does not set it again).
+    assert len({client.pexpiretime(k) for k in keys}) == 1 and client.pttl(keys[0]) > 0
 
 
 def test_reads_the_earlier_layout_until_it_expires(client: redis.Redis, redis_namespace: str) -> None:
