@@ -721,7 +721,7 @@ def _town_days(rng: random.Random, t: float, out: list[dict[str, Any]], style: V
 def training_stream(seed: int = 3, style: Varied | None = None, towns: bool = False) -> list[dict[str, Any]]:
     """~120 articles (49 events) over ten days from the training topics, in publication order.
     ``towns``: add three towns' unrelated local events a day or two apart (:func:`_town_days`, 12
-    events more; the shipped scorer was fitted without them, bench/RESULTS.md "Same-town
+    events more; the shipped scorer is fitted with them, bench/RESULTS.md "Same-town
     distractors"); the rest of the stream is the same draw for draw.
     ``style``: outlets' copy varied as real reporting is (:class:`Varied`: lengths, rewording,
     bystander names, reports a day or two late, with ``date_only`` dates without a time; 2-4 outlets

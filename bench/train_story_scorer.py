@@ -4,8 +4,9 @@ the join threshold on held-out seeds.
     .venv/bin/python bench/train_story_scorer.py [--seeds 3 4 5] [--held-out 6 8 9] [--c 10] [--towns]
 
 Replays bench/story_streams.py ``training_stream()`` (tennis matches, regional elections,
-earnings, earthquakes, court rulings, three events over three days, local events with stock quotes: none of
-the evaluation stream's topics), each seed twice: as templated copy and as varied copy
+earnings, earthquakes, court rulings, three events over three days, local events with stock quotes,
+and with ``--towns``, as the shipped scorer is fitted, unrelated local incidents in one town a day or
+two apart: none of the evaluation stream's topics), each seed twice: as templated copy and as varied copy
 (``Varied``: a one-line flash to a long feature, reworded, bystander names, reports up to two days
 late; what real multi-outlet reporting has and templates lack), through gazetteer enrichment and the
 clusterer's own features, keeping the *gold* stories: each event is scored against its gold story
