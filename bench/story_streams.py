@@ -8,7 +8,8 @@ is not a figure the scorer was fitted on:
 * :func:`training_stream` (bench/train_story_scorer.py fits on it): a tennis tournament's matches,
   one country's regional election results, quarterly company earnings, earthquakes and floods in
   several countries, court rulings, a flood, a hostage standoff and a bank outage that evolve over three days, and small local events
-  quoting stock phrases; in templated copy, or (``style=Varied()``) in varied copy: a flash to a
+  quoting stock phrases (with ``towns=True``, also unrelated local events in one town a day or two
+  apart); in templated copy, or (``style=Varied()``) in varied copy: a flash to a
   long feature, reworded, naming bystanders, some outlets a day or two late (:class:`Varied`);
 * :func:`evaluation_stream` (bench/eval_stories.py measures on it): a football tournament's
   matches (same teams, same days), one country's politics (one prime minister, many bills),
@@ -629,8 +630,99 @@ def _outage_topic(day: int) -> Topic:
                  boilerplate=("Banks have faced growing pressure over the reliability of their systems.",))
 
 
-def training_stream(seed: int = 3, style: Varied | None = None) -> list[dict[str, Any]]:
+# Several unrelated local events in one town within a day or two (training only): what a regional
+# paper's feed is made of. They share the town (a place id with a name cosine of 1 when it is the only
+# name), its mayor and the vocabulary of local news, and nothing else: other incidents, people,
+# streets, numbers and times. Without them the scorer never sees that one shared town is not one
+# event (bench/RESULTS.md, issue 16, "Same-town distractors"). Towns, people and templates are the
+# training stream's own.
+_TOWN_POOL = ("Tampere", "Graz", "Leuven", "Trondheim", "Lund", "Innsbruck", "Brno", "Eindhoven", "Stavanger",
+              "Jyvaskyla", "Tilburg", "Wroclaw")
+_TOWNSFOLK = ("Henrik Aaltonen", "Birgit Steiner", "Pieter Claes", "Solveig Haugen", "Magnus Ekdahl", "Veronika Dvorak",
+              "Ruud Jansen", "Leena Virtanen", "Gerhard Pichler", "Annelies Peeters", "Kristian Bakke", "Ondrej Novotny",
+              "Maja Svensson", "Johanna Koskinen", "Wim de Vries", "Elin Nygaard")
+_STREETS = ("Harbour Street", "Mill Lane", "Station Road", "Church Street", "Market Square", "Park Avenue",
+            "Canal Road", "Hill Street")
+_TOWN_NEWS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("warehouse-fire", ("Fire destroys warehouse in {town}", "{town} warehouse blaze on {street}"),
+     ("A fire destroyed a furniture warehouse on {street} in {town} at about {hour} on {day}.",
+      "{n} fire crews fought the blaze for {dur} hours, fire chief {person} said.",
+      "Nobody was hurt, but smoke closed {street} to traffic in {town} until the evening.",
+      "Investigators in {town} are trying to establish what started the fire.")),
+    ("council-budget", ("{town} council approves {money} million budget", "{town} budget passes by {n} votes to {m}"),
+     ("The {town} city council approved a budget of {money} million euros on {day} by {n} votes to {m}.",
+      "Mayor {mayor} said the budget would pay for new cycle lanes and a swimming pool in {town}.",
+      "Councillor {person} voted against, saying property taxes in {town} would rise by {pct} percent.",
+      "The debate in the {town} council chamber lasted {dur} hours.")),
+    ("water-main", ("Burst water main floods {street} in {town}", "{town}: homes without water after pipe bursts"),
+     ("A water main burst under {street} in {town} early on {day}, flooding cellars and shops.",
+      "About {n} households in {town} were without running water for {dur} hours.",
+      "Engineer {person} of the {town} water utility said the pipe was {age} years old.",
+      "Bottled water was handed out at the {town} sports hall.")),
+    ("jewellery-theft", ("Jeweller robbed on {street} in {town}", "{town} police hunt jewellery thieves"),
+     ("Two masked men robbed a jeweller on {street} in {town} at {hour} on {day} and escaped on a motorbike.",
+      "The thieves took watches and rings worth about {money} thousand euros, police said.",
+      "Shop owner {person} said the robbery in {town} was over in less than {n} minutes.",
+      "Police in {town} asked witnesses to come forward.")),
+    ("bus-crash", ("Bus and lorry collide in {town}", "{n} hurt in {town} bus crash"),
+     ("A city bus collided with a lorry at a junction on {street} in {town} at {hour} on {day}.",
+      "{n} passengers were taken to hospital with minor injuries, ambulance officer {person} said.",
+      "The bus driver in {town} was tested for alcohol, as is routine, and the test was negative.",
+      "Traffic around {street} was diverted for {dur} hours while the vehicles were removed.")),
+    ("factory-jobs", ("{town} factory to cut {n} jobs", "Job losses at {town} plant"),
+     ("A packaging factory in {town} said on {day} it would cut {n} of its {m} jobs by the end of the year.",
+      "Works council chair {person} called the cuts a blow for {town}.",
+      "The company blamed higher energy costs and falling orders for the cuts in {town}.",
+      "Mayor {mayor} said {town} would help the workers find new jobs.")),
+    ("hiker-rescue", ("Missing hiker found alive near {town}", "Rescuers find hiker after night in forest near {town}"),
+     ("A {age}-year-old hiker missing overnight in the forest near {town} was found alive on {day} morning.",
+      "{n} volunteers and a police helicopter searched the hills above {town}.",
+      "Rescue team leader {person} said the hiker had a sprained ankle and mild hypothermia.",
+      "The hiker had set out from {town} on a marked trail on the previous afternoon.")),
+    ("tram-opening", ("New tram line opens in {town}", "{town} tram extension carries first passengers"),
+     ("A new {km} kilometre tram line to the university opened in {town} on {day} after {age} months of works.",
+      "Mayor {mayor} and transport director {person} rode the first tram in {town}.",
+      "The {town} tram extension cost {money} million euros and has {n} stops.",
+      "Trams on the new line in {town} will run every {pct} minutes.")),
+)
+# What a regional outlet says of any incident in its town: every event of a town draws its own three
+# of these, so two unrelated reports from one town share whole sentences besides the town's name.
+_TOWN_GENERIC = ("Police in {town} said enquiries were continuing.", "Mayor {mayor} visited the scene in {town} later that day.",
+                 "Residents of {town} shared photos of the scene on social media.",
+                 "The {town} city council said it would review what had happened.",
+                 "It was the second such incident in {town} this month.", "Emergency services in {town} were called at {hour}.",
+                 "Several streets in central {town} were cordoned off for a time.",
+                 "A spokesperson for the {town} city council said more information would follow.")
+_TOWN_BOILER = ("{town} has a population of about {pop} thousand.", "The {town} city council meets every Tuesday.",
+                "Local residents in {town} have long complained about traffic in the centre.")
+
+
+def _town_days(rng: random.Random, t: float, out: list[dict[str, Any]], style: Varied | None,
+               towns: int = 3, per_town: int = 4) -> None:
+    """``towns`` towns, each with ``per_town`` distinct local events 3-14 h apart (1-2 days in all)."""
+    for k, town in enumerate(rng.sample(_TOWN_POOL, towns)):
+        mayor = rng.choice(_TOWNSFOLK)
+        boiler = tuple(b.format(town=town, pop=rng.randint(80, 300)) for b in _TOWN_BOILER)  # copy pastes it as is
+        ts = t + k * 60 * HOUR
+        for j, (kind, titles, sentences) in enumerate(rng.sample(_TOWN_NEWS, per_town)):
+            facts = {"town": town, "mayor": mayor, "person": rng.choice([p for p in _TOWNSFOLK if p != mayor]),
+                     "street": rng.choice(_STREETS), "day": ("Monday", "Tuesday", "Wednesday")[j * 2 // per_town],
+                     "hour": f"{rng.randint(1, 11)}.{rng.choice(('15', '30', '45'))} {rng.choice(('am', 'pm'))}",
+                     "n": rng.randint(3, 60), "m": rng.randint(61, 400), "dur": rng.randint(2, 9),
+                     "money": rng.randint(2, 90), "pct": rng.randint(2, 9), "age": rng.randint(18, 70),
+                     "km": rng.randint(3, 12),
+                     "speaker": rng.choice(("the mayor", "a police spokesperson", "a council spokesperson"))}
+            generic = tuple(rng.sample(_TOWN_GENERIC, 3))
+            topic = Topic(f"town-{kind}", lambda r, i: {}, titles, sentences + generic, boiler)
+            _emit(rng, topic, facts, f"town-{k}-{kind}", ts, rng.randint(1, 3), 0.3, out, style)
+            ts += rng.uniform(3, 14) * HOUR
+
+
+def training_stream(seed: int = 3, style: Varied | None = None, towns: bool = False) -> list[dict[str, Any]]:
     """~120 articles (49 events) over ten days from the training topics, in publication order.
+    ``towns``: add three towns' unrelated local events a day or two apart (:func:`_town_days`, 12
+    events more; the shipped scorer is fitted with them, bench/RESULTS.md "Same-town
+    distractors"); the rest of the stream is the same draw for draw.
     ``style``: outlets' copy varied as real reporting is (:class:`Varied`: lengths, rewording,
     bystander names, reports a day or two late, with ``date_only`` dates without a time; 2-4 outlets
     an event), else templated copy."""
@@ -657,4 +749,6 @@ def training_stream(seed: int = 3, style: Varied | None = None) -> list[dict[str
         for day in range(3):  # one event over three days, new facts each day
             _emit(rng, topics(day), facts, f"evolving-{k}", T0 + (start + day * 24) * HOUR, 2, 0.3, out, style)
     _local_events(rng, 10, T0 + 40 * HOUR, out, style)
+    if towns:  # last, so the rest of the stream is drawn as before
+        _town_days(rng, T0 + 20 * HOUR, out, style)
     return sorted(out, key=lambda e: (e["ts"], e["id"]))

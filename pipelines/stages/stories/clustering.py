@@ -343,7 +343,7 @@ def story_features(item: StoryInput, settings: StorySettings = DEFAULT_STORY_SET
             tf[term] = tf.get(term, 0.0) + weight
             if p > priors.get(term, 0.0):
                 priors[term] = p
-    ranked = sorted(tf, key=lambda t: (-(1 + math.log(tf[t])) * prior_idf(priors[t], settings), t))
+    ranked = sorted(tf, key=lambda t: (-tf[t] * prior_idf(priors[t], settings), t))
     kept = ranked[: settings.max_event_terms]
     names: dict[str, float] = {}
     labels: dict[str, str] = {}
@@ -367,7 +367,8 @@ def unit(vec: Mapping[str, float]) -> dict[str, float]:
 
 
 class EventVectors(NamedTuple):
-    """An event's unit TF-IDF vectors (content words, names) and the raw content vector's length."""
+    """An event's unit TF-IDF vectors (content words, names) and the damped (1 + log tf) content
+    vector's length."""
 
     text: dict[str, float]
     names: dict[str, float]
@@ -375,10 +376,16 @@ class EventVectors(NamedTuple):
 
 
 def vectors(features: StoryFeatures, rarity: Rarity) -> EventVectors:
-    """The event's TF-IDF vectors under ``rarity``."""
-    text = {t: (1 + math.log(tf)) * rarity.idf(t, features.priors[t]) for t, tf in features.words.items()}
+    """The event's TF-IDF vectors under ``rarity``. Content words weigh by their raw (title- and
+    lead-weighted) term frequency, so what a report keeps coming back to dominates its vector;
+    ``text_norm`` (what ``text_mass`` scales) is the length of the damped, 1 + log(tf), vector, so
+    a long report's repetitions do not inflate how much vocabulary it shares (bench/RESULTS.md,
+    issue 16, "Same-town distractors")."""
+    idf = {t: rarity.idf(t, features.priors[t]) for t in features.words}
+    text = {t: tf * idf[t] for t, tf in features.words.items()}
+    damped = math.sqrt(sum(((1 + math.log(tf)) * idf[t]) ** 2 for t, tf in features.words.items()))
     names = {t: w * rarity.idf(t, features.priors[t]) for t, w in features.names.items()}
-    return EventVectors(unit(text), unit(names), math.sqrt(sum(v * v for v in text.values())))
+    return EventVectors(unit(text), unit(names), damped)
 
 
 def index_keys(features: StoryFeatures, settings: StorySettings = DEFAULT_STORY_SETTINGS) -> dict[str, float]:
@@ -545,14 +552,17 @@ def cosine(vec: Mapping[str, float], centroid: Mapping[str, float]) -> float:
 
 def evidence(features: StoryFeatures, vecs: EventVectors, ts: float, story: StoryState) -> tuple[float, ...]:
     """The scorer's inputs (:data:`FEATURES`) for one event against one story. ``text_mass``:
-    log(1 + the raw TF-IDF weight the event shares with the story), how much rare vocabulary
-    agrees, which a cosine of two short texts cannot tell."""
+    log(1 + the TF-IDF weight the event shares with the story), how much rare vocabulary
+    agrees, which a cosine of two short texts cannot tell. ``name_cos`` is the names' cosine times
+    k / (k + 1) for an event with k names: one shared name (a town) is weaker evidence than several."""
     shared_quotes = len(features.quotes & set(story.quotes))
     nums = features.numbers
     shared_nums = len(nums & set(story.numbers))
     gap = max(0.0, story.first_seen - ts, ts - story.last_seen)
     text_cos = cosine(vecs.text, story.centroid)
-    return (text_cos, math.log1p(text_cos * vecs.text_norm), cosine(vecs.names, story.name_centroid),
+    k = len(vecs.names)  # a cosine over few names says less: one shared town alone is 1.0
+    name_cos = cosine(vecs.names, story.name_centroid) * k / (k + 1.0)
+    return (text_cos, math.log1p(text_cos * vecs.text_norm), name_cos,
             min(1.0, shared_quotes / 3.0), shared_nums / min(len(nums), 6) if nums else 0.0,
             float(bool(nums) and bool(story.numbers) and not shared_nums), math.log1p(gap / 3600.0))
 

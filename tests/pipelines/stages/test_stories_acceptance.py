@@ -115,7 +115,7 @@ CHAIN = ["glacier", "avalanche", "village", "rescuers", "helicopter", "dogs", "s
 def _chain_event(k: int) -> tuple[dict[str, Any], float]:
     window = CHAIN[3 * k: 3 * k + 9]  # each event shares two thirds of its words with the next
     text = " ".join(window).capitalize() + ". " + " ".join(reversed(window)).capitalize() + "."
-    return event(k, " ".join(window[:4]).title(), text, 30 * k, f"outlet-{k}")
+    return event(k, " ".join(window[3:6]).title(), text, 30 * k, f"outlet-{k}")  # its headline: what it shares with both neighbours
 
 
 def test_a_story_does_not_chain_through_pairwise_similar_events(redis_server: RedisServer,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 
 import pytest
 
 from core.settings import StorySettings
 from pipelines.stages.stories.clustering import (
+    FEATURES,
+    Rarity,
     StoryClusterer,
     StoryInput,
     StoryState,
@@ -19,7 +22,9 @@ from pipelines.stages.stories.clustering import (
     stem,
     stem_doc_freq,
     story_features,
+    vectors,
 )
+from pipelines.stages.stories.clustering import evidence as story_evidence
 from pipelines.text.normalise import normalise_text
 from tests.paths import ARTICLES, SAMPLES
 
@@ -204,3 +209,39 @@ def test_english_content_words_meet_by_stem_with_one_prior_per_stem() -> None:
     french = story_features(StoryInput("d", 0.0, "wire", "Les conseillers votaient contre la taxe portuaire.",
                                        language="fr"))
     assert "conseiller" in french.words and "votaient" in french.words
+
+
+def test_content_weighs_raw_term_frequency_and_text_mass_the_damped_one() -> None:
+    item = StoryInput("a", 0.0, "wire", "The ferry operator cancelled crossings. Ferry crews met the ferry operator.",
+                      title="Ferry crossings cancelled", language="en")
+    features = story_features(item)
+    rarity = Rarity()
+    vecs = vectors(features, rarity)
+    ferry, crews = stem("ferry"), stem("crews")
+    idf = {t: rarity.idf(t, features.priors[t]) for t in features.words}
+    assert features.words[ferry] > features.words[crews] > 0
+    # raw tf: the ratio of two weights is the ratio of tf x idf, not of (1 + log tf) x idf
+    ratio = (features.words[ferry] * idf[ferry]) / (features.words[crews] * idf[crews])
+    assert vecs.text[ferry] / vecs.text[crews] == pytest.approx(ratio)
+    damped = sum(((1 + math.log(tf)) * idf[t]) ** 2 for t, tf in features.words.items()) ** 0.5
+    assert vecs.text_norm == pytest.approx(damped)
+
+
+def test_one_shared_name_alone_is_weaker_name_evidence_than_several() -> None:
+    town = {"id": "geonames:1", "name": "Harbourtown"}
+    port = {"id": "geonames:2", "name": "Harbourtown Port"}
+    mayor = {"id": "person:1", "name": "Edda Marsh"}
+    settings = StorySettings()
+    rarity = Rarity()
+
+    def name_cos(places: tuple[dict, ...], entities: tuple[dict, ...]) -> float:
+        first = StoryInput("a", 0.0, "wire", "Flood barriers went up along the quay.", tuple(entities), tuple(places))
+        later = StoryInput("b", 3600.0, "radio", "Barriers held as the tide peaked.", tuple(entities), tuple(places))
+        story = StoryState("s", 0.0, 0.0)
+        ff = story_features(first, settings)
+        story.add(first, ff, vectors(ff, rarity), settings)
+        lf = story_features(later, settings)
+        return story_evidence(lf, vectors(lf, rarity), later.ts, story)[FEATURES.index("name_cos")]
+
+    assert name_cos((town,), ()) == pytest.approx(0.5)  # one name: k / (k + 1) = 1/2 of a cosine of 1
+    assert name_cos((town, port), (mayor,)) == pytest.approx(0.75)
