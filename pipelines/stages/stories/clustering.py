@@ -607,6 +607,12 @@ class StoryChoice(NamedTuple):
     absorbed: tuple[StoryState, ...] = ()
 
 
+def linked_open(linked: StoryState, ts: float, settings: StorySettings = DEFAULT_STORY_SETTINGS) -> bool:
+    """Whether :func:`choose_story` joins the event to its ``linked`` story without looking at any
+    candidate (the story is open at ``ts``)."""
+    return ts - linked.last_seen <= settings.max_gap_s
+
+
 def choose_story(features: StoryFeatures, vecs: EventVectors, ts: float, candidates: Sequence[StoryState],
                  settings: StorySettings = DEFAULT_STORY_SETTINGS, linked: StoryState | None = None,
                  scorer: Scorer | None = None) -> StoryChoice:
@@ -618,7 +624,7 @@ def choose_story(features: StoryFeatures, vecs: EventVectors, ts: float, candida
     :func:`same_event` finds report the best one's event are the same event told twice; the story with
     the most events (then the oldest, then the smaller id) survives and absorbs the others, and the
     event joins it. Only stories that are :func:`same_event` with the survivor itself are absorbed."""
-    if linked is not None and ts - linked.last_seen <= settings.max_gap_s:
+    if linked is not None and linked_open(linked, ts, settings):
         return StoryChoice(score_story(features, vecs, ts, linked, settings, scorer), linked)
     scored = [(score_story(features, vecs, ts, st, settings, scorer), st) for st in candidates]
     ok = sorted(((sc, st) for sc, st in scored if sc.score >= settings.join_threshold),

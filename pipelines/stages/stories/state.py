@@ -87,6 +87,7 @@ from pipelines.stages.stories.clustering import (
     StoryState,
     choose_story,
     index_keys,
+    linked_open,
     merge_into,
     small_hash,
     story_features,
@@ -287,8 +288,24 @@ end
 local ver = {}
 if #stripes > 0 then ver = redis.call('HMGET', A.prefix .. 'v:', unpack(stripes)) end
 for i = 1, #ver do ver[i] = ver[i] or '0' end
+-- The novelty read of the linked story (the story the event joins while it is open): each set's
+-- size and which of the event's members (A.nk, A.nh) it holds, as '0'/'1' characters.
+local nov = false
+if linked and states[1] ~= '' then
+  nov = {}
+  for _, kind in ipairs({'nk', 'nh'}) do
+    local key, members, hits = A.prefix .. kind .. ':' .. linked, A[kind], {}
+    nov[#nov + 1] = redis.call('SCARD', key)
+    for from = 1, #members, 1000 do
+      for _, hit in ipairs(redis.call('SMISMEMBER', key, unpack(members, from, math.min(from + 999, #members)))) do
+        hits[#hits + 1] = hit
+      end
+    end
+    nov[#nov + 1] = table.concat(hits)
+  end
+end
 local reply = {cjson.encode({done = false, linked = linked or '', cands = cands, df = df,
-                             stripes = stripes, ver = table.concat(ver, ',')})}
+                             stripes = stripes, ver = table.concat(ver, ','), nov = nov})}
 for i = 1, #states do reply[#reply + 1] = states[i] end
 return reply
 """
@@ -406,13 +423,26 @@ class _SentenceMarks:
     counted: list[CountedSentence]
     keys: dict[str, int]       # sentence_key -> small hash
     shingles: dict[int, int]   # sampled shingle hash -> small hash
+    sentences: list[str]       # all the text's sentences (dedup.logic.sentences)
 
 
 def _sentence_marks(text: str, settings: NoveltySettings) -> _SentenceMarks:
-    counted = counted_sentences(text, settings)
+    split = sentences(text)
+    counted = counted_sentences(text, settings, split)
     keys = {c.key: small_hash(int(key_hash(c.key), 16)) for c in counted}
     shingles = {h: small_hash(h) for c in counted for h in c.shingles}
-    return _SentenceMarks(counted, keys, shingles)
+    return _SentenceMarks(counted, keys, shingles, split)
+
+
+def _linked_novelty_memory(memory: StoryMemory, marks: _SentenceMarks, nov: list[Any],
+                           settings: NoveltySettings) -> tuple[bool, bool]:
+    """:meth:`RedisStoryStore._novelty_memory` for the linked story, from what the read returned
+    (``nov``: the size of its sentence-key set, which of the event's keys it holds as '0'/'1'
+    characters, then the same for its shingle set): no round trip of its own."""
+    n_keys, key_hits, n_shingles, shingle_hits = nov
+    memory.sentence_keys.update({m: None for m, hit in zip(marks.keys, key_hits, strict=True) if hit == "1"})
+    memory.shingles.update({m: None for m, hit in zip(marks.shingles, shingle_hits, strict=True) if hit == "1"})
+    return int(n_keys) >= settings.max_sentences, int(n_shingles) >= settings.max_shingles
 
 
 def _translation_profile(features: StoryFeatures, story: StoryState) -> dict[str, Any] | None:
@@ -424,12 +454,19 @@ def _translation_profile(features: StoryFeatures, story: StoryState) -> dict[str
     return {"numbers": list(story.lingual.get("numbers", ()))}
 
 
+#: Decoded story states a :class:`RedisStoryStore` keeps, by their stored bytes: a candidate that
+#: did not change since an earlier event read it is not decompressed and parsed again (~120 us
+#: each, ~8 candidates an event). A state is ~10-20 KB of Python objects.
+STATE_CACHE_SIZE = 2048
+
+
 class RedisStoryStore:
     """Assign events to stories and measure their novelty, with all state in Redis (see module doc)."""
 
     def __init__(self, client: redis.Redis, settings: StorySettings = DEFAULT_STORY_SETTINGS,
                  novelty: NoveltySettings = DEFAULT_NOVELTY_SETTINGS, *, namespace: str = "",
-                 max_retries: int = 50, posting_shards: int = POSTING_SHARDS) -> None:
+                 max_retries: int = 50, posting_shards: int = POSTING_SHARDS,
+                 state_cache_size: int = STATE_CACHE_SIZE) -> None:
         self.client, self.settings, self.novelty = client, settings, novelty
         self.prefix = f"{namespace}st:"
         self.max_retries = max_retries
@@ -438,6 +475,10 @@ class RedisStoryStore:
         self._ttl_ms = max(1, round(settings.max_gap_s * 1000))
         self._days = math.ceil(settings.max_gap_s / _DAY_S) + 1
         self.conflicts = 0  # commits refused because a candidate changed, for metrics and tests
+        # Decoded candidate states by their stored bytes (LRU, read-only; see _decode)
+        self._states: dict[bytes, StoryState] = {}
+        self.state_cache_size = state_cache_size
+        self.state_cache_hits = self.state_cache_misses = 0
         self._read = client.register_script(_READ)
         self._commit = client.register_script(_COMMIT)
 
@@ -478,6 +519,7 @@ class RedisStoryStore:
             "posts": [[k, w, self._posting_shard(k)] for k, w in keys.items()], "pdays": list(days),
             "horizon": ts - s.max_gap_s, "maxc": s.max_candidates, "prefix": self.prefix,
             "days": [self._k("df", str(d)) for d in range(today - self._days + 1, today + 1)], "terms": terms,
+            "nk": list(marks.keys.values()), "nh": list(marks.shingles.values()),
         }
         for _ in range(self.max_retries):
             reply = self._read(args=[orjson.dumps(args)])
@@ -488,20 +530,26 @@ class RedisStoryStore:
             rarity = Rarity(docs=df[0] + 1.0, df={t: df[i + 1] + 1.0 for i, t in enumerate(terms)},
                             prior_docs=s.prior_docs)  # counting this event, as StoryClusterer does
             vecs = vectors(features, rarity)
-            cands = meta["cands"] or []
-            states = {sid: story_from_json(raw) for sid, raw in zip(cands, reply[1:], strict=True)
-                      if raw}
-            linked = states.get(meta["linked"]) if meta["linked"] else None
-            best, story, absorbed = choose_story(features, vecs, ts, [st for sid, st in states.items()
-                                                                      if sid != meta["linked"]], s, linked)
+            raws = {sid: raw for sid, raw in zip(meta["cands"] or [], reply[1:], strict=True) if raw}
+            decoded: dict[int, bytes] = {}  # id(state) -> its raw state, for the one chosen
+            linked_id = meta["linked"]
+            linked = self._decode(raws[linked_id], decoded) if linked_id in raws else None
+            # An open linked story is joined whatever the candidates are: they are not decoded then.
+            others = [] if linked is not None and linked_open(linked, ts, s) else \
+                [self._decode(raw, decoded) for sid, raw in raws.items() if sid != linked_id]
+            best, story, absorbed = choose_story(features, vecs, ts, others, s, linked)
             if story is None:
                 best, story = None, StoryState(story_id_for(event_id), ts, ts)
+            else:  # decoded states are shared (the cache): the story to change is a copy of its own
+                story = story_from_json(decoded[id(story)])
             sid = story.story_id
             merge_into(story, absorbed, s)
-            translation = _translation_profile(features, story) if sid in states else None
+            translation = _translation_profile(features, story) if sid in raws else None
             story.add(item, features, vecs, s)
             memory, full = StoryMemory(), (False, False)
-            if sid in states:
+            if sid in raws and sid == linked_id and not absorbed and meta["nov"]:
+                full = _linked_novelty_memory(memory, marks, meta["nov"], self.novelty)
+            elif sid in raws:
                 full = self._novelty_memory(memory, marks, [sid, *(st.story_id for st in absorbed)])
             novelty = assess_novelty(item.text, memory, self.novelty, marks.counted)
             if translation is not None:  # first report of the story in its language: see crosslingual.py
@@ -520,7 +568,7 @@ class RedisStoryStore:
                       "nk": [] if full[0] else list(marks.keys.values()),
                       "nh": [] if full[1] else list(marks.shingles.values())}
             result = self._commit(args=[orjson.dumps(commit), story_to_json(story),
-                                        _decision_to_json(decision, item.text)])
+                                        _decision_to_json(decision, item.text, marks.sentences)])
             status = result[0].decode() if isinstance(result[0], bytes) else result[0]
             if status == "ok":
                 return decision
@@ -529,6 +577,24 @@ class RedisStoryStore:
             self.conflicts += 1
         raise StoryContention(f"stories: event {event_id} lost {self.max_retries} commits in a row; "
                               "is another writer looping on the same keys?")
+
+    def _decode(self, raw: bytes, decoded: dict[int, bytes]) -> StoryState:
+        """The story state stored as ``raw`` (:func:`story_from_json`), from the cache of decoded
+        states when it holds those exact bytes (a candidate that did not change since an earlier
+        event read it), for reading only; ``decoded`` maps the states of one decision to their raw
+        bytes (a state twice in one decision is decoded apart, so no two candidates are one object)."""
+        cache = self._states
+        story = cache.pop(raw, None)
+        if story is None or id(story) in decoded:
+            self.state_cache_misses += 1
+            story = story_from_json(raw)
+        else:
+            self.state_cache_hits += 1
+        cache[raw] = story  # (re)inserted last: the dict's order is least recently used first
+        if len(cache) > self.state_cache_size:
+            del cache[next(iter(cache))]
+        decoded[id(story)] = raw
+        return story
 
     def _novelty_memory(self, memory: StoryMemory, marks: _SentenceMarks, stories: list[str]) -> tuple[bool, bool]:
         """Fill ``memory`` with the event's sentence keys and shingles that the chosen story (first of
@@ -638,13 +704,14 @@ def _iso_summary(story: StoryState, settings: StorySettings) -> dict[str, Any]:
     return summary
 
 
-def _decision_to_json(d: StoryDecision, text: str) -> bytes:
+def _decision_to_json(d: StoryDecision, text: str, split: list[str] | None = None) -> bytes:
     """The event's result, compact (it is kept for every event in the window, for replays and as
     the event's link): ``Z`` + story id + ``\x1f`` + zlib of the JSON record, in which new sentences
     are their positions in the event's text, times epoch milliseconds, and a list of like-keyed
     dicts (top entities, top places) ``[keys, rows]``. The story id stays readable for the scripts
-    (an event's link); zlib takes ~40% off the record for ~20 us of CPU."""
-    index = {sent: i for i, sent in enumerate(sentences(text))}
+    (an event's link); zlib takes ~40% off the record for ~20 us of CPU. ``split``:
+    ``sentences(text)`` when the caller has it."""
+    index = {sent: i for i, sent in enumerate(sentences(text) if split is None else split)}
     st = d.story
     record = orjson.dumps([d.story_id, d.is_new, d.score.score if d.score else None,
                            [_pack(st[k]) for k in _SUMMARY_KEYS], [index[x] for x in d.new_sentences],
