@@ -150,29 +150,6 @@ local function encode_posting(ts, sid)
   end
   return struct.pack('>dB', ts, #sid) .. sid
 end
--- the stories filed under a posting list at or after horizon (ZRANGEBYSCORE horizon +inf); the
--- retrieval reads ~50 lists an event, so this one decodes in place and formats each id once
-local sid_of = {}
-local function postings(blob, horizon)
-  local out = {}
-  if not blob then return out end
-  local pos, n = 1, #blob
-  while pos <= n do
-    local tag = string.byte(blob, pos + 8)
-    local len = tag == 0 and 8 or tag
-    if struct.unpack('>d', blob, pos) >= horizon then
-      local raw = string.sub(blob, pos + 9, pos + 8 + len)
-      if tag == 0 then
-        local sid = sid_of[raw]
-        if not sid then sid = string.format('story:%08x%08x', struct.unpack('>I4I4', raw)); sid_of[raw] = sid end
-        raw = sid
-      end
-      out[#out + 1] = raw
-    end
-    pos = pos + 9 + len
-  end
-  return out
-end
 -- file sid at ts in a posting list, keeping the keep newest (ZADD + ZREMRANGEBYRANK 0 -(keep + 1)).
 -- A list is stored in (time, story id) order, as a zset ranks its members, so filing is one pass
 -- over the raw entries (ids are decoded only to break a tie in time) and trimming drops the head.
@@ -218,6 +195,14 @@ local function root(prefix, sid)
   end
   return sid, ''
 end
+-- A story's tally key: a posting list's raw entry from its tag byte on for an id encode_posting
+-- packs (tag 0 + 8 bytes), else byte 1 + the id.
+local function canonical(sid)
+  if #sid == 22 and string.match(sid, '^story:[0-9a-f]+$') then
+    return '\0' .. struct.pack('>I4I4', tonumber(string.sub(sid, 7, 14), 16), tonumber(string.sub(sid, 15, 22), 16))
+  end
+  return '\1' .. sid
+end
 local function retrieve(A)
   local linked, linked_state = false, ''
   for i, key in ipairs(A.links) do
@@ -229,32 +214,94 @@ local function retrieve(A)
     if not sid then sid = redis.call('GET', key) end  -- a source's story key (or a link the earlier layout wrote)
     if sid then linked, linked_state = root(A.prefix, sid); break end
   end
+  -- Tally: each story once per index key, with that key's weight (added in A.posts order). Stories
+  -- are tallied by their raw entry (tag byte + id bytes, see canonical) and their ids formatted
+  -- once, at the end. A posting list of day d holds only entries filed at a time in that day (the
+  -- commit files under floor(ts / 86400)), so a day that starts at or after the horizon needs no
+  -- time check of its entries.
   local score, order = {}, {}
   local old = redis.call('EXISTS', A.prefix .. 'p-old') == 1
-  for g, post in ipairs(A.posts) do
-    local seen = {}
+  local horizon = A.horizon
+  local function tally(seen, key, w)
+    if not seen[key] then
+      seen[key] = true
+      local s = score[key]
+      if not s then order[#order + 1] = key; s = 0 end
+      score[key] = s + w
+    end
+  end
+  for _, post in ipairs(A.posts) do
+    local seen, w = {}, post[2]
     for _, day in ipairs(A.pdays) do
-      local sids = postings(redis.call('HGET', A.prefix .. 'ph:' .. day .. ':' .. post[3], post[1]), A.horizon)
-      if old then
-        for _, sid in ipairs(redis.call('ZRANGEBYSCORE', A.prefix .. 'p:' .. day .. ':' .. post[1], A.horizon, '+inf')) do
-          sids[#sids + 1] = sid
+      local blob = redis.call('HGET', A.prefix .. 'ph:' .. day .. ':' .. post[3], post[1])
+      if blob then
+        local whole, pos, n = day * 86400 >= horizon, 1, #blob
+        while pos <= n do
+          local tag = string.byte(blob, pos + 8)
+          local len = tag == 0 and 8 or tag
+          if whole or struct.unpack('>d', blob, pos) >= horizon then
+            local key = string.sub(blob, pos + 8, pos + 8 + len)
+            if tag ~= 0 then key = canonical(string.sub(key, 2)) end
+            if not seen[key] then  -- (tally inlined: the hot loop)
+              seen[key] = true
+              local s = score[key]
+              if not s then order[#order + 1] = key; s = 0 end
+              score[key] = s + w
+            end
+          end
+          pos = pos + 9 + len
         end
       end
-      for _, sid in ipairs(sids) do
-        if not seen[sid] then
-          seen[sid] = true
-          if not score[sid] then score[sid] = 0; order[#order + 1] = sid end
-          score[sid] = score[sid] + post[2]
+      if old then
+        for _, sid in ipairs(redis.call('ZRANGEBYSCORE', A.prefix .. 'p:' .. day .. ':' .. post[1], horizon, '+inf')) do
+          tally(seen, canonical(sid), w)
         end
       end
     end
   end
-  table.sort(order, function(a, b) if score[a] ~= score[b] then return score[a] > score[b] end return a < b end)
+  local ids, by_id = {}, {}
+  for i, key in ipairs(order) do
+    local sid
+    if string.byte(key, 1) == 0 then
+      sid = string.format('story:%08x%08x', struct.unpack('>I4I4', string.sub(key, 2)))
+    else
+      sid = string.sub(key, 2)
+    end
+    ids[i] = sid
+    by_id[sid] = score[key]
+  end
+  -- Best first: higher score, then smaller id. Only the first few are needed (max_candidates, more
+  -- when ids lead to one story), so the best `want` are picked in one pass, and all are sorted
+  -- only if the loop below runs past them (the same order: a total order on distinct ids).
+  local function before(a, b)
+    local sa, sb = by_id[a], by_id[b]
+    if sa ~= sb then return sa > sb end
+    return a < b
+  end
+  local want, ranked = A.maxc + 2, {}
+  for _, sid in ipairs(ids) do
+    local n = #ranked
+    if n < want then
+      n = n + 1
+    elseif not before(sid, ranked[n]) then
+      n = 0
+    end
+    if n > 0 then
+      while n > 1 and before(sid, ranked[n - 1]) do ranked[n] = ranked[n - 1]; n = n - 1 end
+      ranked[n] = sid
+    end
+  end
   local cands, states, taken = {}, {}, {}
   if linked then cands[1] = linked; states[1] = linked_state; taken[linked] = true end
-  for _, sid in ipairs(order) do
-    if #cands >= A.maxc + (linked and 1 or 0) then break end
-    local r, st = root(A.prefix, sid)
+  local i = 0
+  while #cands < A.maxc + (linked and 1 or 0) do
+    i = i + 1
+    if i > #ranked then
+      if #ranked == #ids then break end
+      table.sort(ids, before)
+      ranked = ids
+    end
+    local r, st = root(A.prefix, ranked[i])
     if not taken[r] then
       taken[r] = true
       cands[#cands + 1] = r
