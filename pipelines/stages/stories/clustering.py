@@ -64,7 +64,9 @@ from pipelines.text.places import PLACE_ID_PREFIXES
 
 # An opening quote starts a line or follows a space/bracket/colon/dash and is followed by text; a
 # closing one is not followed by a letter, so the apostrophe in "Finland's" never closes a quote.
-_QUOTE_RE = re.compile(r"""(?:(?<=^)|(?<=[\s(\[:;,-]))(['"])(?=\S)(.{6,800}?)(?<=\S)\1(?!\w)""", re.DOTALL)
+# (The quote character comes first, then the look back at what precedes it, so a search jumps from
+# quote character to quote character instead of trying the look-behind at every position.)
+_QUOTE_RE = re.compile(r"""(['"])(?<![^\s(\[:;,-]['"])(?=\S)(.{6,800}?)(?<=\S)\1(?!\w)""", re.DOTALL)
 _WORD_RE = re.compile(r"[^\W\d_]+")
 _NUMBER_RE = re.compile(r"(?<![\w.])\d+-\d+(?![\w-])|(?<![\w.])\d[\d,]*(?:\.\d+)?(?![\w])")
 _DATA = Path(__file__).resolve().parents[2] / "data"
@@ -128,8 +130,15 @@ def prior_idf(prior: float, settings: StorySettings = DEFAULT_STORY_SETTINGS) ->
 
 def quoted_spans(text: str, min_words: int = 5) -> list[str]:
     """Quoted passages of at least ``min_words`` words, in order (straight or typographic quotes)."""
+    return [span for span, n in _quoted(text) if n >= min_words]
+
+
+@functools.lru_cache(maxsize=8)
+def _quoted(text: str) -> tuple[tuple[str, int], ...]:
+    """Every quoted passage of the text with its number of words (a story's features read one
+    text's quotations twice: :func:`without_stock_quotes`, :func:`distinctive_quote_shingles`)."""
     text = text.translate({0x2018: "'", 0x2019: "'", 0x201C: '"', 0x201D: '"'})
-    return [m.group(2) for m in _QUOTE_RE.finditer(text) if len(words(m.group(2))) >= min_words]
+    return tuple((m.group(2), len(words(m.group(2)))) for m in _QUOTE_RE.finditer(text))
 
 
 def small_hash(h: int) -> int:
@@ -137,13 +146,20 @@ def small_hash(h: int) -> int:
     return h >> 33
 
 
-def _quote_idfs(span: str, settings: StorySettings) -> tuple[list[str], list[float], bool]:
+def _quote_idfs(span: str, settings: StorySettings) -> tuple[tuple[str, ...], tuple[float, ...], bool]:
     """A quotation's words, their prior IDFs, and whether it is distinctive: its words' IDF above
     ``quote_word_idf_floor`` adds up to ``quote_min_idf_sum`` (stock phrases such as "we have to
     wait and see, as far as I'm concerned it was going to be a difficult day" stay below)."""
-    toks = words(span)
-    idfs = [_word_idf(t, settings.unseen_doc_freq, settings.prior_docs) for t in toks]
-    return toks, idfs, sum(max(0.0, v - settings.quote_word_idf_floor) for v in idfs) >= settings.quote_min_idf_sum
+    return _span_idfs(span, settings.unseen_doc_freq, settings.prior_docs, settings.quote_word_idf_floor,
+                      settings.quote_min_idf_sum)
+
+
+@functools.lru_cache(maxsize=1 << 12)  # a quotation recurs: in both uses of one text, in its story's reports
+def _span_idfs(span: str, unseen: float, prior_docs: float, floor: float,
+               min_sum: float) -> tuple[tuple[str, ...], tuple[float, ...], bool]:
+    toks = tuple(words(span))
+    idfs = tuple(_word_idf(t, unseen, prior_docs) for t in toks)
+    return toks, idfs, sum(max(0.0, v - floor) for v in idfs) >= min_sum
 
 
 def distinctive_quote_shingles(text: str, settings: StorySettings = DEFAULT_STORY_SETTINGS) -> frozenset[int]:
@@ -151,14 +167,25 @@ def distinctive_quote_shingles(text: str, settings: StorySettings = DEFAULT_STOR
     each with a mean prior IDF of at least ``quote_min_idf`` (so a stock phrase inside a long quote
     does not match another long quote)."""
     out: set[int] = set()
-    n = settings.quote_shingle_words
     for span in quoted_spans(text, settings.quote_min_words):
-        toks, idfs, distinctive = _quote_idfs(span, settings)
-        if not distinctive:
-            continue
-        for i, h in enumerate(shingle_hashes(toks, n)):
-            if sum(idfs[i:i + n]) / n >= settings.quote_min_idf:
-                out.add(small_hash(int(h)))
+        out.update(_span_shingles(span, settings))
+    return frozenset(out)
+
+
+def _span_shingles(span: str, settings: StorySettings) -> frozenset[int]:
+    """:func:`distinctive_quote_shingles` of one quotation (cached with its IDFs)."""
+    toks, idfs, distinctive = _quote_idfs(span, settings)
+    if not distinctive:
+        return frozenset()
+    return _shingles_of(toks, idfs, settings.quote_shingle_words, settings.quote_min_idf)
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _shingles_of(toks: tuple[str, ...], idfs: tuple[float, ...], n: int, min_idf: float) -> frozenset[int]:
+    out = set()
+    for i, h in enumerate(shingle_hashes(toks, n)):
+        if sum(idfs[i:i + n]) / n >= min_idf:
+            out.add(small_hash(int(h)))
     return frozenset(out)
 
 

@@ -150,6 +150,38 @@ local function encode_posting(ts, sid)
   end
   return struct.pack('>dB', ts, #sid) .. sid
 end
+-- A story's tally key: a posting list's raw entry from its tag byte on for an id encode_posting
+-- packs (tag 0 + 8 bytes), else byte 1 + the id.
+local function canonical(sid)
+  if #sid == 22 and string.match(sid, '^story:[0-9a-f]+$') then
+    return '\\0' .. struct.pack('>I4I4', tonumber(string.sub(sid, 7, 14), 16), tonumber(string.sub(sid, 15, 22), 16))
+  end
+  return '\\1' .. sid
+end
+-- The tally keys (see canonical) of a posting list's entries filed at or after horizon, in list
+-- order (ZRANGEBYSCORE horizon +inf); all of them, unread, when ``whole`` (a list of a day that
+-- starts at or after horizon: a list of day d holds only times in that day)
+local function posting_keys(blob, horizon, whole)
+  local out, pos, n = {}, 1, #blob
+  while pos <= n do
+    local tag = string.byte(blob, pos + 8)
+    local len = tag == 0 and 8 or tag
+    if whole or struct.unpack('>d', blob, pos) >= horizon then
+      local key = string.sub(blob, pos + 8, pos + 8 + len)
+      if tag ~= 0 then key = canonical(string.sub(key, 2)) end
+      out[#out + 1] = key
+    end
+    pos = pos + 9 + len
+  end
+  return out
+end
+-- the story id of a tally key
+local function story_id(key)
+  if string.byte(key, 1) == 0 then
+    return string.format('story:%08x%08x', struct.unpack('>I4I4', string.sub(key, 2)))
+  end
+  return string.sub(key, 2)
+end
 -- file sid at ts in a posting list, keeping the keep newest (ZADD + ZREMRANGEBYRANK 0 -(keep + 1)).
 -- A list is stored in (time, story id) order, as a zset ranks its members, so filing is one pass
 -- over the raw entries (ids are decoded only to break a tie in time) and trimming drops the head.
@@ -195,14 +227,6 @@ local function root(prefix, sid)
   end
   return sid, ''
 end
--- A story's tally key: a posting list's raw entry from its tag byte on for an id encode_posting
--- packs (tag 0 + 8 bytes), else byte 1 + the id.
-local function canonical(sid)
-  if #sid == 22 and string.match(sid, '^story:[0-9a-f]+$') then
-    return '\0' .. struct.pack('>I4I4', tonumber(string.sub(sid, 7, 14), 16), tonumber(string.sub(sid, 15, 22), 16))
-  end
-  return '\1' .. sid
-end
 local function retrieve(A)
   local linked, linked_state = false, ''
   for i, key in ipairs(A.links) do
@@ -214,61 +238,35 @@ local function retrieve(A)
     if not sid then sid = redis.call('GET', key) end  -- a source's story key (or a link the earlier layout wrote)
     if sid then linked, linked_state = root(A.prefix, sid); break end
   end
-  -- Tally: each story once per index key, with that key's weight (added in A.posts order). Stories
-  -- are tallied by their raw entry (tag byte + id bytes, see canonical) and their ids formatted
-  -- once, at the end. A posting list of day d holds only entries filed at a time in that day (the
-  -- commit files under floor(ts / 86400)), so a day that starts at or after the horizon needs no
-  -- time check of its entries.
+  -- Tally: each story once per index key, with that key's weight (added in A.posts order), by its
+  -- tally key; ids are formatted once, at the end.
   local score, order = {}, {}
   local old = redis.call('EXISTS', A.prefix .. 'p-old') == 1
   local horizon = A.horizon
-  local function tally(seen, key, w)
-    if not seen[key] then
-      seen[key] = true
-      local s = score[key]
-      if not s then order[#order + 1] = key; s = 0 end
-      score[key] = s + w
-    end
-  end
   for _, post in ipairs(A.posts) do
     local seen, w = {}, post[2]
     for _, day in ipairs(A.pdays) do
       local blob = redis.call('HGET', A.prefix .. 'ph:' .. day .. ':' .. post[3], post[1])
-      if blob then
-        local whole, pos, n = day * 86400 >= horizon, 1, #blob
-        while pos <= n do
-          local tag = string.byte(blob, pos + 8)
-          local len = tag == 0 and 8 or tag
-          if whole or struct.unpack('>d', blob, pos) >= horizon then
-            local key = string.sub(blob, pos + 8, pos + 8 + len)
-            if tag ~= 0 then key = canonical(string.sub(key, 2)) end
-            if not seen[key] then  -- (tally inlined: the hot loop)
-              seen[key] = true
-              local s = score[key]
-              if not s then order[#order + 1] = key; s = 0 end
-              score[key] = s + w
-            end
-          end
-          pos = pos + 9 + len
-        end
-      end
+      local keys = blob and posting_keys(blob, horizon, day * 86400 >= horizon) or {}
       if old then
         for _, sid in ipairs(redis.call('ZRANGEBYSCORE', A.prefix .. 'p:' .. day .. ':' .. post[1], horizon, '+inf')) do
-          tally(seen, canonical(sid), w)
+          keys[#keys + 1] = canonical(sid)
+        end
+      end
+      for _, key in ipairs(keys) do
+        if not seen[key] then
+          seen[key] = true
+          local s = score[key]
+          if not s then order[#order + 1] = key; s = 0 end
+          score[key] = s + w
         end
       end
     end
   end
   local ids, by_id = {}, {}
   for i, key in ipairs(order) do
-    local sid
-    if string.byte(key, 1) == 0 then
-      sid = string.format('story:%08x%08x', struct.unpack('>I4I4', string.sub(key, 2)))
-    else
-      sid = string.sub(key, 2)
-    end
-    ids[i] = sid
-    by_id[sid] = score[key]
+    ids[i] = story_id(key)
+    by_id[ids[i]] = score[key]
   end
   -- Best first: higher score, then smaller id. Only the first few are needed (max_candidates, more
   -- when ids lead to one story), so the best `want` are picked in one pass, and all are sorted
