@@ -158,22 +158,27 @@ local function canonical(sid)
   end
   return '\\1' .. sid
 end
--- The tally keys (see canonical) of a posting list's entries filed at or after horizon, in list
--- order (ZRANGEBYSCORE horizon +inf); all of them, unread, when ``whole`` (a list of a day that
--- starts at or after horizon: a list of day d holds only times in that day)
-local function posting_keys(blob, horizon, whole)
-  local out, pos, n = {}, 1, #blob
+-- Tally a posting list's entries filed at or after horizon (ZRANGEBYSCORE horizon +inf), all of
+-- them unread when ``whole`` (a list of a day that starts at or after horizon: the list of day d
+-- holds only times in that day): each story (by its tally key, see canonical) not yet in ``seen``
+-- gets ``w`` added to its score; a story new to ``score`` is appended to ``order``.
+local function tally_postings(blob, horizon, whole, w, seen, score, order)
+  local pos, n = 1, #blob
   while pos <= n do
     local tag = string.byte(blob, pos + 8)
     local len = tag == 0 and 8 or tag
     if whole or struct.unpack('>d', blob, pos) >= horizon then
       local key = string.sub(blob, pos + 8, pos + 8 + len)
       if tag ~= 0 then key = canonical(string.sub(key, 2)) end
-      out[#out + 1] = key
+      if not seen[key] then
+        seen[key] = true
+        local s = score[key]
+        if not s then order[#order + 1] = key; s = 0 end
+        score[key] = s + w
+      end
     end
     pos = pos + 9 + len
   end
-  return out
 end
 -- the story id of a tally key
 local function story_id(key)
@@ -239,7 +244,7 @@ local function retrieve(A)
     if sid then linked, linked_state = root(A.prefix, sid); break end
   end
   -- Tally: each story once per index key, with that key's weight (added in A.posts order), by its
-  -- tally key; ids are formatted once, at the end.
+  -- tally key (tally_postings); ids are formatted once, at the end.
   local score, order = {}, {}
   local old = redis.call('EXISTS', A.prefix .. 'p-old') == 1
   local horizon = A.horizon
@@ -247,18 +252,15 @@ local function retrieve(A)
     local seen, w = {}, post[2]
     for _, day in ipairs(A.pdays) do
       local blob = redis.call('HGET', A.prefix .. 'ph:' .. day .. ':' .. post[3], post[1])
-      local keys = blob and posting_keys(blob, horizon, day * 86400 >= horizon) or {}
+      if blob then tally_postings(blob, horizon, day * 86400 >= horizon, w, seen, score, order) end
       if old then
         for _, sid in ipairs(redis.call('ZRANGEBYSCORE', A.prefix .. 'p:' .. day .. ':' .. post[1], horizon, '+inf')) do
-          keys[#keys + 1] = canonical(sid)
-        end
-      end
-      for _, key in ipairs(keys) do
-        if not seen[key] then
-          seen[key] = true
-          local s = score[key]
-          if not s then order[#order + 1] = key; s = 0 end
-          score[key] = s + w
+          local key = canonical(sid)
+          if not seen[key] then
+            seen[key] = true
+            if not score[key] then order[#order + 1] = key; score[key] = 0 end
+            score[key] = score[key] + w
+          end
         end
       end
     end

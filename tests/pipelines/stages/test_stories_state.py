@@ -235,12 +235,15 @@ redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -6)
 local out = {}
 local blob = redis.call('HGET', KEYS[1], 'k')
 for _, h in ipairs({0, 1700000004.5, 1700000008}) do
-  local a, b = {}, redis.call('ZRANGEBYSCORE', KEYS[2], h, '+inf')
-  for i, key in ipairs(posting_keys(blob, h, false)) do a[i] = story_id(key) end
+  local a, b, order = {}, redis.call('ZRANGEBYSCORE', KEYS[2], h, '+inf'), {}
+  tally_postings(blob, h, false, 1, {}, {}, order)
+  for i, key in ipairs(order) do a[i] = story_id(key) end
   table.sort(a); table.sort(b)
   out[#out + 1] = table.concat(a, ',') .. '|' .. table.concat(b, ',')
 end
-local all, unchecked = posting_keys(blob, 0, false), posting_keys(blob, 0, true)
+local all, unchecked = {}, {}
+tally_postings(blob, 0, false, 1, {}, {}, all)
+tally_postings(blob, 0, true, 1, {}, {}, unchecked)
 for i, key in ipairs(all) do assert(canonical(story_id(key)) == key and unchecked[i] == key) end
 assert(#all == #unchecked)
 return out
