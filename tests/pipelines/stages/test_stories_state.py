@@ -283,3 +283,37 @@ def test_posting_lists_are_compact_and_the_earlier_zsets_still_read(redis_server
     later = RedisStoryStore(make_redis(redis_server.url), namespace=redis_namespace, posting_shards=4)
     assert later.assign(*events[j]).story_id == decided[j].story_id
     assert client.pttl(f"{p}p-old") > 0
+
+
+def test_cached_candidate_states_decide_as_a_store_without_the_cache(redis_server: RedisServer,
+                                                                      redis_namespace: str) -> None:
+    """Decoded candidate states are kept by their stored bytes (RedisStoryStore._decode): the same
+    results as a store that decodes every candidate afresh, and no change the store makes to the
+    story it joins (a copy) reaches a kept state."""
+    from pipelines.stages.stories.state import story_from_json
+
+    warm = store(redis_server, redis_namespace + "warm:")
+    cold = RedisStoryStore(make_redis(redis_server.url), namespace=redis_namespace + "cold:", state_cache_size=0)
+    for event, ts in fixture_events():
+        assert warm.assign(event, ts).to_fields() == cold.assign(event, ts).to_fields(), event["title"]
+    assert warm.state_cache_hits > 0 and cold.state_cache_hits == 0 and not cold._states
+    for raw, state in warm._states.items():
+        assert state.to_state() == story_from_json(raw).to_state()
+
+
+def test_a_linked_story_novelty_comes_with_the_read(redis_server: RedisServer, redis_namespace: str) -> None:
+    """An event that joins its linked story (here: the story its source named) learns which of its
+    sentences the story holds from the read script, with no round trip of its own, and they are
+    what the single-process novelty memory finds."""
+    from pipelines.stages.stories.novelty import StoryMemory, novelty_step
+
+    s = store(redis_server, redis_namespace)
+    blog = {"source": "yle-live", "story_key": "storm-2026"}
+    memory, decided = StoryMemory(), []
+    for i in range(1, 4):
+        event = make_event(f"liveblog-storm.update-{i}.txt", T0 + 600 * i, i, **blog)
+        decided.append(s.assign(event, T0 + 600 * i))
+        want = novelty_step(StoryInput.from_event(event, T0).text, memory)
+        assert (decided[-1].new_sentences, decided[-1].novelty_ratio) == (want.new_sentences, want.novelty_ratio)
+        s._novelty_memory = None  # type: ignore[assignment, method-assign]  # from the 2nd event on: never called
+    assert len({d.story_id for d in decided}) == 1 and decided[1].novelty_ratio < decided[2].novelty_ratio
