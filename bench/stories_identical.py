@@ -114,9 +114,9 @@ def chain_events(n: int, seed: int) -> list[tuple[float, dict[str, Any]]]:
                 if rng.random() < 0.5:
                     doc["title"] = topic[0][:90]
             sent.append(doc)
-            for event in chain.process(orjson.dumps(doc), i, timestamp_ms=T0_MS + 60_000 * i):
-                if isinstance(event, dict):
-                    event = {k: v for k, v in event.items() if not k.startswith("_")}
+            for got in chain.process(orjson.dumps(doc), i, timestamp_ms=T0_MS + 60_000 * i):
+                if isinstance(got, dict):  # (a dead letter is a Delivery)
+                    event = {k: v for k, v in got.items() if not k.startswith("_")}
                     out.append((story_time_s(event, settings.pipeline.stories), event))
         chain.close()
     tmp.cleanup()
