@@ -13,8 +13,10 @@ Per event:
    buckets a story can span, each story counted once per key with that key's weight, the
    ``max_candidates`` best) and their states; the event's terms' document counts over those days;
    and the **versions** of everything that decision rests on (see below).
-2. **novelty read** (one pipelined round trip, only when the event joins a story): which of the
-   event's sentence keys and shingle hashes the chosen story (and any story it absorbs) holds.
+2. **novelty read** (one pipelined round trip, only when the event joins a story other than its
+   linked one): which of the event's sentence keys and shingle hashes the chosen story (and any
+   story it absorbs) holds. For the linked story (the one the event joins whenever it is open) the
+   read script returns this already (``nov``), so an event with a link takes two round trips.
 3. **commit** (:data:`_COMMIT`, one script): if the event has meanwhile got a result, returns it; if
    any version it was given moved, returns ``retry`` and the event is decided again; otherwise
    writes the result, the story, its novelty sets, links, postings and counts at once, bumps the
@@ -34,6 +36,11 @@ decided as if the commit ran just before it expired, and the document counts (ID
 by other events, as before. The novelty sets change only together with their story's state, so the
 novelty read needs no lock of its own. Idempotency: the result under ``a:<event_id>`` is returned
 to any re-processing of the event, and counts never double.
+
+Client side, the candidates' states are decoded once and kept by their stored bytes
+(:meth:`RedisStoryStore._decode`, :data:`STATE_CACHE_SIZE`): a story that changed has other bytes,
+so a kept state is never stale; kept states are only read, and the story an event joins is a
+fresh copy. When an open linked story decides, the other candidates are not decoded at all.
 
 Layout (``p`` = namespace + ``st:``; every key expires ``max_gap_s`` after its last write)::
 
@@ -314,7 +321,8 @@ end
 
 # Reply: [meta JSON, state 1, state 2, ...], or ['{"done": true}', stored result]. meta: linked,
 # cands, df (events, then per term), stripes and ver: the stripes of what the decision read (A.read,
-# its index and link keys', from the client; the candidates') and their versions, ','-joined.
+# its index and link keys', from the client; the candidates') and their versions, ','-joined; nov:
+# the linked story's novelty read (false without a linked story), see below.
 _READ = _RETRIEVE + """
 local A = cjson.decode(ARGV[1])
 local done = redis.call('GET', A.done)
