@@ -67,7 +67,9 @@ from pipelines.text.places import PLACE_ID_PREFIXES
 
 # An opening quote starts a line or follows a space/bracket/colon/dash and is followed by text; a
 # closing one is not followed by a letter, so the apostrophe in "Finland's" never closes a quote.
-_QUOTE_RE = re.compile(r"""(?:(?<=^)|(?<=[\s(\[:;,-]))(['"])(?=\S)(.{6,800}?)(?<=\S)\1(?!\w)""", re.DOTALL)
+# (The quote character comes first, then the look back at what precedes it, so a search jumps from
+# quote character to quote character instead of trying the look-behind at every position.)
+_QUOTE_RE = re.compile(r"""(['"])(?<![^\s(\[:;,-]['"])(?=\S)(.{6,800}?)(?<=\S)\1(?!\w)""", re.DOTALL)
 _WORD_RE = re.compile(r"[^\W\d_]+")
 _NUMBER_RE = re.compile(r"(?<![\w.])\d+-\d+(?![\w-])|(?<![\w.])\d[\d,]*(?:\.\d+)?(?![\w])")
 _DATA = Path(__file__).resolve().parents[2] / "data"
@@ -135,8 +137,15 @@ def prior_idf(prior: float, settings: StorySettings = DEFAULT_STORY_SETTINGS) ->
 
 def quoted_spans(text: str, min_words: int = 5) -> list[str]:
     """Quoted passages of at least ``min_words`` words, in order (straight or typographic quotes)."""
+    return [span for span, n in _quoted(text) if n >= min_words]
+
+
+@functools.lru_cache(maxsize=8)
+def _quoted(text: str) -> tuple[tuple[str, int], ...]:
+    """Every quoted passage of the text with its number of words (a story's features read one
+    text's quotations twice: :func:`without_stock_quotes`, :func:`distinctive_quote_shingles`)."""
     text = text.translate({0x2018: "'", 0x2019: "'", 0x201C: '"', 0x201D: '"'})
-    return [m.group(2) for m in _QUOTE_RE.finditer(text) if len(words(m.group(2))) >= min_words]
+    return tuple((m.group(2), len(words(m.group(2)))) for m in _QUOTE_RE.finditer(text))
 
 
 def small_hash(h: int) -> int:
@@ -144,13 +153,20 @@ def small_hash(h: int) -> int:
     return h >> 33
 
 
-def _quote_idfs(span: str, settings: StorySettings) -> tuple[list[str], list[float], bool]:
+def _quote_idfs(span: str, settings: StorySettings) -> tuple[tuple[str, ...], tuple[float, ...], bool]:
     """A quotation's words, their prior IDFs, and whether it is distinctive: its words' IDF above
     ``quote_word_idf_floor`` adds up to ``quote_min_idf_sum`` (stock phrases such as "we have to
     wait and see, as far as I'm concerned it was going to be a difficult day" stay below)."""
-    toks = words(span)
-    idfs = [_word_idf(t, settings.unseen_doc_freq, settings.prior_docs) for t in toks]
-    return toks, idfs, sum(max(0.0, v - settings.quote_word_idf_floor) for v in idfs) >= settings.quote_min_idf_sum
+    return _span_idfs(span, settings.unseen_doc_freq, settings.prior_docs, settings.quote_word_idf_floor,
+                      settings.quote_min_idf_sum)
+
+
+@functools.lru_cache(maxsize=1 << 12)  # a quotation recurs: in both uses of one text, in its story's reports
+def _span_idfs(span: str, unseen: float, prior_docs: float, floor: float,
+               min_sum: float) -> tuple[tuple[str, ...], tuple[float, ...], bool]:
+    toks = tuple(words(span))
+    idfs = tuple(_word_idf(t, unseen, prior_docs) for t in toks)
+    return toks, idfs, sum(max(0.0, v - floor) for v in idfs) >= min_sum
 
 
 def distinctive_quote_shingles(text: str, settings: StorySettings = DEFAULT_STORY_SETTINGS) -> frozenset[int]:
@@ -158,14 +174,25 @@ def distinctive_quote_shingles(text: str, settings: StorySettings = DEFAULT_STOR
     each with a mean prior IDF of at least ``quote_min_idf`` (so a stock phrase inside a long quote
     does not match another long quote)."""
     out: set[int] = set()
-    n = settings.quote_shingle_words
     for span in quoted_spans(text, settings.quote_min_words):
-        toks, idfs, distinctive = _quote_idfs(span, settings)
-        if not distinctive:
-            continue
-        for i, h in enumerate(shingle_hashes(toks, n)):
-            if sum(idfs[i:i + n]) / n >= settings.quote_min_idf:
-                out.add(small_hash(int(h)))
+        out.update(_span_shingles(span, settings))
+    return frozenset(out)
+
+
+def _span_shingles(span: str, settings: StorySettings) -> frozenset[int]:
+    """:func:`distinctive_quote_shingles` of one quotation (cached with its IDFs)."""
+    toks, idfs, distinctive = _quote_idfs(span, settings)
+    if not distinctive:
+        return frozenset()
+    return _shingles_of(toks, idfs, settings.quote_shingle_words, settings.quote_min_idf)
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _shingles_of(toks: tuple[str, ...], idfs: tuple[float, ...], n: int, min_idf: float) -> frozenset[int]:
+    out = set()
+    for i, h in enumerate(shingle_hashes(toks, n)):
+        if sum(idfs[i:i + n]) / n >= min_idf:
+            out.add(small_hash(int(h)))
     return frozenset(out)
 
 
@@ -660,6 +687,12 @@ class StoryChoice(NamedTuple):
     absorbed: tuple[StoryState, ...] = ()
 
 
+def linked_open(linked: StoryState, ts: float, settings: StorySettings = DEFAULT_STORY_SETTINGS) -> bool:
+    """Whether :func:`choose_story` joins the event to its ``linked`` story without looking at any
+    candidate (the story is open at ``ts``)."""
+    return ts - linked.last_seen <= settings.max_gap_s
+
+
 def choose_story(features: StoryFeatures, vecs: EventVectors, ts: float, candidates: Sequence[StoryState],
                  settings: StorySettings = DEFAULT_STORY_SETTINGS, linked: StoryState | None = None,
                  scorer: Scorer | None = None) -> StoryChoice:
@@ -671,7 +704,7 @@ def choose_story(features: StoryFeatures, vecs: EventVectors, ts: float, candida
     :func:`same_event` finds report the best one's event are the same event told twice; the story with
     the most events (then the oldest, then the smaller id) survives and absorbs the others, and the
     event joins it. Only stories that are :func:`same_event` with the survivor itself are absorbed."""
-    if linked is not None and ts - linked.last_seen <= settings.max_gap_s:
+    if linked is not None and linked_open(linked, ts, settings):
         return StoryChoice(score_story(features, vecs, ts, linked, settings, scorer), linked)
     scored = [(score_story(features, vecs, ts, st, settings, scorer), st) for st in candidates]
     ok = sorted(((sc, st) for sc, st in scored if sc.score >= settings.join_threshold),

@@ -76,6 +76,11 @@ _LOWER_WORD_RE = re.compile(r"[^\W\d_][^\W\d_-]*(?:-feira)?")
 _NUM_RE = re.compile(r"(?<![\w.,])(\d{1,3}(?:[ \u00a0\u202f.,]\d{3})+|\d+(?:[.,]\d+)?)(?![\d])")
 _WORD_RE = re.compile(r"[^\W\d_][^\W\d_'’-]*")
 _OPENERS = ".!?:»«\"“”'‘’(-–—"
+# A word as _WORD_RE finds it (a run of letters) that does not open with a-z: the only ones that can
+# be capitalised, found without looking at every lower-case word
+_NAME_START_RE = re.compile(r"(?<![^\W\d_])[^\W\d_a-z][^\W\d_]*")
+# What str.splitlines() splits at (rare_names looks at a word's line)
+_LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 #: A city this close to a division's centre (same country) counts as inside it (see module doc).
 DIVISION_KM = 120.0
 #: A word is a "rare name" when its English prior document frequency is below this.
@@ -131,21 +136,20 @@ def rare_names(text: str, known: Iterable[str] = ()) -> frozenset[str]:
     """Accent-folded capitalised words of at least four letters, not opening a sentence, that are
     rare in English (see module doc) and are no word of ``known`` (the names of the places and
     entities found, which their ids already compare)."""
-    skip = {_fold(w) for name in known for w in _WORD_RE.findall(name)}
+    skip = {_fold(w) for name in set(known) for w in _WORD_RE.findall(name)}
     out: set[str] = set()
-    for line in text.splitlines():
-        for m in _WORD_RE.finditer(line):
-            w = m.group(0)
-            if len(w) < 4 or not w[0].isupper() or w.isupper():
-                continue
-            j = m.start() - 1
-            while j >= 0 and line[j].isspace():
-                j -= 1
-            if j < 0 or line[j] in _OPENERS:
-                continue  # a sentence's first word is capitalised in every language
-            folded = _fold(w)
-            if folded not in skip and doc_freq(folded, _UNSEEN_DOC_FREQ) < NAME_MAX_DOC_FREQ:
-                out.add(folded)
+    for m in _NAME_START_RE.finditer(text):  # the words _WORD_RE finds, less those opening in a-z
+        w = m.group(0)
+        if len(w) < 4 or not w[0].isupper() or w.isupper():
+            continue
+        j = m.start() - 1  # the line's last character before the word that is not a space
+        while j >= 0 and text[j].isspace() and text[j] not in _LINE_BREAKS:
+            j -= 1
+        if j < 0 or text[j] in _LINE_BREAKS or text[j] in _OPENERS:
+            continue  # a sentence's first word is capitalised in every language
+        folded = _fold(w)
+        if folded not in skip and doc_freq(folded, _UNSEEN_DOC_FREQ) < NAME_MAX_DOC_FREQ:
+            out.add(folded)
     return frozenset(out)
 
 

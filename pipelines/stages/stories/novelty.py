@@ -89,9 +89,12 @@ class CountedSentence:
     shingles: tuple[int, ...]
 
 
-def counted_sentences(text: str, settings: NoveltySettings = DEFAULT_NOVELTY_SETTINGS) -> list[CountedSentence]:
-    """The text's sentences as novelty compares them (computed once, used to assess and to remember)."""
-    kept = [(sentence, toks) for sentence in sentences(text) if len(toks := words(sentence)) >= settings.min_words]
+def counted_sentences(text: str, settings: NoveltySettings = DEFAULT_NOVELTY_SETTINGS,
+                      split: list[str] | None = None) -> list[CountedSentence]:
+    """The text's sentences as novelty compares them (computed once, used to assess and to remember).
+    ``split``: ``sentences(text)`` when the caller has it already."""
+    kept = [(sentence, toks) for sentence in (sentences(text) if split is None else split)
+            if len(toks := words(sentence)) >= settings.min_words]
     shingles = _sampled_shingles_of_all([toks for _, toks in kept], settings)
     return [CountedSentence(sentence, sentence_key(sentence), tuple(sh)) for (sentence, _), sh in zip(kept, shingles, strict=True)]
 

@@ -59,7 +59,8 @@ def story_time_s(event: dict[str, Any], settings: StorySettings = DEFAULT_STORY_
 
 
 class _AssignWithRedis(StageFn):
-    """event -> event with :data:`STORY_FIELDS`; state in Redis (two round trips per event, three when it joins a story).
+    """event -> event with :data:`STORY_FIELDS`; state in Redis (two round trips per event, three when it joins a
+    story that is not its linked one).
     Redis unavailable or a story too contended: retried in place (core/outage.py); an error of this event's
     own: a dead letter."""
 

@@ -223,7 +223,8 @@ def test_an_event_link_is_its_result_and_the_earlier_layout_still_reads(redis_se
 
 def test_posting_lists_keep_what_a_sorted_set_keeps(redis_server: RedisServer, redis_namespace: str) -> None:
     """A posting list (a field of a day's hash) files, re-files and trims exactly as the sorted set
-    it replaced (ZADD + ZREMRANGEBYRANK, ties by story id), and reads back as ZRANGEBYSCORE does."""
+    it replaced (ZADD + ZREMRANGEBYRANK, ties by story id), and reads back as ZRANGEBYSCORE does
+    (read unchecked, ``whole``, at a horizon before every entry, the same)."""
     from pipelines.stages.stories.state import _POSTINGS
 
     client = make_redis(redis_server.url)
@@ -232,11 +233,19 @@ file_posting(KEYS[1], 'k', tonumber(ARGV[1]), ARGV[2], 5)
 redis.call('ZADD', KEYS[2], tonumber(ARGV[1]), ARGV[2])
 redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -6)
 local out = {}
+local blob = redis.call('HGET', KEYS[1], 'k')
 for _, h in ipairs({0, 1700000004.5, 1700000008}) do
-  local a, b = postings(redis.call('HGET', KEYS[1], 'k'), h), redis.call('ZRANGEBYSCORE', KEYS[2], h, '+inf')
+  local a, b, order = {}, redis.call('ZRANGEBYSCORE', KEYS[2], h, '+inf'), {}
+  tally_postings(blob, h, false, 1, {}, {}, order)
+  for i, key in ipairs(order) do a[i] = story_id(key) end
   table.sort(a); table.sort(b)
   out[#out + 1] = table.concat(a, ',') .. '|' .. table.concat(b, ',')
 end
+local all, unchecked = {}, {}
+tally_postings(blob, 0, false, 1, {}, {}, all)
+tally_postings(blob, 0, true, 1, {}, {}, unchecked)
+for i, key in ipairs(all) do assert(canonical(story_id(key)) == key and unchecked[i] == key) end
+assert(#all == #unchecked)
 return out
 """)
     rng = random.Random(3)
@@ -274,3 +283,37 @@ def test_posting_lists_are_compact_and_the_earlier_zsets_still_read(redis_server
     later = RedisStoryStore(make_redis(redis_server.url), namespace=redis_namespace, posting_shards=4)
     assert later.assign(*events[j]).story_id == decided[j].story_id
     assert client.pttl(f"{p}p-old") > 0
+
+
+def test_cached_candidate_states_decide_as_a_store_without_the_cache(redis_server: RedisServer,
+                                                                      redis_namespace: str) -> None:
+    """Decoded candidate states are kept by their stored bytes (RedisStoryStore._decode): the same
+    results as a store that decodes every candidate afresh, and no change the store makes to the
+    story it joins (a copy) reaches a kept state."""
+    from pipelines.stages.stories.state import story_from_json
+
+    warm = store(redis_server, redis_namespace + "warm:")
+    cold = RedisStoryStore(make_redis(redis_server.url), namespace=redis_namespace + "cold:", state_cache_size=0)
+    for event, ts in fixture_events():
+        assert warm.assign(event, ts).to_fields() == cold.assign(event, ts).to_fields(), event["title"]
+    assert warm.state_cache_hits > 0 and cold.state_cache_hits == 0 and not cold._states
+    for raw, state in warm._states.items():
+        assert state.to_state() == story_from_json(raw).to_state()
+
+
+def test_a_linked_story_novelty_comes_with_the_read(redis_server: RedisServer, redis_namespace: str) -> None:
+    """An event that joins its linked story (here: the story its source named) learns which of its
+    sentences the story holds from the read script, with no round trip of its own, and they are
+    what the single-process novelty memory finds."""
+    from pipelines.stages.stories.novelty import StoryMemory, novelty_step
+
+    s = store(redis_server, redis_namespace)
+    blog = {"source": "yle-live", "story_key": "storm-2026"}
+    memory, decided = StoryMemory(), []
+    for i in range(1, 4):
+        event = make_event(f"liveblog-storm.update-{i}.txt", T0 + 600 * i, i, **blog)
+        decided.append(s.assign(event, T0 + 600 * i))
+        want = novelty_step(StoryInput.from_event(event, T0).text, memory)
+        assert (decided[-1].new_sentences, decided[-1].novelty_ratio) == (want.new_sentences, want.novelty_ratio)
+        s._novelty_memory = None  # type: ignore[assignment, method-assign]  # from the 2nd event on: never called
+    assert len({d.story_id for d in decided}) == 1 and decided[1].novelty_ratio < decided[2].novelty_ratio
