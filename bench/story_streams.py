@@ -408,6 +408,8 @@ _LOCAL = (("museum", "The {town} city museum reopened on {day} after a two-year 
           ("library", "{town} opened a new central library on {day} with space for {cost} thousand books.",
            "New library opens in {town}"))
 _LOCAL_TOWNS = ("Aarhus", "Bergen", "Uppsala", "Tartu", "Kaunas", "Turku", "Gdansk", "Malmo", "Odense", "Riga")
+_LOCAL_MORE = ("The mayor of {town} attended the event.", "Local residents in {town} welcomed the news.")
+_LOCAL_BOILER = ("The city council will discuss the matter at its next meeting.",)
 
 
 def _local_events(rng: random.Random, n: int, t: float, out: list[dict[str, Any]], style: Varied | None = None) -> None:
@@ -415,9 +417,7 @@ def _local_events(rng: random.Random, n: int, t: float, out: list[dict[str, Any]
         kind, lead, title = _LOCAL[i % len(_LOCAL)]
         facts = {"town": _LOCAL_TOWNS[i % len(_LOCAL_TOWNS)], "day": "Wednesday", "cost": rng.randint(5, 60),
                  "speaker": "the mayor"}
-        topic = Topic(f"local-{kind}", lambda r, j: {}, (title,),
-                      (lead, "The mayor of {town} attended the event.", "Local residents in {town} welcomed the news."),
-                      ("The city council will discuss the matter at its next meeting.",))
+        topic = Topic(f"local-{kind}", lambda r, j: {}, (title,), (lead, *_LOCAL_MORE), _LOCAL_BOILER)
         _emit(rng, topic, facts, f"local-{kind}-{i}", t + i * 1.5 * HOUR, rng.randint(1, 2), 1.0, out, style)
 
 
@@ -718,6 +718,45 @@ def _town_days(rng: random.Random, t: float, out: list[dict[str, Any]], style: V
             ts += rng.uniform(3, 14) * HOUR
 
 
+# The training stream's own small local events (the evaluation stream has :func:`_local_events`):
+# other incidents, towns, people and sentences, so none of the own stream's local-event templates or
+# towns is fitted on (issue 16; tests/test_story_streams.py checks). Like those, each quotes a stock
+# phrase, the pull that unrelated events sharing a quote exert.
+_TRAIN_LOCAL = (
+    ("choir", "The {town} chamber choir won first prize at the national choral festival on {day}, conductor {person} said.",
+     "{town} choir takes festival prize", ("The {town} choir sang {n} pieces in the final round.",)),
+    ("observatory", "A {n} centimetre telescope was installed at the {town} observatory on {day} for public stargazing.",
+     "{town} observatory gets new telescope", ("Astronomer {person} said the dome in {town} would open on clear evenings.",)),
+    ("chess", "Players from {town} won the national club chess championship on {day} after {n} rounds.",
+     "{town} club are chess champions", ("Team captain {person} of {town} drew the deciding game.",)),
+    ("food-fair", "About {n} thousand visitors came to the {town} food fair on {day}, organiser {person} said.",
+     "Crowds at {town} food fair", ("Stalls at the {town} fair sold cheese, smoked fish and rye bread.",)),
+    ("orchard", "An orchard on the edge of {town} harvested a record {n} tonnes of apples this autumn, grower {person} said.",
+     "Record apple harvest near {town}", ("Pickers in {town} worked through {day} to bring the crop in.",)),
+    ("clinic", "A dental clinic for children opened in {town} on {day} with {n} treatment rooms.",
+     "{town} opens children's dental clinic", ("Dentist {person} said families in {town} had waited years for it.",)),
+    ("regatta", "Rowers from {n} clubs raced on the lake at {town} on {day} in the spring regatta.",
+     "Spring regatta draws rowers to {town}", ("Umpire {person} said conditions at {town} were calm all day.",)),
+)
+_TRAIN_LOCAL_TOWNS = ("Mechelen", "Haarlem", "Oulu", "Kuopio", "Esbjerg", "Randers", "Ostrava", "Kristiansand",
+                      "Vaasa", "Arnhem")
+_TRAIN_LOCAL_PEOPLE = ("Sanna Heikkila", "Dirk Verhoeven", "Astrid Mogensen", "Radek Horak", "Liselotte Brink",
+                       "Eero Salminen", "Ingvild Aasen", "Bram Wouters", "Petra Dolezalova", "Mads Kjeldsen")
+
+
+def _training_local_events(rng: random.Random, n: int, t: float, out: list[dict[str, Any]],
+                           style: Varied | None = None) -> None:
+    for i in range(n):
+        kind, lead, title, more = _TRAIN_LOCAL[i % len(_TRAIN_LOCAL)]
+        person = _TRAIN_LOCAL_PEOPLE[i % len(_TRAIN_LOCAL_PEOPLE)]
+        facts = {"town": _TRAIN_LOCAL_TOWNS[i % len(_TRAIN_LOCAL_TOWNS)], "day": "Thursday", "n": rng.randint(5, 60),
+                 "person": person, "deputy": _TRAIN_LOCAL_PEOPLE[(i + 5) % len(_TRAIN_LOCAL_PEOPLE)], "speaker": person}
+        topic = Topic(f"local-{kind}", lambda r, j: {}, (title,),
+                      (lead, *more, "Deputy mayor {deputy} congratulated everyone involved in {town}."),
+                      ("Regional newspapers in the area covered the story on their front pages.",))
+        _emit(rng, topic, facts, f"local-{kind}-{i}", t + i * 1.5 * HOUR, rng.randint(1, 2), 1.0, out, style)
+
+
 def training_stream(seed: int = 3, style: Varied | None = None, towns: bool = False) -> list[dict[str, Any]]:
     """~120 articles (49 events) over ten days from the training topics, in publication order.
     ``towns``: add three towns' unrelated local events a day or two apart (:func:`_town_days`, 12
@@ -748,7 +787,7 @@ def training_stream(seed: int = 3, style: Varied | None = None, towns: bool = Fa
         facts = make(rng, k)
         for day in range(3):  # one event over three days, new facts each day
             _emit(rng, topics(day), facts, f"evolving-{k}", T0 + (start + day * 24) * HOUR, 2, 0.3, out, style)
-    _local_events(rng, 10, T0 + 40 * HOUR, out, style)
+    _training_local_events(rng, 10, T0 + 40 * HOUR, out, style)
     if towns:  # last, so the rest of the stream is drawn as before
         _town_days(rng, T0 + 20 * HOUR, out, style)
     return sorted(out, key=lambda e: (e["ts"], e["id"]))
