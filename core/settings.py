@@ -149,7 +149,7 @@ class StorySettings:
     # p(same event) from pipelines/data/story_scorer.json at or above which an event joins a story
     # (chosen with those coefficients on held-out seeds by bench/train_story_scorer.py; the file
     # records it, and a test keeps this default and config/newswire.yaml equal to it)
-    join_threshold: float = 0.35
+    join_threshold: float = 0.3
     max_gap_s: float = 72 * 3600.0
     # IDF: pseudo-documents behind the shipped word prior, prior of unknown words, words above this
     # prior document frequency are function words; content words kept per event.
