@@ -63,15 +63,22 @@ def corpus_sentences() -> list[str]:
     return [s for t in texts for s in split_sentences(" ".join(t.split())) if len(s) > 40]
 
 
-def make_fragments(n: int, seed: int, tag: str) -> list[bytes]:
-    """n distinct fragments of about 1 KB: random real sentences plus a unique numbered sentence."""
+def make_fragments(n: int, seed: int, tag: str, shuffle: bool = False) -> list[bytes]:
+    """n distinct fragments of about 1 KB: random real sentences plus a unique numbered sentence.
+    ``shuffle``: each sentence's words shuffled, so sentences, bands and shingles almost never recur
+    (bench/stage_cpu.py's ``--stream unique``)."""
     rng = random.Random(seed)
     sentences = corpus_sentences()
     out = []
     for i in range(n):
         body = [f"Update {tag}-{i}: officials confirmed the figures on {rng.randint(1, 28)} November."]
         while sum(map(len, body)) < 950:
-            body.append(rng.choice(sentences))
+            if shuffle:
+                words = rng.choice(sentences).split()
+                rng.shuffle(words)
+                body.append(" ".join(words) + ".")
+            else:
+                body.append(rng.choice(sentences))
         out.append(orjson.dumps({"source": f"bench:{i % 8}", "id": f"{tag}-{i}", "text": " ".join(body)}))
     return out
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import random
 import sys
 import tempfile
 import time
@@ -39,7 +38,7 @@ import orjson
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.e2e_throughput import corpus_sentences, make_fragments
+from bench.e2e_throughput import make_fragments
 from bench.stage_chain import StageChain
 from connectors.redis import RedisServer, make_redis
 from core.records import event_time_ms
@@ -50,22 +49,6 @@ from pipelines.stages.dedup.state import RedisDedupStore
 from pipelines.stages.dedup.transform import dedup_fields, event_fingerprint
 from pipelines.transforms.parse import start_event
 from tests.harness import free_port
-
-
-def unique_fragments(n: int, seed: int) -> list[bytes]:
-    """``make_fragments``' shape (a numbered first sentence, then sentences up to ~1 KB) with the
-    words of each sample sentence shuffled: sentences, bands and shingles almost never recur."""
-    rng = random.Random(seed)
-    sentences = corpus_sentences()
-    out = []
-    for i in range(n):
-        body = [f"Update u-{i}: officials confirmed the figures on {rng.randint(1, 28)} November."]
-        while sum(map(len, body)) < 950:
-            words = rng.choice(sentences).split()
-            rng.shuffle(words)
-            body.append(" ".join(words) + ".")
-        out.append(orjson.dumps({"source": f"bench:{i % 8}", "id": f"u-{i}", "text": " ".join(body)}))
-    return out
 
 
 def script_calls(client: Any) -> tuple[int, int]:
@@ -81,7 +64,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="runs of each pure stage; the least CPU is kept")
     ap.add_argument("--out", type=Path, help="write every stage's output here (JSON)")
     args = ap.parse_args()
-    values = make_fragments(args.n, 1, "tp") if args.stream == "bench" else unique_fragments(args.n, 1)
+    values = make_fragments(args.n, 1, "tp") if args.stream == "bench" else make_fragments(args.n, 1, "u", shuffle=True)
     redis = RedisServer(Path(tempfile.mkdtemp(prefix="newswire-stage-cpu-")) / "redis", port=free_port()).start()
     try:
         settings = load_settings(environ={}, overrides={"redis.url": redis.url})

@@ -448,26 +448,21 @@ def judge(fp: Fingerprint, key_hits: Iterable[KeyHits], settings: DedupSettings 
     get = cands.get
     for key, hits in key_hits:
         kind = key_kind(key)
-        # Band and sentence keys are ~all of an event's keys and hits: their loops are inlined.
-        if kind == "band":
+        # Band and sentence keys are ~all of an event's keys and hits: their loop is inlined.
+        if kind == "band" or kind == "sentence":
+            band = kind == "band"
             for event_id, ts, size in hits:
                 c = get(event_id)
                 if c is None:
                     c = cands[event_id] = _Candidate(first_seen=ts)
                 elif ts < c.first_seen:
                     c.first_seen = ts
-                c.band_hits += 1
-                c.shingle_count = size
-            continue
-        if kind == "sentence":
-            for event_id, ts, size in hits:
-                c = get(event_id)
-                if c is None:
-                    c = cands[event_id] = _Candidate(first_seen=ts)
-                elif ts < c.first_seen:
-                    c.first_seen = ts
-                c.sentence_hits += 1
-                c.sentence_count = size
+                if band:
+                    c.band_hits += 1
+                    c.shingle_count = size
+                else:
+                    c.sentence_hits += 1
+                    c.sentence_count = size
             continue
         for place, e in enumerate(hits):
             c = get(e.event_id)
