@@ -285,8 +285,14 @@ def load_demonyms(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR, table: Path = DEM
     for line in table.read_text(encoding="utf-8").splitlines():
         code, _, word = line.partition("\t")
         listed.setdefault(code, []).append(word)
+    yaml_codes = doc.get("demonyms") or {}
+    for code in yaml_codes:
+        if not (isinstance(code, str) and len(code) == 2 and code.isupper()):
+            # YAML 1.1 reads a bare NO, ON, Y or N as a boolean: Norway's code must be quoted ("NO").
+            raise ValueError(f"{gazetteer_dir / 'demonyms.yaml'}: demonyms.{code!r}: a country code must be "
+                             "two capital letters, quoted where YAML would read it otherwise (\"NO\")")
     out: dict[str, str] = {}
-    for code, words in [*listed.items(), *(doc.get("demonyms") or {}).items()]:
+    for code, words in [*listed.items(), *yaml_codes.items()]:
         for w in words or ():
             out[str(w)] = str(code)
             if not w.endswith(("ese", "ss", "sh", "ch", "i")) and w not in ("Swiss", "Thai", "Lao", "Dutch"):

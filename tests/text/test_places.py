@@ -299,3 +299,16 @@ def test_demonyms_come_from_the_shipped_table_with_the_yaml_on_top(resolver, tag
     result = _resolve(resolver, tagger, "Bhutanese monks marched through the capital.")
     assert result.places == ()
     assert [(n.country_code, m.text) for n in result.nationalities for m in n.mentions] == [("BT", "Bhutanese")]
+
+
+def test_norwegian_is_norway_although_yaml_reads_a_bare_no_as_false(resolver, tagger, tmp_path):
+    from pipelines.text.gazetteer import load_demonyms
+
+    # demonyms.yaml quotes "NO"; unquoted, YAML 1.1 made it False and Norwegians had no country.
+    assert load_demonyms()["Norwegian"] == "NO" and load_demonyms()["Norwegians"] == "NO"
+    result = _resolve(resolver, tagger, "Norwegian rescuers reached the trawler at dawn.")
+    assert [(n.country_code, [m.text for m in n.mentions]) for n in result.nationalities] == [("NO", ["Norwegian"])]
+    # A code YAML did not read as two capital letters is refused by name, not dropped in silence.
+    (tmp_path / "demonyms.yaml").write_text("demonyms:\n  NO: [Norwegian]\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"demonyms\.False: a country code must be two capital letters"):
+        load_demonyms(tmp_path)
