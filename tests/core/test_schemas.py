@@ -37,3 +37,41 @@ def test_bad_fragments_fail_both_validators_naming_the_field(doc: dict, path: st
     with pytest.raises(SchemaViolation) as err:
         validate("fragment", doc)
     assert str(err.value).startswith(f"fragment: {path}:")
+
+
+def _enriched_event() -> dict:
+    return {"schema": "enriched-event/1", "event_id": "b" * 32, "source": "wire:a", "text": "NATO met.",
+            "content_hash": "c" * 32, "language": {"code": "en", "confidence": 1.0}, "duplicate_of": None,
+            "received_at": "2026-12-03T15:00:00Z", "processed_at": "2026-12-03T15:00:01Z",
+            "origin": {"topic": "news.fragments", "partition": 0, "offset": 0, "timestamp_ms": 0},
+            "entities": [{"id": "org:nato", "name": "NATO", "type": "org",
+                          "mentions": [{"start": 0, "end": 4, "text": "NATO"}]}]}
+
+
+@pytest.mark.parametrize("mention,field", [({"start": -1, "end": 4, "text": "NATO"}, "start"),
+                                           ({"start": 0, "end": "4", "text": "NATO"}, "end"),
+                                           ({"start": 0, "end": 4}, "")])
+def test_checks_behind_a_ref_still_run_and_name_the_field(mention: dict, field: str) -> None:
+    # The hot-path validator inlines "#/$defs/mentions"; a bad mention is still refused, by its path.
+    good = _enriched_event()
+    validate("enriched-event", good)
+    assert not list(validator("enriched-event").iter_errors(good))
+    bad = {**good, "entities": [{**good["entities"][0], "mentions": [mention]}]}
+    assert list(validator("enriched-event").iter_errors(bad))
+    with pytest.raises(SchemaViolation) as err:
+        validate("enriched-event", bad)
+    assert str(err.value).startswith(f"enriched-event: entities.0.mentions.0{'.' if field else ''}{field}:")
+
+
+def test_inline_refs_replaces_local_refs_and_keeps_recursive_ones() -> None:
+    from core.schemas import inline_refs, load_schema
+
+    event = load_schema("enriched-event")
+    inlined = inline_refs(event, event["$defs"])
+    assert "$ref" not in str({k: v for k, v in inlined.items() if k != "$defs"})
+    assert inlined["properties"]["entities"]["items"]["properties"]["mentions"] == event["$defs"]["mentions"]
+    alerts = load_schema("alerts-config")
+    rule_match = inline_refs(alerts, alerts["$defs"])["$defs"]["rule"]["properties"]["match"]
+    # A condition nests conditions: the inner reference stays a $ref, which the compiled schema resolves.
+    assert rule_match["properties"]["all"]["items"] == {"$ref": "#/$defs/condition"}
+    assert rule_match["properties"]["entity"]["description"].startswith("Entity id")
