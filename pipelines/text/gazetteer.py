@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import yaml
 
@@ -83,9 +83,22 @@ class Stoplist:
     place_words: frozenset[str]  # name_key()s like 'County', 'River' that continue a place name
 
 
-#: libyaml's safe loader where PyYAML was built with it (the wheels are): the gazetteer files took
-#: ~1.7 s of every worker's start-up with the pure-Python one. Same documents, same safety.
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BOOL = "tag:yaml.org,2002:bool"
+
+
+class _SafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """libyaml's safe loader where PyYAML was built with it (the wheels are): the gazetteer files took
+    ~1.7 s of every worker's start-up with the pure-Python one. Same documents, same safety, and
+    YAML 1.2's booleans: only true and false. PyYAML's YAML 1.1 also reads yes, no, on and off (any
+    case) as booleans, which made Norway's country code ``NO`` false and its demonyms vanish; in
+    these files a bare NO, ON or Off is a code or a word."""
+
+    yaml_implicit_resolvers: ClassVar[dict[str, list[tuple[str, re.Pattern[str]]]]] = {
+        first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
+_SafeLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
 def read_yaml(path: Path) -> Any:
@@ -288,9 +301,8 @@ def load_demonyms(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR, table: Path = DEM
     yaml_codes = doc.get("demonyms") or {}
     for code in yaml_codes:
         if not (isinstance(code, str) and len(code) == 2 and code.isupper()):
-            # YAML 1.1 reads a bare NO, ON, Y or N as a boolean: Norway's code must be quoted ("NO").
             raise ValueError(f"{gazetteer_dir / 'demonyms.yaml'}: demonyms.{code!r}: a country code must be "
-                             "two capital letters, quoted where YAML would read it otherwise (\"NO\")")
+                             "two capital letters (ISO 3166-1 alpha-2)")
     out: dict[str, str] = {}
     for code, words in [*listed.items(), *yaml_codes.items()]:
         for w in words or ():

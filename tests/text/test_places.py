@@ -304,11 +304,15 @@ def test_demonyms_come_from_the_shipped_table_with_the_yaml_on_top(resolver, tag
 def test_norwegian_is_norway_although_yaml_reads_a_bare_no_as_false(resolver, tagger, tmp_path):
     from pipelines.text.gazetteer import load_demonyms
 
-    # demonyms.yaml quotes "NO"; unquoted, YAML 1.1 made it False and Norwegians had no country.
+    # YAML 1.1 (PyYAML's default) read a bare NO as False, and Norwegians had no country.
     assert load_demonyms()["Norwegian"] == "NO" and load_demonyms()["Norwegians"] == "NO"
     result = _resolve(resolver, tagger, "Norwegian rescuers reached the trawler at dawn.")
     assert [(n.country_code, [m.text for m in n.mentions]) for n in result.nationalities] == [("NO", ["Norwegian"])]
-    # A code YAML did not read as two capital letters is refused by name, not dropped in silence.
+    # The gazetteer loader reads YAML 1.2 booleans: a bare NO is the code, whoever edits the file.
     (tmp_path / "demonyms.yaml").write_text("demonyms:\n  NO: [Norwegian]\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"demonyms\.False: a country code must be two capital letters"):
-        load_demonyms(tmp_path)
+    assert load_demonyms(tmp_path)["Norwegian"] == "NO"
+    # A key that is no country code is refused by name, not dropped in silence.
+    for bad, shown in (("Norway", "'Norway'"), ("false", "False"), ("47", "47")):
+        (tmp_path / "demonyms.yaml").write_text(f"demonyms:\n  {bad}: [Norwegian]\n", encoding="utf-8")
+        with pytest.raises(ValueError, match=rf"demonyms\.{shown}: a country code must be two capital letters"):
+            load_demonyms(tmp_path)
