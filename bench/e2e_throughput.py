@@ -48,7 +48,7 @@ from bench.stage_chain import StageChain, StageClock
 from connectors.kafka import KafkaBroker, make_consumer, make_producer
 from connectors.redis import RedisServer
 from core.settings import load_settings
-from newswire.workers import PipelineWorkers
+from newswire.workers import PipelineWorkers, default_workers
 from pipelines.text.normalise import split_sentences
 from tests.harness import Stack, free_port
 
@@ -197,14 +197,17 @@ def main() -> None:
                     help="pipeline.stories.enabled")
     ap.add_argument("--alerts", choices=["on", "off"], default="on" if shipped.alerts.enabled else "off",
                     help="alerts.enabled (config/alerts.yaml)")
-    ap.add_argument("--workers", type=int, default=1,
-                    help="pipeline jobs splitting the partitions, as `newswire up --workers N` starts them")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="pipeline jobs splitting the partitions, as `newswire up --workers N` starts them "
+                         "(default: up's, one per core, at most one per partition)")
     ap.add_argument("--profile", type=Path, help="py-spy the pipeline process over the throughput phase into DIR")
     ap.add_argument("--profile-native", action="store_true",
                     help="with --profile: sample threads on a CPU with native frames, not only GIL holders")
     ap.add_argument("--baseline-only", action="store_true",
                     help="only the plain loop and its per-stage cost table (no broker, no pipeline)")
     args = ap.parse_args()
+    if args.workers is None:
+        args.workers = default_workers(args.partitions)
 
     tmp = Path(tempfile.mkdtemp(prefix="newswire-bench-"))
     redis = RedisServer(tmp / "redis", port=free_port()).start()
@@ -250,7 +253,7 @@ def main() -> None:
         values = make_fragments(args.n, 1, "tp")
         size = statistics.mean(map(len, values))
         producer = make_producer(stack.settings, linger_ms=20, batch_size=256 * 1024)
-        from bench.peers.compare import tree_cpu_s  # (compare imports this module)
+        from bench.peers.compare import tree_cpu_s, tree_rss_by_name  # (compare imports this module)
 
         spy = start_profile(procs[0].pid, args.profile, args.profile_native) if args.profile else None
         cpu0 = [tree_cpu_s(p.pid) for p in procs]
@@ -288,6 +291,7 @@ def main() -> None:
         producer.flush()
         got_l = collect(stack, {f"lat-{i}" for i in range(len(values_l))}, 300)
         lat = [e - r for r, e in got_l.values()]
+        memory = [tree_rss_by_name(p.pid) for p in procs]
         producer.close()
         if pool is not None:
             pool.stop()
@@ -310,6 +314,8 @@ def main() -> None:
     print(f"  latency under that burst: p50 {percentile(tp_lat, .5):.0f} ms, p99 {percentile(tp_lat, .99):.0f} ms")
     print(f"latency at {args.rate:.0f} fragments/s for {args.seconds:.0f} s ({len(got_l)}/{len(values_l)} arrived): "
           f"p50 {percentile(lat, .5):.0f} ms, p99 {percentile(lat, .99):.0f} ms, max {max(lat):.0f} ms")
+    print("memory (RSS) of each pipeline job at the end: " + "; ".join(
+        f"job {i}: " + ", ".join(f"{name} {mb:.0f} MB" for name, mb in m.items()) for i, m in enumerate(memory)))
     print(f"baseline (same stage functions, plain loop, 1 core): {base_rate:.0f} fragments/s, CPU "
           f"{clock.cpu_ms:.1f} ms per fragment; per stage:")
     print(clock.table(n_base))

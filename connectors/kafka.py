@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import logging
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -137,23 +138,35 @@ def broker_check(bootstrap_servers: str) -> dict[str, Any]:
             f"broker unavailable: none of {bootstrap_servers} accepts connections"}
 
 
-def wait_for_broker(bootstrap_servers: str, timeout_s: float = 60) -> None:
-    """Block until a broker answers metadata requests (KRaft: it has joined the quorum and unfenced)."""
+def wait_for_broker(bootstrap_servers: str, timeout_s: float = 60, stop: threading.Event | None = None) -> bool:
+    """Block until a broker answers metadata requests (KRaft: it has joined the quorum and unfenced):
+    True. False as soon as ``stop`` is set (a process told to stop while it waits stops, instead of
+    waiting out ``timeout_s`` first)."""
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
     while time.monotonic() < deadline:
+        if stop is not None and stop.is_set():
+            return False
+        # No client until a bootstrap server accepts connections: kafka-python's bootstrap retries
+        # an unreachable one for ~30 s (logging each refusal) before it gives up.
+        reachable = broker_check(bootstrap_servers)
         try:
+            if not reachable["ok"]:
+                raise OSError(reachable["detail"])
             admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","), client_id="newswire-probe",
                                      request_timeout_ms=3000)
             try:
                 brokers = admin.describe_cluster()["brokers"]
                 if brokers and not any(b.get("is_fenced") for b in brokers):
-                    return
+                    return True
             finally:
                 admin.close()
         except (KafkaError, OSError) as exc:
             last = exc
-        time.sleep(0.3)
+        if stop is not None:
+            stop.wait(0.3)
+        else:
+            time.sleep(0.3)
     raise TimeoutError(f"no Kafka broker ready at {bootstrap_servers} after {timeout_s}s (last error: {last})")
 
 

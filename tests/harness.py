@@ -150,8 +150,9 @@ class Stack:
                 self.kill(p, signal.SIGTERM)
 
     def pipeline_log(self) -> str:
-        return "\n".join((self.tmp / f"pipeline-{i}.log").read_text(errors="replace")[-4000:]
-                         for i in range(len(self._procs)))
+        logs = [self.tmp / f"pipeline-{i}.log" for i in range(len(self._procs))]
+        logs += sorted((self.tmp / "workers").glob("*.log"))  # jobs started by newswire.workers.PipelineWorkers
+        return "\n".join(log.read_text(errors="replace")[-4000:] for log in logs if log.exists())
 
     # -- Kafka
     def produce(self, values: Iterable[bytes | dict[str, Any]], key: Callable[[int], bytes | None] = lambda i: None) -> int:

@@ -17,7 +17,7 @@ Why this is a fair comparison, and what differs: bench/peers/README.md.
 
     python bench/peers/compare.py [--n 3000] [--rate 200] [--seconds 10] [--order newswire,quix]
         [--entities off|gazetteer|spacy] [--dedup near|exact] [--stories on|off] [--alerts on|off]
-        [--commit-interval 5] [--json results.json]
+        [--workers N] [--commit-interval 5] [--json results.json]
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ import os
 import platform
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import orjson
 
@@ -47,6 +47,7 @@ from bench.stage_chain import StageChain, StageClock
 from connectors.kafka import KafkaBroker, make_producer
 from connectors.redis import RedisServer
 from core.settings import load_settings
+from newswire.workers import PipelineWorkers, default_workers
 from tests.harness import Stack, free_port
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -105,38 +106,69 @@ def tree_cpu_s(root: int) -> dict[str, float]:
     return out
 
 
-def tree_rss_mb(root: int) -> float:
-    total_kb = 0
+def tree_rss_by_name(root: int) -> dict[str, float]:
+    """Resident memory (VmRSS, MB) of a process tree's live processes, by process name (python, prism, ...)."""
+    out: dict[str, float] = {}
     for pid in tree_pids(root):
         try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
-                    total_kb += int(line.split()[1])
+                    out[name] = out.get(name, 0.0) + int(line.split()[1]) / 1024
         except OSError:
             continue
-    return total_kb / 1024
+    return out
 
 
-def measure(name: str, stack: Stack, start: Callable[[], Any], values: list[bytes], values_l: list[bytes],
-            rate: float) -> Result:
-    """Startup, throughput, latency at ``rate`` and memory of one engine (started by ``start``)."""
+def tree_rss_mb(root: int) -> float:
+    return sum(tree_rss_by_name(root).values())
+
+
+def start_jobs(stack: Stack, workers: int) -> list[subprocess.Popen[bytes]]:
+    """The pipeline as `newswire up --workers N` runs it: one job, or N splitting the partitions."""
+    if workers == 1:
+        return [stack.start_pipeline()]
+    pool = PipelineWorkers(stack.config_path, stack.settings.kafka.topics.fragments.partitions, workers,
+                           stack.tmp / "workers").start()
+    stack._procs.extend(pool.procs)  # so the stack's kill/stop_all cover them, as start_peer's
+    return pool.procs
+
+
+def tree_cpu_of(procs: list[subprocess.Popen[bytes]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for proc in procs:
+        for k, v in tree_cpu_s(proc.pid).items():
+            out[k] = out.get(k, 0.0) + v
+    return out
+
+
+def measure(name: str, stack: Stack, start: Callable[[], list[subprocess.Popen[bytes]]], values: list[bytes],
+            values_l: list[bytes], rate: float) -> Result:
+    """Startup, throughput, latency at ``rate`` and memory of one engine (its processes started by ``start``)."""
     topic = stack.settings.kafka.topics.fragments.name
+    partitions = stack.settings.kafka.topics.fragments.partitions
     t_start = time.monotonic()
-    proc = start()
-    stack.produce([orjson.dumps({"source": "bench", "id": "warmup", "text": "Warm-up fragment for the bench."})])
-    if not collect(stack, {"warmup"}, 180):
+    procs = start()
+    # One warm-up fragment per partition: every job (every member of the consumer group) is up.
+    warm = make_producer(stack.settings)
+    for p in range(partitions):
+        warm.send(topic, partition=p, value=orjson.dumps({"source": "bench", "id": f"warmup-{p}",
+                                                          "text": f"Warm-up fragment {p} for the bench."}))
+    warm.flush()
+    warm.close()
+    if len(collect(stack, {f"warmup-{p}" for p in range(partitions)}, 180)) < partitions:
         sys.exit(f"{name} did not come up:\n" + stack.pipeline_log())
     startup = time.monotonic() - t_start
 
     # Throughput: everything at once.
     producer = make_producer(stack.settings, linger_ms=20, batch_size=256 * 1024)
-    cpu0 = tree_cpu_s(proc.pid)
+    cpu0 = tree_cpu_of(procs)
     t0 = time.time()
     for v in values:
         producer.send(topic, value=v)
     producer.flush()
     got = collect(stack, {orjson.loads(v)["id"] for v in values}, 900)
-    cpu1 = tree_cpu_s(proc.pid)
+    cpu1 = tree_cpu_of(procs)
     per_process = {k: (v - cpu0.get(k, 0.0)) / max(1, len(values)) * 1000 for k, v in cpu1.items()}
     last_ms = max(e for _, e in got.values())
     burst = [float(e - r) for r, e in got.values()]
@@ -155,8 +187,9 @@ def measure(name: str, stack: Stack, start: Callable[[], Any], values: list[byte
     producer.close()
     got_l = collect(stack, {orjson.loads(v)["id"] for v in values_l}, 600)
     lat = [float(e - r) for r, e in got_l.values()] or [float("nan")]
-    rss, nproc = tree_rss_mb(proc.pid), len(tree_pids(proc.pid))
-    stack.kill(proc, signal.SIGTERM)
+    rss, nproc = sum(tree_rss_mb(p.pid) for p in procs), sum(len(tree_pids(p.pid)) for p in procs)
+    for proc in procs:
+        stack.kill(proc, signal.SIGTERM)
     return Result(name, startup, len(got), len(values), len(got) / (last_ms / 1000 - t0),
                   percentile(burst, .5), percentile(burst, .99), sum(per_process.values()),
                   len(got_l), len(values_l), percentile(lat, .5), percentile(lat, .99), max(lat), rss, nproc, per_process)
@@ -174,6 +207,9 @@ def main() -> None:
     ap.add_argument("--entities", choices=["off", "gazetteer", "spacy"], default=shipped.pipeline.enrichment.entities)
     ap.add_argument("--stories", choices=["on", "off"], default="on" if shipped.pipeline.stories.enabled else "off")
     ap.add_argument("--alerts", choices=["on", "off"], default="on" if shipped.alerts.enabled else "off")
+    ap.add_argument("--workers", type=int, default=default_workers(shipped.kafka.topics.fragments.partitions),
+                    help="Newswire jobs splitting the partitions (as `newswire up --workers N`; default up's: one "
+                         "per core, at most one per partition) and as many Quix app processes in one consumer group")
     ap.add_argument("--commit-interval", type=float, default=5.0, help="the Quix app's checkpoint interval (its default)")
     ap.add_argument("--order", default="newswire,quix", help="which engine runs first")
     ap.add_argument("--json", type=Path, help="also write the figures here")
@@ -188,7 +224,8 @@ def main() -> None:
         shipped.pipeline.enrichment.entities, shipped.pipeline.dedup.mode,
         "on" if shipped.pipeline.stories.enabled else "off", "on" if shipped.alerts.enabled else "off")
     cfg = (f"[{'shipped config: ' if shipped_cfg else 'config: '}entities {args.entities}, dedup {args.dedup}, "
-           f"stories {args.stories}, alerts {args.alerts}; {args.partitions} partitions]")
+           f"stories {args.stories}, alerts {args.alerts}; {args.partitions} partitions; {args.workers} "
+           f"{'job' if args.workers == 1 else 'jobs'} / Quix processes]")
 
     tmp = Path(tempfile.mkdtemp(prefix="newswire-peers-"))
     redis = RedisServer(tmp / "redis", port=free_port()).start()
@@ -204,8 +241,8 @@ def main() -> None:
                 (tmp / name).mkdir()
                 stack = Stack(base, tmp / name, **overrides)
                 loads[name] = os.getloadavg()
-                start = stack.start_pipeline if name == "newswire" else (
-                    lambda s=stack: start_peer(s, args.commit_interval))
+                start = ((lambda s=stack: start_jobs(s, args.workers)) if name == "newswire" else
+                         (lambda s=stack: [start_peer(s, args.commit_interval) for _ in range(args.workers)]))
                 try:
                     results[name] = measure(name, stack, start, values, values_l, args.rate)
                 finally:

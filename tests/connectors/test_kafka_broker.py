@@ -6,12 +6,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from connectors.kafka import KafkaBroker, make_consumer, make_producer
+from connectors.kafka import KafkaBroker, make_consumer, make_producer, wait_for_broker
 from core.settings import load_settings
 from tests.harness import REPO, free_port, pids_with
 
@@ -76,3 +77,16 @@ def test_killed_parent_takes_its_broker_down(tmp_path: Path) -> None:
     # And the next start on the same data dir works.
     with KafkaBroker(settings):
         pass
+
+
+def test_waiting_for_a_broker_ends_when_the_process_is_told_to_stop() -> None:
+    """A pipeline job that gets SIGTERM while it waits for the broker (`up` stopping, or failing,
+    before the broker is there) stops then, not after the whole wait."""
+    nobody = f"127.0.0.1:{free_port()}"
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    started = time.monotonic()
+    assert wait_for_broker(nobody, timeout_s=60, stop=stop) is False
+    assert time.monotonic() - started < 5  # at the next probe after the signal, not after the 60 s
+    with pytest.raises(TimeoutError, match="no Kafka broker ready"):
+        wait_for_broker(nobody, timeout_s=0.5)

@@ -23,8 +23,8 @@ def test_more_jobs_than_partitions_is_refused_with_the_fix() -> None:
         split_partitions(4, 5)
     with pytest.raises(ValueError, match="workers"):
         split_partitions(4, 0)
-    assert default_workers(4, cores=2) == 1 and default_workers(4, cores=16) == 4  # at most one per partition
-    assert default_workers(16, cores=16) == 8 and default_workers(1, cores=1) == 1
+    assert default_workers(4, cores=2) == 2 and default_workers(4, cores=16) == 4  # at most one per partition
+    assert default_workers(16, cores=16) == 16 and default_workers(1, cores=1) == 1
 
 
 def test_each_worker_gets_its_partitions_and_its_own_health_port() -> None:
