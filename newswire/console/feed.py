@@ -43,6 +43,8 @@ class TopicFeed:
         self.dead_letter_counts: Counter[tuple[str, str]] = Counter()
         #: (window start, window end) -> fragments per source, the newest STATS_WINDOWS windows
         self.windows: dict[tuple[str, str], dict[str, int]] = {}
+        #: the same per job: (window) -> (source, the job's partitions, None: all) -> fragments
+        self._shares: dict[tuple[str, str], dict[tuple[str, tuple[int, ...] | None], int]] = {}
         self.error: str | None = "not connected yet"
         self._backlog = {"alert": alert_backlog, "dlq": dead_letter_backlog, "stats": self.STATS_BACKLOG}
         self._subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[dict[str, Any] | None]]] = set()
@@ -134,10 +136,17 @@ class TopicFeed:
             self._publish(doc)
         elif role == "stats":
             window = (str(doc.get("window_start")), str(doc.get("window_end")))
-            counts = self.windows.setdefault(window, {})
-            counts[str(doc.get("source"))] = int(doc.get("fragments") or 0)  # a late refiring replaces
+            source, share = str(doc.get("source")), doc.get("partitions")
+            shares = self._shares.setdefault(window, {})
+            # Several jobs (`up --workers N`) each count their partitions: their records add up; a
+            # late refiring of one job's window replaces that job's count.
+            shares[(source, tuple(share) if isinstance(share, list) else None)] = int(doc.get("fragments") or 0)
+            self.windows[window] = {}
+            for (src, _), n in shares.items():
+                self.windows[window][src] = self.windows[window].get(src, 0) + n
             for old in sorted(self.windows)[:-self.STATS_WINDOWS]:
                 del self.windows[old]
+                self._shares.pop(old, None)
         else:
             self.dead_letters.append({**doc, "dlq_partition": partition, "dlq_offset": offset})
             self.dead_letter_counts[(str(doc.get("stage")), str(doc.get("reason")))] += 1

@@ -255,6 +255,20 @@ def test_health_shows_throughput_from_the_pipelines_window_counts(console: Conso
     assert "<bdi>wire:a</bdi> 120, <bdi>invoice[U+202E]txt.exe</bdi> 30" in html
 
 
+def test_health_adds_up_the_window_counts_of_several_pipeline_jobs(console: Console) -> None:
+    """`up --workers 2`: each job counts its own partitions' fragments of one source and window."""
+    def count(partitions: list[int], fragments: int) -> bytes:
+        return orjson.dumps({"schema": "fragment-count/1", "source": "wire:a", "fragments": fragments,
+                             "window_start": "2026-03-01T10:00:00.000Z", "window_end": "2026-03-01T10:01:00.000Z",
+                             "partitions": partitions})
+    for n, (share, fragments) in enumerate([([0, 2], 40), ([1, 3], 50), ([0, 2], 70)]):  # job 0 refires
+        console.feed.take("stats", count(share, fragments), 0, n)
+    client = TestClient(console.app)
+    login(client, VIEWER)
+    html = client.get("/health").text
+    assert re.findall(r'<td class="num">(\d+)</td>\s*<td class="num">([\d.]+)</td>', html) == [("120", "2.00")]
+
+
 def test_search_finds_events_by_entity_and_source_and_refuses_a_bad_duration(console: Console) -> None:
     client = TestClient(console.app)
     login(client, VIEWER)
