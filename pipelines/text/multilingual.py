@@ -135,12 +135,34 @@ def load_lexicons(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR, words_table: Path
                   names_table: Path = PLACE_NAMES_TABLE,
                   entity_ids: Iterable[str] | None = None) -> dict[str, LanguageLexicon]:
     """A lexicon for every language with stop words or a section in languages.yaml (never "en").
-    `entity_ids`: the watchlist's ids, to check that languages.yaml names only existing ones."""
+    `entity_ids`: the watchlist's ids, to check that languages.yaml names only existing ones.
+
+    The shipped files' lexicons are built once per process and shared (the entity tagger and the
+    place resolver each held a copy, ~40 MB per pipeline job): treat the result as read-only."""
+    shipped = (gazetteer_dir.resolve(), words_table, names_table) == (
+        DEFAULT_GAZETTEER_DIR.resolve(), LANGUAGE_WORDS_TABLE, PLACE_NAMES_TABLE)
+    lexicons = _shipped_lexicons() if shipped else _build_lexicons(gazetteer_dir, words_table, names_table)
+    if entity_ids is not None:
+        known = set(entity_ids)
+        for lang, lexicon in lexicons.items():
+            for _, eid in lexicon.entity_aliases:
+                if eid not in known:
+                    raise ValueError(f"{gazetteer_dir / LANGUAGES_FILE}: '{lang}.entities' names '{eid}', which is "
+                                     f"not a watchlist id (people.yaml / organisations.yaml ids look like "
+                                     f"person:vladimir-putin)")
+    return lexicons
+
+
+@cache
+def _shipped_lexicons() -> dict[str, LanguageLexicon]:
+    return _build_lexicons(DEFAULT_GAZETTEER_DIR, LANGUAGE_WORDS_TABLE, PLACE_NAMES_TABLE)
+
+
+def _build_lexicons(gazetteer_dir: Path, words_table: Path, names_table: Path) -> dict[str, LanguageLexicon]:
     path = gazetteer_dir / LANGUAGES_FILE
     doc = read_yaml(path) if path.exists() else {}
     words = _language_words(words_table)
     names = _place_names(names_table)
-    known = set(entity_ids) if entity_ids is not None else None
     lexicons: dict[str, LanguageLexicon] = {}
     for lang in sorted((set(words) | set(doc) | set(names)) - {"en", ANY_LANGUAGE}):
         raw = doc.get(lang) or {}
@@ -160,9 +182,6 @@ def load_lexicons(gazetteer_dir: Path = DEFAULT_GAZETTEER_DIR, words_table: Path
         places = [(str(n), str(pid)) for pid, ns in (raw.get("places") or {}).items() for n in ns or ()]
         aliases: list[tuple[str, str]] = []
         for eid, alias_list in (raw.get("entities") or {}).items():
-            if known is not None and eid not in known:
-                raise ValueError(f"{path}: '{lang}.entities' names '{eid}', which is not a watchlist id "
-                                 f"(people.yaml / organisations.yaml ids look like person:vladimir-putin)")
             aliases += [(str(a), str(eid)) for a in alias_list or ()]
         lang_words = words.get(lang, {})
         stop, common = lang_words.get("stop", frozenset()), lang_words.get("common", frozenset())

@@ -318,6 +318,9 @@ class PlaceResolver:
         self.__dict__.update(cached(f"resolver-{path_label(gazetteer_dir)}-{int(demonyms)}",
                                     files_under(gazetteer_dir, PLACES_TABLE.parent),
                                     lambda: self._build(gazetteer_dir, demonyms)))
+        # Texts in other languages: their stop words, everyday words and extra place names; not in
+        # the cached tables, so that this process's entity tagger and resolver share one copy.
+        self._lexicons = load_lexicons(gazetteer_dir)
 
     def _build(self, gazetteer_dir: Path, demonyms: bool) -> dict[str, Any]:
         """Build the tables from the files; returns the attributes (what the model cache stores)."""
@@ -353,8 +356,6 @@ class PlaceResolver:
             for word, code in words.items():
                 self._matcher.add(word, self._countries[code])
             self._demonyms = frozenset(name_key(w) for w in words)
-        # Texts in other languages: their stop words, everyday words and extra place names.
-        self._lexicons = load_lexicons(gazetteer_dir)
         self._language_names: dict[str, LanguageNames] = {}  # built on a language's first text
         self._place_keys = place_keys(records)
         return dict(self.__dict__)

@@ -207,6 +207,17 @@ def test_languages_yaml_names_only_watchlist_ids(tmp_path):
         load_lexicons(tmp_path)
 
 
+
+def test_the_tagger_and_the_resolver_share_one_copy_of_the_shipped_lexicons(resolver: PlaceResolver,
+                                                                          tagger: EntityTagger, tmp_path: Path) -> None:
+    """One pipeline job held two copies (~40 MB): the resolver's came out of its model cache."""
+    assert tagger._lexicons is resolver._lexicons is load_lexicons()
+    # A folder of one's own is read afresh each time: its files may have changed.
+    (tmp_path / "languages.yaml").write_text("fr:\n  titles: [ministre]\n", encoding="utf-8")
+    first = load_lexicons(tmp_path)
+    (tmp_path / "languages.yaml").write_text("fr:\n  titles: [ministre, maire]\n", encoding="utf-8")
+    assert first["fr"].titles < load_lexicons(tmp_path)["fr"].titles
+
 # --------------------------------------------------------------------------- gold fixtures
 
 def _fixtures() -> list[dict[str, Any]]:
