@@ -587,7 +587,7 @@ class NameMatcher:
             words = name_key(name).split()
         if not words:
             return
-        key = " ".join(words)
+        key = sys.intern(" ".join(words))  # PlaceResolver's canonical names share these strings
         bucket = self._values.setdefault(key, [])
         if value not in bucket:
             bucket.append(value)

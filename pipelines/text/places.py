@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from bisect import bisect_left, bisect_right, insort
 from collections import Counter
 from collections.abc import Sequence
@@ -331,7 +332,9 @@ class PlaceResolver:
         self._first_names = load_first_names(FIRST_NAMES_TABLE)  # cached: the entities stage reads it too
         self._everyday = load_everyday_words(_EVERYDAY_WORDS)
         self._matcher = NameMatcher()
-        self._canonical: dict[str, set[str]] = {}  # record id -> keys of its main name
+        # record id -> keys of its main name: a tuple (one or two keys), the matcher's own strings
+        # (155k records: sets and copies of the strings were ~38 MB of every job's memory)
+        self._canonical: dict[str, tuple[str, ...]] = {}
         records = load_places(gazetteer_dir)
         self._admin1: dict[tuple[str, str], PlaceRecord] = {}
         # A county's name without "County" ("Otter Tail") only where the text gives evidence (places
@@ -342,7 +345,8 @@ class PlaceResolver:
                 self._matcher.add(n, rec)
             if rec.feature == "admin2":
                 self._county_names.add(rec.name.rsplit(" ", 1)[0], rec)
-            self._canonical[rec.id] = {name_key(rec.name), name_key(rec.names[0])}
+            self._canonical[rec.id] = tuple({sys.intern(name_key(rec.name)): None,
+                                             sys.intern(name_key(rec.names[0])): None})
             if rec.feature == "admin1" and rec.country_code and rec.admin1:
                 self._admin1[(rec.country_code, rec.admin1)] = rec
         self._countries = {r.country_code: r for r in records if r.feature == "country" and r.country_code}
