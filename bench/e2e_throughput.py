@@ -48,7 +48,7 @@ from bench.stage_chain import StageChain, StageClock
 from connectors.kafka import KafkaBroker, make_consumer, make_producer
 from connectors.redis import RedisServer
 from core.settings import load_settings
-from newswire.workers import PipelineWorkers, default_workers
+from newswire.workers import default_workers
 from pipelines.text.normalise import split_sentences
 from tests.harness import Stack, free_port
 
@@ -81,6 +81,20 @@ def make_fragments(n: int, seed: int, tag: str, shuffle: bool = False) -> list[b
                 body.append(rng.choice(sentences))
         out.append(orjson.dumps({"source": f"bench:{i % 8}", "id": f"{tag}-{i}", "text": " ".join(body)}))
     return out
+
+
+def wait_until_serving(stack: Stack, name: str, timeout_s: float = 180) -> None:
+    """One warm-up fragment on every raw-topic partition, then wait for all of them enriched: every
+    job (every member of a consumer group) is up. Exits with the logs if they do not all come back."""
+    topic, partitions = stack.settings.kafka.topics.fragments.name, stack.settings.kafka.topics.fragments.partitions
+    warm = make_producer(stack.settings)
+    for p in range(partitions):
+        warm.send(topic, partition=p, value=orjson.dumps({"source": "bench", "id": f"warmup-{p}",
+                                                          "text": f"Warm-up fragment {p}."}))
+    warm.flush()
+    warm.close()
+    if len(collect(stack, {f"warmup-{p}" for p in range(partitions)}, timeout_s)) < partitions:
+        sys.exit(f"{name} did not come up:\n" + stack.pipeline_log())
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -231,22 +245,8 @@ def main() -> None:
                                     "pipeline.stories.enabled": args.stories == "on",
                                     "alerts.enabled": args.alerts == "on"})
         t_start = time.monotonic()
-        pool = None
-        procs = []
-        if args.workers == 1:
-            procs = [stack.start_pipeline()]
-        else:
-            pool = PipelineWorkers(stack.config_path, args.partitions, args.workers, tmp / "workers").start()
-            procs = pool.procs
-        # One warm-up fragment per partition: every job is up before the clock starts.
-        warm = make_producer(stack.settings)
-        for p in range(args.partitions):
-            warm.send(stack.settings.kafka.topics.fragments.name, partition=p,
-                      value=orjson.dumps({"source": "bench", "id": f"warmup-{p}", "text": f"Warm-up fragment {p}."}))
-        warm.flush()
-        warm.close()
-        if len(collect(stack, {f"warmup-{p}" for p in range(args.partitions)}, 180)) < args.partitions:
-            sys.exit("pipeline did not come up:\n" + stack.pipeline_log())
+        procs = stack.start_jobs(args.workers)
+        wait_until_serving(stack, "pipeline")
         startup = time.monotonic() - t_start
 
         # 1. Throughput
@@ -293,8 +293,6 @@ def main() -> None:
         lat = [e - r for r, e in got_l.values()]
         memory = [tree_rss_by_name(p.pid) for p in procs]
         producer.close()
-        if pool is not None:
-            pool.stop()
         stack.stop_all()
 
     clock = StageClock()

@@ -150,19 +150,20 @@ def wait_for_broker(bootstrap_servers: str, timeout_s: float = 60, stop: threadi
         # No client until a bootstrap server accepts connections: kafka-python's bootstrap retries
         # an unreachable one for ~30 s (logging each refusal) before it gives up.
         reachable = broker_check(bootstrap_servers)
-        try:
-            if not reachable["ok"]:
-                raise OSError(reachable["detail"])
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","), client_id="newswire-probe",
-                                     request_timeout_ms=3000)
+        if not reachable["ok"]:
+            last = OSError(reachable["detail"])
+        else:
             try:
-                brokers = admin.describe_cluster()["brokers"]
-                if brokers and not any(b.get("is_fenced") for b in brokers):
-                    return True
-            finally:
-                admin.close()
-        except (KafkaError, OSError) as exc:
-            last = exc
+                admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","), client_id="newswire-probe",
+                                         request_timeout_ms=3000)
+                try:
+                    brokers = admin.describe_cluster()["brokers"]
+                    if brokers and not any(b.get("is_fenced") for b in brokers):
+                        return True
+                finally:
+                    admin.close()
+            except (KafkaError, OSError) as exc:
+                last = exc
         if stop is not None:
             stop.wait(0.3)
         else:

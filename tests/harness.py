@@ -132,6 +132,18 @@ class Stack:
         self._procs.append(proc)
         return proc
 
+    def start_jobs(self, workers: int) -> list[subprocess.Popen[bytes]]:
+        """The pipeline as `newswire up --workers N` runs it: one job, or N processes splitting the raw
+        topic's partitions (newswire/workers.py, logs in ``tmp/workers``); kill/stop_all cover them."""
+        if workers == 1:
+            return [self.start_pipeline()]
+        from newswire.workers import PipelineWorkers
+
+        procs = PipelineWorkers(self.config_path, self.settings.kafka.topics.fragments.partitions, workers,
+                                self.tmp / "workers").start().procs
+        self._procs.extend(procs)
+        return procs
+
     def kill(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
         """Signal the pipeline's whole process group (the Python process and its Prism child)."""
         try:

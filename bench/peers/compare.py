@@ -41,13 +41,13 @@ import orjson
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from bench.e2e_throughput import baseline, collect, make_fragments, percentile
+from bench.e2e_throughput import baseline, collect, make_fragments, percentile, wait_until_serving
 from bench.peers.quix_peer import start_peer
 from bench.stage_chain import StageChain, StageClock
 from connectors.kafka import KafkaBroker, make_producer
 from connectors.redis import RedisServer
 from core.settings import load_settings
-from newswire.workers import PipelineWorkers, default_workers
+from newswire.workers import default_workers
 from tests.harness import Stack, free_port
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -124,16 +124,6 @@ def tree_rss_mb(root: int) -> float:
     return sum(tree_rss_by_name(root).values())
 
 
-def start_jobs(stack: Stack, workers: int) -> list[subprocess.Popen[bytes]]:
-    """The pipeline as `newswire up --workers N` runs it: one job, or N splitting the partitions."""
-    if workers == 1:
-        return [stack.start_pipeline()]
-    pool = PipelineWorkers(stack.config_path, stack.settings.kafka.topics.fragments.partitions, workers,
-                           stack.tmp / "workers").start()
-    stack._procs.extend(pool.procs)  # so the stack's kill/stop_all cover them, as start_peer's
-    return pool.procs
-
-
 def tree_cpu_of(procs: list[subprocess.Popen[bytes]]) -> dict[str, float]:
     out: dict[str, float] = {}
     for proc in procs:
@@ -146,18 +136,9 @@ def measure(name: str, stack: Stack, start: Callable[[], list[subprocess.Popen[b
             values_l: list[bytes], rate: float) -> Result:
     """Startup, throughput, latency at ``rate`` and memory of one engine (its processes started by ``start``)."""
     topic = stack.settings.kafka.topics.fragments.name
-    partitions = stack.settings.kafka.topics.fragments.partitions
     t_start = time.monotonic()
     procs = start()
-    # One warm-up fragment per partition: every job (every member of the consumer group) is up.
-    warm = make_producer(stack.settings)
-    for p in range(partitions):
-        warm.send(topic, partition=p, value=orjson.dumps({"source": "bench", "id": f"warmup-{p}",
-                                                          "text": f"Warm-up fragment {p} for the bench."}))
-    warm.flush()
-    warm.close()
-    if len(collect(stack, {f"warmup-{p}" for p in range(partitions)}, 180)) < partitions:
-        sys.exit(f"{name} did not come up:\n" + stack.pipeline_log())
+    wait_until_serving(stack, name)
     startup = time.monotonic() - t_start
 
     # Throughput: everything at once.
@@ -241,7 +222,7 @@ def main() -> None:
                 (tmp / name).mkdir()
                 stack = Stack(base, tmp / name, **overrides)
                 loads[name] = os.getloadavg()
-                start = ((lambda s=stack: start_jobs(s, args.workers)) if name == "newswire" else
+                start = ((lambda s=stack: s.start_jobs(args.workers)) if name == "newswire" else
                          (lambda s=stack: [start_peer(s, args.commit_interval) for _ in range(args.workers)]))
                 try:
                     results[name] = measure(name, stack, start, values, values_l, args.rate)

@@ -567,7 +567,7 @@ class Console:
         return self._page(session, fresh, "health.html", title="Health", lag=lag, redis=redis, store=store, board=status,
                           status_key=status_key(s.redis.namespace),
                           counts=counts, feed_error=self.feed.error, settings=s,
-                          throughput=health.throughput(dict(self.feed.windows)))
+                          throughput=health.throughput(self.feed.windows))
 
 
 def resubmit_refusal(letter: dict[str, Any], fragments_topic: str) -> str | None:

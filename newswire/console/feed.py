@@ -41,16 +41,26 @@ class TopicFeed:
         self.dead_letters: deque[dict[str, Any]] = deque(maxlen=dead_letter_backlog)
         #: (stage, reason) -> dead letters seen since the console started (its backlog included)
         self.dead_letter_counts: Counter[tuple[str, str]] = Counter()
-        #: (window start, window end) -> fragments per source, the newest STATS_WINDOWS windows
-        self.windows: dict[tuple[str, str], dict[str, int]] = {}
-        #: the same per job: (window) -> (source, the job's partitions, None: all) -> fragments
-        self._shares: dict[tuple[str, str], dict[tuple[str, tuple[int, ...] | None], int]] = {}
+        #: (window start, window end) -> (source, the counting job's partitions, None: all) -> fragments,
+        #: the newest STATS_WINDOWS windows (``windows`` adds up the jobs)
+        self._counts: dict[tuple[str, str], dict[tuple[str, tuple[int, ...] | None], int]] = {}
         self.error: str | None = "not connected yet"
         self._backlog = {"alert": alert_backlog, "dlq": dead_letter_backlog, "stats": self.STATS_BACKLOG}
         self._subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[dict[str, Any] | None]]] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def windows(self) -> dict[tuple[str, str], dict[str, int]]:
+        """(window start, window end) -> fragments per source. Several jobs (`up --workers N`) each
+        count their own partitions of a source and window: their counts add up."""
+        out: dict[tuple[str, str], dict[str, int]] = {}
+        for window, counts in list(self._counts.items()):
+            per_source = out[window] = {}
+            for (source, _), n in list(counts.items()):
+                per_source[source] = per_source.get(source, 0) + n
+        return out
 
     def start(self) -> None:
         self._stop.clear()
@@ -136,17 +146,12 @@ class TopicFeed:
             self._publish(doc)
         elif role == "stats":
             window = (str(doc.get("window_start")), str(doc.get("window_end")))
-            source, share = str(doc.get("source")), doc.get("partitions")
-            shares = self._shares.setdefault(window, {})
-            # Several jobs (`up --workers N`) each count their partitions: their records add up; a
-            # late refiring of one job's window replaces that job's count.
-            shares[(source, tuple(share) if isinstance(share, list) else None)] = int(doc.get("fragments") or 0)
-            self.windows[window] = {}
-            for (src, _), n in shares.items():
-                self.windows[window][src] = self.windows[window].get(src, 0) + n
-            for old in sorted(self.windows)[:-self.STATS_WINDOWS]:
-                del self.windows[old]
-                self._shares.pop(old, None)
+            share = doc.get("partitions")
+            # A late refiring of one job's window replaces that job's count.
+            job = (str(doc.get("source")), tuple(share) if isinstance(share, list) else None)
+            self._counts.setdefault(window, {})[job] = int(doc.get("fragments") or 0)
+            for old in sorted(self._counts)[:-self.STATS_WINDOWS]:
+                del self._counts[old]
         else:
             self.dead_letters.append({**doc, "dlq_partition": partition, "dlq_offset": offset})
             self.dead_letter_counts[(str(doc.get("stage")), str(doc.get("reason")))] += 1

@@ -345,8 +345,8 @@ class PlaceResolver:
                 self._matcher.add(n, rec)
             if rec.feature == "admin2":
                 self._county_names.add(rec.name.rsplit(" ", 1)[0], rec)
-            self._canonical[rec.id] = tuple({sys.intern(name_key(rec.name)): None,
-                                             sys.intern(name_key(rec.names[0])): None})
+            main, first = sys.intern(name_key(rec.name)), sys.intern(name_key(rec.names[0]))
+            self._canonical[rec.id] = (main,) if main == first else (main, first)
             if rec.feature == "admin1" and rec.country_code and rec.admin1:
                 self._admin1[(rec.country_code, rec.admin1)] = rec
         self._countries = {r.country_code: r for r in records if r.feature == "country" and r.country_code}
