@@ -245,7 +245,7 @@ def main() -> None:
                                     "pipeline.stories.enabled": args.stories == "on",
                                     "alerts.enabled": args.alerts == "on"})
         t_start = time.monotonic()
-        procs = stack.start_jobs(args.workers)
+        pids = stack.start_jobs(args.workers)
         wait_until_serving(stack, "pipeline")
         startup = time.monotonic() - t_start
 
@@ -253,19 +253,23 @@ def main() -> None:
         values = make_fragments(args.n, 1, "tp")
         size = statistics.mean(map(len, values))
         producer = make_producer(stack.settings, linger_ms=20, batch_size=256 * 1024)
-        from bench.peers.compare import tree_cpu_s, tree_rss_by_name  # (compare imports this module)
+        from bench.peers.compare import (  # (compare imports this module)
+            tree_cpu_s,
+            tree_pss_by_name,
+            tree_rss_by_name,
+        )
 
-        spy = start_profile(procs[0].pid, args.profile, args.profile_native) if args.profile else None
-        cpu0 = [tree_cpu_s(p.pid) for p in procs]
-        threads0 = thread_cpu_s(procs[0].pid)
+        spy = start_profile(pids[0], args.profile, args.profile_native) if args.profile else None
+        cpu0 = [tree_cpu_s(pid) for pid in pids]
+        threads0 = thread_cpu_s(pids[0])
         t0 = time.time()
         for v in values:
             producer.send(stack.settings.kafka.topics.fragments.name, value=v)
         producer.flush()
         produced_s = time.time() - t0
         got = collect(stack, {f"tp-{i}" for i in range(args.n)}, 600)
-        cpu1 = [tree_cpu_s(p.pid) for p in procs]
-        threads1 = thread_cpu_s(procs[0].pid)
+        cpu1 = [tree_cpu_s(pid) for pid in pids]
+        threads1 = thread_cpu_s(pids[0])
         by_thread = sorted(((k, (v - threads0.get(k, 0.0)) * 1000 / args.n) for k, v in threads1.items()),
                            key=lambda kv: -kv[1])
         if spy is not None:
@@ -291,7 +295,9 @@ def main() -> None:
         producer.flush()
         got_l = collect(stack, {f"lat-{i}" for i in range(len(values_l))}, 300)
         lat = [e - r for r, e in got_l.values()]
-        memory = [tree_rss_by_name(p.pid) for p in procs]
+        memory = [(tree_pss_by_name(pid), tree_rss_by_name(pid)) for pid in pids]
+        launcher = [tree_pss_by_name(root).get("python", 0.0) - sum(m[0].get("python", 0.0) for m in memory)
+                    for root in stack.process_roots() if root not in pids]
         producer.close()
         stack.stop_all()
 
@@ -312,8 +318,11 @@ def main() -> None:
     print(f"  latency under that burst: p50 {percentile(tp_lat, .5):.0f} ms, p99 {percentile(tp_lat, .99):.0f} ms")
     print(f"latency at {args.rate:.0f} fragments/s for {args.seconds:.0f} s ({len(got_l)}/{len(values_l)} arrived): "
           f"p50 {percentile(lat, .5):.0f} ms, p99 {percentile(lat, .99):.0f} ms, max {max(lat):.0f} ms")
-    print("memory (RSS) of each pipeline job at the end: " + "; ".join(
-        f"job {i}: " + ", ".join(f"{name} {mb:.0f} MB" for name, mb in m.items()) for i, m in enumerate(memory)))
+    print("memory of each pipeline job at the end, PSS (shared pages split among their sharers) / RSS: " + "; ".join(
+        f"job {i}: " + ", ".join(f"{name} {mb:.0f}/{rss.get(name, 0.0):.0f} MB" for name, mb in pss.items())
+        for i, (pss, rss) in enumerate(memory))
+        + (f"; the launcher that forked them: {launcher[0]:.0f} MB PSS" if launcher else "")
+        + f"; all together {sum(sum(pss.values()) for pss, _ in memory) + sum(launcher):.0f} MB PSS")
     print(f"baseline (same stage functions, plain loop, 1 core): {base_rate:.0f} fragments/s, CPU "
           f"{clock.cpu_ms:.1f} ms per fragment; per stage:")
     print(clock.table(n_base))

@@ -20,9 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.e2e_throughput import make_fragments
+from pipelines.text.enrich import enrich_event
 from pipelines.text.entities import MODES, EntityTagger
 from pipelines.text.places import PlaceResolver
-from pipelines.transforms.enrich import enrich_event
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -120,7 +120,7 @@ class StageChain:
         return client
 
     def _enrich_stage(self) -> Stage:
-        from pipelines.transforms.enrich import _models, enrich_event
+        from pipelines.text.enrich import _models, enrich_event
 
         e = self.settings.pipeline.enrichment
         tagger, resolver = _models(e.entities, e.demonyms)  # loaded once per process, like the workers

@@ -199,7 +199,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     s = _settings(args)
     stop = _wait_for_signal()
     _warm_up_in_process(s)
-    if not wait_for_broker(s.kafka.bootstrap_servers, stop=stop):
+    if not wait_for_broker(s.kafka.bootstrap_servers, timeout_s=120, stop=stop):  # (beyond the broker's own start limit)
         return 0  # told to stop before the job was submitted
     ensure_topics(s)  # idempotent: creates missing topics, grows partition counts
     supervisor = supervise(s, args.beam_args)
@@ -253,11 +253,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     stop = _wait_for_signal()
     partitions = s.kafka.topics.fragments.partitions
     workers = default_workers(partitions) if args.workers == "auto" else int(args.workers)
-    if workers == 1:
-        _warm_up_in_process(s)  # while Redis and the broker start
     broker = redis = postgres = None
     pool: PipelineWorkers | None = None
     try:
+        # The models load while Redis and the broker start: in this process for one job; for N, in
+        # the launcher that then forks the jobs (they wait for the broker before submitting).
+        if workers == 1:
+            _warm_up_in_process(s)
+        else:
+            pool = PipelineWorkers(Path(args.config) if args.config else None, partitions, workers,
+                                   s.data_dir / "logs", s.pipeline.health_port).start()
         redis = start_embedded_redis(s)
         postgres = start_embedded_postgres(s)
         if s.kafka.embedded.enabled:
@@ -267,18 +272,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         else:
             wait_for_broker(s.kafka.bootstrap_servers)
             ensure_topics(s)
-        # The jobs start once the broker is up: started beside it, they slowed its JVM's start-up
-        # (both /readyz at 15-16 s instead of 9.6-11.4 s on 2 cores, bench/RESULTS.md).
         result: Any = None
-        if workers == 1:
+        if pool is None:
             print(f"starting the streaming pipeline on {s.pipeline.runner} ...", flush=True)
             result = supervise(s)
             if s.pipeline.health_port is not None:
                 print(f"pipeline: health on http://{s.pipeline.health_host}:{s.pipeline.health_port}/readyz, "
                       "metrics on /metrics", flush=True)
         else:
-            pool = PipelineWorkers(Path(args.config) if args.config else None, partitions, workers,
-                                   s.data_dir / "logs", s.pipeline.health_port).start()
             print(f"starting the streaming pipeline on {s.pipeline.runner}: {pool.describe()}", flush=True)
         viewer = threading.Thread(target=tail, args=(s, ["enriched", "alerts", "dlq", "stats"], False, None, None, stop),
                                   daemon=True)

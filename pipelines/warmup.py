@@ -27,7 +27,7 @@ def warm_up(settings: Settings) -> None:
     started = time.perf_counter()
     p = settings.pipeline
     if p.enrichment.entities != "off":
-        from pipelines.transforms.enrich import load_models
+        from pipelines.text.enrich import load_models
 
         load_models(p.enrichment)
     from core.schemas import prepare

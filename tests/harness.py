@@ -132,17 +132,19 @@ class Stack:
         self._procs.append(proc)
         return proc
 
-    def start_jobs(self, workers: int) -> list[subprocess.Popen[bytes]]:
-        """The pipeline as `newswire up --workers N` runs it: one job, or N processes splitting the raw
-        topic's partitions (newswire/workers.py, logs in ``tmp/workers``); kill/stop_all cover them."""
+    def start_jobs(self, workers: int) -> list[int]:
+        """The pipeline as `newswire up --workers N` runs it: one job, or N jobs splitting the raw topic's
+        partitions, forked by one launcher (newswire/workers.py, logs in ``tmp/workers``); returns the
+        jobs' process ids; kill/stop_all cover them (through the launcher)."""
         if workers == 1:
-            return [self.start_pipeline()]
+            return [self.start_pipeline().pid]
         from newswire.workers import PipelineWorkers
 
-        procs = PipelineWorkers(self.config_path, self.settings.kafka.topics.fragments.partitions, workers,
-                                self.tmp / "workers").start().procs
-        self._procs.extend(procs)
-        return procs
+        pool = PipelineWorkers(self.config_path, self.settings.kafka.topics.fragments.partitions, workers,
+                               self.tmp / "workers").start()
+        assert pool.proc is not None
+        self._procs.append(pool.proc)
+        return pool.job_pids()
 
     def kill(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
         """Signal the pipeline's whole process group (the Python process and its Prism child)."""
@@ -155,6 +157,11 @@ class Stack:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+    def process_roots(self) -> list[int]:
+        """The process ids this stack started (a lone job, a launcher with its jobs below it, a peer):
+        their process trees hold everything that runs."""
+        return [p.pid for p in self._procs if p.poll() is None]
 
     def stop_all(self) -> None:
         for p in self._procs:

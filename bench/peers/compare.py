@@ -26,9 +26,7 @@ import argparse
 import json
 import os
 import platform
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -68,7 +66,7 @@ class Result:
     lat_p50_ms: float
     lat_p99_ms: float
     lat_max_ms: float
-    rss_mb: float  # resident memory of the engine's processes after the run
+    rss_mb: float  # proportional memory (PSS) of the engine's processes after the run
     processes: int
     cpu_ms_by_process: dict[str, float]
 
@@ -124,15 +122,31 @@ def tree_rss_mb(root: int) -> float:
     return sum(tree_rss_by_name(root).values())
 
 
-def tree_cpu_of(procs: list[subprocess.Popen[bytes]]) -> dict[str, float]:
+def tree_pss_by_name(root: int) -> dict[str, float]:
+    """Proportional memory (Pss, MB: each shared page split among the processes sharing it) of a
+    process tree's live processes, by process name. Jobs forked by one launcher share its models'
+    pages, which their RSS would each count whole."""
     out: dict[str, float] = {}
-    for proc in procs:
-        for k, v in tree_cpu_s(proc.pid).items():
+    for pid in tree_pids(root):
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    out[name] = out.get(name, 0.0) + int(line.split()[1]) / 1024
+        except OSError:
+            continue
+    return out
+
+
+def tree_cpu_of(pids: list[int]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for pid in pids:
+        for k, v in tree_cpu_s(pid).items():
             out[k] = out.get(k, 0.0) + v
     return out
 
 
-def measure(name: str, stack: Stack, start: Callable[[], list[subprocess.Popen[bytes]]], values: list[bytes],
+def measure(name: str, stack: Stack, start: Callable[[], list[int]], values: list[bytes],
             values_l: list[bytes], rate: float) -> Result:
     """Startup, throughput, latency at ``rate`` and memory of one engine (its processes started by ``start``)."""
     topic = stack.settings.kafka.topics.fragments.name
@@ -168,9 +182,10 @@ def measure(name: str, stack: Stack, start: Callable[[], list[subprocess.Popen[b
     producer.close()
     got_l = collect(stack, {orjson.loads(v)["id"] for v in values_l}, 600)
     lat = [float(e - r) for r, e in got_l.values()] or [float("nan")]
-    rss, nproc = sum(tree_rss_mb(p.pid) for p in procs), sum(len(tree_pids(p.pid)) for p in procs)
-    for proc in procs:
-        stack.kill(proc, signal.SIGTERM)
+    roots = stack.process_roots()  # the launcher (whose tree holds the jobs), a lone job, or the peer processes
+    rss = sum(sum(tree_pss_by_name(pid).values()) for pid in roots)
+    nproc = sum(len(tree_pids(pid)) for pid in roots)
+    stack.stop_all()
     return Result(name, startup, len(got), len(values), len(got) / (last_ms / 1000 - t0),
                   percentile(burst, .5), percentile(burst, .99), sum(per_process.values()),
                   len(got_l), len(values_l), percentile(lat, .5), percentile(lat, .99), max(lat), rss, nproc, per_process)
@@ -223,7 +238,7 @@ def main() -> None:
                 stack = Stack(base, tmp / name, **overrides)
                 loads[name] = os.getloadavg()
                 start = ((lambda s=stack: s.start_jobs(args.workers)) if name == "newswire" else
-                         (lambda s=stack: [start_peer(s, args.commit_interval) for _ in range(args.workers)]))
+                         (lambda s=stack: [start_peer(s, args.commit_interval).pid for _ in range(args.workers)]))
                 try:
                     results[name] = measure(name, stack, start, values, values_l, args.rate)
                 finally:

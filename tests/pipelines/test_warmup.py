@@ -7,7 +7,7 @@ from core.settings import load_settings
 from pipelines.stages.stories.clustering import stem_freqs
 from pipelines.stages.stories.prior import word_prior
 from pipelines.text import language
-from pipelines.transforms.enrich import _models, load_models
+from pipelines.text.enrich import _models, load_models
 from pipelines.warmup import start_warm_up
 
 

@@ -156,7 +156,7 @@ def test_a_place_after_a_connector_ends_an_organisation(resolver, tagger):
 def test_enrich_stage_passes_the_detected_language(resolver, tagger):
     # The Enrich stage hands the event's language code to both taggers: the same words are a French
     # article's in "fr" and an (undetermined) text's in "und".
-    from pipelines.transforms.enrich import enrich_event
+    from pipelines.text.enrich import enrich_event
 
     text = "Un homme a été arrêté près de Lyon, selon l'OTAN."
     french = enrich_event({"text": text, "language": {"code": "fr"}}, tagger, resolver)

@@ -173,8 +173,8 @@ def test_a_demonym_is_a_nationality_of_its_country_not_a_place(resolver, tagger)
 
 
 def test_an_enriched_event_with_nationalities_passes_the_event_schema(resolver, tagger):
+    from pipelines.text.enrich import enrich_event
     from pipelines.transforms.emit import finish_event
-    from pipelines.transforms.enrich import enrich_event
 
     text = "Estonian and Latvian crews cleared the harbour in Riga."
     event = {"schema": "enriched-event/1", "event_id": "b" * 32, "source": "test:nationalities", "text": text,

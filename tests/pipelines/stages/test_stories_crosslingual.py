@@ -25,9 +25,9 @@ from pipelines.stages.stories.crosslingual import (
 )
 from pipelines.stages.stories.state import RedisStoryStore
 from pipelines.stages.stories.transform import story_time_s
+from pipelines.text.enrich import _models, enrich_event
 from pipelines.text.language import detect_language
 from pipelines.text.normalise import normalise_text
-from pipelines.transforms.enrich import _models, enrich_event
 from tests.paths import REPO
 
 DEMO = REPO / "docs" / "examples" / "demo-fragments.jsonl"
