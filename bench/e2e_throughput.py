@@ -213,7 +213,7 @@ def main() -> None:
                     help="alerts.enabled (config/alerts.yaml)")
     ap.add_argument("--workers", type=int, default=None,
                     help="pipeline jobs splitting the partitions, as `newswire up --workers N` starts them "
-                         "(default: up's, one per core, at most one per partition)")
+                         "(default: up's, two per core, at most one per partition)")
     ap.add_argument("--profile", type=Path, help="py-spy the pipeline process over the throughput phase into DIR")
     ap.add_argument("--profile-native", action="store_true",
                     help="with --profile: sample threads on a CPU with native frames, not only GIL holders")

@@ -492,7 +492,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (default: run until Ctrl-C)")
     up.add_argument("--workers", type=_workers_arg, default="auto", metavar="N",
                     help="pipeline jobs, each a process reading its share of the raw topic's partitions "
-                         "(default auto: one per core, at most one per partition; docs/deploy.md#scaling-out)")
+                         "(default auto: two per core, at most one per partition; docs/deploy.md#scaling-out)")
     up.set_defaults(fn=cmd_up)
     sub.add_parser("broker", help="run only the embedded Kafka broker").set_defaults(fn=cmd_broker)
     pl = sub.add_parser("pipeline", help="run only the streaming pipeline; extra flags go to Beam")

@@ -38,11 +38,13 @@ from typing import Self
 
 
 def default_workers(partitions: int, cores: int | None = None) -> int:
-    """One job per core, never more than partitions. Each job's stage work holds one interpreter
-    lock, so one job keeps one core busy; the broker, Redis and Prism fit in what is left. On the
-    2-core machine, alternated runs (bench/RESULTS.md, "One job per core"): two jobs 85-101
-    fragments/s (median 85), one job 52-76 (median 68); p99 latency at 50/s 1.0-3.9 s vs 1.0-12 s."""
-    return max(1, min(cores or os.cpu_count() or 1, partitions))
+    """Two jobs per core, never more than partitions. A job's stage work holds one interpreter lock,
+    and a job also waits on its own Redis round trips (~4.5 per fragment): a second job per core
+    fills those waits. On the 2-core machine, alternated runs (bench/RESULTS.md, "One launcher forks
+    the jobs"): four jobs beat two in all four pairs (97-109 vs 79-92 fragments/s), with lower
+    median latency at 50/s; two beat one (85-101 vs 52-76, "One job per core"). Forked by one
+    launcher, a job costs ~200-300 MB (PSS) beyond the first."""
+    return max(1, min(2 * (cores or os.cpu_count() or 1), partitions))
 
 
 def split_partitions(partitions: int, workers: int) -> list[tuple[int, ...]]:

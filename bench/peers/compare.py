@@ -204,7 +204,7 @@ def main() -> None:
     ap.add_argument("--stories", choices=["on", "off"], default="on" if shipped.pipeline.stories.enabled else "off")
     ap.add_argument("--alerts", choices=["on", "off"], default="on" if shipped.alerts.enabled else "off")
     ap.add_argument("--workers", type=int, default=default_workers(shipped.kafka.topics.fragments.partitions),
-                    help="Newswire jobs splitting the partitions (as `newswire up --workers N`; default up's: one "
+                    help="Newswire jobs splitting the partitions (as `newswire up --workers N`; default up's: two "
                          "per core, at most one per partition) and as many Quix app processes in one consumer group")
     ap.add_argument("--commit-interval", type=float, default=5.0, help="the Quix app's checkpoint interval (its default)")
     ap.add_argument("--order", default="newswire,quix", help="which engine runs first")

@@ -31,8 +31,9 @@ def test_more_jobs_than_partitions_is_refused_with_the_fix() -> None:
         split_partitions(4, 5)
     with pytest.raises(ValueError, match="workers"):
         split_partitions(4, 0)
-    assert default_workers(4, cores=2) == 2 and default_workers(4, cores=16) == 4  # at most one per partition
-    assert default_workers(16, cores=16) == 16 and default_workers(1, cores=1) == 1
+    assert default_workers(4, cores=2) == 4 and default_workers(8, cores=2) == 4  # two per core
+    assert default_workers(4, cores=16) == 4 and default_workers(1, cores=1) == 1  # at most one per partition
+    assert default_workers(16, cores=16) == 16 and default_workers(64, cores=16) == 32
 
 
 def test_each_worker_gets_its_partitions_and_its_own_health_port() -> None:
