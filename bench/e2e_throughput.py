@@ -254,9 +254,9 @@ def main() -> None:
         size = statistics.mean(map(len, values))
         producer = make_producer(stack.settings, linger_ms=20, batch_size=256 * 1024)
         from bench.peers.compare import (  # (compare imports this module)
+            memory_mb,
             tree_cpu_s,
-            tree_pss_by_name,
-            tree_rss_by_name,
+            tree_memory_by_name,
         )
 
         spy = start_profile(pids[0], args.profile, args.profile_native) if args.profile else None
@@ -295,9 +295,8 @@ def main() -> None:
         producer.flush()
         got_l = collect(stack, {f"lat-{i}" for i in range(len(values_l))}, 300)
         lat = [e - r for r, e in got_l.values()]
-        memory = [(tree_pss_by_name(pid), tree_rss_by_name(pid)) for pid in pids]
-        launcher = [tree_pss_by_name(root).get("python", 0.0) - sum(m[0].get("python", 0.0) for m in memory)
-                    for root in stack.process_roots() if root not in pids]
+        memory = [(tree_memory_by_name(pid, "Pss"), tree_memory_by_name(pid, "Rss")) for pid in pids]
+        launcher = [memory_mb(root) for root in stack.process_roots() if root not in pids]  # the jobs' parent
         producer.close()
         stack.stop_all()
 

@@ -125,13 +125,19 @@ class PipelineWorkers:
 
     def job_pids(self, timeout_s: float = 120) -> list[int]:
         """The jobs' process ids, once the launcher has forked them (it loads the models first)."""
-        path = self.log_dir / PIDS_FILE
         deadline = time.monotonic() + timeout_s
-        while not path.exists():
+        while (pids := self._written_pids()) is None:
             if self.proc is None or self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the pipeline launcher started no jobs: {'; '.join(self.failed) or 'timed out'}")
             time.sleep(0.05)
-        return [int(pid) for pid in json.loads(path.read_text())["pids"]]
+        return pids
+
+    def _written_pids(self) -> list[int] | None:
+        """The job pids the launcher wrote (:data:`PIDS_FILE`, replaced whole), or None before it has."""
+        try:
+            return [int(pid) for pid in json.loads((self.log_dir / PIDS_FILE).read_text())["pids"]]
+        except FileNotFoundError:
+            return None
 
     def describe(self) -> str:
         ports = (f", health/metrics on ports {', '.join(str(worker_port(self.health_port, i)) for i in range(len(self.shares)))}"
@@ -151,11 +157,7 @@ class PipelineWorkers:
     def stop(self, timeout_s: float = 60) -> None:
         if self.proc is None:
             return
-        pids: list[int] = []
-        try:
-            pids = json.loads((self.log_dir / PIDS_FILE).read_text())["pids"]
-        except (OSError, ValueError, KeyError):
-            pass
+        pids = self._written_pids() or []
         _signal_group(self.proc.pid, signal.SIGTERM)
         try:
             self.proc.wait(timeout_s + 5)  # the launcher waits up to timeout_s for its jobs
@@ -223,6 +225,19 @@ def _preload(config: Path | None) -> None:
     import pipelines.supervisor  # noqa: F401  (Beam and the runner code, without a gRPC channel or server)
 
 
+def _wait_for_own_groups(pids: list[int], timeout_s: float = 10) -> None:
+    """Until each forked job has its own process group (``os.setsid`` in :func:`_run_job`), or is gone."""
+    deadline = time.monotonic() + timeout_s
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                if os.getpgid(pid) == pid:
+                    break
+            except ProcessLookupError:
+                break
+            time.sleep(0.01)
+
+
 def _last_line(path: Path) -> str:
     try:
         lines = path.read_text(errors="replace").strip().splitlines()
@@ -264,6 +279,7 @@ def launch(config: Path | None, partitions: int, workers: int, log_dir: Path, he
         if pid == 0:
             _run_job(i, share, health_port, argv_config, log_dir / f"pipeline-worker-{i}.log", launcher)
         pids[pid] = i
+    _wait_for_own_groups(list(pids))  # so a killpg by the pids written next reaches each job
     tmp = log_dir / (PIDS_FILE + ".tmp")
     tmp.write_text(json.dumps({"launcher": launcher, "pids": list(pids)}))
     tmp.replace(log_dir / PIDS_FILE)

@@ -104,37 +104,28 @@ def tree_cpu_s(root: int) -> dict[str, float]:
     return out
 
 
-def tree_rss_by_name(root: int) -> dict[str, float]:
-    """Resident memory (VmRSS, MB) of a process tree's live processes, by process name (python, prism, ...)."""
+def memory_mb(pid: int, kind: str = "Pss") -> float:
+    """One process's memory in MB: ``Rss`` (resident, shared pages counted whole) or ``Pss``
+    (proportional: each shared page split among the processes sharing it; jobs forked by one
+    launcher share its models' pages, which their RSS would each count whole). 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith(f"{kind}:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def tree_memory_by_name(root: int, kind: str = "Pss") -> dict[str, float]:
+    """:func:`memory_mb` of a process tree's live processes, summed by process name (python, prism, ...)."""
     out: dict[str, float] = {}
     for pid in tree_pids(root):
         try:
             name = Path(f"/proc/{pid}/comm").read_text().strip()
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    out[name] = out.get(name, 0.0) + int(line.split()[1]) / 1024
         except OSError:
             continue
-    return out
-
-
-def tree_rss_mb(root: int) -> float:
-    return sum(tree_rss_by_name(root).values())
-
-
-def tree_pss_by_name(root: int) -> dict[str, float]:
-    """Proportional memory (Pss, MB: each shared page split among the processes sharing it) of a
-    process tree's live processes, by process name. Jobs forked by one launcher share its models'
-    pages, which their RSS would each count whole."""
-    out: dict[str, float] = {}
-    for pid in tree_pids(root):
-        try:
-            name = Path(f"/proc/{pid}/comm").read_text().strip()
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    out[name] = out.get(name, 0.0) + int(line.split()[1]) / 1024
-        except OSError:
-            continue
+        out[name] = out.get(name, 0.0) + memory_mb(pid, kind)
     return out
 
 
@@ -183,7 +174,7 @@ def measure(name: str, stack: Stack, start: Callable[[], list[int]], values: lis
     got_l = collect(stack, {orjson.loads(v)["id"] for v in values_l}, 600)
     lat = [float(e - r) for r, e in got_l.values()] or [float("nan")]
     roots = stack.process_roots()  # the launcher (whose tree holds the jobs), a lone job, or the peer processes
-    rss = sum(sum(tree_pss_by_name(pid).values()) for pid in roots)
+    rss = sum(sum(tree_memory_by_name(pid).values()) for pid in roots)
     nproc = sum(len(tree_pids(pid)) for pid in roots)
     stack.stop_all()
     return Result(name, startup, len(got), len(values), len(got) / (last_ms / 1000 - t0),
