@@ -111,9 +111,10 @@ local old_prefix, own_old = ARGV[12], ARGV[13]
 local periods = {}
 for j = 0, %(periods)d - 1 do periods[j + 1] = struct.pack('>I4', period - %(periods)d + 1 + j) end
 local current = periods[#periods]
--- per period, handle -> the live record's hits by kind letter (its entry as each kind of key
--- returns it, built once), or false (no record, or expired): one HGET per record an event meets
+-- per period, handle -> the live record ({raw}, plus its entry as each kind of key returns it,
+-- built when first needed), or false (no record, or expired): one HGET per record an event meets
 local records = {}
+local kind_size = {e = false, b = 7, s = 9, p = 11}  -- where a kind's size is in a record (e: none)
 for j = 1, #periods do records[j] = {} end
 local function record(j, h)
   local r = records[j][h]
@@ -121,9 +122,7 @@ local function record(j, h)
     local shard = struct.pack('>I3', struct.unpack('>I3', h) %% rshards)
     local raw = redis.call('HGET', rprefix .. periods[j] .. shard, h)
     if raw and struct.unpack('<I6', raw) >= horizon then
-      local head, id = string.sub(raw, 1, 6), string.sub(raw, 13)
-      r = {e = head .. '\\0\\0' .. id, b = head .. string.sub(raw, 7, 8) .. id,
-           s = head .. string.sub(raw, 9, 10) .. id, p = head .. string.sub(raw, 11, 12) .. id}
+      r = {raw = raw}
     else
       r = false
     end
@@ -175,7 +174,13 @@ for i = 1, #kinds do
             own_seen = true
           elseif not own_seen then
             -- * a replay sees only what was there before its first pass: the same verdict again
-            hits[#hits + 1] = r[kind]
+            local hit = r[kind]
+            if not hit then
+              local raw, at = r.raw, kind_size[kind]
+              hit = string.sub(raw, 1, 6) .. (at and string.sub(raw, at, at + 1) or '\\0\\0') .. string.sub(raw, 13)
+              r[kind] = hit
+            end
+            hits[#hits + 1] = hit
           end
         end
       end

@@ -1,0 +1,150 @@
+"""Redis CPU per fragment of the shipped stages, split by script: the bound one Redis sets on all jobs.
+
+Run: ``.venv/bin/python bench/redis_cost.py [--n 1200] [--stream bench|unique] [--warmup 300]``
+
+Every pipeline job shares one Redis (dedup index, stories, alert windows), and Redis runs its
+scripts on one main thread, so whatever the cores, all jobs together cannot go past ``1000 / (Redis
+CPU ms per fragment)`` fragments/s (docs/deploy.md, "How far it goes"). This bench measures that
+figure on a fresh embedded ``redis-server``: the plain loop of the shipped config
+(bench/stage_chain.py, the same stage functions and scripts as the pipeline) runs ``--warmup``
+fragments, then ``--n`` more in two halves:
+
+* the first half untouched: Redis' own CPU per fragment (``INFO cpu``, user + sys of the server)
+  and its script time (``INFO commandstats``, every ``EVALSHA``);
+* the second half with ``INFO commandstats`` read around each direct script call, which splits the
+  script time into dedup's probe, the stories read and the stories commit; the alert rules' script
+  (sent in a pipeline with one call per rule) is the rest of the half's script time.
+
+``--stream bench``: bench/e2e_throughput.py's fragments (random real sentences, so every sentence
+and many LSH bands recur: dedup and story buckets fill up, the worst case); ``--stream unique``: the
+same with each sentence's words shuffled (almost nothing recurs: the common case of fresh news).
+Prints the figures with the config they were measured in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.e2e_throughput import make_fragments
+from bench.stage_chain import StageChain
+from connectors.redis import RedisServer, make_redis
+from core.settings import load_settings
+from tests.harness import free_port
+
+
+def _script_usec(client: Any) -> int:
+    return sum(v["usec"] for k, v in client.info("commandstats").items() if "eval" in k)
+
+
+def _cpu_s(client: Any) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+class _ScriptClock:
+    """Wraps the stores' registered scripts: the server time of each direct call, by script."""
+
+    def __init__(self, probe: Any, names: dict[str, str]) -> None:
+        self.probe = probe
+        self.names = names  # sha -> name
+        self.usec: Counter[str] = Counter()
+
+    def wrap(self, script: Any) -> Any:
+        call = script.__call__
+        name = self.names[script.sha]
+        clock = self
+
+        class Timed:
+            sha = script.sha
+
+            def __call__(self, keys: Any = (), args: Any = (), client: Any = None) -> Any:
+                if client is not None:  # inside a pipeline: not timed one by one
+                    return call(keys=keys, args=args, client=client)
+                before = _script_usec(clock.probe)
+                reply = call(keys=keys, args=args)
+                clock.usec[name] += _script_usec(clock.probe) - before
+                return reply
+
+        return Timed()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1200, help="fragments measured (two halves, see above)")
+    ap.add_argument("--warmup", type=int, default=300, help="fragments first, to fill the state")
+    ap.add_argument("--stream", choices=["bench", "unique"], default="bench")
+    args = ap.parse_args()
+
+    from pipelines.stages.alerts import state as alerts_state
+    from pipelines.stages.dedup import state as dedup_state
+    from pipelines.stages.stories import state as stories_state
+
+    tmp = Path(tempfile.mkdtemp(prefix="newswire-redis-cost-"))
+    server = RedisServer(tmp / "redis", port=free_port()).start()
+    try:
+        settings = load_settings(environ={}, overrides={"redis.url": server.url})
+        chain = StageChain(settings, namespace="cost:")
+        probe = make_redis(server.url)
+        values = make_fragments(args.warmup + args.n, 1, "rc", shuffle=args.stream == "unique")
+        for i, v in enumerate(values[:args.warmup]):
+            chain.process(v, i)
+        half = args.n // 2
+
+        cpu0, usec0 = _cpu_s(probe), _script_usec(probe)
+        for i, v in enumerate(values[args.warmup:args.warmup + half], args.warmup):
+            chain.process(v, i)
+        cpu_ms = (_cpu_s(probe) - cpu0) * 1000 / half
+        script_ms = (_script_usec(probe) - usec0) / 1000 / half
+
+        names = {hashlib.sha1(text.encode()).hexdigest(): name for name, text in (
+            ("dedup probe", dedup_state._PROBE_SCRIPT), ("stories read", stories_state._READ),
+            ("stories commit", stories_state._COMMIT), ("alerts", alerts_state._EVALUATE_SCRIPT))}
+        clock = _ScriptClock(probe, names)
+        for store in _stores(chain):
+            for attr in ("_script", "_read", "_commit"):
+                script = getattr(store, attr, None)
+                if script is not None and getattr(script, "sha", None) in names and not isinstance(
+                        store, alerts_state.AlertStateStore):
+                    setattr(store, attr, clock.wrap(script))
+        usec1 = _script_usec(probe)
+        for i, v in enumerate(values[args.warmup + half:], args.warmup + half):
+            chain.process(v, i)
+        rest = args.n - half
+        total = (_script_usec(probe) - usec1) - sum(clock.usec.values())
+        clock.usec["alerts (the rest)"] = total
+        chain.close()
+    finally:
+        server.stop()
+
+    print(f"machine: {os.cpu_count()} cores; config: shipped (config/newswire.yaml: gazetteer entities + places, "
+          f"near-dup dedup, stories, alerts), stream: {args.stream}, {args.warmup} warm-up + {args.n} fragments")
+    print(f"Redis CPU per fragment: {cpu_ms:.2f} ms (scripts {script_ms:.2f} ms); one Redis bounds all jobs "
+          f"together at ~{1000 / cpu_ms:.0f} fragments/s on this machine")
+    print("script time per fragment:")
+    for name, usec in clock.usec.most_common():
+        print(f"  {name:<18} {usec / rest / 1000:6.3f} ms")
+
+
+def _stores(chain: StageChain) -> list[Any]:
+    """The Redis state stores the chain's stage closures hold."""
+    out = []
+    for _, stage, _ in chain.stages:
+        for cell in getattr(stage, "__closure__", None) or ():
+            obj = cell.cell_contents
+            if type(obj).__name__.endswith("Store"):
+                out.append(obj)
+    return out
+
+
+if __name__ == "__main__":
+    main()
