@@ -597,8 +597,8 @@ class RedisStoryStore:
             best, story, absorbed = choose_story(features, vecs, ts, others, s, linked)
             if story is None:
                 best, story = None, StoryState(story_id_for(event_id), ts, ts)
-            else:  # decoded states are shared (the cache): the story to change is a copy of its own
-                story = story_from_json(decoded[id(story)])
+            else:
+                story = self._to_change(story, decoded[id(story)])
             sid = story.story_id
             merge_into(story, absorbed, s)
             translation = _translation_profile(features, story) if sid in raws else None
@@ -624,16 +624,38 @@ class RedisStoryStore:
                       "bump": sorted({*map(_stripe, keys), *(_stripe(self._k("l", o)) for o in own)}),
                       "nk": [] if full[0] else list(marks.keys.values()),
                       "nh": [] if full[1] else list(marks.shingles.values())}
-            result = self._commit(args=[orjson.dumps(commit), story_to_json(story),
+            state = story_to_json(story)
+            result = self._commit(args=[orjson.dumps(commit), state,
                                         _decision_to_json(decision, item.text, marks.sentences)])
             status = result[0].decode() if isinstance(result[0], bytes) else result[0]
             if status == "ok":
+                self._keep(state, story)
                 return decision
             if status == "done":
                 return _decision_from_json(result[1], item.text)
             self.conflicts += 1
         raise StoryContention(f"stories: event {event_id} lost {self.max_retries} commits in a row; "
                               "is another writer looping on the same keys?")
+
+    def _to_change(self, story: StoryState, raw: bytes) -> StoryState:
+        """The chosen story's state for the event to change: the decoded state itself, taken out of
+        the cache (so no later read sees it half-changed; a store serves one thread, and nothing of
+        this decision reads the chosen state after the choice), or, when the cache no longer holds
+        it as ``raw``'s state, a fresh decode of ``raw``."""
+        if self._states.get(raw) is story:
+            del self._states[raw]
+            return story
+        return story_from_json(raw)
+
+    def _keep(self, raw: bytes, story: StoryState) -> None:
+        """Cache the state just committed as ``raw``: the next event that reads this story (in a
+        burst, the next few usually do) finds it decoded. It is the state :func:`story_from_json`
+        gives for ``raw``: every field is JSON-shaped (lists, str keys, floats) in memory too."""
+        cache = self._states
+        cache.pop(raw, None)
+        cache[raw] = story
+        if len(cache) > self.state_cache_size:
+            del cache[next(iter(cache))]
 
     def _decode(self, raw: bytes, decoded: dict[int, bytes]) -> StoryState:
         """The story state stored as ``raw`` (:func:`story_from_json`), from the cache of decoded

@@ -287,18 +287,23 @@ def test_posting_lists_are_compact_and_the_earlier_zsets_still_read(redis_server
 
 def test_cached_candidate_states_decide_as_a_store_without_the_cache(redis_server: RedisServer,
                                                                       redis_namespace: str) -> None:
-    """Decoded candidate states are kept by their stored bytes (RedisStoryStore._decode): the same
-    results as a store that decodes every candidate afresh, and no change the store makes to the
-    story it joins (a copy) reaches a kept state."""
+    """Decoded candidate states are kept by their stored bytes (RedisStoryStore._decode), and so is
+    the state each commit stores (RedisStoryStore._keep): the same results as a store that decodes
+    every candidate afresh; every kept state is exactly what decoding its bytes gives (same values,
+    same types), so no change the store makes to the story it joins reaches a kept state unstored."""
     from pipelines.stages.stories.state import story_from_json
 
     warm = store(redis_server, redis_namespace + "warm:")
     cold = RedisStoryStore(make_redis(redis_server.url), namespace=redis_namespace + "cold:", state_cache_size=0)
+    client = make_redis(redis_server.url)
     for event, ts in fixture_events():
-        assert warm.assign(event, ts).to_fields() == cold.assign(event, ts).to_fields(), event["title"]
+        decision = warm.assign(event, ts)
+        assert decision.to_fields() == cold.assign(event, ts).to_fields(), event["title"]
+        # the story just written is kept under the bytes now stored for it
+        assert client.get(warm._k("s", decision.story_id)) in warm._states, event["title"]
     assert warm.state_cache_hits > 0 and cold.state_cache_hits == 0 and not cold._states
     for raw, state in warm._states.items():
-        assert state.to_state() == story_from_json(raw).to_state()
+        assert repr(state.to_state()) == repr(story_from_json(raw).to_state())
 
 
 def test_a_linked_story_novelty_comes_with_the_read(redis_server: RedisServer, redis_namespace: str) -> None:
