@@ -24,7 +24,6 @@ Prints the figures with the config they were measured in.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 import tempfile
@@ -37,41 +36,37 @@ sys.path.insert(0, str(REPO))
 
 from bench.e2e_throughput import make_fragments
 from bench.stage_chain import StageChain
+from bench.stage_cpu import script_calls, server_cpu_s
 from connectors.redis import RedisServer, make_redis
 from core.settings import load_settings
 from tests.harness import free_port
 
+#: The scripts timed call by call: store class -> (attribute holding the registered script, name).
+#: The alert rules' script goes out in a pipeline, one call per rule, so it is the rest.
+TIMED = {"RedisDedupStore": (("_script", "dedup probe"),),
+         "RedisStoryStore": (("_read", "stories read"), ("_commit", "stories commit"))}
+
 
 def _script_usec(client: Any) -> int:
-    return sum(v["usec"] for k, v in client.info("commandstats").items() if "eval" in k)
-
-
-def _cpu_s(client: Any) -> float:
-    info = client.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    return script_calls(client)[1]
 
 
 class _ScriptClock:
     """Wraps the stores' registered scripts: the server time of each direct call, by script."""
 
-    def __init__(self, probe: Any, names: dict[str, str]) -> None:
+    def __init__(self, probe: Any) -> None:
         self.probe = probe
-        self.names = names  # sha -> name
         self.usec: Counter[str] = Counter()
 
-    def wrap(self, script: Any) -> Any:
-        call = script.__call__
-        name = self.names[script.sha]
+    def wrap(self, script: Any, name: str) -> Any:
         clock = self
 
         class Timed:
-            sha = script.sha
-
             def __call__(self, keys: Any = (), args: Any = (), client: Any = None) -> Any:
                 if client is not None:  # inside a pipeline: not timed one by one
-                    return call(keys=keys, args=args, client=client)
+                    return script(keys=keys, args=args, client=client)
                 before = _script_usec(clock.probe)
-                reply = call(keys=keys, args=args)
+                reply = script(keys=keys, args=args)
                 clock.usec[name] += _script_usec(clock.probe) - before
                 return reply
 
@@ -85,10 +80,6 @@ def main() -> None:
     ap.add_argument("--stream", choices=["bench", "unique"], default="bench")
     args = ap.parse_args()
 
-    from pipelines.stages.alerts import state as alerts_state
-    from pipelines.stages.dedup import state as dedup_state
-    from pipelines.stages.stories import state as stories_state
-
     tmp = Path(tempfile.mkdtemp(prefix="newswire-redis-cost-"))
     server = RedisServer(tmp / "redis", port=free_port()).start()
     try:
@@ -100,22 +91,16 @@ def main() -> None:
             chain.process(v, i)
         half = args.n // 2
 
-        cpu0, usec0 = _cpu_s(probe), _script_usec(probe)
+        cpu0, usec0 = server_cpu_s(probe), _script_usec(probe)
         for i, v in enumerate(values[args.warmup:args.warmup + half], args.warmup):
             chain.process(v, i)
-        cpu_ms = (_cpu_s(probe) - cpu0) * 1000 / half
+        cpu_ms = (server_cpu_s(probe) - cpu0) * 1000 / half
         script_ms = (_script_usec(probe) - usec0) / 1000 / half
 
-        names = {hashlib.sha1(text.encode()).hexdigest(): name for name, text in (
-            ("dedup probe", dedup_state._PROBE_SCRIPT), ("stories read", stories_state._READ),
-            ("stories commit", stories_state._COMMIT), ("alerts", alerts_state._EVALUATE_SCRIPT))}
-        clock = _ScriptClock(probe, names)
-        for store in _stores(chain):
-            for attr in ("_script", "_read", "_commit"):
-                script = getattr(store, attr, None)
-                if script is not None and getattr(script, "sha", None) in names and not isinstance(
-                        store, alerts_state.AlertStateStore):
-                    setattr(store, attr, clock.wrap(script))
+        clock = _ScriptClock(probe)
+        for store in chain.stores:
+            for attr, name in TIMED.get(type(store).__name__, ()):
+                setattr(store, attr, clock.wrap(getattr(store, attr), name))
         usec1 = _script_usec(probe)
         for i, v in enumerate(values[args.warmup + half:], args.warmup + half):
             chain.process(v, i)
@@ -133,17 +118,6 @@ def main() -> None:
     print("script time per fragment:")
     for name, usec in clock.usec.most_common():
         print(f"  {name:<18} {usec / rest / 1000:6.3f} ms")
-
-
-def _stores(chain: StageChain) -> list[Any]:
-    """The Redis state stores the chain's stage closures hold."""
-    out = []
-    for _, stage, _ in chain.stages:
-        for cell in getattr(stage, "__closure__", None) or ():
-            obj = cell.cell_contents
-            if type(obj).__name__.endswith("Store"):
-                out.append(obj)
-    return out
 
 
 if __name__ == "__main__":

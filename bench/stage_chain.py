@@ -92,6 +92,7 @@ class StageChain:
         self.topic = topic or settings.kafka.topics.fragments.name
         self.namespace = settings.redis.namespace if namespace is None else namespace
         self._clients: list[Any] = []
+        self.stores: list[Any] = []  # the Redis state stores of the stages (dedup, stories, alerts)
         p = settings.pipeline
         # name -> (function, waits out an unavailable Redis)
         self.stages: list[tuple[str, Stage, tuple[type[Exception], ...]]] = [
@@ -137,6 +138,7 @@ class StageChain:
         from pipelines.stages.dedup.transform import dedup_fields, event_fingerprint
 
         store = RedisDedupStore(self._redis(), d, self.namespace.encode())
+        self.stores.append(store)
 
         def judge(event: dict[str, Any]) -> dict[str, Any]:
             fp = event_fingerprint(event, d, d.match_url, d.match_guid)
@@ -151,6 +153,7 @@ class StageChain:
 
         c = self.settings.pipeline.stories
         store = RedisStoryStore(self._redis(), c, c.novelty, namespace=self.namespace)
+        self.stores.append(store)
         return (lambda e: {**e, **store.assign(e, story_time_s(e, c)).to_fields()},
                 (*REDIS_UNAVAILABLE, StoryContention))
 
@@ -161,6 +164,7 @@ class StageChain:
 
         rules = load_rules(self.settings.alerts.rules_path).rules
         store = AlertStateStore(self._redis(), namespace=self.namespace)
+        self.stores.append(store)
 
         def evaluate(event: dict[str, Any]) -> dict[str, Any]:
             due = [rule for rule in rules if matches(rule, event)]

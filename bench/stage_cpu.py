@@ -51,6 +51,12 @@ from pipelines.transforms.parse import start_event
 from tests.harness import free_port
 
 
+def server_cpu_s(client: Any) -> float:
+    """CPU seconds the Redis server has used so far (user + system, ``INFO cpu``)."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def script_calls(client: Any) -> tuple[int, int]:
     """(calls, microseconds) of every EVAL/EVALSHA so far."""
     stats = [v for k, v in client.info("commandstats").items() if "eval" in k]

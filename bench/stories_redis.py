@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.dedup_eval import base_articles, filler
+from bench.stage_cpu import server_cpu_s
 from connectors.process import free_port
 from connectors.redis import RedisServer, make_redis
 from pipelines.stages.dedup.logic import sentences
@@ -78,11 +79,6 @@ def stream(seed: int, n: int) -> list[tuple[dict[str, Any], str | None]]:
                  "entities": [{"id": t, "name": t} for t in dict.fromkeys(chosen)], "places": []}
         out.append((event, str(sid) if follow else None))
     return out
-
-
-def _server_cpu_s(client: Any) -> float:
-    info = client.info("cpu")
-    return float(info["used_cpu_sys"] + info["used_cpu_user"])
 
 
 def _evalsha(client: Any) -> tuple[int, int]:
@@ -125,7 +121,7 @@ def cost(store: RedisStoryStore, events: list[tuple[dict[str, Any], str | None]]
     story_of_gen: dict[int, str] = {}
     gen_index = -1
     client = store.client
-    cpu0, srv0, (calls0, usec0) = time.process_time(), _server_cpu_s(client), _evalsha(client)
+    cpu0, srv0, (calls0, usec0) = time.process_time(), server_cpu_s(client), _evalsha(client)
     t_all = time.perf_counter()
     for i, (event, follows_gen) in enumerate(events):
         t0 = time.perf_counter()
@@ -138,7 +134,7 @@ def cost(store: RedisStoryStore, events: list[tuple[dict[str, Any], str | None]]
             follows += 1
             joined += story_of_gen.get(int(follows_gen)) == d.story_id
     wall = time.perf_counter() - t_all
-    client_cpu, server_cpu = time.process_time() - cpu0, _server_cpu_s(client) - srv0
+    client_cpu, server_cpu = time.process_time() - cpu0, server_cpu_s(client) - srv0
     calls, usec = (a - b for a, b in zip(_evalsha(client), (calls0, usec0), strict=True))
     kb = statistics.fmean(len(e["text"].encode()) for e, _ in events) / 1024
     q = statistics.quantiles(times, n=100)

@@ -648,9 +648,11 @@ class RedisStoryStore:
         return story_from_json(raw)
 
     def _keep(self, raw: bytes, story: StoryState) -> None:
-        """Cache the state just committed as ``raw``: the next event that reads this story (in a
-        burst, the next few usually do) finds it decoded. It is the state :func:`story_from_json`
-        gives for ``raw``: every field is JSON-shaped (lists, str keys, floats) in memory too."""
+        """Cache ``story`` as the decoded state of ``raw``, most recently used (the dict's order is
+        least recently used first), dropping the least recent past ``state_cache_size``. After a
+        commit, ``raw`` is the state just stored: the next event that reads this story (in a burst,
+        the next few usually do) finds it decoded; it is what :func:`story_from_json` gives for
+        ``raw``, every field being JSON-shaped (lists, str keys, floats) in memory too."""
         cache = self._states
         cache.pop(raw, None)
         cache[raw] = story
@@ -669,9 +671,7 @@ class RedisStoryStore:
             story = story_from_json(raw)
         else:
             self.state_cache_hits += 1
-        cache[raw] = story  # (re)inserted last: the dict's order is least recently used first
-        if len(cache) > self.state_cache_size:
-            del cache[next(iter(cache))]
+        self._keep(raw, story)
         decoded[id(story)] = raw
         return story
 
