@@ -11,14 +11,16 @@ rest of the restriction. Offsets are NOT committed by the reader.
 Delivering (`DeliverToSinks`): every record the reader emitted ends in exactly one `Delivery`
 (an enriched event or a dead letter), routed by partition to one worker. The sink stage writes
 storage and topics in ``finish_bundle`` and only then marks the records' offset intervals done in
-an `OffsetLedger`, which commits the contiguous prefix per partition to the consumer group. So a
-crash at any point replays from the last offset whose record is in every sink: at-least-once,
-and sinks upsert by ``event_id`` so storage holds each accepted fragment once.
+an `OffsetLedger`, whose contiguous prefix per partition the process's `OffsetCommitter` commits to
+the consumer group on a thread of its own (in order, never backwards). So a crash at any point
+replays from the last committed offset, whose records are all in every sink: at-least-once, and
+sinks upsert by ``event_id`` so storage holds each accepted fragment once.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections import Counter
@@ -188,7 +190,9 @@ _WATERMARKS = _PartitionWatermarks()
 
 def reset_process_state() -> None:
     """Forget the process-wide reader and ledger state of a previous job in this process, before a
-    resubmitted job starts from the committed offsets (pipelines/supervisor.py)."""
+    resubmitted job starts from the committed offsets (pipelines/supervisor.py). Offsets the previous
+    job's bundles handed to the background committer are committed first."""
+    finish_commits()
     _WATERMARKS.reset()
     with OffsetLedger._lock:
         OffsetLedger._instances.clear()
@@ -352,6 +356,185 @@ class OffsetLedger:
         return advanced
 
 
+#: The readiness name of the background offset commit while it cannot commit (core/outage.py).
+COMMIT_DEPENDENCY = "Kafka (offset commit)"
+
+
+class OffsetCommitter:
+    """Commits a worker process's offsets to the consumer group on a thread of its own.
+
+    The keyed delivery bundle holds its partition until ``finish_bundle`` returns (Prism runs one
+    bundle per key at a time), and a synchronous commit was the largest part of that hold (10-50 ms
+    measured, bench/RESULTS.md). The bundle now hands the offsets its ledger advanced to this
+    committer and returns; the commit happens here, so the next bundle of the partition starts
+    while the commit is on the wire.
+
+    Guarantees, unchanged from the synchronous commit:
+
+    * only offsets whose records every sink has flushed are handed over (``finish_bundle`` flushes
+      first), so whatever is committed is in every sink; a crash before a commit lands replays
+      those records (at-least-once; sinks upsert by ``event_id``);
+    * per partition the committed offset never goes back: only the highest offset handed over
+      counts, a lower one (a bundle of another thread that finished later) is dropped;
+    * offsets handed over while a commit is in flight are coalesced into the next commit.
+
+    A commit that fails (broker away, or refused) is kept and retried with backoff, never dropped;
+    while it fails, ``COMMIT_DEPENDENCY`` is an outage, so ``/readyz`` says not ready and
+    ``newswire_pipeline_outage`` shows it. One committer per (bootstrap servers, group) per
+    process; :func:`finish_commits` commits what is pending and stops them (job stop, resubmission).
+    """
+
+    _instances: ClassVar[dict[tuple[str, str], OffsetCommitter]] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, settings: Settings, *, first_backoff_s: float = 0.2, max_backoff_s: float = 5.0) -> None:
+        self._settings = settings
+        self._first_backoff_s = first_backoff_s
+        self._max_backoff_s = max_backoff_s
+        self._cond = threading.Condition()
+        self._high: dict[tuple[str, int], int] = {}  # highest offset handed over, per partition
+        self._pending: dict[tuple[str, int], int] = {}  # handed over, not committed yet
+        self._busy = False  # a commit is on the wire
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._consumer: Any = None
+        self.commits = 0  # commits that landed
+        self.failures = 0  # commit attempts that failed (each is retried)
+
+    @classmethod
+    def shared(cls, settings: Settings) -> OffsetCommitter:
+        """This process's committer for the settings' broker and group (started on first use)."""
+        key = (settings.kafka.bootstrap_servers, settings.kafka.consumer_group)
+        with cls._lock:
+            committer = cls._instances.get(key)
+            if committer is None:
+                committer = cls._instances[key] = cls(settings)
+            return committer
+
+    def submit(self, offsets: dict[tuple[str, int], int]) -> None:
+        """Hand over (topic, partition) -> next offset to commit; returns at once."""
+        with self._cond:
+            if self._closed:  # a bundle of a job being stopped or replaced: its records are read again
+                log.warning("offset commit: committer closed, %d partition offset(s) not committed", len(offsets))
+                return
+            for tp, offset in offsets.items():
+                if offset > self._high.get(tp, -1):
+                    self._high[tp] = self._pending[tp] = offset
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="newswire-offset-commit", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def pending(self) -> int:
+        """Partitions with an offset handed over and not committed yet (in flight included)."""
+        with self._cond:
+            return len(self._pending) + (1 if self._busy else 0)
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until every offset handed over so far is committed; False if ``timeout_s`` ran out."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self._pending or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
+
+    def close(self, timeout_s: float) -> bool:
+        """Commit what is pending (for at most ``timeout_s``), then stop the thread. Offsets still
+        pending after that are not committed: their records are replayed by the next start."""
+        done = self.flush(timeout_s)
+        with self._cond:
+            self._closed = True
+            left = dict(self._pending)
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(max(0.1, timeout_s))
+        if not done:
+            log.warning("offset commit: %d partition(s) not committed at shutdown (%s); their records "
+                        "will be read again", len(left), ", ".join(f"{t}/{p}@{o}" for (t, p), o in sorted(left.items())))
+        if self._consumer is not None and (self._thread is None or not self._thread.is_alive()):
+            self._consumer.close()
+            self._consumer = None
+        return done
+
+    def _run(self) -> None:
+        failures = 0
+        while True:
+            with self._cond:
+                while not self._pending and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                batch, self._pending = self._pending, {}
+                self._busy = True
+            ok = self._commit(batch)
+            with self._cond:
+                self._busy = False
+                if not ok:  # keep it, unless a newer offset was handed over meanwhile
+                    for tp, offset in batch.items():
+                        self._pending[tp] = max(offset, self._pending.get(tp, offset))
+                self._cond.notify_all()
+                if ok:
+                    failures = 0
+                    continue
+                failures += 1
+                delay = min(self._max_backoff_s, self._first_backoff_s * 2 ** min(failures - 1, 20))
+                self._cond.wait_for(lambda: self._closed, delay * random.uniform(0.5, 1.0))
+
+    def _commit(self, batch: dict[tuple[str, int], int]) -> bool:
+        try:
+            if self._consumer is None:
+                s = self._settings
+                self._consumer = make_consumer(s, group_id=s.kafka.consumer_group)
+            self._consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in batch.items()})
+        except Exception as exc:  # noqa: BLE001 - kept and retried; readiness reports it
+            self.failures += 1
+            outage = OUTAGES.waiting(COMMIT_DEPENDENCY, exc)
+            if outage.attempts == 1 or outage.attempts % 10 == 0:
+                level = logging.WARNING if kafka_unavailable(exc) else logging.ERROR
+                log.log(level, "offset commit failed (%s), attempt %d; kept and retried", outage.error,
+                        outage.attempts)
+            if not kafka_unavailable(exc) and self._consumer is not None:
+                self._consumer.close()  # a refused commit: start again with a fresh client
+                self._consumer = None
+            return False
+        self.commits += 1
+        over = OUTAGES.recovered(COMMIT_DEPENDENCY)
+        if over is not None:
+            log.warning("offset commit works again after %.1fs", time.time() - over.since)
+        return True
+
+
+def commit_stats() -> tuple[int, int, int]:
+    """(commits landed, commit attempts failed, partitions pending) over this process's committers
+    since the job started (``newswire_pipeline_offset_commit*`` on /metrics)."""
+    with OffsetCommitter._lock:
+        committers = list(OffsetCommitter._instances.values())
+    return (sum(c.commits for c in committers), sum(c.failures for c in committers),
+            sum(c.pending() for c in committers))
+
+
+def flush_commits(timeout_s: float) -> bool:
+    """Wait until this process's committers have committed every offset handed over so far."""
+    with OffsetCommitter._lock:
+        committers = list(OffsetCommitter._instances.values())
+    flushed = [c.flush(timeout_s) for c in committers]  # every one, not up to the first that fails
+    return all(flushed)
+
+
+def finish_commits(timeout_s: float = 10.0) -> bool:
+    """Commit every offset this process's committers hold, then stop and forget them (before a
+    resubmitted job reads the committed offsets, and when the pipeline stops). False if some
+    offsets could not be committed in ``timeout_s`` (their records are read again)."""
+    with OffsetCommitter._lock:
+        committers = list(OffsetCommitter._instances.values())
+        OffsetCommitter._instances.clear()
+    closed = [c.close(timeout_s) for c in committers]  # every one, not up to the first that fails
+    return all(closed)
+
+
 class DeliverToSinks(beam.PTransform):
     """Terminal stage: write every Delivery to its sinks, then commit the Kafka offsets it covers."""
 
@@ -371,7 +554,7 @@ class DeliverToSinks(beam.PTransform):
 class _WriteAndCommit(beam.DoFn):
     """Buffers a bundle's deliveries; in finish_bundle: add them to every sink (connectors.sinks.
     open_sinks: the store, then the topics), flush each, waiting out an unreachable sink, and
-    only then commit offsets. An event a sink refuses for good becomes a dead letter for the sinks
+    only then hand the offsets to the process's `OffsetCommitter`. An event a sink refuses for good becomes a dead letter for the sinks
     after it. Keyed (stateful) so each partition has one owner."""
 
     OWNER = ReadModifyWriteStateSpec("owner", VarIntCoder())
@@ -388,7 +571,7 @@ class _WriteAndCommit(beam.DoFn):
         # Clients connect in their constructors: a worker set up during an outage waits it out too.
         s = self.settings
         self._sinks = open_sinks(s)
-        self._committer = self._wait_out(lambda: make_consumer(s, group_id=s.kafka.consumer_group),
+        self._positions = self._wait_out(lambda: make_consumer(s, group_id=s.kafka.consumer_group),
                                          kafka_unavailable, "Kafka (setup)")
         self._ledger = OffsetLedger.shared(s.kafka.bootstrap_servers, s.kafka.consumer_group)
 
@@ -426,9 +609,8 @@ class _WriteAndCommit(beam.DoFn):
         self.alerts_sent.inc(sum(len(d.alerts) for d in deliveries))
         advanced = self._ledger.mark_done(
             ((d.topic, d.partition, d.start, d.next_offset) for d in deliveries), self._committed_position)
-        if advanced:
-            offsets = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in advanced.items()}
-            self._wait_out(lambda: self._committer.commit(offsets), kafka_unavailable, "Kafka (offset commit)")
+        if advanced:  # committed by this process's committer thread: the partition's next bundle need not wait
+            OffsetCommitter.shared(self.settings).submit(advanced)
             self.commits.inc()
         self._buffer = []
 
@@ -439,14 +621,17 @@ class _WriteAndCommit(beam.DoFn):
         """Where the reader started this partition: the group's committed offset, else the log start."""
 
         part = TopicPartition(*tp)
-        committed = self._wait_out(lambda: self._committer.committed(part), kafka_unavailable, "Kafka (offsets)")
-        beginning = self._wait_out(lambda: self._committer.beginning_offsets([part])[part], kafka_unavailable,
+        committed = self._wait_out(lambda: self._positions.committed(part), kafka_unavailable, "Kafka (offsets)")
+        beginning = self._wait_out(lambda: self._positions.beginning_offsets([part])[part], kafka_unavailable,
                                    "Kafka (offsets)")
         return max(committed if committed is not None else 0, beginning)
 
     def teardown(self) -> None:
-        committer = getattr(self, "_committer", None)
-        if committer is not None:
-            committer.close()
+        # A worker shutting down (on runners whose workers are other processes): land what its
+        # bundles handed over.
+        flush_commits(5.0)
+        positions = getattr(self, "_positions", None)
+        if positions is not None:
+            positions.close()
         for sink in getattr(self, "_sinks", ()):
             sink.close()

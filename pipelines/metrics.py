@@ -33,7 +33,7 @@ from connectors.kafka import make_consumer
 from connectors.metrics import label
 from core.outage import OUTAGES
 from core.settings import Settings
-from pipelines.io import DEAD_LETTER_COUNTERS
+from pipelines.io import DEAD_LETTER_COUNTERS, commit_stats
 
 if TYPE_CHECKING:
     from pipelines.supervisor import PipelineSupervisor
@@ -205,6 +205,13 @@ class PipelineCollector(Collector):
         for name in sorted(OUTAGES.current()):
             outages.add_metric([_slug(name)], 1)
         yield outages
+        commits, failures, pending = commit_stats()
+        yield CounterMetricFamily("newswire_pipeline_offset_commits", "Offset commits to the consumer group that "
+                                  "landed (the background committer, pipelines/io.py OffsetCommitter)", value=commits)
+        yield CounterMetricFamily("newswire_pipeline_offset_commit_failures", "Offset commit attempts that failed "
+                                  "(each is kept and retried)", value=failures)
+        yield GaugeMetricFamily("newswire_pipeline_offset_commit_pending", "Partitions whose flushed offsets wait "
+                                "for the committer (a commit in flight counts one)", value=pending)
 
     # No job (stopped) or one that cannot report (a failed submission) has no live_state/live_metrics.
     def _job_state(self, job: Any) -> list[Metric] | None:

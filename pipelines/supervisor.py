@@ -30,7 +30,7 @@ from connectors.metrics import MetricsServer
 from connectors.process import port_open
 from core.outage import OUTAGES
 from core.settings import Settings
-from pipelines.io import reset_process_state
+from pipelines.io import finish_commits, reset_process_state
 from pipelines.metrics import PipelineCollector
 from pipelines.run import run
 
@@ -97,6 +97,7 @@ class PipelineSupervisor:
             job, self._job = self._job, None
         if job is not None:
             job.cancel()
+        finish_commits()  # what the job's last bundles flushed to every sink gets committed
         if self._health is not None:
             self._health.stop()
         self.collector.close()
