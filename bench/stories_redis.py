@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.dedup_eval import base_articles, filler
-from bench.stage_cpu import server_cpu_s
+from bench.stage_cpu import script_calls, server_cpu_s
 from connectors.process import free_port
 from connectors.redis import RedisServer, make_redis
 from pipelines.stages.dedup.logic import sentences
@@ -81,11 +81,6 @@ def stream(seed: int, n: int) -> list[tuple[dict[str, Any], str | None]]:
     return out
 
 
-def _evalsha(client: Any) -> tuple[int, int]:
-    stats = client.info("commandstats").get("cmdstat_evalsha", {})
-    return int(stats.get("calls", 0)), int(stats.get("usec", 0))
-
-
 def script_split(store: RedisStoryStore, events: list[tuple[dict[str, Any], str | None]]) -> dict[str, float]:
     """Server microseconds per event of each script, from ``SLOWLOG`` at threshold 0 (which logs
     every call, the commands inside scripts too, so it is drained every 10 events; a separate pass
@@ -121,7 +116,7 @@ def cost(store: RedisStoryStore, events: list[tuple[dict[str, Any], str | None]]
     story_of_gen: dict[int, str] = {}
     gen_index = -1
     client = store.client
-    cpu0, srv0, (calls0, usec0) = time.process_time(), server_cpu_s(client), _evalsha(client)
+    cpu0, srv0, (calls0, usec0) = time.process_time(), server_cpu_s(client), script_calls(client)
     t_all = time.perf_counter()
     for i, (event, follows_gen) in enumerate(events):
         t0 = time.perf_counter()
@@ -135,7 +130,7 @@ def cost(store: RedisStoryStore, events: list[tuple[dict[str, Any], str | None]]
             joined += story_of_gen.get(int(follows_gen)) == d.story_id
     wall = time.perf_counter() - t_all
     client_cpu, server_cpu = time.process_time() - cpu0, server_cpu_s(client) - srv0
-    calls, usec = (a - b for a, b in zip(_evalsha(client), (calls0, usec0), strict=True))
+    calls, usec = (a - b for a, b in zip(script_calls(client), (calls0, usec0), strict=True))
     kb = statistics.fmean(len(e["text"].encode()) for e, _ in events) / 1024
     q = statistics.quantiles(times, n=100)
     return {"events": len(events), "mean_event_kb": kb, "ms_per_event": 1000 * statistics.fmean(times),

@@ -72,6 +72,12 @@ class Outages:
 OUTAGES = Outages()
 
 
+def backoff_s(attempt: int, first_s: float = 0.2, max_s: float = 5.0) -> float:
+    """The pause before retry ``attempt`` (0 = the first): ``first_s`` doubling, capped at ``max_s``,
+    with jitter (x 0.5-1.0) so that many waiters do not retry in step."""
+    return min(max_s, first_s * 2 ** min(attempt, 20)) * random.uniform(0.5, 1.0)
+
+
 def wait_out(call: Callable[[], T], unavailable: Callable[[BaseException], bool], dependency: str,
              max_wait_s: float, *, first_backoff_s: float = 0.2, max_backoff_s: float = 5.0,
              sleep: Callable[[float], None] = time.sleep) -> T:
@@ -95,8 +101,7 @@ def wait_out(call: Callable[[], T], unavailable: Callable[[BaseException], bool]
             if attempt == 0 or attempt % 10 == 0:
                 log.warning("%s unavailable (%s); retrying for up to %.0fs more", dependency, outage.error,
                             deadline - now)
-            delay = min(max_backoff_s, first_backoff_s * 2 ** min(attempt, 20)) * random.uniform(0.5, 1.0)
-            sleep(min(delay, max(0.0, deadline - now)))
+            sleep(min(backoff_s(attempt, first_backoff_s, max_backoff_s), max(0.0, deadline - now)))
             attempt += 1
             continue
         if attempt:

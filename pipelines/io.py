@@ -20,7 +20,6 @@ sinks upsert by ``event_id`` so storage holds each accepted fragment once.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections import Counter
@@ -40,7 +39,7 @@ from kafka import OffsetAndMetadata, TopicPartition
 
 from connectors.kafka import make_consumer
 from connectors.sinks import open_sinks
-from core.outage import OUTAGES, kafka_unavailable, wait_out
+from core.outage import OUTAGES, backoff_s, kafka_unavailable, wait_out
 from core.records import REPLAY_HEADER, Delivery, delivery_failed
 from core.settings import Settings
 
@@ -411,6 +410,12 @@ class OffsetCommitter:
                 committer = cls._instances[key] = cls(settings)
             return committer
 
+    @classmethod
+    def every(cls) -> list[OffsetCommitter]:
+        """This process's committers."""
+        with cls._lock:
+            return list(cls._instances.values())
+
     def submit(self, offsets: dict[tuple[str, int], int]) -> None:
         """Hand over (topic, partition) -> next offset to commit; returns at once."""
         with self._cond:
@@ -479,9 +484,8 @@ class OffsetCommitter:
                 if ok:
                     failures = 0
                     continue
+                self._cond.wait_for(lambda: self._closed, backoff_s(failures, self._first_backoff_s, self._max_backoff_s))
                 failures += 1
-                delay = min(self._max_backoff_s, self._first_backoff_s * 2 ** min(failures - 1, 20))
-                self._cond.wait_for(lambda: self._closed, delay * random.uniform(0.5, 1.0))
 
     def _commit(self, batch: dict[tuple[str, int], int]) -> bool:
         try:
@@ -510,17 +514,14 @@ class OffsetCommitter:
 def commit_stats() -> tuple[int, int, int]:
     """(commits landed, commit attempts failed, partitions pending) over this process's committers
     since the job started (``newswire_pipeline_offset_commit*`` on /metrics)."""
-    with OffsetCommitter._lock:
-        committers = list(OffsetCommitter._instances.values())
+    committers = OffsetCommitter.every()
     return (sum(c.commits for c in committers), sum(c.failures for c in committers),
             sum(c.pending() for c in committers))
 
 
 def flush_commits(timeout_s: float) -> bool:
     """Wait until this process's committers have committed every offset handed over so far."""
-    with OffsetCommitter._lock:
-        committers = list(OffsetCommitter._instances.values())
-    flushed = [c.flush(timeout_s) for c in committers]  # every one, not up to the first that fails
+    flushed = [c.flush(timeout_s) for c in OffsetCommitter.every()]  # every one, not up to the first that fails
     return all(flushed)
 
 
@@ -554,8 +555,9 @@ class DeliverToSinks(beam.PTransform):
 class _WriteAndCommit(beam.DoFn):
     """Buffers a bundle's deliveries; in finish_bundle: add them to every sink (connectors.sinks.
     open_sinks: the store, then the topics), flush each, waiting out an unreachable sink, and
-    only then hand the offsets to the process's `OffsetCommitter`. An event a sink refuses for good becomes a dead letter for the sinks
-    after it. Keyed (stateful) so each partition has one owner."""
+    only then hand the offsets to the process's `OffsetCommitter`. An event a sink refuses for
+    good becomes a dead letter for the sinks after it. Keyed (stateful) so each partition has one
+    owner."""
 
     OWNER = ReadModifyWriteStateSpec("owner", VarIntCoder())
 
