@@ -244,16 +244,25 @@ class _ReadPartition(beam.DoFn):
             tracker.defer_remainder(Duration(seconds=1))
             return
         own = _WATERMARKS.own(topic, partition)
+        records: list[KafkaRecord] = []
+        stopped = False
         for rec in batch:
             if not tracker.try_claim(rec.offset):
-                return
-            ts = Timestamp(micros=rec.timestamp * 1000)
-            own = ts if own is None or ts > own else own
-            yield TimestampedValue(
-                KafkaRecord(topic, partition, rec.offset, position, rec.timestamp, rec.key, rec.value,
-                            _replay_of(rec.headers)), ts)
+                stopped = True  # the runner split the restriction here: the rest is not ours
+                break
+            records.append(KafkaRecord(topic, partition, rec.offset, position, rec.timestamp, rec.key, rec.value,
+                                       _replay_of(rec.headers)))
             position = rec.offset + 1
-        self.records_read.inc(len(batch))
+        if records:
+            # One element per poll: the batch's time is its first record's (LogAppendTime: the
+            # partition's earliest), so nothing in it is older than the element, and the watermark
+            # then moves to its last record's.
+            last = Timestamp(micros=max(r.timestamp_ms for r in records) * 1000)
+            own = last if own is None or last > own else own
+            yield TimestampedValue(records, Timestamp(micros=min(r.timestamp_ms for r in records) * 1000))
+            self.records_read.inc(len(records))
+        if stopped:
+            return
         if not batch:
             # An empty poll does not prove the partition is drained (a fetch may still be in flight),
             # so ask the broker. If our position is its end offset as of `asked`, every record we
@@ -543,13 +552,25 @@ class DeliverToSinks(beam.PTransform):
         super().__init__()
         self.settings = settings
 
-    def expand(self, deliveries: beam.PCollection[Delivery]) -> beam.PCollection[int]:
+    def expand(self, deliveries: beam.PCollection[list[Delivery]]) -> beam.PCollection[int]:
         return (
             deliveries
-            | "KeyByPartition" >> beam.Map(lambda d: (f"{d.topic}/{d.partition}", d)).with_output_types(
-                tuple[str, Any])
+            | "KeyByPartition" >> beam.FlatMap(by_partition).with_output_types(tuple[str, Any])
             | "WriteAndCommit" >> beam.ParDo(_WriteAndCommit(self.settings))
         )
+
+
+def by_partition(batch: list[Delivery]) -> Iterator[tuple[str, list[Delivery]]]:
+    """A batch of deliveries keyed by their raw-topic partition. A batch comes from one poll of one
+    partition, so this is one element; a batch that mixes partitions is split, never mis-routed."""
+    first = batch[0]
+    if all(d.partition == first.partition and d.topic == first.topic for d in batch):
+        yield f"{first.topic}/{first.partition}", batch
+        return
+    groups: dict[str, list[Delivery]] = {}
+    for d in batch:
+        groups.setdefault(f"{d.topic}/{d.partition}", []).append(d)
+    yield from groups.items()
 
 
 class _WriteAndCommit(beam.DoFn):
@@ -580,11 +601,11 @@ class _WriteAndCommit(beam.DoFn):
     def start_bundle(self) -> None:
         self._buffer: list[Delivery] = []
 
-    def process(self, element: tuple[str, Delivery],
+    def process(self, element: tuple[str, list[Delivery]],
                 _owner: Any = beam.DoFn.StateParam(OWNER)) -> Iterator[int]:
         # The state cell is never read or written (each access is a runner round trip): declaring it
         # makes this DoFn stateful, which is what routes all of a partition's records to one worker.
-        self._buffer.append(element[1])
+        self._buffer.extend(element[1])
         return iter(())
 
     def finish_bundle(self) -> None:

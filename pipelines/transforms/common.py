@@ -145,17 +145,29 @@ class ChainFn(beam.DoFn):
         for fn in self._fns:
             fn.start_bundle()
 
-    def process(self, event: Any) -> Iterator[Any]:
+    def process(self, batch: list[Any]) -> Iterator[Any]:
+        events: list[Any] = []
+        dead: list[Delivery] = []
+        for event in batch:
+            out, refused = self._through(event)
+            (dead if refused else events).append(out)
+        if events:
+            yield events
+        if dead:
+            yield TaggedOutput(DEAD_LETTERS, dead)
+
+    def _through(self, event: Any) -> tuple[Any, bool]:
+        """One event through every step: (the last step's output, False), or (the dead letter of
+        the step that refused it, True)."""
         for step in self.steps:
             if not isinstance(step, StageFn):
                 event = step(event)
                 continue
             for out in step.process(event):
                 if isinstance(out, TaggedOutput):  # a dead letter: the event leaves the chain here
-                    yield out
-                    return
+                    return out.value, True
                 event = out
-        yield event
+        return event, False
 
     def finish_bundle(self) -> None:
         for fn in self._fns:
@@ -189,9 +201,12 @@ def chain_steps(pcoll: beam.PCollection, steps: Sequence[tuple[str, Any]], dead_
             run.append(step.stage_fn())
             names.append(label)
         elif isinstance(step, beam.PTransform):
-            pcoll = flush(pcoll)
-            pcoll, dead = pcoll | label >> step
-            dead_letters.append(dead)
+            # A transform of single events (e.g. exact dedup's keyed state) between batches: its
+            # input unbatched, its outputs as batches of one.
+            pcoll = flush(pcoll) | f"{label}/Unbatch" >> beam.FlatMap(lambda batch: batch)
+            events, dead = pcoll | label >> step
+            pcoll = events | f"{label}/Batch" >> beam.Map(lambda e: [e])
+            dead_letters.append(dead | f"{label}/BatchDead" >> beam.Map(lambda d: [d]))
         else:
             run.append(step)
             names.append(label)

@@ -52,20 +52,26 @@ class _Parse(beam.DoFn):
         self.rejected = Metrics.counter("parse", "rejected")
         self.latency_us = Metrics.distribution("parse", "latency_us")  # as StageFn's
 
-    def process(self, record: KafkaRecord) -> Iterator[Any]:
-        started = time.perf_counter_ns()
-        try:
-            event = start_event(record, self.max_bytes)
-            self.latency_us.update((time.perf_counter_ns() - started) // 1000)
-            yield event
-        except Rejected as exc:
-            self.rejected.inc()
-            yield TaggedOutput(DEAD_LETTERS, Delivery(
-                kind="dead_letter",
-                payload=dead_letter(exc.stage, exc.reason, str(exc), record.value, record.key, record.topic,
-                                    record.partition, record.offset, record.timestamp_ms),
-                topic=record.topic, partition=record.partition, start=record.start,
-                next_offset=record.offset + 1, key=record.key))
+    def process(self, batch: list[KafkaRecord]) -> Iterator[Any]:
+        events: list[dict[str, Any]] = []
+        dead: list[Delivery] = []
+        for record in batch:
+            started = time.perf_counter_ns()
+            try:
+                events.append(start_event(record, self.max_bytes))
+                self.latency_us.update((time.perf_counter_ns() - started) // 1000)
+            except Rejected as exc:
+                self.rejected.inc()
+                dead.append(Delivery(
+                    kind="dead_letter",
+                    payload=dead_letter(exc.stage, exc.reason, str(exc), record.value, record.key, record.topic,
+                                        record.partition, record.offset, record.timestamp_ms),
+                    topic=record.topic, partition=record.partition, start=record.start,
+                    next_offset=record.offset + 1, key=record.key))
+        if events:
+            yield events
+        if dead:
+            yield TaggedOutput(DEAD_LETTERS, dead)
 
 
 class ParseFragments(beam.PTransform):
@@ -77,5 +83,5 @@ class ParseFragments(beam.PTransform):
         super().__init__()
         self.max_bytes = settings.pipeline.max_fragment_bytes
 
-    def expand(self, records: beam.PCollection[KafkaRecord]) -> beam.pvalue.DoOutputsTuple:
+    def expand(self, records: beam.PCollection[list[KafkaRecord]]) -> beam.pvalue.DoOutputsTuple:
         return records | beam.ParDo(_Parse(self.max_bytes)).with_outputs(DEAD_LETTERS, main="events")

@@ -6,12 +6,15 @@ while the unbounded stream runs (tests/pipelines/test_streaming.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
 import orjson
 from apache_beam.transforms import window
+from apache_beam.transforms.window import TimestampedValue
+from apache_beam.utils.timestamp import Timestamp
 
 from connectors.kafka import make_producer
 from core.outage import kafka_unavailable, wait_out
@@ -27,6 +30,30 @@ def window_count(source: str, count: int, start_s: float, end_s: float,
     return {"schema": "fragment-count/1", "source": source, "fragments": count,
             "window_start": iso_from_millis(int(start_s * 1000)), "window_end": iso_from_millis(int(end_s * 1000)),
             "emitted_at": utc_now_iso(), "partitions": list(partitions) if partitions is not None else None}
+
+
+def batch_counts(events: Iterable[dict[str, Any]], window_s: int) -> dict[tuple[str, int], int]:
+    """Fragments per (source, start of their event-time window in ms) in one batch."""
+    size_ms = window_s * 1000
+    counts: Counter[tuple[str, int]] = Counter()
+    for e in events:
+        t = e["origin"]["timestamp_ms"]
+        counts[(e["source"], t - t % size_ms)] += 1
+    return counts
+
+
+class _BatchCounts(beam.DoFn):
+    """A batch's counts per source and window, each timestamped inside its window and never before
+    the batch (so never behind the watermark the batch was read under): one element per source and
+    window instead of one per fragment."""
+
+    def __init__(self, window_s: int) -> None:
+        self.window_s = window_s
+
+    def process(self, batch: list[dict[str, Any]], ts: Any = beam.DoFn.TimestampParam
+                ) -> Iterator[TimestampedValue]:
+        for (source, start_ms), n in batch_counts(batch, self.window_s).items():
+            yield TimestampedValue((source, n), max(ts, Timestamp(micros=start_ms * 1000)))
 
 
 class _Format(beam.DoFn):
@@ -71,12 +98,12 @@ class FragmentCounts(beam.PTransform):
         super().__init__()
         self.settings = settings
 
-    def expand(self, events: beam.PCollection) -> beam.PCollection:
+    def expand(self, batches: beam.PCollection) -> beam.PCollection:
         s = self.settings
         return (
-            events
+            batches
+            | "BySource" >> beam.ParDo(_BatchCounts(s.pipeline.stats_window_s))
             | "Window" >> beam.WindowInto(window.FixedWindows(s.pipeline.stats_window_s))
-            | "BySource" >> beam.Map(lambda e: (e["source"], 1))
             | "Count" >> beam.CombinePerKey(sum)
             | "Format" >> beam.ParDo(_Format(s.pipeline.partitions))
             | "Produce" >> beam.ParDo(_Produce(s, s.kafka.topics.stats.name))
