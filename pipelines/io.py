@@ -4,9 +4,12 @@ Why a Python SDF and not Beam's cross-language KafkaIO: see docs/decisions/0001-
 
 Reading (`ReadFromKafka`): one restriction per partition, ``OffsetRange(start, 2**62)`` where
 ``start`` is the consumer group's committed offset (earliest when none). Each ``process()`` call
-polls one batch, claims and emits the records with their Kafka timestamps, moves a manual
-watermark (max record time; wall clock minus a lag while the partition is idle), and defers the
-rest of the restriction. Offsets are NOT committed by the reader.
+polls one batch, claims its records and emits them as ONE element (a list of `KafkaRecord`s,
+timestamped with its earliest record's time), moves a manual watermark (max record time; wall
+clock minus a lag while the partition is idle), and defers the rest of the restriction. Offsets
+are NOT committed by the reader. A poll's records stay one element down to the sinks (parse, the
+fused stage chain and delivery take and hand on lists): the framework's per-element cost is paid
+once per poll, not once per record (bench/RESULTS.md, "One element per poll").
 
 Delivering (`DeliverToSinks`): every record the reader emitted ends in exactly one `Delivery`
 (an enriched event or a dead letter), routed by partition to one worker. The sink stage writes

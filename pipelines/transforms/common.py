@@ -1,6 +1,8 @@
 """What every stage shares: the in-flight event record, dead-letter routing, guarded DoFns.
 
-An in-flight event is a plain dict (cheap for Beam's FastPrimitivesCoder) holding the
+The graph's elements are batches, one per reader poll (pipelines/io.py): `ChainFn` takes a list
+of in-flight events and hands on a list of Deliveries and a list of dead letters. An in-flight
+event is a plain dict (cheap for Beam's FastPrimitivesCoder) holding the
 EnrichedEvent fields built so far plus private keys that travel to the delivery stage:
 ``_start`` (reader position before the record, for the offset ledger), ``_value``/``_key`` (the
 original record bytes, so a later stage can still dead-letter it with the original).
@@ -121,7 +123,9 @@ Step = StageFn | Callable[[dict[str, Any]], Any]
 
 
 class ChainFn(beam.DoFn):
-    """Consecutive stages as ONE DoFn: each event goes through every step in turn, in one Beam call.
+    """Consecutive stages as ONE DoFn over a batch (one reader poll): each event of it goes through
+    every step in turn, in one Beam call; out come one list of what the last step returned and one
+    list of dead letters (each only when not empty), in the batch's order.
 
     Why: every ParDo between the reader and the delivery step costs per element (Beam's dispatch,
     an element count and sampled size per output collection) and per bundle (its metrics, sent again
@@ -183,7 +187,9 @@ def chain_steps(pcoll: beam.PCollection, steps: Sequence[tuple[str, Any]], dead_
     """Apply the (label, step) ``steps`` in order, fusing each run of consecutive ones that are stage
     transforms (with a ``stage_fn()``) or plain functions into one ChainFn labelled with their labels
     joined by "+"; any other transform (e.g. Beam-state exact dedup) is applied as it is, under its
-    label. Every step's dead letters are appended to ``dead_letters``."""
+    label. ``pcoll`` holds batches (lists of events) and so does the result; a transform of single
+    events is fed the batches' events and its outputs become batches of one. Every step's dead
+    letters (batches too) are appended to ``dead_letters``."""
     run: list[Step] = []
     names: list[str] = []
 
