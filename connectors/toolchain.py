@@ -3,23 +3,27 @@
 - Apache Kafka: the broker's jars from Maven Central (`mvn dependency:copy-dependencies` over
   connectors/broker/pom.xml), into $NEWSWIRE_HOME/kafka-<version>/libs.
 - Prism: Beam's portable local runner, a Go program built from the Go module proxy's source at the
-  same version as the installed apache-beam, into $NEWSWIRE_HOME/bin, with one line changed: its
-  job server (which also serves the workers' FnAPI) listens on 127.0.0.1 instead of every
-  interface. Prism has no flag for that, and anyone who reaches that port can submit a pipeline,
-  which is running code of their choice as us.
+  same version as the installed apache-beam, into $NEWSWIRE_HOME/bin, with two lines changed
+  (`PRISM_PATCHES`): its job server (which also serves the workers' FnAPI) listens on 127.0.0.1
+  instead of every interface (Prism has no flag for that, and anyone who reaches that port can
+  submit a pipeline, which is running code of their choice as us); and a bundle's wait for the
+  SDK's response no longer spins on a closed channel (it burnt a core per running bundle of a
+  stage without outputs, such as the delivery stage).
 
 $NEWSWIRE_HOME defaults to ~/.cache/newswire, so fresh clones on one machine share the cache.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from connectors.process import EmbeddedServer, free_port, listening_sockets, port_open
 
@@ -73,21 +77,66 @@ def beam_version() -> str:
     return str(apache_beam.__version__)
 
 
-#: The one line of Prism's source we change (go/pkg/beam/runners/prism/internal/jobservices/server.go):
-#: the job server listens on every interface, and its port also serves the SDK workers' control, data
-#: and state streams. Listening on 127.0.0.1 closes both.
+class PrismPatch(NamedTuple):
+    """One change to Prism's source before it is built: ``old`` must occur exactly once in ``path``."""
+
+    path: str
+    old: str
+    new: str
+    why: str
+
+
+#: The job server listens on every interface, and its port also serves the SDK workers' control,
+#: data and state streams. Listening on 127.0.0.1 closes both.
 PRISM_SERVER_GO = "go/pkg/beam/runners/prism/internal/jobservices/server.go"
 PRISM_LISTEN_ALL = 'net.Listen("tcp", fmt.Sprintf(":%d", port))'
 PRISM_LISTEN_LOOPBACK = 'net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))'
 
+#: stage.Execute waits for a bundle in a select over the bundle's response, its data outputs'
+#: end (``dataReady``, a channel closed once every output has sent its last element, or at once
+#: for a stage without outputs) and a progress ticker. Once ``dataReady`` is closed, the select
+#: takes it on every pass until the response arrives: a busy loop for the rest of the bundle. Our
+#: delivery stage has no outputs, so every delivery bundle (the sinks' writes and flushes) held a
+#: core at 100% in Prism; measured: Prism ~11.5% of a core per idle job, 1.1-1.5 ms of CPU per
+#: fragment under load (bench/RESULTS.md, "Prism's busy wait"). A nil channel never fires, so
+#: clearing it after the first take is Go's idiom for "done with this case". Found in 2.77.0.
+PRISM_STAGE_GO = "go/pkg/beam/runners/prism/internal/stage.go"
+PRISM_DATA_READY_SPIN = "\t\tcase <-dataReady:\n\t\t\tdataFinished = true\n"
+PRISM_DATA_READY_ONCE = ("\t\tcase <-dataReady:\n\t\t\tdataFinished = true\n"
+                         "\t\t\tdataReady = nil // newswire: closed, it would be taken on every pass until the response\n")
+
+PRISM_PATCHES = (
+    PrismPatch(PRISM_SERVER_GO, PRISM_LISTEN_ALL, PRISM_LISTEN_LOOPBACK, "Prism listens on loopback only"),
+    PrismPatch(PRISM_STAGE_GO, PRISM_DATA_READY_SPIN, PRISM_DATA_READY_ONCE,
+               "Prism does not spin while a bundle of a stage without outputs runs"),
+)
+
+
+def prism_patch_id(patches: Sequence[PrismPatch] = PRISM_PATCHES) -> str:
+    """A short digest of the patch set: part of the binary's name, so a changed set builds anew."""
+    digest = hashlib.sha256(repr([(p.path, p.old, p.new) for p in patches]).encode()).hexdigest()
+    return digest[:8]
+
+
+def apply_prism_patches(tree: Path, version: str, patches: Sequence[PrismPatch] = PRISM_PATCHES) -> None:
+    """Apply ``patches`` to the Beam source ``tree``; a patch whose text is not there exactly once
+    stops the build with what to update (a new Beam version may have moved or fixed it)."""
+    for patch in patches:
+        source = tree / patch.path
+        text = source.read_text()
+        if text.count(patch.old) != 1:
+            raise ToolchainError(f"Prism {version}: {patch.path} no longer holds {patch.old!r} once; update "
+                                 f"PRISM_PATCHES in connectors/toolchain.py ({patch.why})")
+        source.write_text(text.replace(patch.old, patch.new))
+
 
 def prism_binary(version: str | None = None) -> Path:
-    """Path of the Prism runner binary ($NEWSWIRE_PRISM_BIN, else built once, listening on loopback)."""
+    """Path of the Prism runner binary ($NEWSWIRE_PRISM_BIN, else built once with `PRISM_PATCHES`)."""
     env = os.environ.get("NEWSWIRE_PRISM_BIN")
     if env:
         return Path(env)
     version = version or beam_version()
-    target = newswire_home() / "bin" / f"prism-v{version}-loopback"
+    target = newswire_home() / "bin" / f"prism-v{version}-nw{prism_patch_id()}"
     if target.exists():
         return target
     go = _require("go", "build Beam's Prism runner")
@@ -106,12 +155,7 @@ def prism_binary(version: str | None = None) -> Path:
             shutil.copyfile(source / name, tree / name)
         for folder, _, _ in os.walk(tree):
             os.chmod(folder, 0o755)  # copytree copied the cache's read-only modes; cleanup needs write
-        server_go = tree / PRISM_SERVER_GO
-        text = server_go.read_text()
-        if text.count(PRISM_LISTEN_ALL) != 1:
-            raise ToolchainError(f"Prism {version}: {PRISM_SERVER_GO} no longer holds `{PRISM_LISTEN_ALL}` once; "
-                                 "update PRISM_LISTEN_ALL in connectors/toolchain.py so Prism listens on loopback only")
-        server_go.write_text(text.replace(PRISM_LISTEN_ALL, PRISM_LISTEN_LOOPBACK))
+        apply_prism_patches(tree, version)
         built = Path(work) / "prism"
         proc = subprocess.run([go, "build", "-trimpath", "-o", str(built), "./go/cmd/prism"], capture_output=True,
                               text=True, env=env_vars, cwd=tree, check=False)
