@@ -311,6 +311,9 @@ class PipelineSettings:
     health_port: int | None = 8081
     poll_max_records: int = 500
     poll_timeout_ms: int = 50
+    # How long a poll waits when the job reads ONE partition (`up`'s jobs, one per partition): no
+    # other partition's poll waits behind it, and records end the wait as they arrive.
+    lone_poll_timeout_ms: int = 250
     idle_watermark_lag_s: float = 0.25
     stats_window_s: int = 60
     # Read only these partitions of the raw topic (None: all). Several independent pipeline jobs

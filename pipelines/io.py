@@ -237,7 +237,7 @@ class _ReadPartition(beam.DoFn):
             consumer = self._consumer(topic, partition)  # connects on first use: may meet an outage
             if consumer.position(tp) != position:
                 consumer.seek(tp, position)
-            batch = consumer.poll(timeout_ms=self.settings.pipeline.poll_timeout_ms,
+            batch = consumer.poll(timeout_ms=poll_timeout_ms(self.settings, partitions),
                                   max_records=self.settings.pipeline.poll_max_records).get(tp, [])
         except Exception as exc:
             if not kafka_unavailable(exc):
@@ -294,6 +294,16 @@ class _ReadPartition(beam.DoFn):
         self._closing = True
         for consumer in getattr(self, "_consumers", {}).values():
             consumer.close()
+
+
+def poll_timeout_ms(settings: Settings, partitions: int) -> int:
+    """How long one poll may wait for records when this job reads ``partitions`` partitions. A poll
+    returns as soon as records arrive, so this is the length of an idle partition's empty bundle:
+    short when other partitions may wait behind it, longer when the job reads one partition (each
+    empty bundle costs the runner and the SDK a few ms of CPU: bench/RESULTS.md, "Fewer empty
+    polls"). Either way the partition's watermark moves once per poll."""
+    p = settings.pipeline
+    return max(p.poll_timeout_ms, p.lone_poll_timeout_ms) if partitions == 1 else p.poll_timeout_ms
 
 
 def _replay_of(headers: Iterable[tuple[str, bytes]] | None) -> str | None:

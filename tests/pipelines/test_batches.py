@@ -12,7 +12,8 @@ from apache_beam.transforms import window
 from apache_beam.transforms.window import TimestampedValue
 
 from core.records import Delivery
-from pipelines.io import by_partition
+from core.settings import load_settings
+from pipelines.io import by_partition, poll_timeout_ms
 from pipelines.stages.dedup.exact import ExactDuplicates
 from pipelines.transforms.common import chain_steps, drop_original
 from pipelines.transforms.emit import EmitEvents
@@ -81,3 +82,12 @@ def test_a_batch_spanning_two_windows_counts_in_each() -> None:
     assert_that(counts, equal_to([("a", 2, "1970-01-01T00:00:00.000Z", "1970-01-01T00:01:00.000Z"),
                                   ("a", 2, "1970-01-01T00:01:00.000Z", "1970-01-01T00:02:00.000Z")]))
     p.run().wait_until_finish()
+
+
+def test_a_job_reading_one_partition_polls_longer_than_one_reading_several() -> None:
+    """A poll returns when records arrive; only an idle partition waits it out. With several
+    partitions the others wait behind that poll, so it stays short; with one, nobody does."""
+    s = load_settings(environ={})
+    assert (poll_timeout_ms(s, 1), poll_timeout_ms(s, 2), poll_timeout_ms(s, 4)) == (250, 50, 50)
+    shorter = load_settings(environ={}, overrides={"pipeline.lone_poll_timeout_ms": 10})
+    assert poll_timeout_ms(shorter, 1) == 50  # never shorter than a shared partition's poll
