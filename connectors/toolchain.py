@@ -102,7 +102,7 @@ PRISM_LISTEN_LOOPBACK = 'net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))'
 #: clearing it after the first take is Go's idiom for "done with this case". Found in 2.77.0.
 PRISM_STAGE_GO = "go/pkg/beam/runners/prism/internal/stage.go"
 PRISM_DATA_READY_SPIN = "\t\tcase <-dataReady:\n\t\t\tdataFinished = true\n"
-PRISM_DATA_READY_ONCE = ("\t\tcase <-dataReady:\n\t\t\tdataFinished = true\n"
+PRISM_DATA_READY_ONCE = (PRISM_DATA_READY_SPIN +
                          "\t\t\tdataReady = nil // newswire: closed, it would be taken on every pass until the response\n")
 
 PRISM_PATCHES = (

@@ -7,8 +7,8 @@
                    |       Deliver: store (events, stories, alerts), enriched/DLQ/alerts topics, offsets
                    +-> FragmentCounts (event-time windows) -> stats topic
 Normalise .. Emit run as one fused DoFn (pipelines/transforms/common.ChainFn), each stage with its own
-metrics and dead letters. Every element from the reader to the sinks is one reader poll's batch. The same graph runs on Prism locally and on Flink/Dataflow deployed; only
-the options differ.
+metrics and dead letters. Every element from the reader to the sinks is one reader poll's batch.
+The same graph runs on Prism locally and on Flink/Dataflow deployed; only the options differ.
 """
 
 from __future__ import annotations

@@ -112,6 +112,15 @@ class StageFn(beam.DoFn):
             yield TaggedOutput(DEAD_LETTERS, reject(event, self.stage, "internal", f"{type(exc).__name__}: {exc}"))
 
 
+def batch_outputs(events: list[Any], dead: list[Delivery]) -> Iterator[Any]:
+    """A batch step's outputs: the list of what passed on the main output, the list of dead letters
+    on ``DEAD_LETTERS``, each only when not empty."""
+    if events:
+        yield events
+    if dead:
+        yield TaggedOutput(DEAD_LETTERS, dead)
+
+
 def run_stage(pcoll: beam.PCollection, label: str, fn: beam.DoFn) -> tuple[beam.PCollection, beam.PCollection]:
     """Apply a StageFn (or a ChainFn of them); returns (events, dead letters)."""
     out = pcoll | label >> beam.ParDo(fn).with_outputs(DEAD_LETTERS, main="events")
@@ -155,10 +164,7 @@ class ChainFn(beam.DoFn):
         for event in batch:
             out, refused = self._through(event)
             (dead if refused else events).append(out)
-        if events:
-            yield events
-        if dead:
-            yield TaggedOutput(DEAD_LETTERS, dead)
+        yield from batch_outputs(events, dead)
 
     def _through(self, event: Any) -> tuple[Any, bool]:
         """One event through every step: (the last step's output, False), or (the dead letter of

@@ -8,12 +8,11 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.pvalue import TaggedOutput
 
 from core.records import ENRICHED_SCHEMA, Delivery, Rejected, dead_letter, iso_from_millis, parse_fragment
 from core.settings import Settings
 from pipelines.io import KafkaRecord
-from pipelines.transforms.common import DEAD_LETTERS
+from pipelines.transforms.common import DEAD_LETTERS, batch_outputs
 
 
 def start_event(record: KafkaRecord, max_bytes: int) -> dict[str, Any]:
@@ -68,10 +67,7 @@ class _Parse(beam.DoFn):
                                         record.partition, record.offset, record.timestamp_ms),
                     topic=record.topic, partition=record.partition, start=record.start,
                     next_offset=record.offset + 1, key=record.key))
-        if events:
-            yield events
-        if dead:
-            yield TaggedOutput(DEAD_LETTERS, dead)
+        yield from batch_outputs(events, dead)
 
 
 class ParseFragments(beam.PTransform):
