@@ -576,10 +576,6 @@ class DeliverToSinks(beam.PTransform):
 def by_partition(batch: list[Delivery]) -> Iterator[tuple[str, list[Delivery]]]:
     """A batch of deliveries keyed by their raw-topic partition. A batch comes from one poll of one
     partition, so this is one element; a batch that mixes partitions is split, never mis-routed."""
-    first = batch[0]
-    if all(d.partition == first.partition and d.topic == first.topic for d in batch):
-        yield f"{first.topic}/{first.partition}", batch
-        return
     groups: dict[str, list[Delivery]] = {}
     for d in batch:
         groups.setdefault(f"{d.topic}/{d.partition}", []).append(d)
