@@ -12,7 +12,10 @@ Per event:
    links point to; candidate stories from the inverted index (the event's index keys over the day
    buckets a story can span, each story counted once per key with that key's weight, the
    ``max_candidates`` best) and their states; the event's terms' document counts over those days;
-   and the **versions** of everything that decision rests on (see below).
+   and the **versions** of everything that decision rests on (see below). While the linked story
+   is kept, the read returns it without looking up candidates (``partial``): an open linked story
+   decides alone (:func:`choose_story`), so candidates are read, in a second call, only when it is
+   closed at the event's time (a replay of old data, a link older than ``max_gap_s``).
 2. **novelty read** (one pipelined round trip, only when the event joins a story other than its
    linked one): which of the event's sentence keys and shingle hashes the chosen story (and any
    story it absorbs) holds. For the linked story (the one the event joins whenever it is open) the
@@ -226,9 +229,11 @@ end
 
 # The read's retrieval. A = cjson.decode(ARGV[1]): links (keys), linka (for each link, the result key
 # ``a:`` of the event it names, or ''), posts ([index key, weight]), pdays
-# (the day buckets to look in), horizon, maxc, prefix. Returns the linked story id (or false), candidate ids (linked first) and
-# their states ('' when expired). A merged story's state is '>' + the id of the story it was merged
-# into: ids from links and postings are followed there (root), each story once.
+# (the day buckets to look in), horizon, maxc, prefix, linked_only. Returns the linked story id (or
+# false), candidate ids (linked first), their states ('' when expired) and whether the candidates
+# were left out (linked_only and a kept linked story: it alone is returned). A merged story's state
+# is '>' + the id of the story it was merged into: ids from links and postings are followed there
+# (root), each story once.
 _RETRIEVE = _STRIPE + _POSTINGS + """
 local function root(prefix, sid)
   for _ = 1, 16 do
@@ -250,6 +255,10 @@ local function retrieve(A)
     if not sid then sid = redis.call('GET', key) end  -- a source's story key (or a link the earlier layout wrote)
     if sid then linked, linked_state = root(A.prefix, sid); break end
   end
+  -- A linked story that is kept decides alone while it is open (choose_story): with A.linked_only
+  -- the candidates are not looked up, and the reply says so (partial); the client asks again
+  -- without linked_only when the story turns out closed at the event's time.
+  if A.linked_only and linked and linked_state ~= '' then return linked, {linked}, {linked_state}, true end
   -- Tally: each story once per index key, with that key's weight (added in A.posts order), by its
   -- tally key (tally_postings); ids are formatted once, at the end.
   local score, order = {}, {}
@@ -315,7 +324,7 @@ local function retrieve(A)
       states[#states + 1] = st
     end
   end
-  return linked, cands, states
+  return linked, cands, states, false
 end
 """
 
@@ -327,7 +336,7 @@ _READ = _RETRIEVE + """
 local A = cjson.decode(ARGV[1])
 local done = redis.call('GET', A.done)
 if done then return {'{"done": true}', done} end
-local linked, cands, states = retrieve(A)
+local linked, cands, states, partial = retrieve(A)
 local df = {}
 for i = 0, #A.terms do df[i + 1] = 0 end
 for _, day in ipairs(A.days) do
@@ -360,7 +369,7 @@ if linked and states[1] ~= '' then
   end
 end
 local reply = {cjson.encode({done = false, linked = linked or '', cands = cands, df = df,
-                             stripes = stripes, ver = table.concat(ver, ','), nov = nov})}
+                             stripes = stripes, ver = table.concat(ver, ','), nov = nov, partial = partial})}
 for i = 1, #states do reply[#reply + 1] = states[i] end
 return reply
 """
@@ -578,6 +587,7 @@ class RedisStoryStore:
             "days": [self._k("df", str(d)) for d in range(today - self._days + 1, today + 1)], "terms": terms,
             "nk": list(marks.keys.values()), "nh": list(marks.shingles.values()),
         }
+        args["linked_only"] = True
         for _ in range(self.max_retries):
             reply = self._read(args=[orjson.dumps(args)])
             meta = orjson.loads(reply[0])
@@ -591,9 +601,15 @@ class RedisStoryStore:
             decoded: dict[int, bytes] = {}  # id(state) -> its raw state, for the one chosen
             linked_id = meta["linked"]
             linked = self._decode(raws[linked_id], decoded) if linked_id in raws else None
-            # An open linked story is joined whatever the candidates are: they are not decoded then.
-            others = [] if linked is not None and linked_open(linked, ts, s) else \
-                [self._decode(raw, decoded) for sid, raw in raws.items() if sid != linked_id]
+            # An open linked story is joined whatever the candidates are: the read leaves them out
+            # (partial), and asks for them only when the linked story is closed at ts.
+            if linked is not None and linked_open(linked, ts, s):
+                others = []
+            elif meta["partial"]:
+                args["linked_only"] = False
+                continue
+            else:
+                others = [self._decode(raw, decoded) for sid, raw in raws.items() if sid != linked_id]
             best, story, absorbed = choose_story(features, vecs, ts, others, s, linked)
             if story is None:
                 best, story = None, StoryState(story_id_for(event_id), ts, ts)

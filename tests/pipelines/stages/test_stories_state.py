@@ -322,3 +322,35 @@ def test_a_linked_story_novelty_comes_with_the_read(redis_server: RedisServer, r
         assert (decided[-1].new_sentences, decided[-1].novelty_ratio) == (want.new_sentences, want.novelty_ratio)
         s._novelty_memory = None  # type: ignore[assignment, method-assign]  # from the 2nd event on: never called
     assert len({d.story_id for d in decided}) == 1 and decided[1].novelty_ratio < decided[2].novelty_ratio
+
+
+def test_an_open_linked_story_decides_without_candidates_and_a_closed_one_reads_them(
+        redis_server: RedisServer, redis_namespace: str) -> None:
+    """The read leaves the candidates out while the event's linked story is kept (``partial``): an
+    event whose linked story is open at its time joins it on that one read; one whose linked story
+    is closed at its time (still kept in Redis, but ``max_gap_s`` behind in event time) is read again
+    with the candidates and joins the open story it matches, as the single-process clusterer does."""
+    s = store(redis_server, redis_namespace)
+    reads: list[bool] = []
+    read = s._read
+
+    def counting(*, args: list[bytes]) -> Any:
+        reply = read(args=args)
+        reads.append(json.loads(reply[0]).get("partial", False))
+        return reply
+
+    s._read = counting  # type: ignore[method-assign]
+    gap = s.settings.max_gap_s
+    blog = {"source": "yle-live", "story_key": "turku-fire"}
+    first = s.assign(make_event("turku-port-fire.txt", T0, 1, **blog), T0)
+    reads.clear()
+    update = s.assign(make_event("turku-port-fire.edited.txt", T0 + 600, 2, **blog), T0 + 600)
+    assert update.story_id == first.story_id and reads == [True]  # one read, no candidates
+    # days later another outlet reports it again: the blog's story is closed in event time
+    later = T0 + gap + 3600
+    other = s.assign(make_event("turku-port-fire.other-outlet.txt", later, 3, source="other-wire"), later)
+    assert other.is_new and other.story_id != first.story_id
+    reads.clear()
+    again = s.assign(make_event("turku-port-fire.repost.txt", later + 60, 4, **blog), later + 60)
+    assert reads == [True, False]  # the linked story was closed: read again with the candidates
+    assert again.story_id == other.story_id and not again.is_new
