@@ -314,6 +314,12 @@ class PipelineSettings:
     # How long a poll waits when the job reads ONE partition (`up`'s jobs, one per partition): no
     # other partition's poll waits behind it, and records end the wait as they arrive.
     lone_poll_timeout_ms: int = 250
+    # The reader's fetches: the broker answers one once fetch_min_bytes of records are there or
+    # fetch_max_wait_ms have passed (capped to the job's poll wait), so at a steady rate a poll
+    # brings a batch, not a record or two, and the per-batch work is shared (bench/RESULTS.md
+    # "Fetches that wait for a batch").
+    fetch_min_bytes: int = 65536
+    fetch_max_wait_ms: int = 100
     idle_watermark_lag_s: float = 0.25
     stats_window_s: int = 60
     # Read only these partitions of the raw topic (None: all). Several independent pipeline jobs

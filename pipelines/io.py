@@ -211,10 +211,14 @@ class _ReadPartition(beam.DoFn):
         self._consumers: dict[tuple[str, int], Any] = {}
         self._closing = False
 
-    def _consumer(self, topic: str, partition: int) -> Any:
+    def _consumer(self, topic: str, partition: int, partitions: int) -> Any:
         key = (topic, partition)
         if key not in self._consumers:
-            consumer = make_consumer(self.settings, max_poll_records=self.settings.pipeline.poll_max_records)
+            p = self.settings.pipeline
+            # A fetch waits for a batch (fetch_min_bytes), never longer than this job's poll does.
+            consumer = make_consumer(self.settings, max_poll_records=p.poll_max_records,
+                                     fetch_min_bytes=p.fetch_min_bytes,
+                                     fetch_max_wait_ms=min(p.fetch_max_wait_ms, poll_timeout_ms(self.settings, partitions)))
             consumer.assign([TopicPartition(topic, partition)])
             self._consumers[key] = consumer
         return self._consumers[key]
@@ -234,7 +238,7 @@ class _ReadPartition(beam.DoFn):
         tp = TopicPartition(topic, partition)
         position = tracker.current_restriction().start
         try:
-            consumer = self._consumer(topic, partition)  # connects on first use: may meet an outage
+            consumer = self._consumer(topic, partition, partitions)  # connects on first use: may meet an outage
             if consumer.position(tp) != position:
                 consumer.seek(tp, position)
             batch = consumer.poll(timeout_ms=poll_timeout_ms(self.settings, partitions),

@@ -23,6 +23,8 @@ def test_default_config_is_valid() -> None:
     ("kafka.bootstrap_servers", "localhost", "kafka.bootstrap_servers: 'localhost' does not match"),
     ("pipeline.enrichment.entities", "bert", "pipeline.enrichment.entities: 'bert' is not one of"),
     ("storage.url", "postgres://x", "storage.url: 'postgres://x' does not match"),
+    ("pipeline.fetch_min_bytes", 0, "pipeline.fetch_min_bytes: 0 is less than the minimum of 1"),
+    ("pipeline.fetch_max_wait_ms", 60000, "pipeline.fetch_max_wait_ms: 60000 is greater than the maximum of 10000"),
 ])
 def test_bad_values_name_the_key(key: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError) as err:

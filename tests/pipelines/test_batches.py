@@ -91,3 +91,22 @@ def test_a_job_reading_one_partition_polls_longer_than_one_reading_several() -> 
     assert (poll_timeout_ms(s, 1), poll_timeout_ms(s, 2), poll_timeout_ms(s, 4)) == (250, 50, 50)
     shorter = load_settings(environ={}, overrides={"pipeline.lone_poll_timeout_ms": 10})
     assert poll_timeout_ms(shorter, 1) == 50  # never shorter than a shared partition's poll
+
+
+def test_the_readers_fetches_wait_for_a_batch_but_never_longer_than_the_poll(stack: Any) -> None:
+    """The reader's consumer asks the broker to hold a fetch until fetch_min_bytes of records are
+    there (so a steady rate arrives in batches), for at most fetch_max_wait_ms, capped to the poll's
+    wait: a job reading several partitions keeps its short poll."""
+    from pipelines.io import _ReadPartition
+
+    reader = _ReadPartition(stack.settings)
+    reader.setup()
+    topic = stack.settings.kafka.topics.fragments.name
+    try:
+        lone, shared = reader._consumer(topic, 0, 1), reader._consumer(topic, 1, 4)
+        p = stack.settings.pipeline
+        assert lone.config["fetch_min_bytes"] == shared.config["fetch_min_bytes"] == p.fetch_min_bytes == 65536
+        assert lone.config["fetch_max_wait_ms"] == p.fetch_max_wait_ms == 100  # the lone poll waits 250
+        assert shared.config["fetch_max_wait_ms"] == p.poll_timeout_ms == 50
+    finally:
+        reader.teardown()
