@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.e2e_throughput import make_fragments, percentile, wait_until_serving
-from bench.peers.compare import memory_mb, tree_cpu_s, tree_memory_by_name
+from bench.peers.compare import memory_mb, tree_cpu_of, tree_memory_by_name
 from connectors.kafka import KafkaBroker, make_consumer, make_producer
 from connectors.redis import RedisServer, make_redis
 from core.settings import load_settings
@@ -136,7 +136,7 @@ def main() -> None:
         feeder.start()
         print(f"{'min':>5} {'jobs MB':>8} {'prism MB':>8} {'launcher':>8} {'redis MB':>8} {'produced':>9} "
               f"{'enriched':>9} {'lag':>6} {'p50 ms':>7} {'p99 ms':>7} {'jobs CPU':>8}", flush=True)
-        cpu_before, t_before = sum(sum(tree_cpu_s(p).values()) for p in pids), time.monotonic()
+        cpu_before, t_before = sum(tree_cpu_of(pids).values()), time.monotonic()
         while feeder.is_alive() or reader.count < produced[0]:
             time.sleep(args.every)
             done, lat = reader.take()
@@ -145,7 +145,7 @@ def main() -> None:
                    "prism": sum(v for m in pss for k, v in m.items() if k.startswith("prism")),
                    "launcher": sum(memory_mb(p) for p in launcher),
                    "redis": int(state.info("memory")["used_memory"]) / 2**20}
-            cpu, now = sum(sum(tree_cpu_s(p).values()) for p in pids), time.monotonic()
+            cpu, now = sum(tree_cpu_of(pids).values()), time.monotonic()
             busy = 100 * (cpu - cpu_before) / (now - t_before)
             cpu_before, t_before = cpu, now
             t = time.monotonic() - t0

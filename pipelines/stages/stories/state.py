@@ -586,8 +586,8 @@ class RedisStoryStore:
             "horizon": ts - s.max_gap_s, "maxc": s.max_candidates, "prefix": self.prefix,
             "days": [self._k("df", str(d)) for d in range(today - self._days + 1, today + 1)], "terms": terms,
             "nk": list(marks.keys.values()), "nh": list(marks.shingles.values()),
+            "linked_only": True,  # False once the linked story turned out closed (the read then looks up candidates)
         }
-        args["linked_only"] = True
         for _ in range(self.max_retries):
             reply = self._read(args=[orjson.dumps(args)])
             meta = orjson.loads(reply[0])
