@@ -26,6 +26,7 @@ its CPU goes (DIR gets the collapsed stacks and an SVG flame graph).
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import random
@@ -79,6 +80,45 @@ def make_fragments(n: int, seed: int, tag: str, shuffle: bool = False) -> list[b
                 body.append(" ".join(words) + ".")
             else:
                 body.append(rng.choice(sentences))
+        out.append(orjson.dumps({"source": f"bench:{i % 8}", "id": f"{tag}-{i}", "text": " ".join(body)}))
+    return out
+
+
+_SYLLABLES = ("ka", "lo", "vi", "ren", "dor", "mi", "sa", "tel", "no", "bru", "an", "qui", "zel", "ost", "har", "pe")
+
+
+def open_fragments(n: int, seed: int, tag: str) -> list[bytes]:
+    """n distinct fragments of about 1 KB whose vocabulary keeps growing, as a news stream's does:
+    words drawn by frequency from the shipped English word-frequency table
+    (pipelines/data/word_prior.tsv.gz, ~58,000 words), made-up names and numbers never seen before
+    in about one word in eleven, and a quotation in about one sentence in seven. The corpus streams
+    above recycle a few hundred sentences, so the caches keyed by words, names and quotations stay
+    small on them; this stream fills them (bench/cache_memory.py)."""
+    from pipelines.stages.stories.prior import word_prior  # the table, not a cache (loaded once)
+
+    rng = random.Random(seed)
+    table = word_prior()
+    words, cumulative = list(table), list(itertools.accumulate(table.values()))
+
+    def novel() -> str:
+        return "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 4))).capitalize()
+
+    out = []
+    for i in range(n):
+        body = [f"Update {tag}-{i}: officials confirmed the figures on {rng.randint(1, 28)} November."]
+        while sum(map(len, body)) < 950:
+            drawn = rng.choices(words, cum_weights=cumulative, k=rng.randint(8, 22))
+            for j in range(len(drawn)):
+                roll = rng.random()
+                if roll < 0.06:
+                    drawn[j] = f"{novel()} {novel()}" if roll < 0.02 else novel()
+                elif roll < 0.09:
+                    drawn[j] = f"{rng.randint(2, 99_999):,}"
+            sentence = " ".join(drawn)
+            if rng.random() < 0.15:  # a quotation, attributed: what the stories stage's quote caches hold
+                body.append(f'"{sentence[0].upper()}{sentence[1:]}," {novel()} said.')
+            else:
+                body.append(sentence[0].upper() + sentence[1:] + ".")
         out.append(orjson.dumps({"source": f"bench:{i % 8}", "id": f"{tag}-{i}", "text": " ".join(body)}))
     return out
 

@@ -19,6 +19,7 @@ has trends near 0 and a lag that does not grow.
 
     python bench/soak.py                       # 20 minutes at 60/s (shipped config, default jobs)
     python bench/soak.py --minutes 60 --rate 100 --every 120
+    python bench/soak.py --minutes 30 --stream open   # a growing vocabulary: the caches fill, then level
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import orjson
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.e2e_throughput import make_fragments, percentile, wait_until_serving
+from bench.e2e_throughput import make_fragments, open_fragments, percentile, wait_until_serving
 from bench.peers.compare import memory_mb, tree_cpu_of, tree_memory_by_name
 from connectors.kafka import KafkaBroker, make_consumer, make_producer
 from connectors.redis import RedisServer, make_redis
@@ -73,13 +74,15 @@ class Enriched(threading.Thread):
             return self.count, lat
 
 
-def produce(stack: Stack, rate: float, until: float, produced: list[int]) -> None:
+def produce(stack: Stack, rate: float, until: float, produced: list[int], stream: str = "corpus") -> None:
     """Distinct fragments at ``rate`` per second until the monotonic time ``until``; ``produced[0]``
-    counts what the broker acknowledged."""
+    counts what the broker acknowledged. ``stream``: ``corpus`` (recycled real sentences) or ``open``
+    (a vocabulary that keeps growing: bench/e2e_throughput.py ``open_fragments``)."""
+    fragments = open_fragments if stream == "open" else make_fragments
     producer = make_producer(stack.settings, linger_ms=5)
     topic, t0, chunk, sent = stack.settings.kafka.topics.fragments.name, time.monotonic(), 0, 0
     while time.monotonic() < until:
-        for value in make_fragments(500, 100 + chunk, f"soak{chunk}"):
+        for value in fragments(500, 100 + chunk, f"soak{chunk}"):
             producer.send(topic, value=value).add_callback(lambda _: produced.__setitem__(0, produced[0] + 1))
             sent += 1
             pause = t0 + sent / rate - time.monotonic()
@@ -110,6 +113,9 @@ def main() -> None:
     ap.add_argument("--every", type=float, default=60, help="seconds between rows (default 60)")
     ap.add_argument("--partitions", type=int, default=shipped.kafka.topics.fragments.partitions)
     ap.add_argument("--workers", type=int, default=None, help="pipeline jobs (default: `newswire up`'s)")
+    ap.add_argument("--stream", choices=["corpus", "open"], default="corpus",
+                    help="corpus: recycled real sentences (default); open: new names and numbers in every "
+                         "fragment, which fills every cache keyed by words (bench/cache_memory.py)")
     args = ap.parse_args()
     workers = args.workers or default_workers(args.partitions)
 
@@ -119,7 +125,7 @@ def main() -> None:
             "data_dir": str(tmp), "redis.url": redis.url}
     print(f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}; "
           f"config: shipped (config/newswire.yaml), jobs: {workers}, partitions: {args.partitions}; "
-          f"{args.rate:.0f} fragments/s for {args.minutes:.0f} min", flush=True)
+          f"{args.rate:.0f} fragments/s for {args.minutes:.0f} min, stream {args.stream}", flush=True)
     rows: list[tuple[float, dict[str, float], int, int]] = []
     with KafkaBroker(load_settings(overrides=base, environ={})):
         stack = Stack(base, tmp, **{"kafka.topics.fragments.partitions": args.partitions})
@@ -131,7 +137,7 @@ def main() -> None:
         reader.start()
         produced = [0]
         t0 = time.monotonic()
-        feeder = threading.Thread(target=produce, args=(stack, args.rate, t0 + args.minutes * 60, produced),
+        feeder = threading.Thread(target=produce, args=(stack, args.rate, t0 + args.minutes * 60, produced, args.stream),
                                   daemon=True)
         feeder.start()
         print(f"{'min':>5} {'jobs MB':>8} {'prism MB':>8} {'launcher':>8} {'redis MB':>8} {'produced':>9} "

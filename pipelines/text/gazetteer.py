@@ -46,8 +46,9 @@ def _combining_marks() -> dict[int, None]:
                                                   if unicodedata.combining(chr(cp))})
 
 
-# Cached: building the place table keys ~1M names, a third of them distinct (startup 7.5 -> ~5 s).
-@lru_cache(maxsize=1 << 19)
+# Cached: news repeats its names. The bound keeps a long-lived job's memory flat (~6 MiB when full,
+# bench/cache_memory.py); building the place table (~1M names) without the model cache misses more.
+@lru_cache(maxsize=1 << 16)
 def name_key(text: str) -> str:
     """Lookup key for a name: accents, case, dots, hyphens and spacing do not matter."""
     if not text.isascii():
@@ -466,7 +467,7 @@ class Token(NamedTuple):
     sentence_start: bool  # first word of a sentence, line or quote
 
 
-@lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=1 << 15)
 def _word_shape(word: str) -> tuple[int, str, bool, bool]:
     """(length kept, key, capitalised, upper) of a matched word; news repeats its words, so cached."""
     if word.endswith(".") and (len(word) > 4 and "." not in word[:-1]):

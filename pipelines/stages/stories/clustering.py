@@ -119,7 +119,7 @@ class Rarity:
             self.df[t] = self.df.get(t, 0.0) + 1
 
 
-@functools.lru_cache(maxsize=1 << 17)
+@functools.lru_cache(maxsize=1 << 15)
 def _word_idf(word: str, unseen: float, prior_docs: float) -> float:
     return max(0.0, math.log((prior_docs + 1.0) / (prior_docs * _prior_doc_freq(word, unseen) + 0.5)))
 
@@ -161,7 +161,7 @@ def _quote_idfs(span: str, settings: StorySettings) -> tuple[tuple[str, ...], tu
                       settings.quote_min_idf_sum)
 
 
-@functools.lru_cache(maxsize=1 << 12)  # a quotation recurs: in both uses of one text, in its story's reports
+@functools.lru_cache(maxsize=1 << 11)  # a quotation recurs: in both uses of one text, in its story's reports
 def _span_idfs(span: str, unseen: float, prior_docs: float, floor: float,
                min_sum: float) -> tuple[tuple[str, ...], tuple[float, ...], bool]:
     toks = tuple(words(span))
@@ -187,7 +187,7 @@ def _span_shingles(span: str, settings: StorySettings) -> frozenset[int]:
     return _shingles_of(toks, idfs, settings.quote_shingle_words, settings.quote_min_idf)
 
 
-@functools.lru_cache(maxsize=1 << 12)
+@functools.lru_cache(maxsize=1 << 11)
 def _shingles_of(toks: tuple[str, ...], idfs: tuple[float, ...], n: int, min_idf: float) -> frozenset[int]:
     out = set()
     for i, h in enumerate(shingle_hashes(toks, n)):
@@ -329,14 +329,13 @@ def stem_freqs() -> dict[str, float]:
     return out
 
 
-@functools.lru_cache(maxsize=1 << 17)
 def stem_doc_freq(term: str, unseen: float) -> float:
     """A stem's prior document frequency: that of its most frequent word (the same for every event,
     whichever of its words the event used)."""
     return freq_doc_freq(stem_freqs().get(term, 0.0), unseen)
 
 
-@functools.lru_cache(maxsize=1 << 17)
+@functools.lru_cache(maxsize=1 << 15)
 def _content_word(tok: str, unseen: float, max_df: float, stemmed: bool) -> tuple[str, float] | None:
     """(term, prior document frequency) of a token, or None for a short or function word (the
     token's own prior above ``max_df``). ``stemmed``: the term is the token's :func:`stem`, with the

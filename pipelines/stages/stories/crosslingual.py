@@ -96,7 +96,7 @@ MIN_SHARED = 2
 _MAX_PROFILE = 64
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=1 << 15)
 def _fold(word: str) -> str:
     """Lower case without accents: "Rügen" -> "rugen"."""
     return "".join(c for c in unicodedata.normalize("NFKD", word.lower()) if not unicodedata.combining(c))

@@ -20,7 +20,7 @@ def word_prior() -> dict[str, float]:
         return {w: float(v) for w, v in (line.rstrip("\n").split("\t") for line in f)}
 
 
-@functools.lru_cache(maxsize=1 << 17)
+@functools.lru_cache(maxsize=1 << 15)
 def doc_freq(word: str, unseen: float) -> float:
     """The prior chance that an article contains ``word``, at least ``unseen`` (unknown words)."""
     return freq_doc_freq(word_prior().get(word, 0.0), unseen)
