@@ -58,6 +58,11 @@ def caches() -> dict[str, Any]:
     return out
 
 
+def bounded(found: dict[str, Any]) -> dict[str, Any]:
+    """The caches of ``found`` with a maxsize (``functools.lru_cache``): those a stream fills."""
+    return {name: c for name, c in found.items() if c.cache_parameters()["maxsize"] is not None}
+
+
 class Bound(NamedTuple):
     entries: int
     hit_rate: float
@@ -66,11 +71,11 @@ class Bound(NamedTuple):
     full_mib: float  # per_entry x maxsize
 
 
-def measure(bounded: dict[str, Any]) -> dict[str, Bound]:
+def measure(filled: dict[str, Any]) -> dict[str, Bound]:
     """Each cache's bound, measured by clearing it (tracemalloc must be tracing since before the
     entries were made). Clears them in order: what two caches share is counted in the later one."""
     out = {}
-    for name, c in bounded.items():
+    for name, c in filled.items():
         info = c.cache_info()
         gc.collect()
         before = tracemalloc.get_traced_memory()[0]
@@ -95,10 +100,10 @@ def main() -> None:
         settings = load_settings(environ={}, overrides={"redis.url": redis.url})
         chain = StageChain(settings, namespace="cache-memory:")
         found = caches()
-        bounded = {k: c for k, c in found.items() if c.cache_parameters()["maxsize"] is not None}
+        filled = bounded(found)
         print(f"machine: {os.cpu_count()} cores, CPython {platform.python_version()}; config: shipped "
               f"(config/newswire.yaml), plain loop; {args.n} fragments, stream {args.stream}")
-        print(f"{'fragments':>9} {'heap MB':>8} {'CPU ms/frag':>11}  " + " ".join(k.rsplit('.', 1)[1][:12].rjust(12) for k in bounded))
+        print(f"{'fragments':>9} {'heap MB':>8} {'CPU ms/frag':>11}  " + " ".join(k.rsplit('.', 1)[1][:12].rjust(12) for k in filled))
         gc.collect()
         tracemalloc.start()
         cpu0, done = time.process_time(), 0
@@ -108,17 +113,17 @@ def main() -> None:
                 cpu = (time.process_time() - cpu0) * 1000 / (i + 1 - done)
                 cpu0, done = time.process_time(), i + 1
                 print(f"{i + 1:9d} {tracemalloc.get_traced_memory()[0] / 1e6:8.1f} {cpu:11.2f}  "
-                      + " ".join(f"{c.cache_info().currsize:12d}" for c in bounded.values()))
+                      + " ".join(f"{c.cache_info().currsize:12d}" for c in filled.values()))
         chain.close()
         print("\n(CPU under tracemalloc, ~2-3x the plain loop's)\n")
         print(f"{'bounded cache':<44} {'entries':>8} {'hit rate':>8} {'B/entry':>8} {'maxsize':>8} {'full MiB':>9}")
-        rows = measure(bounded)
+        rows = measure(filled)
         for name, r in rows.items():
             print(f"{name:<44} {r.entries:8d} {r.hit_rate:8.1%} {r.per_entry:8.0f} {r.maxsize:8d} {r.full_mib:9.1f}")
         print(f"{'all bounded caches, full':<44} {'':>8} {'':>8} {'':>8} {'':>8} "
               f"{sum(r.full_mib for r in rows.values() if r.entries):9.1f}")
         print("\nunbounded caches (keyed by configuration and paths: their entries must not grow with the stream):")
-        print("  " + ", ".join(f"{k} {c.cache_info().currsize}" for k, c in found.items() if k not in bounded))
+        print("  " + ", ".join(f"{k} {c.cache_info().currsize}" for k, c in found.items() if k not in filled))
         tracemalloc.stop()
     finally:
         redis.stop()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import gc
 import tracemalloc
 
-from bench.cache_memory import caches, measure
+from bench.cache_memory import bounded, caches, measure
 from bench.e2e_throughput import open_fragments
 from bench.stage_chain import StageChain
 from connectors.redis import RedisServer
@@ -30,16 +30,16 @@ def test_every_cache_a_stream_fills_is_bounded_and_together_they_hold_at_most_64
     for i, value in enumerate(values[:10]):  # what loads on first use (models, tables, schemas) loads here
         chain.process(value, i, timestamp_ms=1_700_000_000_000 + i * 1000)
     found = caches()
-    bounded = {name: c for name, c in found.items() if c.cache_parameters()["maxsize"] is not None}
-    unbounded_before = {name: c.cache_info().currsize for name, c in found.items() if name not in bounded}
-    for c in bounded.values():
+    filled = bounded(found)
+    unbounded_before = {name: c.cache_info().currsize for name, c in found.items() if name not in filled}
+    for c in filled.values():
         c.cache_clear()
     gc.collect()
     tracemalloc.start()
     try:
         for i, value in enumerate(values[10:], start=10):
             assert chain.process(value, i, timestamp_ms=1_700_000_000_000 + i * 1000)[0].kind == "event"
-        rows = measure(bounded)
+        rows = measure(filled)
     finally:
         tracemalloc.stop()
         chain.close()
@@ -48,4 +48,4 @@ def test_every_cache_a_stream_fills_is_bounded_and_together_they_hold_at_most_64
     full = sum(r.full_mib for r in rows.values())
     assert full <= ALL_CACHES_FULL_MIB, {name: round(r.full_mib, 1) for name, r in rows.items()}
     # the caches keyed by configuration and files did not grow with 250 fragments of new words
-    assert {name: c.cache_info().currsize for name, c in found.items() if name not in bounded} == unbounded_before
+    assert {name: c.cache_info().currsize for name, c in found.items() if name not in filled} == unbounded_before
