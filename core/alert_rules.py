@@ -102,10 +102,14 @@ class LanguageCondition:
 
 @dataclass(frozen=True)
 class KeywordCondition:
-    """One of these words or phrases in title + text: whole words, any case, any spacing."""
+    """One of these words or phrases in title + text: whole words, any case, any spacing.
+    ``heads``: the first word of each, lower case, when every keyword is ASCII (else empty): an
+    ASCII text that contains none of them cannot match, and most texts are rejected that way
+    without running the pattern (:func:`keyword_heads`)."""
 
     keywords: tuple[str, ...]
     pattern: re.Pattern[str]
+    heads: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -317,6 +321,17 @@ def keyword_pattern(keywords: Sequence[str]) -> re.Pattern[str]:
     return re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")(?!\w)", re.IGNORECASE)
 
 
+def keyword_heads(keywords: Sequence[str]) -> tuple[str, ...]:
+    """The lower-cased first word of each keyword, or () when a keyword is not ASCII. In ASCII,
+    ``re.IGNORECASE`` equates exactly the characters ``str.lower`` maps together, so where
+    :func:`keyword_pattern` matches an ASCII text, the lower-cased text contains the matched
+    keyword's lower-cased first word. (Beyond ASCII it also equates characters ``lower`` keeps
+    apart, such as the long s and "s", so no such test is made there.)"""
+    if not all(k.isascii() for k in keywords):
+        return ()
+    return tuple(dict.fromkeys(k.split()[0].lower() if k.split() else "" for k in keywords))
+
+
 def parse_condition(spec: Mapping[str, Any]) -> Condition:
     """A ``match:`` mapping -> :data:`Condition`. Several keys in one mapping must all match."""
     parts: list[Condition] = []
@@ -340,7 +355,7 @@ def parse_condition(spec: Mapping[str, Any]) -> Condition:
             parts.append(LanguageCondition(_strings(value)))
         elif key == "keyword":
             words = _strings(value)
-            parts.append(KeywordCondition(words, keyword_pattern(words)))
+            parts.append(KeywordCondition(words, keyword_pattern(words), keyword_heads(words)))
         elif key == "source":
             parts.append(SourceCondition(_strings(value)))
         else:  # the schema allows no other key; a new key needs a branch here

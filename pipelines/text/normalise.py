@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.markers import FragmentMarker, parse_marker
 
@@ -32,11 +32,14 @@ __all__ = [
 
 @dataclass(frozen=True)
 class NormalisedText:
-    """Normalised text, the fragment marker taken off its first line, and labels of what was removed."""
+    """Normalised text, the fragment marker taken off its first line, labels of what was removed,
+    and :func:`content_hash` of the text (from the lines' folded forms, which the repeated-line
+    rule computes anyway: the same value, without folding the text a second time)."""
 
     text: str
     marker: FragmentMarker | None
     removed: tuple[str, ...]
+    content_hash: str = field(compare=False)
 
 
 # Labels reported in NormalisedText.removed, in the order the rules run.
@@ -271,17 +274,24 @@ def normalise_text(raw: str) -> NormalisedText:
     # different quotes or dashes, so lines are compared by their folded form. Only a line equal
     # to the one kept just before it goes; text that merely recurs later in the article stays.
     keep = []
+    kept_keys = []
     previous_key = None
     for line in lines:
         key = _fold(line.text)
-        keep.append(not key or key != previous_key)
+        kept = not key or key != previous_key
+        keep.append(kept)
+        if kept and key:
+            kept_keys.append(key)
         previous_key = key
     if not all(keep):
         removed.append(REPEATED_LINE)
         lines = _drop(lines, keep)
 
     text = "".join(("\n\n" if line.paragraph_start else "\n") + line.text for line in lines)[1:]
-    return NormalisedText(text=text.lstrip("\n"), marker=marker, removed=tuple(removed))
+    # The text's fold is its lines' folds joined by a space: the line breaks between them fold to
+    # one (NFKC and casefold work character by character and never compose across a line break).
+    return NormalisedText(text=text.lstrip("\n"), marker=marker, removed=tuple(removed),
+                          content_hash=_hash_folded(" ".join(kept_keys)))
 
 
 def content_hash(text: str) -> str:
@@ -292,7 +302,11 @@ def content_hash(text: str) -> str:
     marks, underscores, any whitespace or line breaks) into a single space, trimmed at both ends.
     Letters keep their accents and digits are kept, so "résumé" != "resume" and "10,000" != "10000".
     """
-    return hashlib.blake2b(_fold(text).encode("utf-8"), digest_size=16).hexdigest()
+    return _hash_folded(_fold(text))
+
+
+def _hash_folded(folded: str) -> str:
+    return hashlib.blake2b(folded.encode("utf-8"), digest_size=16).hexdigest()
 
 
 # --- sentences ------------------------------------------------------------------------------------

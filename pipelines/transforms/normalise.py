@@ -8,7 +8,7 @@ import apache_beam as beam
 
 from core.records import Rejected, analysis_bound
 from core.settings import PipelineSettings
-from pipelines.text.normalise import content_hash, normalise_text
+from pipelines.text.normalise import normalise_text
 from pipelines.transforms.common import StageFn, run_stage
 
 
@@ -21,7 +21,7 @@ def normalise_event(event: dict[str, Any], analysis_max_chars: int = PipelineSet
                        f"(removed: {', '.join(result.removed) or 'nothing'})")
     marker = {"part": result.marker.part, "total": result.marker.total} if result.marker else None
     event = {**event, "text": result.text, "marker": marker, "removed": list(result.removed),
-             "content_hash": content_hash(result.text)}
+             "content_hash": result.content_hash}
     bound = analysis_bound(result.text, analysis_max_chars)
     if bound is not None:
         event["truncated"] = {"analysis_chars": bound}

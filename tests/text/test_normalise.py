@@ -153,7 +153,8 @@ def test_normalise_is_idempotent(raw: str) -> None:
 
 def test_marker_at_the_start_is_removed_and_returned() -> None:
     assert normalise_text(FIXTURES["marker"]) == NormalisedText(
-        text="The council met on Tuesday.", marker=FragmentMarker(3, 12), removed=("marker",)
+        text="The council met on Tuesday.", marker=FragmentMarker(3, 12), removed=("marker",),
+        content_hash=content_hash("The council met on Tuesday."),
     )
     assert normalise_text(FIXTURES["spaced marker"]).marker == FragmentMarker(7, 40)
 
@@ -222,7 +223,7 @@ def test_whitespace_and_paragraph_breaks() -> None:
         == "First paragraph.\nSame paragraph.\n\nSecond paragraph."
     )
     assert normalise_text("").text == ""
-    assert normalise_text(" \n\t\n ") == NormalisedText(text="", marker=None, removed=())
+    assert normalise_text(" \n\t\n ") == NormalisedText(text="", marker=None, removed=(), content_hash=content_hash(""))
 
 
 def test_repeated_caption_is_kept_once_even_when_retyped() -> None:
@@ -310,7 +311,7 @@ def test_dropped_line_hands_its_paragraph_break_on() -> None:
 
 def test_clean_text_is_unchanged() -> None:
     text = "A quiet day in the harbour.\n\nBoats returned at dusk."
-    assert normalise_text(text) == NormalisedText(text=text, marker=None, removed=())
+    assert normalise_text(text) == NormalisedText(text=text, marker=None, removed=(), content_hash=content_hash(text))
 
 
 # --- content_hash ---------------------------------------------------------------------------------
@@ -367,3 +368,22 @@ def test_content_hash_separates_different_texts() -> None:
 )
 def test_split_sentences(text: str, expected: list[str]) -> None:
     assert split_sentences(text) == expected
+
+
+def test_the_hash_normalise_text_carries_is_content_hash_of_its_text() -> None:
+    # normalise_text hashes the folds of the lines it keeps instead of folding the text again; that
+    # must be content_hash(text) whatever the lines hold: combining marks and compatibility forms at
+    # a line's edges, repeated and blank lines, separators only, and random mixes of them.
+    import random
+
+    pieces = ["Storm", "hits", "coast", "\u0301", "e\u0301", "\uff33", "\ufb01", "\u2460", "ß", "İ", "Σ",
+              "\u00a0", " ", "\t", "\n", "\n\n", "-", "\u2014", "_", "10,000", "http://x.org/a", "2/26",
+              "\u1100", "\u1161", "\u200b", "\u2028", "'", "\u201c", ".", "!", "·", "٣"]
+    texts = [read_sample(ARTICLE), read_sample(LIVE_BLOG), *FIXTURES.values(),
+             "Caption.\nCaption!\n\u0301accent at a line's start\n\n\n", "\n".join(["Same line."] * 3)]
+    rng = random.Random(7)
+    texts += ["".join(rng.choice(pieces) + rng.choice(["", " "]) for _ in range(rng.randint(0, 40)))
+              for _ in range(3000)]
+    for raw in texts:
+        result = normalise_text(raw)
+        assert result.content_hash == content_hash(result.text), raw

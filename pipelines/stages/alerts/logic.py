@@ -105,7 +105,12 @@ def _leaf_terms(cond: Condition, event: Mapping[str, Any]) -> list[Term]:
         return [("language", code, code)] if code in cond.codes else []
     if isinstance(cond, KeywordCondition):
         text = f"{event.get('title') or ''}\n{event.get('text') or ''}"
-        return [("keyword", m.group(0).casefold(), m.group(0)) for m in cond.pattern.finditer(text)][:1]
+        if cond.heads and text.isascii():  # no keyword's first word anywhere: no match (keyword_heads)
+            folded = text.lower()
+            if not any(head in folded for head in cond.heads):
+                return []
+        m = cond.pattern.search(text)  # the first match names the condition's term
+        return [("keyword", m.group(0).casefold(), m.group(0))] if m else []
     if isinstance(cond, SourceCondition):
         source = event.get("source") or ""
         return [("source", source, source)] if any(fnmatch.fnmatchcase(source, p) for p in cond.patterns) else []

@@ -15,18 +15,16 @@ each an insertion-ordered, capped set (oldest dropped first), serialisable with 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from core.settings import NoveltySettings
 from pipelines.stages.dedup.logic import (
     MAX_SHINGLE_WORDS,
-    sentence_key,
-    sentences,
+    sentence_words,
     shingle_hashes,
     window_hashes,
-    words,
 )
 
 DEFAULT_NOVELTY_SETTINGS = NoveltySettings()
@@ -41,12 +39,11 @@ class StoryMemory:
 
     def remember(self, text: str, settings: NoveltySettings = DEFAULT_NOVELTY_SETTINGS) -> None:
         """Add the text's sentences, evicting the oldest beyond the caps."""
-        for sentence in sentences(text):
-            toks = words(sentence)
-            if len(toks) < settings.min_words:
+        for sentence in sentence_words(text):
+            if len(sentence.words) < settings.min_words:
                 continue
-            self.sentence_keys[sentence_key(sentence)] = None
-            for h in sampled_shingles(toks, settings):
+            self.sentence_keys[sentence.key] = None
+            for h in sampled_shingles(sentence.words, settings):
                 self.shingles[h] = None
         _trim(self.sentence_keys, settings.max_sentences)
         _trim(self.shingles, settings.max_shingles)
@@ -61,7 +58,7 @@ class StoryMemory:
         return cls(dict.fromkeys(state["sentence_keys"]), dict.fromkeys(int(h) for h in state["shingles"]))
 
 
-def sampled_shingles(tokens: list[str], settings: NoveltySettings = DEFAULT_NOVELTY_SETTINGS) -> list[int]:
+def sampled_shingles(tokens: Sequence[str], settings: NoveltySettings = DEFAULT_NOVELTY_SETTINGS) -> list[int]:
     """The sentence's word-shingle hashes that novelty memory keeps (see ``shingle_sample``)."""
     return [int(h) for h in shingle_hashes(tokens, settings.shingle_words) if int(h) % settings.shingle_sample == 0]
 
@@ -89,17 +86,16 @@ class CountedSentence:
     shingles: tuple[int, ...]
 
 
-def counted_sentences(text: str, settings: NoveltySettings = DEFAULT_NOVELTY_SETTINGS,
-                      split: list[str] | None = None) -> list[CountedSentence]:
+def counted_sentences(text: str, settings: NoveltySettings = DEFAULT_NOVELTY_SETTINGS) -> list[CountedSentence]:
     """The text's sentences as novelty compares them (computed once, used to assess and to remember).
-    ``split``: ``sentences(text)`` when the caller has it already."""
-    kept = [(sentence, toks) for sentence in (sentences(text) if split is None else split)
-            if len(toks := words(sentence)) >= settings.min_words]
-    shingles = _sampled_shingles_of_all([toks for _, toks in kept], settings)
-    return [CountedSentence(sentence, sentence_key(sentence), tuple(sh)) for (sentence, _), sh in zip(kept, shingles, strict=True)]
+    The split, the words and the keys are the ones dedup computed for the same text
+    (:func:`~pipelines.stages.dedup.logic.sentence_words`)."""
+    kept = [sentence for sentence in sentence_words(text) if len(sentence.words) >= settings.min_words]
+    shingles = _sampled_shingles_of_all([sentence.words for sentence in kept], settings)
+    return [CountedSentence(sentence.text, sentence.key, tuple(sh)) for sentence, sh in zip(kept, shingles, strict=True)]
 
 
-def _sampled_shingles_of_all(sentence_tokens: list[list[str]], settings: NoveltySettings) -> list[list[int]]:
+def _sampled_shingles_of_all(sentence_tokens: Sequence[Sequence[str]], settings: NoveltySettings) -> list[list[int]]:
     """``[sampled_shingles(toks, settings) for toks in sentence_tokens]``, hashed in one pass over all
     the sentences' words (the per-sentence numpy calls were most of the stories step's own work on
     long texts): the same window hashes as :func:`shingle_hashes`, cut at sentence boundaries, each

@@ -87,7 +87,7 @@ import redis
 from connectors.redis import mark_if_keys_left
 from core.records import iso_from_millis
 from core.settings import NoveltySettings, StorySettings
-from pipelines.stages.dedup.logic import key_hash, sentences
+from pipelines.stages.dedup.logic import key_hash, sentence_words, sentences
 from pipelines.stages.stories.clustering import (
     DEFAULT_STORY_SETTINGS,
     Rarity,
@@ -491,8 +491,8 @@ class _SentenceMarks:
 
 
 def _sentence_marks(text: str, settings: NoveltySettings) -> _SentenceMarks:
-    split = sentences(text)
-    counted = counted_sentences(text, settings, split)
+    split = [sentence.text for sentence in sentence_words(text)]
+    counted = counted_sentences(text, settings)
     keys = {c.key: small_hash(int(key_hash(c.key), 16)) for c in counted}
     shingles = {h: small_hash(h) for c in counted for h in c.shingles}
     return _SentenceMarks(counted, keys, shingles, split)

@@ -30,6 +30,7 @@ from pipelines.stages.alerts.logic import (
     ewma_decay,
     ewma_update,
     is_burst,
+    matched_terms,
     matches,
     smoothing,
     story_member,
@@ -230,6 +231,21 @@ def test_keywords_are_whole_words_any_case_on_title_and_text() -> None:
     assert not matches(r, event(text="The air raider and the natos."))
     assert not matches(r, event(text="Chair raids."))
     assert matches(rule({"keyword": "Kyiv's"}), event(text="In Kyiv's centre."))
+
+
+def test_a_keyword_matches_beyond_ascii_as_the_pattern_does_and_names_its_first_match() -> None:
+    # ASCII texts without a keyword's first word skip the pattern (keyword_heads); any other text
+    # runs it, so what re.IGNORECASE equates beyond str.lower still matches: the long s and the
+    # Kelvin sign match "s" and "k", the dotted capital I matches "i" (lower() makes it "i̇").
+    r = rule({"keyword": ["airspace", "kyiv"]})
+    assert matches(r, event(text="An AIR\u017fPACE violation."))
+    assert matches(r, event(text="Strikes on \u212ayiv overnight."))
+    assert matches(rule({"keyword": "ice"}), event(text="\u0130CE on the roads."))
+    assert not matches(r, event(text="Air space and Kiev, plain ASCII."))
+    assert not matches(r, event(text="Air space, Kiev and a caf\u00e9."))
+    terms = matched_terms(rule({"keyword": ["air raid", "NATO"]}).match,
+                          event(title="Nato says", text="An air raid, then NATO again."))
+    assert terms == [("keyword", "nato", "Nato")]
 
 
 def test_languages_and_source_globs() -> None:

@@ -18,9 +18,12 @@ from pipelines.stages.dedup.logic import (
     lsh_band_keys,
     minhash_signature,
     probe_bucket,
+    sentence_key,
     sentence_keys,
+    sentence_words,
     sentences,
     window_hashes,
+    words,
 )
 from pipelines.text.normalise import normalise_text
 from tests.paths import ARTICLES, SAMPLES
@@ -250,3 +253,16 @@ def test_a_full_page_key_points_updates_at_its_last_stored_version() -> None:
     assert m is not None and (m.kind, m.event_id) == ("update", "v2")
     m = page(idx, "v4", " ".join(lines[:16]), 180.0)  # v3 did not fit: still an update, of v2
     assert m is not None and (m.kind, m.event_id) == ("update", "v2")
+
+
+def test_sentence_words_are_each_sentence_with_its_words_and_key() -> None:
+    # Dedup and the stories stage's novelty both read this one split of a text (cached): it must
+    # be exactly sentences(), words() and sentence_key() of each.
+    for name in ("shared:russia-warns-finland-sweden.txt", "shared:liveblog-fragment-2-26.txt",
+                 "turku-port-fire.excerpt-3-26.txt"):
+        t = text(name)
+        got = sentence_words(t)
+        assert [s.text for s in got] == sentences(t)
+        assert all(s.words == tuple(words(s.text)) and s.key == sentence_key(s.text) for s in got)
+        assert sentence_words(t) is got  # computed once for the text
+    assert sentence_words("") == ()
