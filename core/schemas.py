@@ -83,4 +83,29 @@ def validate(name: str, document: Any) -> None:
     try:
         _compiled(name).validate(document)
     except jsonschema_rs.ValidationError as exc:
-        raise SchemaViolation(name, ".".join(map(str, exc.instance_path)), exc.message) from None
+        raise SchemaViolation(name, ".".join(map(str, exc.instance_path)), violation_message(exc.kind)) from None
+
+
+def violation_message(kind: Any) -> str:
+    """What a jsonschema-rs error says was broken, from the schema's side only. Its own message
+    quotes the offending value, which is untrusted and can be a megabyte (a text over its
+    ``maxLength``): dead letters, logs and HTTP answers get the rule instead, and at most three
+    unexpected property names, each cut to 40 characters."""
+    rule, value = kind.name, kind.value
+    if rule in ("maxLength", "minLength", "maxItems", "minItems", "maxProperties", "minProperties"):
+        unit = {"Length": "characters", "Items": "items", "Properties": "properties"}[rule[3:]]
+        return f"{'more' if rule.startswith('max') else 'fewer'} {unit} than the {rule} of {value}"
+    if rule in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        return f"{'less' if 'inimum' in rule else 'greater'} than the {rule} of {value}"
+    if rule == "type":
+        return f"not of type {' or '.join(map(str, value))}"
+    if rule == "required":
+        return f"{str(value)[:40]!r} is a required property"
+    if rule == "additionalProperties":
+        names = ", ".join(repr(str(n)[:40]) for n in list(value)[:3]) + (", ..." if len(value) > 3 else "")
+        return f"additional properties are not allowed ({names})"
+    if rule == "format":
+        return f"not a valid {value}"
+    if rule in ("enum", "const", "pattern"):
+        return f"does not match the {rule} {value!r}"[:200]
+    return f"does not satisfy the schema's {rule!r}"

@@ -62,3 +62,19 @@ def test_checks_behind_a_ref_still_run_and_name_the_field(mention: dict, field: 
     with pytest.raises(SchemaViolation) as err:
         validate("enriched-event", bad)
     assert str(err.value).startswith(f"enriched-event: entities.0.mentions.0{'.' if field else ''}{field}:")
+
+
+@pytest.mark.parametrize("doc,path,says", [
+    ({"source": "\u202e" + "a" * 1_000_000, "text": "x"}, "source", "more characters than the maxLength of 200"),
+    ({"source": "a", "text": ["<script>"] * 100_000}, "text", "not of type string"),
+    ({"source": "a", "text": "x", "published_at": "<b>" * 100_000}, "published_at", "not a valid date-time"),
+    ({"source": "a", "text": "x", "<img src=x>" * 1000: 1}, "(document)", "additional properties are not allowed"),
+])
+def test_a_violation_names_the_rule_and_never_echoes_the_untrusted_value(doc: dict, path: str, says: str) -> None:
+    # The message goes into dead letters, logs and HTTP answers: the field and the rule, never the
+    # value (jsonschema-rs's own message quotes it whole), and an unexpected key cut short.
+    with pytest.raises(SchemaViolation) as err:
+        validate("fragment", doc)
+    message = str(err.value)
+    assert message.startswith(f"fragment: {path}: {says}"), message
+    assert len(message) < 200 and "\u202e" not in message and "<script>" not in message and "<b>" not in message
