@@ -14,13 +14,14 @@ Within a document, every form of a name (“President Vladimir Putin”, “Puti
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from pipelines.text.gazetteer import (
     DEFAULT_GAZETTEER_DIR,
+    EitherOf,
     GazetteerEntity,
     NameMatcher,
     PlaceKeys,
@@ -390,7 +391,7 @@ class _LanguageRules:
     not_names: frozenset[str]
     titles: frozenset[str]
     places: PlaceKeys | None
-    place_names: frozenset[str]  # well-known places' names, the language's own ones too ("Cataluña")
+    place_names: Container[str]  # well-known places' names, the language's own ones too ("Cataluña")
 
     @classmethod
     def build(cls, tagger: EntityTagger, lex: LanguageLexicon) -> _LanguageRules:
@@ -409,11 +410,13 @@ class _LanguageRules:
         not_names = tagger._stop.not_names | lex.never_places | (lex.common_words - cues.first_names)
         places = tagger._places
         own_places = frozenset(name_key(n) for n, _ in lex.place_names)
-        place_names = (places.well_known if places is not None else frozenset()) | own_places
+        # Looked up, never copied: a set made from the ~55,000 shared well-known names would touch
+        # each of them, and in a job forked from `newswire up`'s launcher that copies pages of the
+        # shared heap into the job (bench/RESULTS.md "Copy-on-write").
+        place_names = EitherOf(places.well_known, own_places) if places is not None else own_places
         if places is not None:
-            # "Sophie Marchand": an everyday word of the language is no well-known place's name here.
-            places = replace(places, well_known=places.well_known - lex.common_words,
-                             major=places.major - lex.common_words)
+            # "Sophie Marchand": an everyday word of the language is no major place's name here.
+            places = replace(places, major=places.major - lex.common_words)
         return cls(lexicon=lex, aliases=LanguageNames(names, lower_tail=True), cues=lang_cues,
                    not_names=not_names, titles=tagger._titles | lex.titles | lex.honorifics, places=places,
                    place_names=place_names)

@@ -14,7 +14,7 @@ import re
 import sys
 import unicodedata
 from bisect import bisect_left, insort
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
@@ -559,6 +559,19 @@ class Spans:
 
 def _span_start(span: tuple[int, int]) -> int:
     return span[0]
+
+
+class EitherOf:
+    """Membership in either of two collections (``in`` only), without building their union: a union
+    would touch every member of a large shared set (see PlaceResolver's record index)."""
+
+    __slots__ = ("_first", "_second")
+
+    def __init__(self, first: Container[str], second: Container[str]) -> None:
+        self._first, self._second = first, second
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._first or key in self._second
 
 
 @dataclass(frozen=True)

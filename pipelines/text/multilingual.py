@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -364,7 +364,7 @@ def acronym_spans(text: str, tokens: list[Token], lex: LanguageLexicon,
 
 
 def organisation_spans(text: str, tokens: list[Token], lex: LanguageLexicon, not_names: frozenset[str],
-                       place_names: frozenset[str] = frozenset()) -> list[tuple[int, int]]:
+                       place_names: Container[str] = frozenset()) -> list[tuple[int, int]]:
     """(start, end) of organisation names the language's cues point at:
     - a head word and what continues it: lower-case adjectives of the lexicon, connectors before a
       capitalised word, capitalised words ("Assemblée nationale", "Ministère de l'Intérieur",

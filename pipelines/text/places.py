@@ -322,6 +322,12 @@ class PlaceResolver:
         # Texts in other languages: their stop words, everyday words and extra place names; not in
         # the cached tables, so that this process's entity tagger and resolver share one copy.
         self._lexicons = load_lexicons(gazetteer_dir)
+        # The records the languages' names point to, found in one pass here (~0.03 s) rather than on
+        # a language's first text: that pass touches every one of the 155k records, and in a job
+        # forked from `newswire up`'s launcher it copied ~70 MB of the shared heap into the job
+        # (bench/RESULTS.md "Copy-on-write").
+        wanted = {pid for lex in self._lexicons.values() for _, pid in lex.place_names}
+        self._lexicon_records = {r.id: r for r in self._records if r.id in wanted}
 
     def _build(self, gazetteer_dir: Path, demonyms: bool) -> dict[str, Any]:
         """Build the tables from the files; returns the attributes (what the model cache stores)."""
@@ -476,8 +482,7 @@ class PlaceResolver:
     def _names_of(self, lex: LanguageLexicon) -> LanguageNames:
         names = self._language_names.get(lex.language)
         if names is None:
-            wanted = {pid for _, pid in lex.place_names}
-            by_id = {r.id: r for r in self._records if r.id in wanted}
+            by_id = self._lexicon_records
             names = LanguageNames((n, by_id[pid]) for n, pid in lex.place_names if pid in by_id)
             self._language_names[lex.language] = names
         return names

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -240,3 +241,33 @@ def test_gold_fixtures_are_well_formed():
         stories.setdefault(doc["story"], set()).add(doc["language"])
     # Two same-event groups with an English report, for the cross-lingual story work.
     assert sum({"en", "fr", "de"} <= langs for langs in stories.values()) >= 2
+
+
+class _LookupOnly:
+    """A collection that answers ``in`` and refuses to be walked."""
+
+    def __init__(self, members: Any) -> None:
+        self._members = members
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._members
+
+    def __iter__(self) -> Any:
+        raise AssertionError("walked the whole shared table")
+
+
+def test_a_languages_first_text_looks_up_the_shared_tables_and_never_walks_them() -> None:
+    # In a job forked from `newswire up`'s launcher, walking a table of the shared heap (the place
+    # resolver's 155k records, the 55k well-known place names) touches every member and copies
+    # their pages into the job: ~70 MB in one go on a language's first text, as measured. The
+    # language's tables must be built from lookups instead.
+    resolver = PlaceResolver()
+    places = resolver.place_keys()
+    tagger = EntityTagger(places=replace(places, well_known=_LookupOnly(places.well_known)))  # type: ignore[arg-type]
+    resolver._records = _LookupOnly(resolver._records)  # type: ignore[assignment]
+    for text, language in (("Le maire de Lyon a rencontré Emmanuel Macron à Paris.", "fr"),
+                           ("Der Bürgermeister von München traf Vertreter der Stadt Köln.", "de"),
+                           ("El alcalde de Bilbao se reunió con el Gobierno de España.", "es")):
+        entities, result = _run(resolver, tagger, text, language)
+        assert result.places
+    assert {"fr", "de", "es"} <= set(resolver._language_names) and {"fr", "de", "es"} <= set(tagger._language_rules)
