@@ -7,8 +7,8 @@ are only checked for their shape (bench/eval_multilingual.py scores them).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -268,6 +268,6 @@ def test_a_languages_first_text_looks_up_the_shared_tables_and_never_walks_them(
     for text, language in (("Le maire de Lyon a rencontré Emmanuel Macron à Paris.", "fr"),
                            ("Der Bürgermeister von München traf Vertreter der Stadt Köln.", "de"),
                            ("El alcalde de Bilbao se reunió con el Gobierno de España.", "es")):
-        entities, result = _run(resolver, tagger, text, language)
+        _, result = _run(resolver, tagger, text, language)
         assert result.places
     assert {"fr", "de", "es"} <= set(resolver._language_names) and {"fr", "de", "es"} <= set(tagger._language_rules)
