@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.e2e_throughput import open_fragments
-from bench.stage_chain import StageChain, StageClock
+from bench.stage_chain import StageChain, _NoClock
 from connectors.redis import RedisServer
 from core.settings import load_settings
 from tests.harness import free_port
@@ -52,7 +52,7 @@ def shared_dirty_kb() -> int:
     raise RuntimeError("no Shared_Dirty in /proc/self/smaps_rollup")
 
 
-class _Where(StageClock):
+class _Where(_NoClock):
     """Records which stage runs (the chain calls its clock around each stage); times nothing."""
 
     def __init__(self) -> None:
@@ -63,12 +63,6 @@ class _Where(StageClock):
     def __call__(self, name: str) -> _Where:
         self.stage = name
         return self
-
-    def __enter__(self) -> None:
-        pass
-
-    def __exit__(self, *exc: object) -> None:
-        pass
 
 
 def run_child(settings, values: list[bytes], drop_kb: int, warm: int) -> None:

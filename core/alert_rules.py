@@ -329,7 +329,7 @@ def keyword_heads(keywords: Sequence[str]) -> tuple[str, ...]:
     apart, such as the long s and "s", so no such test is made there.)"""
     if not all(k.isascii() for k in keywords):
         return ()
-    return tuple(dict.fromkeys(k.split()[0].lower() if k.split() else "" for k in keywords))
+    return tuple(dict.fromkeys((k.split() or [""])[0].lower() for k in keywords))
 
 
 def parse_condition(spec: Mapping[str, Any]) -> Condition:

@@ -563,7 +563,8 @@ def _span_start(span: tuple[int, int]) -> int:
 
 class EitherOf:
     """Membership in either of two collections (``in`` only), without building their union: a union
-    would touch every member of a large shared set (see PlaceResolver's record index)."""
+    would touch every member of a large shared set, copying its pages into a job forked from
+    `newswire up`'s launcher (bench/RESULTS.md "Copy-on-write")."""
 
     __slots__ = ("_first", "_second")
 
