@@ -9,7 +9,11 @@ process, exactly as `newswire up` does, then:
    (enriched record time - raw record time), both Kafka CreateTime stamps from this machine's clock;
 3. baseline: the same stage functions (parse, normalise, language, [enrich], dedup, stories, alerts,
    schema check) in a plain Python loop, no Kafka and no Beam, on the same fragments, with the same
-   Redis: overhead ratio = baseline / pipeline.
+   Redis: overhead ratio = baseline / pipeline;
+4. the same plain loop in as many processes at once as the pipeline has jobs (forked like them,
+   sharing the Redis and the cores): the stage work's throughput on this machine without Kafka, Beam
+   or sinks. Its rate / the pipeline's is what the framework costs (the single loop uses one core,
+   the pipeline all of them, so ratio 3 flatters the pipeline on a machine with more than one).
 
 Every default is the shipped config/newswire.yaml's (gazetteer entities, near-dup dedup, stories, alerts).
 
@@ -26,6 +30,7 @@ its CPU goes (DIR gets the collapsed stacks and an SVG flame graph).
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import os
 import platform
@@ -172,6 +177,53 @@ def baseline(values: list[bytes], settings, clock: StageClock | None = None) -> 
     return rate
 
 
+def parallel_baseline(values: list[bytes], settings, procs: int) -> tuple[float, float]:
+    """(fragments/s, CPU ms per fragment) of the same stage chain in ``procs`` plain-loop processes
+    at once, sharing one Redis and this machine's cores as the pipeline's jobs do, and forked as
+    `newswire up`'s launcher forks its jobs (models loaded, ``gc.freeze()``, then ``fork``); the
+    fragments are dealt round-robin. What the same stage work does on the same cores with no Kafka,
+    no Beam and no sinks: the pipeline's throughput against this is what the framework costs."""
+    warm = StageChain(settings, namespace="parallel:")
+    warm.process(values[0], 0)  # loads the models here, before the fork, like the launcher
+    warm.close()
+    gc.freeze()
+    go_r, go_w = os.pipe()
+    done_r, done_w = os.pipe()
+    children = []
+    for k in range(procs):
+        pid = os.fork()
+        if pid == 0:  # a loop: wait for the start, run its share, report its CPU seconds
+            code = 0
+            try:
+                chain = StageChain(settings, namespace="parallel:")
+                os.read(go_r, 1)
+                cpu0 = time.process_time()
+                for i in range(1 + k, len(values), procs):
+                    chain.process(values[i], i)
+                os.write(done_w, f"{time.process_time() - cpu0}\n".encode())
+                chain.close()
+            except BaseException:  # noqa: BLE001 - report, then leave without the parent's cleanup
+                import traceback
+
+                traceback.print_exc()
+                code = 1
+            os._exit(code)
+        children.append(pid)
+    os.close(done_w)
+    time.sleep(1.0)  # every child has built its chain
+    t0 = time.perf_counter()
+    os.write(go_w, b"x" * procs)
+    failed = sum(1 for pid in children if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+    wall = time.perf_counter() - t0
+    with os.fdopen(done_r) as reports:
+        cpu_s = sum(float(line) for line in reports)
+    gc.unfreeze()
+    if failed:
+        sys.exit(f"{failed} of the {procs} parallel plain loops failed")
+    n = len(values) - 1
+    return n / wall, cpu_s * 1000 / n
+
+
 def start_profile(pid: int, out: Path, native: bool = False) -> subprocess.Popen[bytes]:
     """py-spy sampling ``pid`` (the pipeline process, all threads) into ``out``/pipeline.collapsed until
     stopped with SIGINT: only samples holding the GIL (Python doing work), or with ``native`` every
@@ -271,10 +323,14 @@ def main() -> None:
             "pipeline.stories.enabled": args.stories == "on", "alerts.enabled": args.alerts == "on"})
         clock = StageClock()
         rate = baseline(make_fragments(args.n, 1, "tp"), settings, clock)
+        par_rate, par_cpu = parallel_baseline(make_fragments(args.n, 1, "tp"), settings, args.workers)
         redis.stop()
         print(f"plain loop, {args.n} fragments, enrichment: {args.entities}, dedup: {args.dedup}, stories: "
-              f"{args.stories}, alerts: {args.alerts}: {rate:.0f} fragments/s ({1000 / rate:.2f} ms each); per stage:")
+              f"{args.stories}, alerts: {args.alerts}: {rate:.0f} fragments/s ({1000 / rate:.2f} ms each), CPU "
+              f"{clock.cpu_ms:.2f} ms per fragment; per stage:")
         print(clock.table(args.n))
+        print(f"{args.workers} plain loops at once (forked, one Redis, {os.cpu_count()} cores): {par_rate:.0f} "
+              f"fragments/s, CPU {par_cpu:.2f} ms per fragment")
         return
     base = {"kafka.bootstrap_servers": f"127.0.0.1:{free_port()}", "kafka.embedded.controller_port": free_port(),
             "data_dir": str(tmp), "redis.url": redis.url}
@@ -343,6 +399,7 @@ def main() -> None:
     clock = StageClock()
     n_base = min(args.n, 3000)
     base_rate = baseline(make_fragments(n_base, 1, "tp"), stack.settings, clock)
+    par_rate, par_cpu = parallel_baseline(make_fragments(n_base, 1, "tp"), stack.settings, args.workers)
     redis.stop()
     print(f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
           f"runner: Prism, jobs: {args.workers}, partitions: {args.partitions}, enrichment: {args.entities}, "
@@ -366,6 +423,9 @@ def main() -> None:
           f"{clock.cpu_ms:.1f} ms per fragment; per stage:")
     print(clock.table(n_base))
     print(f"overhead ratio (baseline / pipeline): {base_rate / throughput:.2f}x")
+    print(f"{args.workers} plain loops at once, one per job (forked, one Redis, the same {os.cpu_count()} cores, no "
+          f"Kafka, Beam or sinks): {par_rate:.0f} fragments/s, CPU {par_cpu:.1f} ms per fragment; what the framework "
+          f"costs (their throughput / the pipeline's): {par_rate / throughput:.2f}x")
 
 
 if __name__ == "__main__":
