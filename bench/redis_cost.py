@@ -1,6 +1,7 @@
 """Redis CPU per fragment of the shipped stages, split by script: the bound one Redis sets on all jobs.
 
-Run: ``.venv/bin/python bench/redis_cost.py [--n 1200] [--stream bench|unique] [--warmup 300]``
+Run: ``.venv/bin/python bench/redis_cost.py [--n 1200] [--stream bench|unique] [--warmup 300]
+[--split none|stories|each]``
 
 Every pipeline job shares one Redis (dedup index, stories, alert windows), and Redis runs its
 scripts on one main thread, so whatever the cores, all jobs together cannot go past ``1000 / (Redis
@@ -18,6 +19,8 @@ fragments, then ``--n`` more in two halves:
 ``--stream bench``: bench/e2e_throughput.py's fragments (random real sentences, so every sentence
 and many LSH bands recur: dedup and story buckets fill up, the worst case); ``--stream unique``: the
 same with each sentence's words shuffled (almost nothing recurs: the common case of fresh news).
+``--split stories|each``: the same with stories (or every stage) on a Redis server of its own
+(``redis.stage_urls``): each server's CPU per fragment, and the bound the busiest one sets.
 Prints the figures with the config they were measured in.
 """
 
@@ -45,6 +48,10 @@ from tests.harness import free_port
 #: The alert rules' script goes out in a pipeline, one call per rule, so it is the rest.
 TIMED = {"RedisDedupStore": (("_script", "dedup probe"),),
          "RedisStoryStore": (("_read", "stories read"), ("_commit", "stories commit"))}
+
+
+#: --split: the stages given a Redis server of their own.
+SPLITS = {"none": (), "stories": ("stories",), "each": ("dedup", "stories", "alerts")}
 
 
 def _script_usec(client: Any) -> int:
@@ -78,23 +85,31 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1200, help="fragments measured (two halves, see above)")
     ap.add_argument("--warmup", type=int, default=300, help="fragments first, to fill the state")
     ap.add_argument("--stream", choices=["bench", "unique"], default="bench")
+    ap.add_argument("--split", choices=sorted(SPLITS), default="none",
+                    help="stages on Redis servers of their own (redis.stage_urls): none (the shipped config), "
+                         "stories, or each stage; prints each server's CPU per fragment and the bound they set")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="newswire-redis-cost-"))
     server = RedisServer(tmp / "redis", port=free_port()).start()
+    own = {stage: RedisServer(tmp / f"redis-{stage}", port=free_port()).start() for stage in SPLITS[args.split]}
     try:
-        settings = load_settings(environ={}, overrides={"redis.url": server.url})
+        settings = load_settings(environ={}, overrides={
+            "redis.url": server.url, **{f"redis.stage_urls.{stage}": s.url for stage, s in own.items()}})
         chain = StageChain(settings, namespace="cost:")
         probe = make_redis(server.url)
+        probes = {"redis.url (" + "+".join(sorted({"dedup", "stories", "alerts"} - own.keys()) or ["status"]) + ")": probe,
+                  **{f"{stage}'s own": make_redis(s.url) for stage, s in own.items()}}
         values = make_fragments(args.warmup + args.n, 1, "rc", shuffle=args.stream == "unique")
         for i, v in enumerate(values[:args.warmup]):
             chain.process(v, i)
         half = args.n // 2
 
-        cpu0, usec0 = server_cpu_s(probe), _script_usec(probe)
+        cpu0, usec0 = {name: server_cpu_s(p) for name, p in probes.items()}, _script_usec(probe)
         for i, v in enumerate(values[args.warmup:args.warmup + half], args.warmup):
             chain.process(v, i)
-        cpu_ms = (server_cpu_s(probe) - cpu0) * 1000 / half
+        by_server = {name: (server_cpu_s(p) - cpu0[name]) * 1000 / half for name, p in probes.items()}
+        cpu_ms = max(by_server.values())
         script_ms = (_script_usec(probe) - usec0) / 1000 / half
 
         clock = _ScriptClock(probe)
@@ -109,15 +124,25 @@ def main() -> None:
         clock.usec["alerts (the rest)"] = total
         chain.close()
     finally:
-        server.stop()
+        for s in (*own.values(), server):
+            s.stop()
 
     print(f"machine: {os.cpu_count()} cores; config: shipped (config/newswire.yaml: gazetteer entities + places, "
-          f"near-dup dedup, stories, alerts), stream: {args.stream}, {args.warmup} warm-up + {args.n} fragments")
-    print(f"Redis CPU per fragment: {cpu_ms:.2f} ms (scripts {script_ms:.2f} ms); one Redis bounds all jobs "
-          f"together at ~{1000 / cpu_ms:.0f} fragments/s on this machine")
-    print("script time per fragment:")
+          f"near-dup dedup, stories, alerts), stream: {args.stream}, {args.warmup} warm-up + {args.n} fragments, "
+          f"stages on servers of their own (redis.stage_urls): {args.split}")
+    if not own:
+        print(f"Redis CPU per fragment: {cpu_ms:.2f} ms (scripts {script_ms:.2f} ms); one Redis bounds all jobs "
+              f"together at ~{1000 / cpu_ms:.0f} fragments/s on this machine")
+    else:
+        for name, ms in by_server.items():
+            print(f"Redis CPU per fragment, {name}: {ms:.2f} ms"
+                  + (f" (~{1000 / ms:.0f} fragments/s alone)" if ms >= 0.01 else ""))
+        print(f"together: {sum(by_server.values()):.2f} ms; the busiest server bounds all jobs at "
+              f"~{1000 / cpu_ms:.0f} fragments/s on this machine")
+    print("script time per fragment" + (" (redis.url's scripts only):" if own else ":"))
     for name, usec in clock.usec.most_common():
-        print(f"  {name:<18} {usec / rest / 1000:6.3f} ms")
+        if usec or not own:
+            print(f"  {name:<18} {usec / rest / 1000:6.3f} ms")
 
 
 if __name__ == "__main__":

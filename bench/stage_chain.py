@@ -113,10 +113,10 @@ class StageChain:
         detect_language("warm up the profiles once, as the Language DoFn's setup does")
 
     # -- the stages, as the DoFns build and apply them
-    def _redis(self) -> Any:
+    def _redis(self, stage: str) -> Any:
         from connectors.redis import make_redis
 
-        client = make_redis(self.settings.redis.url)
+        client = make_redis(self.settings.redis.url_for(stage))
         self._clients.append(client)
         return client
 
@@ -137,7 +137,7 @@ class StageChain:
         from pipelines.stages.dedup.state import RedisDedupStore
         from pipelines.stages.dedup.transform import dedup_fields, event_fingerprint
 
-        store = RedisDedupStore(self._redis(), d, self.namespace.encode())
+        store = RedisDedupStore(self._redis("dedup"), d, self.namespace.encode())
         self.stores.append(store)
 
         def judge(event: dict[str, Any]) -> dict[str, Any]:
@@ -152,7 +152,7 @@ class StageChain:
         from pipelines.stages.stories.transform import story_time_s
 
         c = self.settings.pipeline.stories
-        store = RedisStoryStore(self._redis(), c, c.novelty, namespace=self.namespace)
+        store = RedisStoryStore(self._redis("stories"), c, c.novelty, namespace=self.namespace)
         self.stores.append(store)
         return (lambda e: {**e, **store.assign(e, story_time_s(e, c)).to_fields()},
                 (*REDIS_UNAVAILABLE, StoryContention))
@@ -163,7 +163,7 @@ class StageChain:
         from pipelines.stages.alerts.state import AlertStateStore
 
         rules = load_rules(self.settings.alerts.rules_path).rules
-        store = AlertStateStore(self._redis(), namespace=self.namespace)
+        store = AlertStateStore(self._redis("alerts"), namespace=self.namespace)
         self.stores.append(store)
 
         def evaluate(event: dict[str, Any]) -> dict[str, Any]:

@@ -113,6 +113,16 @@ def resolve_maxmemory(value: str | None) -> str | None:
     return f"{total // 2 // 2**20}mb"
 
 
+def share_maxmemory(value: str | None, servers: int) -> str | None:
+    """``redis.maxmemory`` for each of ``servers`` embedded servers: ``"auto"`` (half of this
+    machine's memory) is shared out equally, so together they still keep to it; a size given is
+    each server's own."""
+    resolved = resolve_maxmemory(value)
+    if value != "auto" or servers <= 1 or resolved is None:
+        return resolved
+    return f"{int(resolved[:-2]) // servers}mb"
+
+
 class RedisServer(EmbeddedServer):
     """The embedded ``redis-server`` on ``host:port`` with its state in ``data_dir``.
 

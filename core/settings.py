@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,6 +197,10 @@ class StorySettings:
                              f"got {self.merge_min_similarity}")
 
 
+#: The stages that keep state in Redis, each of which ``redis.stage_urls`` may place on its own server.
+STATE_STAGES = ("dedup", "stories", "alerts")
+
+
 @dataclass(frozen=True)
 class RedisSettings:
     """Where pipeline state lives (near-duplicate index). ``embedded``: `newswire up` and the tests
@@ -208,6 +212,18 @@ class RedisSettings:
     # "auto": half of the machine's memory (connectors/redis.resolve_maxmemory); writes past it fail
     # (noeviction), never evict state silently. None: no limit.
     maxmemory: str | None = "auto"
+    # A stage's state (dedup, stories, alerts) on a Redis of its own; a stage not named uses ``url``.
+    # One Redis runs every script on one thread, so it bounds all jobs together (docs/deploy.md).
+    # (stage, url) pairs, as load_settings reads the ``redis.stage_urls`` mapping.
+    stage_urls: tuple[tuple[str, str], ...] = ()
+
+    def url_for(self, stage: str) -> str:
+        """The Redis URL of ``stage`` (``dedup``, ``stories`` or ``alerts``)."""
+        return dict(self.stage_urls).get(stage) or self.url
+
+    def servers(self, stages: Iterable[str] = STATE_STAGES) -> tuple[str, ...]:
+        """The distinct URLs of ``url`` and of ``stages``' state, ``url`` first."""
+        return tuple(dict.fromkeys([self.url, *(self.url_for(s) for s in stages)]))
 
     @property
     def password(self) -> str | None:
@@ -217,7 +233,12 @@ class RedisSettings:
 
     @property
     def port(self) -> int:
-        return int(self.url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+        return url_port(self.url)
+
+
+def url_port(url: str) -> int:
+    """The port of a ``redis://[:password@]host:port[/db]`` URL."""
+    return int(url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
 
 
 #: Hosts that mean "this machine": only there can `newswire up` run the embedded PostgreSQL.
@@ -455,6 +476,13 @@ class Settings:
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
     @property
+    def state_stages(self) -> list[str]:
+        """The stages of this configuration that keep state in Redis (of :data:`STATE_STAGES`)."""
+        p = self.pipeline
+        return [stage for stage, on in (("dedup", p.dedup.mode == "near"), ("stories", p.stories.enabled),
+                                        ("alerts", self.alerts.enabled)) if on]
+
+    @property
     def inbox_path(self) -> Path:
         """The watched inbox folder (connectors.inbox.path, default <data_dir>/inbox)."""
         return self.connectors.inbox.path or self.data_dir / "inbox"
@@ -575,10 +603,15 @@ def load_settings(path: str | os.PathLike[str] | None = None,
         file_source=raw.get("connectors", {}).get("files", {}).get("source", "file:ingest"),
         origin=str(cfg_path),
         connectors=_connector_settings(raw.get("connectors", {})),
-        redis=RedisSettings(**raw.get("redis", {})),
+        redis=_redis_settings(raw.get("redis", {})),
         alerts=_alert_settings(raw.get("alerts") or {}, cfg_path),
         console=_console_settings(raw.get("console") or {}, cfg_path),
     )
+
+
+def _redis_settings(raw: Mapping[str, Any]) -> RedisSettings:
+    stage_urls = tuple(sorted((raw.get("stage_urls") or {}).items()))
+    return RedisSettings(**{**raw, "stage_urls": stage_urls})
 
 
 def _port_clash(raw: Mapping[str, Any]) -> str | None:

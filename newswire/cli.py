@@ -176,8 +176,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
                     print("broker exited; see its log in", broker.dir / "server.log", file=sys.stderr)
                     return 1
     finally:
-        if redis:
-            redis.stop()
+        stop_all(redis)
         if postgres:
             postgres.stop()
     return 0
@@ -215,17 +214,42 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     return code
 
 
-def start_embedded_redis(settings: Settings) -> Any:
-    """Start the embedded redis-server when pipeline state needs it (near-duplicate index, stories)
-    and config says so."""
+def start_embedded_redis(settings: Settings) -> list[Any]:
+    """Start the embedded redis-servers when pipeline state needs them (near-duplicate index,
+    stories) and config says so: one on ``redis.url``'s port, and one more on the port of each
+    ``redis.stage_urls`` server a running stage uses. ``maxmemory: auto`` is shared out among them
+    (half of this machine's memory in all). Returns them, to be stopped in reverse order."""
     needs_redis = settings.pipeline.dedup.mode == "near" or settings.pipeline.stories.enabled
     if not needs_redis or not settings.redis.embedded:
-        return None
-    from connectors.redis import RedisServer
+        return []
+    from urllib.parse import urlsplit
 
-    print(f"starting Redis on port {settings.redis.port} (pipeline state) ...", flush=True)
-    return RedisServer(settings.data_dir / "redis", port=settings.redis.port, password=settings.redis.password,
-                       maxmemory=settings.redis.maxmemory).start()
+    from connectors.process import is_loopback
+    from connectors.redis import RedisServer, share_maxmemory
+    from core.settings import url_port
+
+    r = settings.redis
+    # A stage server elsewhere than this machine is the operator's to run.
+    by_port = {url_port(url): url for url in reversed(r.servers(settings.state_stages))
+               if url == r.url or is_loopback(urlsplit(url).hostname or "")}  # redis.url's wins its port
+    maxmemory = share_maxmemory(r.maxmemory, len(by_port))
+    servers: list[Any] = []
+    try:
+        for port, url in sorted(by_port.items(), key=lambda item: item[1] != r.url):  # redis.url's first
+            own = [stage for stage in settings.state_stages if url_port(r.url_for(stage)) == port]
+            print(f"starting Redis on port {port} (pipeline state: {', '.join(own) or 'status'}) ...", flush=True)
+            servers.append(RedisServer(settings.data_dir / ("redis" if port == r.port else f"redis-{port}"),
+                                       port=port, password=urlsplit(url).password, maxmemory=maxmemory).start())
+    except BaseException:
+        stop_all(servers)
+        raise
+    return servers
+
+
+def stop_all(servers: Sequence[Any]) -> None:
+    """Stop embedded servers, the last started first."""
+    for server in reversed(servers):
+        server.stop()
 
 
 def start_embedded_postgres(settings: Settings) -> Any:
@@ -254,7 +278,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     stop = _wait_for_signal()
     partitions = s.kafka.topics.fragments.partitions
     workers = default_workers(partitions) if args.workers == "auto" else int(args.workers)
-    broker = redis = postgres = None
+    broker = postgres = None
+    redis: list[Any] = []
     pool: PipelineWorkers | None = None
     try:
         # The models load while Redis and the broker start: in this process for one job; for N, in
@@ -339,8 +364,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             pool.stop()  # (again, when something above failed: no job outlives `up`)
         if broker:
             broker.stop()
-        if redis:
-            redis.stop()
+        stop_all(redis)
         if postgres:
             postgres.stop()
     return 0

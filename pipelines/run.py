@@ -70,7 +70,7 @@ def deduplicate(settings: Settings) -> beam.PTransform:
     d = settings.pipeline.dedup
     if d.mode == "exact":
         return ExactDuplicates()
-    return DeduplicateWithRedis(settings.redis.url, d, match_url=d.match_url, match_guid=d.match_guid,
+    return DeduplicateWithRedis(settings.redis.url_for("dedup"), d, match_url=d.match_url, match_guid=d.match_guid,
                                 namespace=settings.redis.namespace,
                                 outage_max_wait_s=settings.pipeline.outage_max_wait_s)
 
@@ -78,7 +78,7 @@ def deduplicate(settings: Settings) -> beam.PTransform:
 def assign_stories(settings: Settings) -> beam.PTransform:
     """Story clustering and novelty as configured (pipeline.stories), with the state in Redis."""
     c = settings.pipeline.stories
-    return AssignStories(settings.redis.url, c, c.novelty,
+    return AssignStories(settings.redis.url_for("stories"), c, c.novelty,
                          namespace=settings.redis.namespace, outage_max_wait_s=settings.pipeline.outage_max_wait_s)
 
 

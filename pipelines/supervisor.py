@@ -186,11 +186,16 @@ class _FailedJob:
 
 def dependency_checks(settings: Settings) -> dict[str, dict[str, Any]]:
     """Whether each dependency accepts a connection now: every Kafka bootstrap server (any one
-    answering is enough), Redis (PING) when the pipeline keeps state there, the PostgreSQL store."""
+    answering is enough), Redis (PING) when the pipeline keeps state there (``redis``, and
+    ``redis-<stages>`` for a server of ``redis.stage_urls``), the PostgreSQL store."""
     out: dict[str, dict[str, Any]] = {}
     out["kafka"] = broker_check(settings.kafka.bootstrap_servers)
-    if settings.pipeline.dedup.mode == "near" or settings.pipeline.stories.enabled or settings.alerts.enabled:
+    stages = settings.state_stages
+    if stages:
         out["redis"] = _redis_check(settings.redis.url)
+        for url in settings.redis.servers(stages)[1:]:  # a stage's own server (redis.stage_urls)
+            own = "+".join(stage for stage in stages if settings.redis.url_for(stage) == url)
+            out[f"redis-{own}"] = _redis_check(url)
     if settings.storage.kind == "postgresql":
         from urllib.parse import urlsplit
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from kafka import KafkaAdminClient, TopicPartition
 from kafka.errors import CoordinatorNotAvailableError, NotCoordinatorError
@@ -68,14 +69,21 @@ def throughput(windows: dict[tuple[str, str], dict[str, int]], last: int = 10) -
 
 
 def redis_memory(settings: Settings) -> dict[str, Any]:
-    """Redis ``INFO memory``: used and peak memory, the maxmemory limit (0: none)."""
-    client = make_redis(settings.redis.url, retries=0, socket_timeout_s=2.0)
-    try:
-        info = client.info("memory")
-    finally:
-        client.close()
-    return {"used": int(info["used_memory"]), "peak": int(info["used_memory_peak"]),
-            "maxmemory": int(info.get("maxmemory") or 0)}
+    """Redis ``INFO memory``: used and peak memory, the maxmemory limit (0: none), summed over the
+    state's servers (``redis.url`` and those of ``redis.stage_urls``; ``servers``: how many)."""
+    servers = {urlsplit(url).netloc: url for url in settings.redis.servers(settings.state_stages)}
+    infos = []
+    for url in servers.values():
+        client = make_redis(url, retries=0, socket_timeout_s=2.0)
+        try:
+            infos.append(client.info("memory"))
+        finally:
+            client.close()
+    limits = [int(info.get("maxmemory") or 0) for info in infos]
+    return {"used": sum(int(info["used_memory"]) for info in infos),
+            "peak": sum(int(info["used_memory_peak"]) for info in infos),
+            "maxmemory": 0 if 0 in limits else sum(limits),  # one server without a limit: none in all
+            "servers": len(infos)}
 
 
 def status_board(settings: Settings) -> dict[str, Any]:

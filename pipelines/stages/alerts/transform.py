@@ -50,9 +50,12 @@ class _Evaluate(StageFn):
     retry_on = REDIS_UNAVAILABLE
 
     def __init__(self, redis_url: str, rules: AlertRules, namespace: str, rules_path: str | None = None,
-                 reload_interval_s: float = 5.0) -> None:
+                 reload_interval_s: float = 5.0, status_url: str | None = None) -> None:
         super().__init__()
         self.redis_url, self.rules, self.namespace = redis_url, rules, namespace
+        # The status board's Redis (redis.url), where the console reads the rules record; the
+        # alerts' own state may be on another (redis.stage_urls.alerts).
+        self.status_url = status_url or redis_url
         self.rules_path, self.reload_interval_s = rules_path, reload_interval_s
         self.counts = {status: Metrics.counter("alerts", status)
                        for status in ("matched", "counted", "fired", "refired", "replayed", "late",
@@ -63,6 +66,7 @@ class _Evaluate(StageFn):
         from pipelines.stages.alerts.state import AlertStateStore  # worker side, like pipelines/io.py
 
         self._client = make_redis(self.redis_url)
+        self._status_client = self._client if self.status_url == self.redis_url else make_redis(self.status_url)
         self._store = AlertStateStore(self._client, namespace=self.namespace)
         self._file = RulesFile(self.rules_path, self.rules, self.reload_interval_s) if self.rules_path else None
         if self._file is not None:
@@ -101,7 +105,7 @@ class _Evaluate(StageFn):
                   "loaded_at": getattr(self, "_loaded_at", None), "reloads": self._file.reloads,
                   "failures": self._file.failures, "worker": f"{socket.gethostname()}:{os.getpid()}"}
         try:
-            publish(self._client, self.namespace, ALERT_RULES, record)
+            publish(self._status_client, self.namespace, ALERT_RULES, record)
         except Exception as exc:  # noqa: BLE001 - the status is lost, not the alert
             log.warning("alert rules status not written to Redis: %s", exc)
 
@@ -118,8 +122,9 @@ class _Evaluate(StageFn):
 
     def teardown(self) -> None:
         client = getattr(self, "_client", None)
-        if client is not None:
-            client.close()
+        status = getattr(self, "_status_client", None)
+        for c in {id(c): c for c in (client, status) if c is not None}.values():
+            c.close()
 
 
 class EvaluateAlerts(beam.PTransform):
@@ -133,7 +138,7 @@ class EvaluateAlerts(beam.PTransform):
     A replayed event gets the same alerts again (same ``alert_id``): deliver them idempotently.
 
     ``rules``: already loaded rules (tests); default ``load_rules(settings.alerts.rules_path)``,
-    or no rules when ``settings.alerts.enabled`` is false. Redis: ``settings.redis.url``, keys
+    or no rules when ``settings.alerts.enabled`` is false. Redis: ``settings.redis.url_for("alerts")``, keys
     under ``settings.redis.namespace`` + ``al:``. If Redis is unreachable the bundle fails and is
     retried; events are never passed on unevaluated.
     """
@@ -146,11 +151,13 @@ class EvaluateAlerts(beam.PTransform):
             self.rules_path = str(settings.alerts.rules_path) if settings.alerts.enabled else None
         self.rules = rules
         self.reload_interval_s = settings.alerts.reload_interval_s
-        self.redis_url, self.namespace = settings.redis.url, settings.redis.namespace
+        self.redis_url, self.namespace = settings.redis.url_for("alerts"), settings.redis.namespace
+        self.status_url = settings.redis.url
         self.outage_max_wait_s = settings.pipeline.outage_max_wait_s
 
     def stage_fn(self) -> StageFn:
-        fn = _Evaluate(self.redis_url, self.rules, self.namespace, self.rules_path, self.reload_interval_s)
+        fn = _Evaluate(self.redis_url, self.rules, self.namespace, self.rules_path, self.reload_interval_s,
+                       self.status_url)
         fn.outage_max_wait_s = self.outage_max_wait_s
         return fn
 
