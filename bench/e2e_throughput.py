@@ -128,6 +128,10 @@ def open_fragments(n: int, seed: int, tag: str) -> list[bytes]:
     return out
 
 
+#: --split: the stages given a Redis server of their own (redis.stage_urls).
+SPLITS = {"none": (), "stories": ("stories",), "each": ("dedup", "stories", "alerts")}
+
+
 def wait_until_serving(stack: Stack, name: str, timeout_s: float = 180) -> None:
     """One warm-up fragment on every raw-topic partition, then wait for all of them enriched: every
     job (every member of a consumer group) is up. Exits with the logs if they do not all come back."""
@@ -306,6 +310,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None,
                     help="pipeline jobs splitting the partitions, as `newswire up --workers N` starts them "
                          "(default: up's, two per core, at most one per partition)")
+    ap.add_argument("--split", choices=sorted(SPLITS), default="none",
+                    help="stages on Redis servers of their own (redis.stage_urls): none (the shipped config), "
+                         "stories, or each stage")
     ap.add_argument("--profile", type=Path, help="py-spy the pipeline process over the throughput phase into DIR")
     ap.add_argument("--profile-native", action="store_true",
                     help="with --profile: sample threads on a CPU with native frames, not only GIL holders")
@@ -317,14 +324,18 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="newswire-bench-"))
     redis = RedisServer(tmp / "redis", port=free_port()).start()
+    own = {stage: RedisServer(tmp / f"redis-{stage}", port=free_port()).start() for stage in SPLITS[args.split]}
+    stage_urls = {f"redis.stage_urls.{stage}": server.url for stage, server in own.items()}
     if args.baseline_only:
         settings = load_settings(environ={}, overrides={
-            "redis.url": redis.url, "pipeline.enrichment.entities": args.entities, "pipeline.dedup.mode": args.dedup,
+            "redis.url": redis.url, **stage_urls, "pipeline.enrichment.entities": args.entities,
+            "pipeline.dedup.mode": args.dedup,
             "pipeline.stories.enabled": args.stories == "on", "alerts.enabled": args.alerts == "on"})
         clock = StageClock()
         rate = baseline(make_fragments(args.n, 1, "tp"), settings, clock)
         par_rate, par_cpu = parallel_baseline(make_fragments(args.n, 1, "tp"), settings, args.workers)
-        redis.stop()
+        for server in (*own.values(), redis):
+            server.stop()
         print(f"plain loop, {args.n} fragments, enrichment: {args.entities}, dedup: {args.dedup}, stories: "
               f"{args.stories}, alerts: {args.alerts}: {rate:.0f} fragments/s ({1000 / rate:.2f} ms each), CPU "
               f"{clock.cpu_ms:.2f} ms per fragment; per stage:")
@@ -333,7 +344,7 @@ def main() -> None:
               f"fragments/s, CPU {par_cpu:.2f} ms per fragment")
         return
     base = {"kafka.bootstrap_servers": f"127.0.0.1:{free_port()}", "kafka.embedded.controller_port": free_port(),
-            "data_dir": str(tmp), "redis.url": redis.url}
+            "data_dir": str(tmp), "redis.url": redis.url, **stage_urls}
     with KafkaBroker(load_settings(overrides=base, environ={})):
         stack = Stack(base, tmp, **{"kafka.topics.fragments.partitions": args.partitions,
                                     "pipeline.enrichment.entities": args.entities,
@@ -357,6 +368,8 @@ def main() -> None:
 
         spy = start_profile(pids[0], args.profile, args.profile_native) if args.profile else None
         cpu0 = [tree_cpu_s(pid) for pid in pids]
+        redis_pids = [server.proc.pid for server in (redis, *own.values()) if server.proc is not None]
+        redis0 = [sum(tree_cpu_s(pid).values()) for pid in redis_pids]
         threads0 = thread_cpu_s(pids[0])
         t0 = time.time()
         for v in values:
@@ -365,6 +378,8 @@ def main() -> None:
         produced_s = time.time() - t0
         got = collect(stack, {f"tp-{i}" for i in range(args.n)}, 600)
         cpu1 = [tree_cpu_s(pid) for pid in pids]
+        redis_ms = [(sum(tree_cpu_s(pid).values()) - before) * 1000 / args.n
+                    for pid, before in zip(redis_pids, redis0, strict=True)]
         threads1 = thread_cpu_s(pids[0])
         by_thread = sorted(((k, (v - threads0.get(k, 0.0)) * 1000 / args.n) for k, v in threads1.items()),
                            key=lambda kv: -kv[1])
@@ -400,15 +415,20 @@ def main() -> None:
     n_base = min(args.n, 3000)
     base_rate = baseline(make_fragments(n_base, 1, "tp"), stack.settings, clock)
     par_rate, par_cpu = parallel_baseline(make_fragments(n_base, 1, "tp"), stack.settings, args.workers)
-    redis.stop()
+    for server in (*own.values(), redis):
+        server.stop()
     print(f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
           f"runner: Prism, jobs: {args.workers}, partitions: {args.partitions}, enrichment: {args.entities}, "
-          f"dedup: {args.dedup}, stories: {args.stories}, alerts: {args.alerts}")
+          f"dedup: {args.dedup}, stories: {args.stories}, alerts: {args.alerts}, stages on Redis servers of their "
+          f"own: {args.split}")
     print(f"pipeline startup (process start -> first enriched event): {startup:.1f} s")
     print(f"throughput: {len(got)}/{args.n} fragments of {size:.0f} B; produced in {produced_s:.2f} s; "
           f"end to end {throughput:.0f} fragments/s")
     print(f"  CPU of the pipeline's processes: {sum(cpu_by.values()):.1f} ms per fragment ("
           + ", ".join(f"{k} {v:.1f}" for k, v in cpu_by.most_common()) + f"); load average {os.getloadavg()[0]:.1f}")
+    print(f"  CPU of Redis: {sum(redis_ms):.2f} ms per fragment" + (
+        " (" + ", ".join(f"{name} {ms:.2f}" for name, ms in zip(["redis.url", *own], redis_ms, strict=True)) + ")"
+        if own else ""))
     print("  CPU ms per fragment by thread of the (first) pipeline process: "
           + ", ".join(f"{k} {v:.1f}" for k, v in by_thread if v >= 0.1))
     print(f"  latency under that burst: p50 {percentile(tp_lat, .5):.0f} ms, p99 {percentile(tp_lat, .99):.0f} ms")

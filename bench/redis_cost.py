@@ -37,7 +37,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.e2e_throughput import make_fragments
+from bench.e2e_throughput import SPLITS, make_fragments
 from bench.stage_chain import StageChain
 from bench.stage_cpu import script_calls, server_cpu_s
 from connectors.redis import RedisServer, make_redis
@@ -48,10 +48,6 @@ from tests.harness import free_port
 #: The alert rules' script goes out in a pipeline, one call per rule, so it is the rest.
 TIMED = {"RedisDedupStore": (("_script", "dedup probe"),),
          "RedisStoryStore": (("_read", "stories read"), ("_commit", "stories commit"))}
-
-
-#: --split: the stages given a Redis server of their own.
-SPLITS = {"none": (), "stories": ("stories",), "each": ("dedup", "stories", "alerts")}
 
 
 def _script_usec(client: Any) -> int:
