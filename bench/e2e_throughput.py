@@ -52,7 +52,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.stage_chain import StageChain, StageClock
 from connectors.kafka import KafkaBroker, make_consumer, make_producer
-from connectors.redis import RedisServer
+from connectors.redis import RedisServer, make_redis
 from core.settings import load_settings
 from newswire.workers import default_workers
 from pipelines.text.normalise import split_sentences
@@ -228,6 +228,26 @@ def parallel_baseline(values: list[bytes], settings, procs: int) -> tuple[float,
     return n / wall, cpu_s * 1000 / n
 
 
+def redis_work(servers: list[RedisServer]) -> tuple[int, int, int]:
+    """(commands, script calls, microseconds of script time) the servers have run so far
+    (``INFO commandstats``): set against their CPU, whether Redis did more work or did it dearer."""
+    calls = scripts = usec = 0
+    for server in servers:
+        client = make_redis(server.url)
+        for name, stat in client.info("commandstats").items():
+            calls += stat["calls"]
+            if "eval" in name:
+                scripts += stat["calls"]
+                usec += stat["usec"]
+        client.close()
+    return calls, scripts, usec
+
+
+def _per_fragment(before: tuple[int, int, int], after: tuple[int, int, int], n: int) -> str:
+    calls, scripts, usec = (b - a for a, b in zip(before, after, strict=True))
+    return f"{calls / n:.1f} commands, {scripts / n:.2f} script calls, {usec / 1000 / n:.2f} ms of script time"
+
+
 def start_profile(pid: int, out: Path, native: bool = False) -> subprocess.Popen[bytes]:
     """py-spy sampling ``pid`` (the pipeline process, all threads) into ``out``/pipeline.collapsed until
     stopped with SIGINT: only samples holding the GIL (Python doing work), or with ``native`` every
@@ -370,6 +390,8 @@ def main() -> None:
         cpu0 = [tree_cpu_s(pid) for pid in pids]
         redis_pids = [server.proc.pid for server in (redis, *own.values()) if server.proc is not None]
         redis0 = [sum(tree_cpu_s(pid).values()) for pid in redis_pids]
+        servers = [redis, *own.values()]
+        work0 = redis_work(servers)
         threads0 = thread_cpu_s(pids[0])
         t0 = time.time()
         for v in values:
@@ -380,6 +402,7 @@ def main() -> None:
         cpu1 = [tree_cpu_s(pid) for pid in pids]
         redis_ms = [(sum(tree_cpu_s(pid).values()) - before) * 1000 / args.n
                     for pid, before in zip(redis_pids, redis0, strict=True)]
+        work = _per_fragment(work0, redis_work(servers), args.n)
         threads1 = thread_cpu_s(pids[0])
         by_thread = sorted(((k, (v - threads0.get(k, 0.0)) * 1000 / args.n) for k, v in threads1.items()),
                            key=lambda kv: -kv[1])
@@ -413,8 +436,12 @@ def main() -> None:
 
     clock = StageClock()
     n_base = min(args.n, 3000)
+    work0 = redis_work(servers)
     base_rate = baseline(make_fragments(n_base, 1, "tp"), stack.settings, clock)
+    base_work = _per_fragment(work0, redis_work(servers), n_base)
+    work0 = redis_work(servers)
     par_rate, par_cpu = parallel_baseline(make_fragments(n_base, 1, "tp"), stack.settings, args.workers)
+    par_work = _per_fragment(work0, redis_work(servers), n_base)
     for server in (*own.values(), redis):
         server.stop()
     print(f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
@@ -428,7 +455,8 @@ def main() -> None:
           + ", ".join(f"{k} {v:.1f}" for k, v in cpu_by.most_common()) + f"); load average {os.getloadavg()[0]:.1f}")
     print(f"  CPU of Redis: {sum(redis_ms):.2f} ms per fragment" + (
         " (" + ", ".join(f"{name} {ms:.2f}" for name, ms in zip(["redis.url", *own], redis_ms, strict=True)) + ")"
-        if own else ""))
+        if own else "") + f"; its work per fragment: {work} (the plain loop: {base_work}; "
+          f"{args.workers} plain loops at once: {par_work})")
     print("  CPU ms per fragment by thread of the (first) pipeline process: "
           + ", ".join(f"{k} {v:.1f}" for k, v in by_thread if v >= 0.1))
     print(f"  latency under that burst: p50 {percentile(tp_lat, .5):.0f} ms, p99 {percentile(tp_lat, .99):.0f} ms")
