@@ -29,9 +29,11 @@ Per event:
 Versions: a hash ``p v:`` of :data:`STRIPES` counters. A commit bumps the counter ("stripe") of each
 index key it files under (all day buckets of a key share one), each link key it sets and each story
 it writes (the story it joins or starts, the stories it absorbs). The read returns the counters of
-its index keys, its link keys and its candidate stories; the commit compares them in one ``HMGET``.
-So a commit is refused exactly when another worker filed a story under one of the event's keys, set
-one of its links or changed a candidate since the read (or, rarely, when an unrelated key shares a
+its index keys, its link keys and its candidate stories (a ``partial`` read: its link keys and the
+linked story only, the whole of what an open linked story's decision rests on); the commit compares
+them in one ``HMGET``.
+So a commit is refused exactly when another worker filed a story under one of the event's keys
+(unless an open linked story decided), set one of its links or changed a candidate since the read (or, rarely, when an unrelated key shares a
 stripe: a needless retry), as the earlier check did by re-running the whole candidate retrieval
 (and as the ``WATCH``/``MULTI`` transaction before it): concurrent workers decide as if one after
 another. What no commit writes is not versioned: a story expiring between read and commit is
@@ -330,7 +332,8 @@ end
 
 # Reply: [meta JSON, state 1, state 2, ...], or ['{"done": true}', stored result]. meta: linked,
 # cands, df (events, then per term), stripes and ver: the stripes of what the decision read (A.read,
-# its index and link keys', from the client; the candidates') and their versions, ','-joined; nov:
+# its index and link keys', from the client, or A.lread, the link keys' only, when partial; the
+# candidates') and their versions, ','-joined; nov:
 # the linked story's novelty read (false without a linked story), see below.
 _READ = _RETRIEVE + """
 local A = cjson.decode(ARGV[1])
@@ -343,8 +346,11 @@ for _, day in ipairs(A.days) do
   local row = redis.call('HMGET', day, '', unpack(A.terms))
   for i = 1, #row do df[i] = df[i] + (tonumber(row[i]) or 0) end
 end
+-- A partial read's decision rests on the linked story alone and the links that named it (an open
+-- linked story decides without candidates), so its index keys' stripes are left out: a story filed
+-- under one of them meanwhile changes nothing the commit would write.
 local stripes, seen = {}, {}
-for _, n in ipairs(A.read) do seen[n] = true; stripes[#stripes + 1] = n end
+for _, n in ipairs(partial and A.lread or A.read) do seen[n] = true; stripes[#stripes + 1] = n end
 for _, sid in ipairs(cands) do
   local n = stripe(sid)
   if not seen[n] then seen[n] = true; stripes[#stripes + 1] = n end
@@ -581,7 +587,7 @@ class RedisStoryStore:
         args: dict[str, Any] = {
             "done": self._k("a", event_id), "links": links,
             "linka": [self._k("a", f[2:]) if f.startswith("e:") else "" for f in follow],
-            "read": sorted({*map(_stripe, keys), *map(_stripe, links)}),
+            "read": sorted({*map(_stripe, keys), *map(_stripe, links)}), "lread": sorted(set(map(_stripe, links))),
             "posts": [[k, w, self._posting_shard(k)] for k, w in keys.items()], "pdays": list(days),
             "horizon": ts - s.max_gap_s, "maxc": s.max_candidates, "prefix": self.prefix,
             "days": [self._k("df", str(d)) for d in range(today - self._days + 1, today + 1)], "terms": terms,
