@@ -260,6 +260,20 @@ def start_profile(pid: int, out: Path, native: bool = False) -> subprocess.Popen
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def python_speed_ns(n: int = 2_000_000) -> float:
+    """Nanoseconds per iteration of a plain ``for`` loop adding integers, best of three, on a quiet
+    machine: this VM's speed has varied ~2x between hours, so a run's figures are compared with
+    another day's only in proportion to this (bench/RESULTS.md, "Story retries under concurrency")."""
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        total = 0
+        for i in range(n):
+            total += i
+        best = min(best, time.perf_counter() - t0)
+    return best * 1e9 / n
+
+
 def thread_cpu_s(pid: int) -> dict[str, float]:
     """CPU seconds of each live thread of ``pid``, keyed ``tid:name`` (gRPC's C threads name
     themselves; Python's threads show the process name)."""
@@ -342,6 +356,7 @@ def main() -> None:
     if args.workers is None:
         args.workers = default_workers(args.partitions)
 
+    speed = python_speed_ns()
     tmp = Path(tempfile.mkdtemp(prefix="newswire-bench-"))
     redis = RedisServer(tmp / "redis", port=free_port()).start()
     own = {stage: RedisServer(tmp / f"redis-{stage}", port=free_port()).start() for stage in SPLITS[args.split]}
@@ -360,6 +375,7 @@ def main() -> None:
               f"{args.stories}, alerts: {args.alerts}: {rate:.0f} fragments/s ({1000 / rate:.2f} ms each), CPU "
               f"{clock.cpu_ms:.2f} ms per fragment; per stage:")
         print(clock.table(args.n))
+        print(f"Python speed: {speed:.0f} ns per loop iteration (python_speed_ns)")
         print(f"{args.workers} plain loops at once (forked, one Redis, {os.cpu_count()} cores): {par_rate:.0f} "
               f"fragments/s, CPU {par_cpu:.2f} ms per fragment")
         return
@@ -447,7 +463,7 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
           f"runner: Prism, jobs: {args.workers}, partitions: {args.partitions}, enrichment: {args.entities}, "
           f"dedup: {args.dedup}, stories: {args.stories}, alerts: {args.alerts}, stages on Redis servers of their "
-          f"own: {args.split}")
+          f"own: {args.split}; Python speed {speed:.0f} ns per loop iteration (python_speed_ns)")
     print(f"pipeline startup (process start -> first enriched event): {startup:.1f} s")
     print(f"throughput: {len(got)}/{args.n} fragments of {size:.0f} B; produced in {produced_s:.2f} s; "
           f"end to end {throughput:.0f} fragments/s")
