@@ -44,6 +44,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -228,19 +229,27 @@ def parallel_baseline(values: list[bytes], settings, procs: int) -> tuple[float,
     return n / wall, cpu_s * 1000 / n
 
 
-def redis_work(servers: list[RedisServer]) -> tuple[int, int, int]:
-    """(commands, script calls, microseconds of script time) the servers have run so far
-    (``INFO commandstats``): set against their CPU, whether Redis did more work or did it dearer."""
+def command_stats(client: Any) -> tuple[int, int, int]:
+    """(commands, script calls, microseconds of script time) a Redis server has run so far
+    (``INFO commandstats``; scripts: EVAL / EVALSHA)."""
     calls = scripts = usec = 0
+    for name, stat in client.info("commandstats").items():
+        calls += stat["calls"]
+        if "eval" in name:
+            scripts += stat["calls"]
+            usec += stat["usec"]
+    return calls, scripts, usec
+
+
+def redis_work(servers: list[RedisServer]) -> tuple[int, int, int]:
+    """:func:`command_stats` summed over ``servers``: set against their CPU, whether Redis did more
+    work or did it dearer."""
+    totals = [0, 0, 0]
     for server in servers:
         client = make_redis(server.url)
-        for name, stat in client.info("commandstats").items():
-            calls += stat["calls"]
-            if "eval" in name:
-                scripts += stat["calls"]
-                usec += stat["usec"]
+        totals = [a + b for a, b in zip(totals, command_stats(client), strict=True)]
         client.close()
-    return calls, scripts, usec
+    return totals[0], totals[1], totals[2]
 
 
 def _per_fragment(before: tuple[int, int, int], after: tuple[int, int, int], n: int) -> str:

@@ -38,7 +38,7 @@ import orjson
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.e2e_throughput import make_fragments
+from bench.e2e_throughput import command_stats, make_fragments
 from bench.stage_chain import StageChain
 from connectors.redis import RedisServer, make_redis
 from core.records import event_time_ms
@@ -59,8 +59,7 @@ def server_cpu_s(client: Any) -> float:
 
 def script_calls(client: Any) -> tuple[int, int]:
     """(calls, microseconds) of every EVAL/EVALSHA so far."""
-    stats = [v for k, v in client.info("commandstats").items() if "eval" in k]
-    return sum(s["calls"] for s in stats), sum(s["usec"] for s in stats)
+    return command_stats(client)[1:]
 
 
 def main() -> None:

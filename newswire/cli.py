@@ -219,8 +219,8 @@ def start_embedded_redis(settings: Settings) -> list[Any]:
     stories) and config says so: one on ``redis.url``'s port, and one more on the port of each
     ``redis.stage_urls`` server a running stage uses. ``maxmemory: auto`` is shared out among them
     (half of this machine's memory in all). Returns them, to be stopped in reverse order."""
-    needs_redis = settings.pipeline.dedup.mode == "near" or settings.pipeline.stories.enabled
-    if not needs_redis or not settings.redis.embedded:
+    stages = settings.state_stages
+    if not stages or not settings.redis.embedded:
         return []
     from urllib.parse import urlsplit
 
@@ -229,14 +229,15 @@ def start_embedded_redis(settings: Settings) -> list[Any]:
     from core.settings import url_port
 
     r = settings.redis
-    # A stage server elsewhere than this machine is the operator's to run.
-    by_port = {url_port(url): url for url in reversed(r.servers(settings.state_stages))
-               if url == r.url or is_loopback(urlsplit(url).hostname or "")}  # redis.url's wins its port
+    by_port: dict[int, str] = {}  # redis.url first (servers() puts it first), and it wins its port
+    for url in r.servers(stages):
+        if url == r.url or is_loopback(urlsplit(url).hostname or ""):  # elsewhere: the operator's to run
+            by_port.setdefault(url_port(url), url)
     maxmemory = share_maxmemory(r.maxmemory, len(by_port))
     servers: list[Any] = []
     try:
-        for port, url in sorted(by_port.items(), key=lambda item: item[1] != r.url):  # redis.url's first
-            own = [stage for stage in settings.state_stages if url_port(r.url_for(stage)) == port]
+        for port, url in by_port.items():
+            own = [stage for stage in stages if url_port(r.url_for(stage)) == port]
             print(f"starting Redis on port {port} (pipeline state: {', '.join(own) or 'status'}) ...", flush=True)
             servers.append(RedisServer(settings.data_dir / ("redis" if port == r.port else f"redis-{port}"),
                                        port=port, password=urlsplit(url).password, maxmemory=maxmemory).start())

@@ -121,10 +121,11 @@ class _Evaluate(StageFn):
         return {**event, ALERTS_KEY: alerts}
 
     def teardown(self) -> None:
-        client = getattr(self, "_client", None)
-        status = getattr(self, "_status_client", None)
-        for c in {id(c): c for c in (client, status) if c is not None}.values():
-            c.close()
+        client, status = getattr(self, "_client", None), getattr(self, "_status_client", None)
+        if client is not None:
+            client.close()
+        if status is not None and status is not client:
+            status.close()
 
 
 class EvaluateAlerts(beam.PTransform):

@@ -31,12 +31,11 @@ index key it files under (all day buckets of a key share one), each link key it 
 it writes (the story it joins or starts, the stories it absorbs). The read returns the counters of
 its index keys, its link keys and its candidate stories (a ``partial`` read: its link keys and the
 linked story only, the whole of what an open linked story's decision rests on); the commit compares
-them in one ``HMGET``.
-So a commit is refused exactly when another worker filed a story under one of the event's keys
-(unless an open linked story decided), set one of its links or changed a candidate since the read (or, rarely, when an unrelated key shares a
-stripe: a needless retry), as the earlier check did by re-running the whole candidate retrieval
-(and as the ``WATCH``/``MULTI`` transaction before it): concurrent workers decide as if one after
-another. What no commit writes is not versioned: a story expiring between read and commit is
+them in one ``HMGET``. So a commit is refused exactly when another worker filed a story under one of
+the event's keys (unless an open linked story decided), set one of its links or changed a candidate
+since the read (or, rarely, when an unrelated key shares a stripe: a needless retry), as the earlier
+check did by re-running the whole candidate retrieval (and as the ``WATCH``/``MULTI`` transaction
+before it): concurrent workers decide as if one after another. What no commit writes is not versioned: a story expiring between read and commit is
 decided as if the commit ran just before it expired, and the document counts (IDF) may have grown
 by other events, as before. The novelty sets change only together with their story's state, so the
 novelty read needs no lock of its own. Idempotency: the result under ``a:<event_id>`` is returned
@@ -584,10 +583,11 @@ class RedisStoryStore:
         days = range(int((ts - s.max_gap_s) // _DAY_S), today + 2)
         terms = features.terms
         links = [self._k("l", f) for f in follow]
+        link_stripes = set(map(_stripe, links))
         args: dict[str, Any] = {
             "done": self._k("a", event_id), "links": links,
             "linka": [self._k("a", f[2:]) if f.startswith("e:") else "" for f in follow],
-            "read": sorted({*map(_stripe, keys), *map(_stripe, links)}), "lread": sorted(set(map(_stripe, links))),
+            "read": sorted({*map(_stripe, keys), *link_stripes}), "lread": sorted(link_stripes),
             "posts": [[k, w, self._posting_shard(k)] for k, w in keys.items()], "pdays": list(days),
             "horizon": ts - s.max_gap_s, "maxc": s.max_candidates, "prefix": self.prefix,
             "days": [self._k("df", str(d)) for d in range(today - self._days + 1, today + 1)], "terms": terms,
