@@ -289,7 +289,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             _warm_up_in_process(s)
         else:
             pool = PipelineWorkers(Path(args.config) if args.config else None, partitions, workers,
-                                   s.data_dir / "logs", s.pipeline.health_port).start()
+                                   s.data_dir / "logs", s.pipeline.health_port,
+                                   verbose=args.verbose, log_format=args.log_format).start()
         redis = start_embedded_redis(s)
         postgres = start_embedded_postgres(s)
         if s.kafka.embedded.enabled:

@@ -92,8 +92,11 @@ class PipelineWorkers:
     all after ``timeout_s``); ``job_pids()`` are the jobs' process ids."""
 
     def __init__(self, config_path: Path | None, partitions: int, workers: int, log_dir: Path,
-                 health_port: int | None = None, extra_env: Mapping[str, str] | None = None) -> None:
+                 health_port: int | None = None, extra_env: Mapping[str, str] | None = None,
+                 verbose: bool = False, log_format: str = "text") -> None:
         self.config_path = config_path
+        self.verbose = verbose  # the jobs' logging, as `newswire [-v] [--log-format json] pipeline`
+        self.log_format = log_format
         self.partitions = partitions
         self.shares = split_partitions(partitions, workers)
         self.log_dir = log_dir
@@ -105,7 +108,8 @@ class PipelineWorkers:
         config = ["--config", str(self.config_path)] if self.config_path else []
         port = ["--health-port", str(self.health_port)] if self.health_port is not None else []
         return [sys.executable, "-m", "newswire.workers", *config, "--partitions", str(self.partitions),
-                "--workers", str(len(self.shares)), "--log-dir", str(self.log_dir), *port]
+                "--workers", str(len(self.shares)), "--log-dir", str(self.log_dir), *port,
+                "--log-format", self.log_format, *(["--verbose"] if self.verbose else [])]
 
     def log_path(self, index: int) -> Path:
         return self.log_dir / f"pipeline-worker-{index}.log"
@@ -221,8 +225,15 @@ def _preload(config: Path | None) -> None:
     settings = load_settings(config)
     if settings.pipeline.runner == "prism":  # on Flink the stage work runs in the Flink workers
         warm_up(settings)
-    import newswire.cli  # noqa: F401  (the jobs run its `pipeline` command)
-    import pipelines.supervisor  # noqa: F401  (Beam and the runner code, without a gRPC channel or server)
+    # The jobs run the CLI's `pipeline` command (Beam and the runner code, without a gRPC channel or
+    # server); the apache_beam modules are what each job imports next to submit to Prism and serve
+    # its SDK worker (~40 modules).
+    import apache_beam.runners.portability.portable_runner
+    import apache_beam.runners.worker.sdk_worker_main
+    import apache_beam.runners.worker.worker_pool_main  # noqa: F401
+
+    import newswire.cli  # noqa: F401
+    import pipelines.supervisor  # noqa: F401
 
 
 def _wait_for_own_groups(pids: list[int], timeout_s: float = 10) -> None:
@@ -247,7 +258,7 @@ def _last_line(path: Path) -> str:
 
 
 def launch(config: Path | None, partitions: int, workers: int, log_dir: Path, health_port: int | None,
-           stop_timeout_s: float = 60) -> int:
+           stop_timeout_s: float = 60, verbose: bool = False, log_format: str = "text") -> int:
     """Preload, fork the jobs, then wait: 0 after SIGTERM/SIGINT (jobs stopped), 1 when a job ended by
     itself (the others stopped), 2 on a bad config."""
     from core.settings import ConfigError
@@ -269,7 +280,8 @@ def launch(config: Path | None, partitions: int, workers: int, log_dir: Path, he
               "a thread (see LAUNCHER_ENV)", flush=True)
     print(f"preloaded the stage models and the pipeline code in {time.perf_counter() - started:.1f} s; "
           f"forking {workers} jobs", flush=True)
-    argv_config = ["--config", str(config)] if config else []
+    argv_config = [*(["-v"] if verbose else []), "--log-format", log_format,
+                   *(["--config", str(config)] if config else [])]
     pids: dict[int, int] = {}
     launcher = os.getpid()
     for i, share in enumerate(shares):
@@ -318,10 +330,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, required=True)
     parser.add_argument("--log-dir", type=Path, required=True)
     parser.add_argument("--health-port", type=int, default=None)
+    parser.add_argument("--verbose", action="store_true", help="the jobs log at INFO (`newswire -v`)")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text", help="the jobs' log lines")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args.log_dir.mkdir(parents=True, exist_ok=True)
-    return launch(args.config, args.partitions, args.workers, args.log_dir, args.health_port)
+    return launch(args.config, args.partitions, args.workers, args.log_dir, args.health_port,
+                  verbose=args.verbose, log_format=args.log_format)
 
 
 if __name__ == "__main__":

@@ -98,8 +98,12 @@ def runner_options(settings: Settings, job_endpoint: str | None = None, worker_e
     if runner == "prism":
         # Prism runs as a job server we own (connectors.toolchain.PrismServer); workers run in-process, in
         # the pool PrismServer serves on 127.0.0.1 (LOOPBACK's own pool would listen on every interface).
+        # Beam stages `pip freeze`'s output with each PortableRunner job, for remote workers to compare
+        # with; these workers are this process, and the subprocess cost each (re)submission ~0.3 s of
+        # CPU: four jobs starting on two cores came up ~0.5-1 s later (bench/RESULTS.md, start-up).
         return ["--runner=PortableRunner", f"--job_endpoint={job_endpoint}", "--environment_type=EXTERNAL",
-                f"--environment_config={worker_endpoint}", timeout]
+                f"--environment_config={worker_endpoint}", "--experiments=disable_logging_submission_environment",
+                timeout]
     if runner == "flink":
         p = settings.pipeline.portable
         return ["--runner=PortableRunner", f"--job_endpoint={p.job_endpoint}",

@@ -132,16 +132,17 @@ class Stack:
         self._procs.append(proc)
         return proc
 
-    def start_jobs(self, workers: int) -> list[int]:
+    def start_jobs(self, workers: int, **logging: Any) -> list[int]:
         """The pipeline as `newswire up --workers N` runs it: one job, or N jobs splitting the raw topic's
         partitions, forked by one launcher (newswire/workers.py, logs in ``tmp/workers``); returns the
-        jobs' process ids; kill/stop_all cover them (through the launcher)."""
+        jobs' process ids; kill/stop_all cover them (through the launcher). ``logging``: the
+        launcher's ``verbose`` / ``log_format`` for its jobs."""
         if workers == 1:
             return [self.start_pipeline().pid]
         from newswire.workers import PipelineWorkers
 
         pool = PipelineWorkers(self.config_path, self.settings.kafka.topics.fragments.partitions, workers,
-                               self.tmp / "workers").start()
+                               self.tmp / "workers", **logging).start()
         assert pool.proc is not None
         self._procs.append(pool.proc)
         return pool.job_pids()

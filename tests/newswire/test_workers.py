@@ -84,7 +84,7 @@ def _gone(pids: list[int], timeout_s: float) -> bool:
 
 @pytest.mark.e2e
 def test_the_launcher_forks_jobs_that_share_its_models_and_serve_their_partitions(stack: Stack) -> None:
-    pids = stack.start_jobs(2)
+    pids = stack.start_jobs(2, verbose=True, log_format="json")  # `newswire -v --log-format json up`
     launcher = stack.process_roots()[0]
     assert len(pids) == 2 and all(int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1]) == launcher
                                   for p in pids)
@@ -100,6 +100,11 @@ def test_the_launcher_forks_jobs_that_share_its_models_and_serve_their_partition
     assert all(_shared_mb(p) > 150 for p in pids), [_shared_mb(p) for p in pids]
     log = (stack.tmp / "workers" / "pipeline-launcher.log").read_text()
     assert "preloaded the stage models" in log and "forking with" not in log  # one thread when it forked
+    # The jobs log as the command line asked: INFO lines, as JSON objects
+    for i in range(2):
+        lines = [orjson.loads(line) for line in (stack.tmp / "workers" / f"pipeline-worker-{i}.log").read_text(
+            ).splitlines() if line.startswith("{")]
+        assert any(line["level"] == "INFO" and line["logger"] == "pipelines.warmup" for line in lines), i
 
 
 @pytest.mark.e2e
