@@ -73,12 +73,15 @@ _LOWER_WORD_RE = re.compile(r"[^\W\d_][^\W\d_-]*(?:-feira)?")
 
 # A number: digit groups of three after a separator (thousands: "200 000", "200,000", "200.000"),
 # or a plain number with an optional decimal part ("6,8", "6.8", "148").
-_NUM_RE = re.compile(r"(?<![\w.,])(\d{1,3}(?:[ \u00a0\u202f.,]\d{3})+|\d+(?:[.,]\d+)?)(?![\d])")
+# (As r"(?<![\w.,])(\d{1,3}(?:[ \u00a0\u202f.,]\d{3})+|\d+(?:[.,]\d+)?)(?![\d])", opening with its first
+# digit so that the regex engine skips to digits in C: see clustering._NUMBER_RE.)
+_NUM_RE = re.compile(r"(\d(?<![\w.,]\d)(?:\d{0,2}(?:[ \u00a0\u202f.,]\d{3})+|\d*(?:[.,]\d+)?))(?!\d)")
 _WORD_RE = re.compile(r"[^\W\d_][^\W\d_'’-]*")
 _OPENERS = ".!?:»«\"“”'‘’(-–—"
 # A word as _WORD_RE finds it (a run of letters) that does not open with a-z: the only ones that can
-# be capitalised, found without looking at every lower-case word
-_NAME_START_RE = re.compile(r"(?<![^\W\d_])[^\W\d_a-z][^\W\d_]*")
+# be capitalised, found without looking at every lower-case word. (As r"(?<![^\W\d_])[^\W\d_a-z][^\W\d_]*",
+# the test of the character before made after the first letter: see clustering._NUMBER_RE.)
+_NAME_START_RE = re.compile(r"[^\W\d_a-z](?<![^\W\d_][^\W\d_a-z])[^\W\d_]*")
 # What str.splitlines() splits at (rare_names looks at a word's line)
 _LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 #: A city this close to a division's centre (same country) counts as inside it (see module doc).
