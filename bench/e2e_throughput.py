@@ -54,7 +54,7 @@ sys.path.insert(0, str(REPO))
 from bench.stage_chain import StageChain, StageClock
 from connectors.kafka import KafkaBroker, make_consumer, make_producer
 from connectors.redis import RedisServer, make_redis
-from core.settings import load_settings
+from core.settings import STATE_STAGES, load_settings
 from newswire.workers import default_workers
 from pipelines.text.normalise import split_sentences
 from tests.harness import Stack, free_port
@@ -130,7 +130,14 @@ def open_fragments(n: int, seed: int, tag: str) -> list[bytes]:
 
 
 #: --split: the stages given a Redis server of their own (redis.stage_urls).
-SPLITS = {"none": (), "stories": ("stories",), "each": ("dedup", "stories", "alerts")}
+SPLITS = {"none": (), "stories": ("stories",), "each": STATE_STAGES}
+
+
+def start_split(tmp: Path, split: str) -> tuple[dict[str, RedisServer], dict[str, str]]:
+    """--split's servers, one per stage it names (started, in ``tmp``), and the config overrides
+    (``redis.stage_urls.<stage>``) that point the stages at them."""
+    own = {stage: RedisServer(tmp / f"redis-{stage}", port=free_port()).start() for stage in SPLITS[split]}
+    return own, {f"redis.stage_urls.{stage}": server.url for stage, server in own.items()}
 
 
 def wait_until_serving(stack: Stack, name: str, timeout_s: float = 180) -> None:
@@ -368,8 +375,7 @@ def main() -> None:
     speed = python_speed_ns()
     tmp = Path(tempfile.mkdtemp(prefix="newswire-bench-"))
     redis = RedisServer(tmp / "redis", port=free_port()).start()
-    own = {stage: RedisServer(tmp / f"redis-{stage}", port=free_port()).start() for stage in SPLITS[args.split]}
-    stage_urls = {f"redis.stage_urls.{stage}": server.url for stage, server in own.items()}
+    own, stage_urls = start_split(tmp, args.split)
     if args.baseline_only:
         settings = load_settings(environ={}, overrides={
             "redis.url": redis.url, **stage_urls, "pipeline.enrichment.entities": args.entities,

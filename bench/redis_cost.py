@@ -37,11 +37,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.e2e_throughput import SPLITS, make_fragments
+from bench.e2e_throughput import SPLITS, make_fragments, start_split
 from bench.stage_chain import StageChain
 from bench.stage_cpu import script_calls, server_cpu_s
 from connectors.redis import RedisServer, make_redis
-from core.settings import load_settings
+from core.settings import STATE_STAGES, load_settings
 from tests.harness import free_port
 
 #: The scripts timed call by call: store class -> (attribute holding the registered script, name).
@@ -88,13 +88,12 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="newswire-redis-cost-"))
     server = RedisServer(tmp / "redis", port=free_port()).start()
-    own = {stage: RedisServer(tmp / f"redis-{stage}", port=free_port()).start() for stage in SPLITS[args.split]}
+    own, stage_urls = start_split(tmp, args.split)
     try:
-        settings = load_settings(environ={}, overrides={
-            "redis.url": server.url, **{f"redis.stage_urls.{stage}": s.url for stage, s in own.items()}})
+        settings = load_settings(environ={}, overrides={"redis.url": server.url, **stage_urls})
         chain = StageChain(settings, namespace="cost:")
         probe = make_redis(server.url)
-        probes = {"redis.url (" + "+".join(sorted({"dedup", "stories", "alerts"} - own.keys()) or ["status"]) + ")": probe,
+        probes = {"redis.url (" + "+".join([stage for stage in STATE_STAGES if stage not in own] or ["status"]) + ")": probe,
                   **{f"{stage}'s own": make_redis(s.url) for stage, s in own.items()}}
         values = make_fragments(args.warmup + args.n, 1, "rc", shuffle=args.stream == "unique")
         for i, v in enumerate(values[:args.warmup]):

@@ -221,9 +221,16 @@ class RedisSettings:
         """The Redis URL of ``stage`` (``dedup``, ``stories`` or ``alerts``)."""
         return dict(self.stage_urls).get(stage) or self.url
 
-    def servers(self, stages: Iterable[str] = STATE_STAGES) -> tuple[str, ...]:
-        """The distinct URLs of ``url`` and of ``stages``' state, ``url`` first."""
-        return tuple(dict.fromkeys([self.url, *(self.url_for(s) for s in stages)]))
+    def server_stages(self, stages: Iterable[str] = STATE_STAGES) -> dict[str, list[str]]:
+        """The Redis servers of ``url`` and of ``stages``' state, each (its first URL) with the stages
+        whose state it holds, ``url``'s first (it also holds the status board, so it may hold no
+        stage). A server is a host and port: two URLs that differ only in the database are one server."""
+        out: dict[str, list[str]] = {self.url: []}
+        first = {_server(self.url): self.url}
+        for stage in stages:
+            url = self.url_for(stage)
+            out.setdefault(first.setdefault(_server(url), url), []).append(stage)
+        return out
 
     @property
     def password(self) -> str | None:
@@ -234,6 +241,11 @@ class RedisSettings:
     @property
     def port(self) -> int:
         return url_port(self.url)
+
+
+def _server(url: str) -> tuple[str, int]:
+    """The (host, port) a ``redis://`` URL names (the host in lower case)."""
+    return urlsplit(url).hostname or "", url_port(url)
 
 
 def url_port(url: str) -> int:

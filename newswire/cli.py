@@ -229,15 +229,16 @@ def start_embedded_redis(settings: Settings) -> list[Any]:
     from core.settings import url_port
 
     r = settings.redis
-    by_port: dict[int, str] = {}  # redis.url first (servers() puts it first), and it wins its port
-    for url in r.servers(stages):
-        if url == r.url or is_loopback(urlsplit(url).hostname or ""):  # elsewhere: the operator's to run
-            by_port.setdefault(url_port(url), url)
+    # One server per port on this machine (localhost and 127.0.0.1 are one): redis.url's first, and
+    # it wins its port; a server elsewhere is the operator's to run.
+    by_port: dict[int, tuple[str, list[str]]] = {}
+    for url, stages_there in r.server_stages(stages).items():
+        if url == r.url or is_loopback(urlsplit(url).hostname or ""):
+            by_port.setdefault(url_port(url), (url, []))[1].extend(stages_there)
     maxmemory = share_maxmemory(r.maxmemory, len(by_port))
     servers: list[Any] = []
     try:
-        for port, url in by_port.items():
-            own = [stage for stage in stages if url_port(r.url_for(stage)) == port]
+        for port, (url, own) in by_port.items():
             print(f"starting Redis on port {port} (pipeline state: {', '.join(own) or 'status'}) ...", flush=True)
             servers.append(RedisServer(settings.data_dir / ("redis" if port == r.port else f"redis-{port}"),
                                        port=port, password=urlsplit(url).password, maxmemory=maxmemory).start())

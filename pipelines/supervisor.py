@@ -193,9 +193,8 @@ def dependency_checks(settings: Settings) -> dict[str, dict[str, Any]]:
     stages = settings.state_stages
     if stages:
         out["redis"] = _redis_check(settings.redis.url)
-        for url in settings.redis.servers(stages)[1:]:  # a stage's own server (redis.stage_urls)
-            own = "+".join(stage for stage in stages if settings.redis.url_for(stage) == url)
-            out[f"redis-{own}"] = _redis_check(url)
+        for url, own in list(settings.redis.server_stages(stages).items())[1:]:  # redis.stage_urls' servers
+            out[f"redis-{'+'.join(own)}"] = _redis_check(url)
     if settings.storage.kind == "postgresql":
         from urllib.parse import urlsplit
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from kafka import KafkaAdminClient, TopicPartition
 from kafka.errors import CoordinatorNotAvailableError, NotCoordinatorError
@@ -71,9 +70,8 @@ def throughput(windows: dict[tuple[str, str], dict[str, int]], last: int = 10) -
 def redis_memory(settings: Settings) -> dict[str, Any]:
     """Redis ``INFO memory``: used and peak memory, the maxmemory limit (0: none), summed over the
     state's servers (``redis.url`` and those of ``redis.stage_urls``; ``servers``: how many)."""
-    servers = {urlsplit(url).netloc: url for url in settings.redis.servers(settings.state_stages)}
     infos = []
-    for url in servers.values():
+    for url in settings.redis.server_stages(settings.state_stages):
         client = make_redis(url, retries=0, socket_timeout_s=2.0)
         try:
             infos.append(client.info("memory"))

@@ -21,12 +21,19 @@ from tests.harness import NATO_FINLAND_RULES, free_port, has_sources, wait_for
 def test_every_stage_uses_redis_url_unless_given_its_own() -> None:
     r = load_settings(environ={}).redis
     assert {r.url_for(stage) for stage in ("dedup", "stories", "alerts")} == {r.url}
-    assert r.servers() == (r.url,)
+    assert r.server_stages() == {r.url: ["dedup", "stories", "alerts"]}
     split = load_settings(environ={}, overrides={"redis.stage_urls.stories": "redis://127.0.0.1:6391/0"}).redis
     assert split.url_for("stories") == "redis://127.0.0.1:6391/0"
     assert split.url_for("dedup") == split.url_for("alerts") == split.url
-    assert split.servers() == (split.url, "redis://127.0.0.1:6391/0")
-    assert split.servers(["dedup", "alerts"]) == (split.url,)  # stories off: not a server of this config
+    assert split.server_stages() == {split.url: ["dedup", "alerts"], "redis://127.0.0.1:6391/0": ["stories"]}
+    # stories off: not a server of this config
+    assert split.server_stages(["dedup", "alerts"]) == {split.url: ["dedup", "alerts"]}
+    # another database on redis.url's host and port is the same server, whatever the host's case
+    same = load_settings(environ={}, overrides={"redis.url": "redis://Redis.example:6379/0",
+                                                 "redis.stage_urls.stories": "redis://redis.example:6379/2",
+                                                 "redis.stage_urls.alerts": "redis://redis.example:6380/0"}).redis
+    assert same.server_stages() == {"redis://Redis.example:6379/0": ["dedup", "stories"],
+                                    "redis://redis.example:6380/0": ["alerts"]}
 
 
 @pytest.mark.parametrize(("key", "value", "named"), [
@@ -84,6 +91,13 @@ def test_each_stage_keeps_its_state_on_its_own_server(make_stack: Any, samples: 
     assert not any(k.startswith((f"{ns}y", f"{ns}st:")) for k in on_alerts), on_alerts
     # The status board stays on redis.url, where the console reads it: the alert rules record too.
     assert f"{ns}status" in on_main and f"{ns}status" not in on_alerts
+    # The console's memory figure is the three servers' together
+    from newswire.console.health import redis_memory
+
+    memory = redis_memory(stack.settings)
+    used = [redis.Redis.from_url(url).info("memory")["used_memory"] for url in
+            (main, stage_servers["stories"].url, stage_servers["alerts"].url)]
+    assert memory["servers"] == 3 and memory["used"] >= sum(used) * 0.9, (memory, used)
 
     def ready() -> dict[str, Any]:
         try:
